@@ -1,0 +1,157 @@
+//! The commands: each loads what it needs, calls the library, prints, and picks an exit code.
+//!
+//! `Project` is what almost every command starts from: the settings, the validated manifest,
+//! the lock and the store's paths. Resolution of unpinned entries (with cargo's `--locked`
+//! and `--offline` rules) lives here too, because `plan`, `lock` and later `apply` share it.
+
+pub mod lock;
+pub mod plan;
+pub mod schema;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+
+use crate::lock::{Lockfile, fingerprint};
+use crate::manifest::Manifest;
+use crate::names::ModelId;
+use crate::plan::Resolution;
+use crate::settings::Settings;
+use crate::sources::ResolveContext;
+use crate::store::{StatCache, Store, StoreState};
+
+/// Exit code for "changes present" (`plan --detailed-exitcode`) and "out of date" checks.
+pub const EXIT_CHANGES: u8 = 2;
+
+/// The manifest, lock and store one command works on.
+pub struct Project {
+    pub settings: Settings,
+    pub manifest: Manifest,
+    pub lock: Lockfile,
+    pub store: Store,
+}
+
+impl Project {
+    pub fn load(settings: Settings) -> Result<Self> {
+        let manifest = crate::manifest::load(&settings.manifest_path)?;
+        let lock = crate::lock::load(&settings.lock_path)?;
+        let store = Store::new(settings.store_root(&manifest));
+        Ok(Self {
+            settings,
+            manifest,
+            lock,
+            store,
+        })
+    }
+
+    /// Scans the store, keeping the stat cache up to date when the store is writable.
+    pub fn scan(&self) -> Result<StoreState> {
+        let cache_path = self.store.stat_cache_path();
+        let mut cache = StatCache::load(&cache_path);
+        let state = crate::store::scan(&self.store, &mut cache)?;
+        if self.store.root().exists() {
+            // A read-only store still plans; it just hashes again next time.
+            let _ = cache.save(&cache_path);
+        }
+        Ok(state)
+    }
+
+    /// Ids whose lock entry is missing or was resolved from a different manifest entry.
+    pub fn unpinned(&self) -> Vec<ModelId> {
+        self.manifest
+            .models
+            .iter()
+            .filter(|(id, entry)| {
+                self.lock
+                    .models
+                    .get(*id)
+                    .is_none_or(|l| l.fingerprint != fingerprint(entry))
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Refuses, under `--locked`/`--frozen`, any run that would change models.lock.
+    pub fn check_locked(&self) -> Result<()> {
+        let Some(flag) = self.settings.network.locked else {
+            return Ok(());
+        };
+        let mut reasons: Vec<String> = self
+            .unpinned()
+            .iter()
+            .map(|id| match self.lock.models.contains_key(id) {
+                true => format!("`{id}` changed in models.yaml"),
+                false => format!("`{id}` is not in models.lock"),
+            })
+            .collect();
+        reasons.extend(
+            self.lock
+                .models
+                .keys()
+                .filter(|id| !self.manifest.models.contains_key(*id))
+                .map(|id| format!("`{id}` is no longer in models.yaml")),
+        );
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        Err(LockedViolation {
+            flag,
+            details: reasons.join(", "),
+        }
+        .into())
+    }
+
+    /// Resolves every unpinned entry through its source (or says why not, when offline).
+    pub fn resolve_unpinned(&self) -> Result<BTreeMap<ModelId, Resolution>> {
+        let ids = self.unpinned();
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let client = crate::net::client(&crate::net::NetConfig::default())
+            .into_diagnostic()
+            .wrap_err("cannot set up the HTTP client")?;
+        let ctx = ResolveContext {
+            client,
+            offline: self.settings.network.offline,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .into_diagnostic()?;
+        Ok(runtime.block_on(async {
+            let mut out = BTreeMap::new();
+            for id in ids {
+                if let Some(entry) = self.manifest.models.get(&id) {
+                    let resolution = crate::sources::resolve(&ctx, &id, entry).await;
+                    out.insert(id, resolution);
+                }
+            }
+            out
+        }))
+    }
+}
+
+/// `--locked` was passed but the lock would change.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("models.lock needs to be updated but {flag} was passed")]
+#[diagnostic(
+    code(lock::locked),
+    help("{details}; run `modelctl lock` and commit models.lock, or run without {flag}")
+)]
+pub struct LockedViolation {
+    pub flag: &'static str,
+    pub details: String,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
+    let settings = Settings::resolve(&cli.global);
+    match cli.command {
+        crate::cli::Command::Plan(args) => plan::run(settings, &args),
+        crate::cli::Command::Status(args) => status::run(settings, &args),
+        crate::cli::Command::Lock(args) => lock::run(settings, &args),
+        crate::cli::Command::Schema => schema::run(),
+    }
+}

@@ -1,0 +1,86 @@
+//! `modelctl plan`: resolve what is unpinned, scan the store, print the plan.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use serde::Serialize;
+
+use super::{EXIT_CHANGES, Project};
+use crate::cli::PlanArgs;
+use crate::digest::Sha256;
+use crate::plan::{Plan, PlanInput};
+use crate::settings::Settings;
+
+/// The document `plan --out FILE` writes: the plan plus what it was computed from, so that
+/// `apply FILE` can refuse when the manifest, lock or store changed since.
+#[derive(Serialize)]
+struct SavedPlan<'a> {
+    format: u32,
+    modelctl: &'static str,
+    manifest: String,
+    manifest_sha256: Sha256,
+    lock_sha256: Sha256,
+    store_state: Sha256,
+    next_lock: String,
+    plan: &'a Plan,
+}
+
+pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
+    let project = Project::load(settings)?;
+    project.check_locked()?;
+    let state = project.scan()?;
+    let resolutions = project.resolve_unpinned()?;
+    let facts = crate::system::gather(project.store.root());
+    let plan = crate::plan::plan(PlanInput {
+        manifest: &project.manifest,
+        lock: &project.lock,
+        resolutions: &resolutions,
+        state: &state,
+        facts: &facts,
+    });
+
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
+        writeln!(stdout, "{text}").into_diagnostic()?;
+    } else {
+        let style = project.settings.style_for(&std::io::stdout());
+        stdout
+            .write_all(crate::plan::render_text(&plan, style).as_bytes())
+            .into_diagnostic()?;
+    }
+    if let Some(out) = &args.out {
+        let saved = SavedPlan {
+            format: crate::plan::PLAN_FORMAT,
+            modelctl: env!("CARGO_PKG_VERSION"),
+            manifest: project.settings.manifest_path.display().to_string(),
+            manifest_sha256: digest_of_file(&project.settings.manifest_path),
+            lock_sha256: digest_of_file(&project.settings.lock_path),
+            store_state: state.fingerprint(),
+            next_lock: crate::lock::render(&plan.next_lock),
+            plan: &plan,
+        };
+        let mut text = serde_json::to_string_pretty(&saved).into_diagnostic()?;
+        text.push('\n');
+        crate::durable::write_atomic(out, text.as_bytes())
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot write the plan to `{}`", out.display()))?;
+        eprintln!("Saved the plan to `{}`.", out.display());
+    }
+
+    if !plan.errors.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    let changes = plan.has_changes() || plan.totals.unresolved > 0;
+    Ok(if args.detailed_exitcode && changes {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The sha256 of a file's bytes; a missing file hashes as empty.
+fn digest_of_file(path: &std::path::Path) -> Sha256 {
+    Sha256::of(&std::fs::read(path).unwrap_or_default())
+}

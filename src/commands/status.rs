@@ -1,0 +1,201 @@
+//! `modelctl status`: each model as declared, locked, present and active. No network.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic, Result};
+use serde::Serialize;
+
+use super::Project;
+use crate::cli::StatusArgs;
+use crate::lock::{LockedModel, LockedSource, fingerprint};
+use crate::names::{ModelId, TypeName};
+use crate::settings::Settings;
+use crate::store::{ActivePointer, PresentModel};
+use crate::units::human_bytes;
+
+/// One row of `status`.
+#[derive(Debug, Serialize)]
+struct ModelStatus {
+    id: ModelId,
+    #[serde(rename = "type")]
+    kind: TypeName,
+    source: String,
+    declared: bool,
+    /// Pinned in models.lock by an entry resolved from the current manifest entry.
+    locked: bool,
+    /// installed | not_installed | partial | drifted | unknown | undeclared
+    state: &'static str,
+    files_present: usize,
+    files_total: usize,
+    size: u64,
+    /// `active/<type>` points at this model now.
+    active: bool,
+    /// models.yaml wants this model active.
+    wants_active: bool,
+}
+
+pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
+    let project = Project::load(settings)?;
+    let state = project.scan()?;
+    let mut rows = Vec::new();
+    for (id, entry) in &project.manifest.models {
+        let present = state.models.get(&(entry.kind.clone(), id.clone()));
+        let locked = project
+            .lock
+            .models
+            .get(id)
+            .filter(|l| l.fingerprint == fingerprint(entry));
+        let (state_word, files_present, files_total) = presence(locked, present);
+        rows.push(ModelStatus {
+            id: id.clone(),
+            kind: entry.kind.clone(),
+            source: entry.source.kind().to_owned(),
+            declared: true,
+            locked: locked.is_some(),
+            state: state_word,
+            files_present,
+            files_total,
+            size: locked.map_or(0, LockedModel::total_size),
+            active: matches!(state.active.get(&entry.kind), Some(ActivePointer::Model(a)) if a == id),
+            wants_active: project.manifest.active.get(&entry.kind) == Some(id),
+        });
+    }
+    for ((kind, id), present) in &state.models {
+        if project
+            .manifest
+            .models
+            .get(id)
+            .is_some_and(|e| &e.kind == kind)
+        {
+            continue;
+        }
+        rows.push(ModelStatus {
+            id: id.clone(),
+            kind: kind.clone(),
+            source: String::new(),
+            declared: false,
+            locked: false,
+            state: "undeclared",
+            files_present: present.files.len(),
+            files_total: present.files.len(),
+            size: present.size(),
+            active: matches!(state.active.get(kind), Some(ActivePointer::Model(a)) if a == id),
+            wants_active: false,
+        });
+    }
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string_pretty(&rows).into_diagnostic()?;
+        writeln!(out, "{text}").into_diagnostic()?;
+    } else {
+        out.write_all(render_table(&rows).as_bytes())
+            .into_diagnostic()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How much of a locked model is on disk.
+fn presence(
+    locked: Option<&LockedModel>,
+    present: Option<&PresentModel>,
+) -> (&'static str, usize, usize) {
+    let Some(locked) = locked else {
+        return ("unknown", present.map_or(0, |p| p.files.len()), 0);
+    };
+    if let LockedSource::Ollama { digest, .. } = &locked.source {
+        let ok = present
+            .and_then(|p| p.ollama.as_ref())
+            .is_some_and(|d| d.digest == *digest);
+        return (
+            if ok { "installed" } else { "not_installed" },
+            usize::from(ok),
+            1,
+        );
+    }
+    let total = locked.files.len();
+    let Some(present) = present else {
+        return ("not_installed", 0, total);
+    };
+    let mut good = 0;
+    let mut drifted = false;
+    for file in &locked.files {
+        match (present.files.get(&file.path), file.sha256) {
+            (Some(have), Some(want)) if have.sha256 == want => good += 1,
+            (Some(have), None) if have.size == file.size => good += 1,
+            (Some(_), _) => drifted = true,
+            (None, _) => {}
+        }
+    }
+    let word = if drifted {
+        "drifted"
+    } else if good == total {
+        "installed"
+    } else if good == 0 {
+        "not_installed"
+    } else {
+        "partial"
+    };
+    (word, good, total)
+}
+
+fn render_table(rows: &[ModelStatus]) -> String {
+    if rows.is_empty() {
+        return "No models declared in models.yaml.\n".to_owned();
+    }
+    let header = [
+        "MODEL", "TYPE", "SOURCE", "STATE", "FILES", "SIZE", "ACTIVE",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let active = match (r.active, r.wants_active) {
+                (true, true) => "yes",
+                (false, true) => "pending",
+                (true, false) => "yes (to deactivate)",
+                (false, false) => "",
+            };
+            let state = if r.declared && !r.locked {
+                format!("{} (unlocked)", r.state)
+            } else {
+                r.state.to_owned()
+            };
+            [
+                r.id.to_string(),
+                r.kind.to_string(),
+                r.source.clone(),
+                state,
+                format!("{}/{}", r.files_present, r.files_total),
+                if r.size > 0 {
+                    human_bytes(r.size)
+                } else {
+                    "-".to_owned()
+                },
+                active.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == cols.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in &cells {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

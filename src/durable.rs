@@ -1,0 +1,103 @@
+//! Durable, atomic file writes: the one way modelctl replaces a file.
+//!
+//! Every file modelctl owns (models.lock, active.json, the stat cache, symlinks under
+//! `active/`) is replaced by writing a uniquely named sibling, fsyncing it, renaming it over
+//! the target and fsyncing the directory. A crash at any instant leaves either the complete old
+//! file or the complete new one, never an empty or truncated one (RELIABILITY.md C2).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A sibling name no other writer uses: `.name.tmp-<pid>-<n>`.
+fn temp_sibling(path: &Path) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Replaces `path` with `bytes` atomically and durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&temp, path)?;
+        sync_dir(parent_of(path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Writes `bytes` unless the file already holds exactly them; returns whether it wrote.
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    match fs::read(path) {
+        Ok(existing) if existing == bytes => Ok(false),
+        _ => write_atomic(path, bytes).map(|()| true),
+    }
+}
+
+/// Points the symlink `link` at `target`, replacing any previous link atomically.
+#[cfg(unix)]
+pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let temp = temp_sibling(link);
+    std::os::unix::fs::symlink(target, &temp)?;
+    if let Err(e) = fs::rename(&temp, link) {
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    sync_dir(parent_of(link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_if_changed_skips_identical_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("models.lock");
+        assert!(write_if_changed(&path, b"a\n").expect("first write"));
+        let before = fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!write_if_changed(&path, b"a\n").expect("second write"));
+        let after = fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        assert_eq!(before, after);
+        assert!(write_if_changed(&path, b"b\n").expect("third write"));
+        assert_eq!(fs::read(&path).expect("read"), b"b\n");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(leftovers.len(), 1, "no temp files are left behind");
+    }
+}

@@ -1,0 +1,34 @@
+//! modelctl: a declarative reconciler for AI model files.
+//!
+//! ```text
+//! models.yaml ──manifest──▶ Manifest ─┐
+//! models.lock ──lock──────▶ Lockfile ─┼──▶ plan::plan() ──▶ Plan ──▶ (apply) ──▶ store + lock
+//! store ───────store::scan▶ StoreState┘      (pure)
+//!      sources::resolve (url now; hf and ollama in their own modules) ──▶ lock entries
+//! ```
+//!
+//! - [`manifest`] reads and validates `models.yaml`, reporting every problem at its line.
+//! - [`lock`] reads and writes the canonical `models.lock`.
+//! - [`store`] knows the store layout and scans what is present, with a stat cache.
+//! - [`plan`] diffs desired against present state and renders the result.
+//! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client.
+//! - [`system`] gathers the machine facts the planner checks (disk, GPUs, memory).
+//! - [`names`] and [`digest`] validate every name and hash before it can reach a path;
+//!   [`durable`] is the one way files are replaced.
+//! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this.
+
+pub mod cli;
+pub mod commands;
+pub mod diagnostic;
+pub mod digest;
+pub mod durable;
+pub mod lock;
+pub mod manifest;
+pub mod names;
+pub mod net;
+pub mod plan;
+pub mod settings;
+pub mod sources;
+pub mod store;
+pub mod system;
+pub mod units;

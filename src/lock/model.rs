@@ -1,0 +1,122 @@
+//! The lock's data: per model, where it was resolved from and the exact files it consists of.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Md5, Sha256};
+use crate::manifest::{ModelEntry, RepoType, Source};
+use crate::names::{ModelId, RelPath};
+
+/// The lock format this build reads and writes.
+pub const LOCK_VERSION: u32 = 1;
+
+/// All locked models, by id.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lockfile {
+    pub models: BTreeMap<ModelId, LockedModel>,
+}
+
+/// One model pinned to exact content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedModel {
+    /// Fingerprint of the manifest entry this was resolved from (see [`fingerprint`]).
+    pub fingerprint: Sha256,
+    pub source: LockedSource,
+    /// Every file of the model, sorted by path. Empty for Ollama models (see their layers).
+    #[serde(default)]
+    pub files: Vec<LockedFile>,
+}
+
+/// What a source resolved to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum LockedSource {
+    Hf {
+        hf: String,
+        #[serde(default)]
+        repo_type: RepoType,
+        revision: String,
+        /// The 40-hex commit the revision pointed at.
+        commit: String,
+    },
+    Url {
+        url: String,
+        /// Where the URL led after redirects, when that differs.
+        #[serde(default)]
+        final_url: Option<String>,
+        #[serde(default)]
+        etag: Option<String>,
+        #[serde(default)]
+        last_modified: Option<String>,
+    },
+    Ollama {
+        ollama: String,
+        /// The sha256 of the manifest bytes (what `ollama list` shows as the id).
+        digest: Sha256,
+        layers: Vec<LockedLayer>,
+    },
+}
+
+impl LockedSource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LockedSource::Hf { .. } => "hf",
+            LockedSource::Url { .. } => "url",
+            LockedSource::Ollama { .. } => "ollama",
+        }
+    }
+}
+
+/// One layer of an Ollama model (or its config blob).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedLayer {
+    pub media_type: String,
+    pub digest: Sha256,
+    pub size: u64,
+}
+
+/// One file of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedFile {
+    pub path: RelPath,
+    pub size: u64,
+    /// Known once the file was hashed (always, for Hub LFS files and pinned URLs).
+    #[serde(default)]
+    pub sha256: Option<Sha256>,
+    /// Only when the source gave nothing better.
+    #[serde(default)]
+    pub md5: Option<Md5>,
+}
+
+impl LockedModel {
+    /// Total bytes of the model's files (or layers, for Ollama).
+    pub fn total_size(&self) -> u64 {
+        match &self.source {
+            LockedSource::Ollama { layers, .. } => layers.iter().map(|l| l.size).sum(),
+            _ => self.files.iter().map(|f| f.size).sum(),
+        }
+    }
+}
+
+/// The fingerprint of the parts of a manifest entry that decide what gets resolved: the
+/// source and the expected checksums. Renaming the description or changing `config` does not
+/// invalidate the lock; changing the revision, URL, globs or a checksum does.
+pub fn fingerprint(entry: &ModelEntry) -> Sha256 {
+    #[derive(Serialize)]
+    struct Resolved<'a> {
+        source: &'a Source,
+        files: &'a BTreeMap<RelPath, crate::manifest::FileExpect>,
+    }
+    let canonical = serde_json::to_vec(&Resolved {
+        source: &entry.source,
+        files: &entry.files,
+    })
+    .unwrap_or_default();
+    let mut input = b"modelctl-fingerprint-v1\n".to_vec();
+    input.extend_from_slice(&canonical);
+    Sha256::of(&input)
+}

@@ -1,0 +1,39 @@
+//! The `modelctl` binary: parse the command line, run it, map the outcome to an exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use modelctl::manifest::ManifestError;
+
+fn main() -> ExitCode {
+    let cli = modelctl::cli::Cli::parse();
+    let color = match cli.global.color {
+        modelctl::cli::ColorChoice::Always => true,
+        modelctl::cli::ColorChoice::Never => false,
+        modelctl::cli::ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
+    match modelctl::commands::run(cli) {
+        Ok(code) => code,
+        Err(report) => {
+            if let Some(ManifestError::Invalid(problems)) = report.downcast_ref::<ManifestError>() {
+                eprint!("{}", problems.render(color));
+            } else {
+                let theme = if color {
+                    miette::GraphicalTheme::unicode()
+                } else {
+                    miette::GraphicalTheme::unicode_nocolor()
+                };
+                let mut text = String::new();
+                let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+                if handler.render_report(&mut text, report.as_ref()).is_err() {
+                    text = format!("error: {report}\n");
+                }
+                eprint!("{text}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `models.yaml`: reading, validating and describing the manifest.
+//!
+//! `load` reads the file under a size limit, parses it into a spanned tree (`node`), and
+//! validates the tree into a [`Manifest`] (`validate`), reporting every problem of the file at
+//! once. `schema` turns the manifest types into the JSON Schema that editors use through the
+//! `yaml-language-server` modeline. Nothing here touches the store or the network.
+
+mod model;
+mod node;
+mod schema;
+mod validate;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use model::*;
+pub use schema::json_schema;
+pub use validate::MAX_MODELS;
+
+use crate::diagnostic::{At, FileProblems, Problem};
+
+/// Why a manifest could not be loaded.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ManifestError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    #[diagnostic(
+        code(manifest::read),
+        help("run modelctl in the directory that holds models.yaml, or pass `--manifest PATH`")
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{}` is {size} bytes; the limit for a manifest is {limit} bytes", path.display())]
+    #[diagnostic(
+        code(manifest::too_large),
+        help("a manifest lists models, not their contents; check that this is the right file")
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("`{}` is not UTF-8 text", path.display())]
+    #[diagnostic(code(manifest::not_utf8), help("save the file as UTF-8"))]
+    NotUtf8 { path: PathBuf },
+    #[error("{0}")]
+    Invalid(FileProblems),
+}
+
+/// Reads and validates the manifest at `path`.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let read_err = |source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(node::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > node::MAX_FILE_BYTES {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(ManifestError::TooLarge {
+            path: path.to_owned(),
+            size,
+            limit: node::MAX_FILE_BYTES,
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8 {
+        path: path.to_owned(),
+    })?;
+    let name = display_name(path);
+    parse_str(&text, &name).map_err(ManifestError::Invalid)
+}
+
+/// Validates manifest text; `name` is how diagnostics refer to the file.
+pub fn parse_str(text: &str, name: &str) -> Result<Manifest, FileProblems> {
+    let problems = |problems| FileProblems {
+        name: name.to_owned(),
+        text: Arc::new(text.to_owned()),
+        problems,
+    };
+    let root = node::parse(text).map_err(|e| problems(vec![syntax_problem(&e)]))?;
+    validate::validate(&root).map_err(problems)
+}
+
+/// A YAML syntax error or a resource limit, as a problem with its location.
+fn syntax_problem(err: &serde_saphyr::Error) -> Problem {
+    let at = err.location().and_then(|l| At::of(&l));
+    let (code, message, help) = match err {
+        serde_saphyr::Error::Budget { breach, .. } => (
+            "manifest::limit",
+            format!("the manifest exceeds a safety limit: {breach:?}"),
+            format!(
+                "manifests are limited to {} levels of nesting, {} nodes and {} aliases; \
+                 this file looks generated or hostile",
+                node::MAX_DEPTH,
+                node::MAX_NODES,
+                node::MAX_ALIASES
+            ),
+        ),
+        _ => (
+            "manifest::syntax",
+            first_line(&err.to_string()),
+            "fix the YAML syntax at this position (indentation uses spaces, `key: value`)"
+                .to_owned(),
+        ),
+    };
+    Problem {
+        code,
+        message,
+        at,
+        help: Some(help),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or(text).trim().to_owned()
+}
+
+/// The shortest honest name for a file in messages: relative when under the current directory.
+pub fn display_name(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}

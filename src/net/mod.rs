@@ -1,0 +1,123 @@
+//! The one HTTP client every source uses, and the rules for showing URLs.
+//!
+//! The client has connect and read timeouts (reqwest has none by default), follows at most 10
+//! redirects and never from https to http, sends no `Referer`, asks for `identity` encoding
+//! (weights are never transparently decompressed), and identifies itself. Credentials in URLs
+//! and presigned query parameters are masked by [`redact`] before a URL reaches any output.
+
+use std::time::Duration;
+
+pub const USER_AGENT: &str = concat!("modelctl/", env!("CARGO_PKG_VERSION"));
+
+/// Settings of the client; tests shorten the timeouts.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_redirects: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_redirects: 10,
+        }
+    }
+}
+
+/// Builds the client.
+pub fn client(config: &NetConfig) -> Result<reqwest::Client, reqwest::Error> {
+    let max = config.max_redirects;
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|prev| prev.scheme() == "https")
+            && attempt.url().scheme() != "https";
+        if attempt.previous().len() > max {
+            attempt.error(format!("more than {max} redirects"))
+        } else if downgrade {
+            attempt.error("redirect from https to a non-https URL refused")
+        } else if !matches!(attempt.url().scheme(), "http" | "https") {
+            attempt.error("redirect to a disallowed destination")
+        } else {
+            attempt.follow()
+        }
+    });
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT_ENCODING,
+        reqwest::header::HeaderValue::from_static("identity"),
+    );
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .default_headers(headers)
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .redirect(policy)
+        .referer(false)
+        .build()
+}
+
+/// A URL fit for output: `user:****@`, and signature-like query parameters masked.
+pub fn redact(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else {
+        return text.to_owned();
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_password(if url.password().is_some() {
+            Some("****")
+        } else {
+            None
+        });
+    }
+    let sensitive = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        [
+            "signature",
+            "token",
+            "key",
+            "credential",
+            "policy",
+            "auth",
+            "secret",
+            "sig",
+        ]
+        .iter()
+        .any(|s| k.contains(s))
+    };
+    if url.query_pairs().any(|(k, _)| sensitive(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if sensitive(&k) {
+                    "****".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_urls_are_masked() {
+        let shown = redact("https://user:hunter2@example.com/a.bin?X-Amz-Signature=abc&x=1");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("abc"), "{shown}");
+        assert!(shown.contains("x=1"), "{shown}");
+        assert_eq!(
+            redact("https://example.com/a.bin"),
+            "https://example.com/a.bin"
+        );
+    }
+}

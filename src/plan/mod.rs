@@ -1,0 +1,248 @@
+//! The plan: what `apply` would do to make the store match the manifest and the lock.
+//!
+//! [`plan`] is a pure function of its inputs (manifest, lock, fresh resolutions, scanned store,
+//! system facts): it reads no file, clock, network or environment, so the same inputs always
+//! give the same plan, and tests describe any situation as data. The result groups actions by
+//! model in a fixed order (acquire files, then pointer swaps, then deletions, so an old model is
+//! never removed before its replacement is active), carries the lock `apply` would write, and
+//! the totals and disk check that decide whether it can run at all. `render` prints it the way
+//! terraform does; its `Serialize` form is the stable `--json` document.
+
+mod planner;
+mod render;
+
+use serde::Serialize;
+
+pub use planner::{PlanInput, Resolution, plan};
+pub use render::{Style, render_text};
+
+use crate::digest::{Md5, Sha256};
+use crate::lock::Lockfile;
+use crate::names::{ModelId, RelPath, TypeName};
+
+/// Version of the `--json` and `--out` document.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// Everything `apply` would do, and what it would cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub format: u32,
+    /// Per declared or deleted model, sorted by id.
+    pub models: Vec<ModelPlan>,
+    /// Changes to `active/<type>` pointers, in type order, after all files are in place.
+    pub activations: Vec<Action>,
+    /// Every action in execution order (the model actions, then activations, then deletions).
+    pub actions: Vec<Action>,
+    /// How models.lock would change.
+    pub lock_changes: Vec<LockChange>,
+    pub totals: Totals,
+    pub disk: DiskCheck,
+    pub warnings: Vec<Notice>,
+    /// Problems that stop `apply` (a manifest checksum that contradicts the lock, a plan that
+    /// does not fit on disk).
+    pub errors: Vec<Notice>,
+    /// The lock `apply` would write.
+    #[serde(skip)]
+    pub next_lock: Lockfile,
+}
+
+impl Plan {
+    /// Whether applying would change anything on disk or in the lock.
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty() || !self.lock_changes.is_empty()
+    }
+
+    /// Models whose entries could not be resolved, with the reason.
+    pub fn unresolved(&self) -> impl Iterator<Item = (&ModelId, &str)> {
+        self.models.iter().filter_map(|m| match &m.status {
+            ModelStatus::Unresolved { reason } => Some((&m.id, reason.as_str())),
+            _ => None,
+        })
+    }
+}
+
+/// One model's part of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelPlan {
+    pub id: ModelId,
+    #[serde(rename = "type")]
+    pub kind: TypeName,
+    /// Where it comes from, for display (`hf:org/name@1a2b3c4`, a redacted URL, `ollama:llama3:8b`).
+    pub source: String,
+    pub status: ModelStatus,
+    pub actions: Vec<Action>,
+    /// Text diff of the locked entry against the new one, when a locked entry changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// Where a model stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// Present and verified; nothing to do.
+    UpToDate,
+    /// Declared and pinned, with work to do.
+    Changes,
+    /// Not pinned yet, and could not be resolved in this run.
+    Unresolved { reason: String },
+    /// Present in the store but no longer declared.
+    Removed,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Fetch a file into a blob and link it into the model directory.
+    Download {
+        model: ModelId,
+        path: RelPath,
+        size: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<Sha256>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        md5: Option<Md5>,
+        from: String,
+        /// A different file is there now (drifted or stale).
+        replace: bool,
+    },
+    /// The blob is already in the store: link it only.
+    Reuse {
+        model: ModelId,
+        path: RelPath,
+        size: u64,
+        sha256: Sha256,
+        replace: bool,
+    },
+    /// The file is present but its content cannot be confirmed from the lock's sha256 alone.
+    Verify {
+        model: ModelId,
+        path: RelPath,
+        size: u64,
+        reason: String,
+    },
+    /// Remove a file from a model directory that the lock does not list.
+    DeleteFile {
+        model: ModelId,
+        path: String,
+        size: u64,
+    },
+    /// Remove a model directory; blobs no longer referenced are freed by `gc`.
+    Delete {
+        model: ModelId,
+        #[serde(rename = "type")]
+        kind: TypeName,
+        size: u64,
+        freed: u64,
+    },
+    /// Pull a model into Ollama.
+    Pull {
+        model: ModelId,
+        name: String,
+        digest: Sha256,
+        size: u64,
+    },
+    /// Remove a model from Ollama.
+    Remove { model: ModelId, name: String },
+    /// Load a model into memory through the Ollama daemon.
+    Load { model: ModelId, name: String },
+    /// Unload a model from memory (`keep_alive: 0`).
+    Unload { model: ModelId, name: String },
+    /// Point `active/<type>` at a model, where nothing was active.
+    Activate {
+        #[serde(rename = "type")]
+        kind: TypeName,
+        to: ModelId,
+    },
+    /// Point `active/<type>` at another model.
+    Swap {
+        #[serde(rename = "type")]
+        kind: TypeName,
+        from: String,
+        to: ModelId,
+    },
+    /// Remove `active/<type>`.
+    Deactivate {
+        #[serde(rename = "type")]
+        kind: TypeName,
+        from: String,
+    },
+    /// Run a hook from the manifest.
+    Hook {
+        model: ModelId,
+        event: String,
+        command: String,
+    },
+}
+
+/// A change to models.lock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockChange {
+    pub model: ModelId,
+    pub change: LockChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockChangeKind {
+    Added,
+    Updated,
+    Removed,
+}
+
+/// Sums over the plan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub downloads: usize,
+    pub download_bytes: u64,
+    /// Downloads whose size is not known yet (they count as 0 bytes above).
+    pub unknown_sizes: usize,
+    pub reuses: usize,
+    pub verifies: usize,
+    pub deletes: usize,
+    pub freed_bytes: u64,
+    pub pulls: usize,
+    pub pull_bytes: u64,
+    pub activations: usize,
+    pub swaps: usize,
+    pub deactivations: usize,
+    pub unresolved: usize,
+}
+
+/// Whether the plan fits on the store's filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiskCheck {
+    /// The most extra space the plan holds at once (downloads land before deletions free).
+    pub peak_bytes: u64,
+    pub free_bytes: Option<u64>,
+    pub path: String,
+    pub fits: bool,
+}
+
+/// A warning or an error, about a model or the whole plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notice {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelId>,
+    pub message: String,
+}
+
+impl Action {
+    /// The model an action belongs to; pointer actions belong to a type instead.
+    pub fn model(&self) -> Option<&ModelId> {
+        match self {
+            Action::Download { model, .. }
+            | Action::Reuse { model, .. }
+            | Action::Verify { model, .. }
+            | Action::DeleteFile { model, .. }
+            | Action::Delete { model, .. }
+            | Action::Pull { model, .. }
+            | Action::Remove { model, .. }
+            | Action::Load { model, .. }
+            | Action::Unload { model, .. }
+            | Action::Hook { model, .. } => Some(model),
+            Action::Activate { .. } | Action::Swap { .. } | Action::Deactivate { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! The planner: a pure diff of desired state (manifest + lock) against the scanned store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::lock::{LockedModel, LockedSource, fingerprint};
+use crate::manifest::{Manifest, ModelEntry, Source};
+use crate::store::{ActivePointer, PresentModel, StoreState};
+use crate::system::{GpuFacts, SystemFacts};
+use crate::units::human_bytes;
+
+/// Everything the planner looks at. It looks at nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub manifest: &'a Manifest,
+    /// The lock as it is on disk.
+    pub lock: &'a Lockfile,
+    /// Fresh resolutions of the entries the lock did not pin (new or changed ones).
+    pub resolutions: &'a BTreeMap<ModelId, Resolution>,
+    pub state: &'a StoreState,
+    pub facts: &'a SystemFacts,
+}
+
+/// The outcome of resolving one manifest entry in this run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Resolved(LockedModel),
+    /// Not resolved; the reason says why and what to do.
+    Failed {
+        reason: String,
+    },
+}
+
+/// Computes the plan.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let mut p = Planner::default();
+    let pinned = p.pin_models(&input);
+    let desired_blobs: BTreeSet<Sha256> = pinned
+        .values()
+        .flat_map(|m| m.files.iter().filter_map(|f| f.sha256))
+        .collect();
+
+    let mut acquire = Vec::new();
+    for (id, entry) in &input.manifest.models {
+        let present = input.state.models.get(&(entry.kind.clone(), id.clone()));
+        let actions = match pinned.get(id) {
+            Some(locked) => p.model_actions(id, entry, locked, present, input.state),
+            None => Vec::new(),
+        };
+        acquire.extend(actions.iter().cloned());
+        p.finish_model(id, entry, pinned.get(id), actions);
+    }
+
+    let activations = p.activations(&input);
+    let deletions = p.deletions(&input, &desired_blobs);
+
+    let mut actions = acquire;
+    actions.extend(activations.iter().cloned());
+    actions.extend(deletions);
+    p.models.sort_by(|a, b| a.id.cmp(&b.id));
+
+    p.check_requirements(&input);
+    let totals = totals(&actions, &p.models);
+    let disk = disk_check(&totals, input.facts);
+    if !disk.fits {
+        p.errors.push(Notice {
+            model: None,
+            message: format!(
+                "not enough disk space: the plan needs {} at its peak, but only {} is free at `{}`",
+                human_bytes(disk.peak_bytes),
+                human_bytes(disk.free_bytes.unwrap_or(0)),
+                disk.path
+            ),
+        });
+    }
+    Plan {
+        format: PLAN_FORMAT,
+        models: p.models,
+        activations,
+        actions,
+        lock_changes: p.lock_changes,
+        totals,
+        disk,
+        warnings: p.warnings,
+        errors: p.errors,
+        next_lock: p.next_lock,
+    }
+}
+
+#[derive(Default)]
+struct Planner {
+    models: Vec<ModelPlan>,
+    lock_changes: Vec<LockChange>,
+    warnings: Vec<Notice>,
+    errors: Vec<Notice>,
+    next_lock: Lockfile,
+    diffs: BTreeMap<ModelId, String>,
+    unresolved: BTreeMap<ModelId, String>,
+}
+
+impl Planner {
+    /// Decides the locked entry of every declared model: the lock's when its fingerprint still
+    /// matches, else this run's resolution; records lock changes and unresolved models.
+    fn pin_models(&mut self, input: &PlanInput<'_>) -> BTreeMap<ModelId, LockedModel> {
+        let mut pinned = BTreeMap::new();
+        for (id, entry) in &input.manifest.models {
+            let old = input.lock.models.get(id);
+            if let Some(old) = old.filter(|o| o.fingerprint == fingerprint(entry)) {
+                pinned.insert(id.clone(), old.clone());
+                self.next_lock.models.insert(id.clone(), old.clone());
+                continue;
+            }
+            match input.resolutions.get(id) {
+                Some(Resolution::Resolved(new)) => {
+                    let change = match old {
+                        Some(old) => {
+                            self.diffs.insert(
+                                id.clone(),
+                                entry_diff(&render_locked(old), &render_locked(new)),
+                            );
+                            LockChangeKind::Updated
+                        }
+                        None => LockChangeKind::Added,
+                    };
+                    self.lock_changes.push(LockChange {
+                        model: id.clone(),
+                        change,
+                    });
+                    pinned.insert(id.clone(), new.clone());
+                    self.next_lock.models.insert(id.clone(), new.clone());
+                }
+                other => {
+                    let reason = match other {
+                        Some(Resolution::Failed { reason }) => reason.clone(),
+                        _ => "not resolved in this run".to_owned(),
+                    };
+                    if let Some(old) = old {
+                        self.diffs.insert(
+                            id.clone(),
+                            entry_diff(
+                                &render_requested_locked(&old.source),
+                                &render_requested(&entry.source),
+                            ),
+                        );
+                        self.next_lock.models.insert(id.clone(), old.clone());
+                    }
+                    self.unresolved.insert(id.clone(), reason);
+                }
+            }
+        }
+        for id in input.lock.models.keys() {
+            if !input.manifest.models.contains_key(id) {
+                self.lock_changes.push(LockChange {
+                    model: id.clone(),
+                    change: LockChangeKind::Removed,
+                });
+            }
+        }
+        pinned
+    }
+
+    /// The actions that make one declared, pinned model complete on disk.
+    fn model_actions(
+        &mut self,
+        id: &ModelId,
+        entry: &ModelEntry,
+        locked: &LockedModel,
+        present: Option<&PresentModel>,
+        state: &StoreState,
+    ) -> Vec<Action> {
+        self.check_expectations(id, entry, locked);
+        let empty = PresentModel::default();
+        let present = present.unwrap_or(&empty);
+        let mut actions = Vec::new();
+        if let LockedSource::Ollama {
+            ollama,
+            digest,
+            layers,
+        } = &locked.source
+        {
+            if present.ollama.as_ref().map(|d| d.digest) != Some(*digest) {
+                actions.push(Action::Pull {
+                    model: id.clone(),
+                    name: ollama.clone(),
+                    digest: *digest,
+                    size: layers.iter().map(|l| l.size).sum(),
+                });
+            }
+            return actions;
+        }
+        for file in &locked.files {
+            let have = present.files.get(&file.path);
+            let replace = have.is_some();
+            match (have, file.sha256) {
+                (Some(h), Some(want)) if h.sha256 == want => continue,
+                (Some(h), None) if h.size == file.size => {
+                    actions.push(Action::Verify {
+                        model: id.clone(),
+                        path: file.path.clone(),
+                        size: file.size,
+                        reason: if file.md5.is_some() {
+                            "the lock has only an md5 for it".to_owned()
+                        } else {
+                            "the lock has no sha256 for it yet".to_owned()
+                        },
+                    });
+                    continue;
+                }
+                _ => {}
+            }
+            match file.sha256.filter(|d| state.blobs.contains_key(d)) {
+                Some(sha256) => actions.push(Action::Reuse {
+                    model: id.clone(),
+                    path: file.path.clone(),
+                    size: file.size,
+                    sha256,
+                    replace,
+                }),
+                None => actions.push(Action::Download {
+                    model: id.clone(),
+                    path: file.path.clone(),
+                    size: file.size,
+                    sha256: file.sha256,
+                    md5: file.md5,
+                    from: file_origin(&locked.source, file.path.as_str()),
+                    replace,
+                }),
+            }
+        }
+        let listed: BTreeSet<&str> = locked.files.iter().map(|f| f.path.as_str()).collect();
+        for (path, file) in &present.files {
+            if !listed.contains(path.as_str()) {
+                actions.push(Action::DeleteFile {
+                    model: id.clone(),
+                    path: path.to_string(),
+                    size: file.size,
+                });
+            }
+        }
+        for path in &present.foreign {
+            actions.push(Action::DeleteFile {
+                model: id.clone(),
+                path: path.clone(),
+                size: 0,
+            });
+        }
+        actions
+    }
+
+    /// Checksums in the manifest must agree with what the lock pins; md5-only files are weak.
+    fn check_expectations(&mut self, id: &ModelId, entry: &ModelEntry, locked: &LockedModel) {
+        for (path, expect) in &entry.files {
+            let Some(file) = locked.files.iter().find(|f| &f.path == path) else {
+                self.errors.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "models.yaml lists file `{path}`, which the locked source does not have"
+                    ),
+                });
+                continue;
+            };
+            let sha_conflict = matches!((expect.sha256, file.sha256), (Some(a), Some(b)) if a != b);
+            let md5_conflict = matches!((expect.md5, file.md5), (Some(a), Some(b)) if a != b);
+            let size_conflict = expect.size.is_some_and(|s| s != file.size);
+            if sha_conflict || md5_conflict || size_conflict {
+                self.errors.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "models.yaml expects different content for `{path}` than models.lock pins; \
+                         fix the checksum in models.yaml or re-resolve with `modelctl update {id}`"
+                    ),
+                });
+            }
+        }
+        for file in &locked.files {
+            if file.sha256.is_none() && file.md5.is_some() {
+                self.warnings.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "`{}` is checked by md5 only, which is not collision-resistant; add its sha256",
+                        file.path
+                    ),
+                });
+            }
+        }
+    }
+
+    fn finish_model(
+        &mut self,
+        id: &ModelId,
+        entry: &ModelEntry,
+        locked: Option<&LockedModel>,
+        actions: Vec<Action>,
+    ) {
+        let status = if let Some(reason) = self.unresolved.get(id) {
+            ModelStatus::Unresolved {
+                reason: reason.clone(),
+            }
+        } else if actions.is_empty() && !self.lock_changes.iter().any(|c| &c.model == id) {
+            ModelStatus::UpToDate
+        } else {
+            ModelStatus::Changes
+        };
+        self.models.push(ModelPlan {
+            id: id.clone(),
+            kind: entry.kind.clone(),
+            source: source_label(&entry.source, locked),
+            status,
+            actions,
+            diff: self.diffs.remove(id),
+        });
+    }
+
+    /// Pointer changes, type by type, with the Ollama loads and hooks they entail.
+    fn activations(&mut self, input: &PlanInput<'_>) -> Vec<Action> {
+        let manifest = input.manifest;
+        let types: BTreeSet<&TypeName> = manifest
+            .active
+            .keys()
+            .chain(input.state.active.keys())
+            .collect();
+        let mut out = Vec::new();
+        for kind in types {
+            let want = manifest.active.get(kind);
+            let have = input.state.active.get(kind);
+            let have_id = match have {
+                Some(ActivePointer::Model(id)) => Some(id),
+                _ => None,
+            };
+            if want.is_some() && want == have_id {
+                continue;
+            }
+            let from_label = match have {
+                Some(ActivePointer::Model(id)) => Some(id.to_string()),
+                Some(ActivePointer::Broken(target)) => Some(format!("(broken link to {target})")),
+                None => None,
+            };
+            match (want, from_label) {
+                (Some(to), None) => out.push(Action::Activate {
+                    kind: kind.clone(),
+                    to: to.clone(),
+                }),
+                (Some(to), Some(from)) => out.push(Action::Swap {
+                    kind: kind.clone(),
+                    from,
+                    to: to.clone(),
+                }),
+                (None, Some(from)) => out.push(Action::Deactivate {
+                    kind: kind.clone(),
+                    from,
+                }),
+                (None, None) => continue,
+            }
+            if let Some(old) = have_id {
+                if let Some(name) = ollama_name(input, kind, old) {
+                    out.push(Action::Unload {
+                        model: old.clone(),
+                        name,
+                    });
+                }
+                if let Some(cmd) = manifest
+                    .models
+                    .get(old)
+                    .and_then(|e| e.hooks.deactivate.clone())
+                {
+                    out.push(Action::Hook {
+                        model: old.clone(),
+                        event: "deactivate".into(),
+                        command: cmd,
+                    });
+                }
+            }
+            if let Some(new) = want {
+                if let Some(name) = ollama_name(input, kind, new) {
+                    out.push(Action::Load {
+                        model: new.clone(),
+                        name,
+                    });
+                }
+                if let Some(cmd) = manifest
+                    .models
+                    .get(new)
+                    .and_then(|e| e.hooks.activate.clone())
+                {
+                    out.push(Action::Hook {
+                        model: new.clone(),
+                        event: "activate".into(),
+                        command: cmd,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Model directories no longer declared (or declared under another type).
+    fn deletions(
+        &mut self,
+        input: &PlanInput<'_>,
+        desired_blobs: &BTreeSet<Sha256>,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut counted: BTreeSet<Sha256> = BTreeSet::new();
+        for ((kind, id), present) in &input.state.models {
+            let declared = input
+                .manifest
+                .models
+                .get(id)
+                .is_some_and(|e| &e.kind == kind);
+            if declared {
+                continue;
+            }
+            let mut freed = 0;
+            for file in present.files.values() {
+                if !desired_blobs.contains(&file.sha256) && counted.insert(file.sha256) {
+                    freed += input.state.blobs.get(&file.sha256).copied().unwrap_or(0);
+                }
+            }
+            if let Some(d) = &present.ollama {
+                out.push(Action::Remove {
+                    model: id.clone(),
+                    name: d.ollama.clone(),
+                });
+            }
+            let action = Action::Delete {
+                model: id.clone(),
+                kind: kind.clone(),
+                size: present.size(),
+                freed,
+            };
+            out.push(action.clone());
+            let renamed = input.manifest.models.contains_key(id);
+            if renamed {
+                if let Some(m) = self.models.iter_mut().find(|m| &m.id == id) {
+                    m.actions.push(action);
+                    if m.status == ModelStatus::UpToDate {
+                        m.status = ModelStatus::Changes;
+                    }
+                }
+                continue;
+            }
+            self.models.push(ModelPlan {
+                id: id.clone(),
+                kind: kind.clone(),
+                source: present
+                    .ollama
+                    .as_ref()
+                    .map_or_else(String::new, |d| format!("ollama:{}", d.ollama)),
+                status: ModelStatus::Removed,
+                actions: out
+                    .iter()
+                    .filter(|a| a.model() == Some(id))
+                    .cloned()
+                    .collect(),
+                diff: None,
+            });
+        }
+        out
+    }
+
+    /// GPU and memory needs of the active models against the machine.
+    fn check_requirements(&mut self, input: &PlanInput<'_>) {
+        let mut gpu_sum = 0u64;
+        for id in input.manifest.active.values() {
+            let Some(entry) = input.manifest.models.get(id) else {
+                continue;
+            };
+            if let Some(need) = entry.requires.gpu_memory {
+                gpu_sum += need;
+                match &input.facts.gpus {
+                    GpuFacts::None { reason } => self.warnings.push(Notice {
+                        model: Some(id.clone()),
+                        message: format!("needs {} of GPU memory; {reason}", human_bytes(need)),
+                    }),
+                    facts => {
+                        let largest = facts.largest_memory().unwrap_or(0);
+                        if largest < need {
+                            self.warnings.push(Notice {
+                                model: Some(id.clone()),
+                                message: format!(
+                                    "needs {} of GPU memory; the largest GPU has {}",
+                                    human_bytes(need),
+                                    human_bytes(largest)
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            if let (Some(need), Some(total)) = (entry.requires.ram, input.facts.ram_total) {
+                if need > total {
+                    self.warnings.push(Notice {
+                        model: Some(id.clone()),
+                        message: format!(
+                            "needs {} of memory; this machine has {}",
+                            human_bytes(need),
+                            human_bytes(total)
+                        ),
+                    });
+                }
+            }
+        }
+        if let GpuFacts::Found { gpus } = &input.facts.gpus {
+            let total: u64 = gpus.iter().map(|g| g.memory_total).sum();
+            if gpu_sum > total {
+                self.warnings.push(Notice {
+                    model: None,
+                    message: format!(
+                        "the active models need {} of GPU memory together; the GPUs have {} in all",
+                        human_bytes(gpu_sum),
+                        human_bytes(total)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// The Ollama name of a model, from the manifest or (for an undeclared one) its descriptor.
+fn ollama_name(input: &PlanInput<'_>, kind: &TypeName, id: &ModelId) -> Option<String> {
+    match input.manifest.models.get(id).map(|e| &e.source) {
+        Some(Source::Ollama(o)) => Some(o.ollama.clone()),
+        Some(_) => None,
+        None => input
+            .state
+            .models
+            .get(&(kind.clone(), id.clone()))
+            .and_then(|m| m.ollama.as_ref())
+            .map(|d| d.ollama.clone()),
+    }
+}
+
+fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
+    let mut t = Totals::default();
+    for a in actions {
+        match a {
+            Action::Download {
+                size, sha256, md5, ..
+            } => {
+                t.downloads += 1;
+                t.download_bytes += size;
+                if *size == 0 && sha256.is_none() && md5.is_none() {
+                    t.unknown_sizes += 1;
+                }
+            }
+            Action::Reuse { .. } => t.reuses += 1,
+            Action::Verify { .. } => t.verifies += 1,
+            Action::Delete { freed, .. } => {
+                t.deletes += 1;
+                t.freed_bytes += freed;
+            }
+            Action::Pull { size, .. } => {
+                t.pulls += 1;
+                t.pull_bytes += size;
+            }
+            Action::Activate { .. } => t.activations += 1,
+            Action::Swap { .. } => t.swaps += 1,
+            Action::Deactivate { .. } => t.deactivations += 1,
+            Action::DeleteFile { .. }
+            | Action::Remove { .. }
+            | Action::Load { .. }
+            | Action::Unload { .. }
+            | Action::Hook { .. } => {}
+        }
+    }
+    t.unresolved = models
+        .iter()
+        .filter(|m| matches!(m.status, ModelStatus::Unresolved { .. }))
+        .count();
+    t
+}
+
+/// Downloads land in the store before anything is deleted, so the peak is all of them.
+fn disk_check(totals: &Totals, facts: &SystemFacts) -> DiskCheck {
+    let peak = totals.download_bytes;
+    DiskCheck {
+        peak_bytes: peak,
+        free_bytes: facts.free_disk,
+        path: facts.disk_path.clone(),
+        fits: facts.free_disk.is_none_or(|free| peak <= free),
+    }
+}
+
+/// How a model's source reads in the plan.
+fn source_label(source: &Source, locked: Option<&LockedModel>) -> String {
+    match (source, locked.map(|l| &l.source)) {
+        (Source::Hf(h), Some(LockedSource::Hf { commit, .. })) => {
+            format!("hf:{}@{}", h.hf, commit.get(..7).unwrap_or(commit))
+        }
+        (Source::Hf(h), _) => format!("hf:{}@{}", h.hf, h.revision),
+        (Source::Url(u), _) => crate::net::redact(u.url.as_str()),
+        (Source::Ollama(o), Some(LockedSource::Ollama { digest, .. })) => {
+            format!("ollama:{}@{}", o.ollama, digest.short())
+        }
+        (Source::Ollama(o), _) => format!("ollama:{}", o.ollama),
+    }
+}
+
+/// Where a file comes from, for display.
+fn file_origin(source: &LockedSource, path: &str) -> String {
+    match source {
+        LockedSource::Hf { hf, commit, .. } => {
+            format!("hf:{hf}@{}/{path}", commit.get(..7).unwrap_or(commit))
+        }
+        LockedSource::Url { url, final_url, .. } => {
+            crate::net::redact(final_url.as_deref().unwrap_or(url))
+        }
+        LockedSource::Ollama { ollama, .. } => format!("ollama:{ollama}"),
+    }
+}
+
+/// A locked entry as lock text, for diffs.
+fn render_locked(model: &LockedModel) -> String {
+    let mut lock = Lockfile::default();
+    if let Ok(id) = ModelId::parse("entry") {
+        lock.models.insert(id, model.clone());
+    }
+    crate::lock::render(&lock)
+        .lines()
+        .skip_while(|l| !l.starts_with("    "))
+        .filter(|l| !l.trim_start().starts_with("fingerprint:"))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or(l)))
+        .collect()
+}
+
+/// The requested part of a locked source (what the manifest asked for), for diffs.
+fn render_requested_locked(source: &LockedSource) -> String {
+    match source {
+        LockedSource::Hf { hf, revision, .. } => format!("hf: {hf}\nrevision: {revision}\n"),
+        LockedSource::Url { url, .. } => format!("url: {}\n", crate::net::redact(url)),
+        LockedSource::Ollama { ollama, .. } => format!("ollama: {ollama}\n"),
+    }
+}
+
+/// The requested source from the manifest, in the same shape.
+fn render_requested(source: &Source) -> String {
+    match source {
+        Source::Hf(h) => format!("hf: {}\nrevision: {}\n", h.hf, h.revision),
+        Source::Url(u) => format!("url: {}\n", crate::net::redact(u.url.as_str())),
+        Source::Ollama(o) => format!("ollama: {}\n", o.ollama),
+    }
+}
+
+/// A line diff: `-` old, `+` new, two-space context.
+fn entry_diff(old: &str, new: &str) -> String {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let mut out = String::new();
+    for change in diff.iter_all_changes() {
+        let sign = match change.tag() {
+            similar::ChangeTag::Delete => "-",
+            similar::ChangeTag::Insert => "+",
+            similar::ChangeTag::Equal => " ",
+        };
+        out.push_str(sign);
+        out.push(' ');
+        out.push_str(change.value().trim_end_matches('\n'));
+        out.push('\n');
+    }
+    out
+}

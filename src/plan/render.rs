@@ -1,0 +1,335 @@
+//! The plan as a person reads it: terraform-style, grouped by model, with a summary line.
+//!
+//! Symbols: `+` something is added, `-` removed, `~` changed in place, `=` linked from a blob
+//! already in the store, `?` cannot be planned until resolved, `!` a warning. Colour is used
+//! only when the caller asks for it; the text reads the same without it.
+
+use std::fmt::Write;
+
+use anstyle::{AnsiColor, Style as Ansi};
+
+use super::*;
+use crate::units::human_bytes;
+
+/// Whether to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Color,
+}
+
+struct Painter(Style);
+
+impl Painter {
+    fn paint(&self, color: AnsiColor, text: &str) -> String {
+        match self.0 {
+            Style::Plain => text.to_owned(),
+            Style::Color => {
+                let s = Ansi::new().fg_color(Some(color.into()));
+                format!("{s}{text}{s:#}")
+            }
+        }
+    }
+    fn bold(&self, text: &str) -> String {
+        match self.0 {
+            Style::Plain => text.to_owned(),
+            Style::Color => {
+                let s = Ansi::new().bold();
+                format!("{s}{text}{s:#}")
+            }
+        }
+    }
+    fn sym(&self, sym: &str) -> String {
+        let color = match sym {
+            "+" => AnsiColor::Green,
+            "-" => AnsiColor::Red,
+            "~" | "!" => AnsiColor::Yellow,
+            "?" => AnsiColor::Cyan,
+            _ => AnsiColor::Blue,
+        };
+        self.paint(color, sym)
+    }
+}
+
+/// Renders the plan for a terminal or a log.
+pub fn render_text(plan: &Plan, style: Style) -> String {
+    let p = Painter(style);
+    let mut out = String::new();
+    let changed: Vec<&ModelPlan> = plan
+        .models
+        .iter()
+        .filter(|m| m.status != ModelStatus::UpToDate)
+        .collect();
+    let up_to_date = plan.models.len() - changed.len();
+
+    for m in &changed {
+        render_model(&mut out, &p, m);
+    }
+    if !plan.activations.is_empty() {
+        let _ = writeln!(out, "  {}", p.bold("active models"));
+        for a in &plan.activations {
+            let _ = writeln!(out, "    {}", action_line(&p, a));
+        }
+        out.push('\n');
+    }
+    for w in &plan.warnings {
+        let who = w
+            .model
+            .as_ref()
+            .map(|m| format!("{m}: "))
+            .unwrap_or_default();
+        let _ = writeln!(out, "{} warning: {who}{}", p.sym("!"), w.message);
+    }
+    for e in &plan.errors {
+        let who = e
+            .model
+            .as_ref()
+            .map(|m| format!("{m}: "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} {who}{}",
+            p.paint(AnsiColor::Red, "error:"),
+            e.message
+        );
+    }
+    if !plan.warnings.is_empty() || !plan.errors.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", summary(plan, up_to_date));
+    let _ = writeln!(out, "{}", disk_line(&plan.disk));
+    out
+}
+
+fn render_model(out: &mut String, p: &Painter, m: &ModelPlan) {
+    let sym = match &m.status {
+        ModelStatus::Removed => "-",
+        ModelStatus::Unresolved { .. } => "?",
+        _ if m.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Download { replace: true, .. }
+                    | Action::Reuse { replace: true, .. }
+                    | Action::DeleteFile { .. }
+                    | Action::Delete { .. }
+            )
+        }) || m.diff.is_some() =>
+        {
+            "~"
+        }
+        _ => "+",
+    };
+    let from = if m.source.is_empty() {
+        String::new()
+    } else {
+        format!("  {}", m.source)
+    };
+    let _ = writeln!(
+        out,
+        "  {} {} ({}){from}",
+        p.sym(sym),
+        p.bold(m.id.as_str()),
+        m.kind
+    );
+    if let Some(diff) = &m.diff {
+        for line in diff.lines() {
+            let painted = match line.chars().next() {
+                Some('+') => p.paint(AnsiColor::Green, line),
+                Some('-') => p.paint(AnsiColor::Red, line),
+                _ => line.to_owned(),
+            };
+            let _ = writeln!(out, "      {painted}");
+        }
+    }
+    if let ModelStatus::Unresolved { reason } = &m.status {
+        let _ = writeln!(out, "      needs resolving: {reason}");
+    }
+    for a in &m.actions {
+        let _ = writeln!(out, "      {}", action_line(p, a));
+    }
+    out.push('\n');
+}
+
+fn action_line(p: &Painter, a: &Action) -> String {
+    match a {
+        Action::Download {
+            path,
+            size,
+            sha256,
+            md5,
+            from,
+            replace,
+            ..
+        } => {
+            let what = if *replace { "replace" } else { "download" };
+            let check = match (sha256, md5) {
+                (Some(d), _) => format!("sha256:{}", d.short()),
+                (None, Some(_)) => "md5 only (weak)".to_owned(),
+                (None, None) => "sha256 computed on download".to_owned(),
+            };
+            let size = if *size == 0 && sha256.is_none() {
+                "size unknown".to_owned()
+            } else {
+                human_bytes(*size)
+            };
+            format!(
+                "{} {what} {path}  {size}  {check}  from {from}",
+                p.sym(if *replace { "~" } else { "+" })
+            )
+        }
+        Action::Reuse {
+            path,
+            size,
+            replace,
+            ..
+        } => {
+            let what = if *replace { "relink" } else { "link" };
+            format!(
+                "{} {what} {path}  {}  (blob already in the store)",
+                p.sym("="),
+                human_bytes(*size)
+            )
+        }
+        Action::Verify {
+            path, size, reason, ..
+        } => {
+            format!(
+                "{} verify {path}  {}  ({reason})",
+                p.sym("~"),
+                human_bytes(*size)
+            )
+        }
+        Action::DeleteFile { path, size, .. } => {
+            format!(
+                "{} delete stray file {path}  {}",
+                p.sym("-"),
+                human_bytes(*size)
+            )
+        }
+        Action::Delete {
+            kind, size, freed, ..
+        } => format!(
+            "{} delete models/{kind}/ directory  {}  (frees {} of blobs at `gc`)",
+            p.sym("-"),
+            human_bytes(*size),
+            human_bytes(*freed)
+        ),
+        Action::Pull {
+            name, digest, size, ..
+        } => {
+            format!(
+                "{} pull {name}  {}  sha256:{}",
+                p.sym("+"),
+                human_bytes(*size),
+                digest.short()
+            )
+        }
+        Action::Remove { name, .. } => format!("{} remove {name} from Ollama", p.sym("-")),
+        Action::Load { name, .. } => format!("{} load {name} into the Ollama daemon", p.sym("+")),
+        Action::Unload { name, .. } => {
+            format!("{} unload {name} from the Ollama daemon", p.sym("-"))
+        }
+        Action::Activate { kind, to } => format!("{} {kind}: {to}", p.sym("+")),
+        Action::Swap { kind, from, to } => format!("{} {kind}: {from} → {to}", p.sym("~")),
+        Action::Deactivate { kind, from } => format!("{} {kind}: {from} → (none)", p.sym("-")),
+        Action::Hook {
+            model,
+            event,
+            command,
+        } => format!("{} run {event} hook of {model}: {command}", p.sym("~")),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `Plan: 3 to download (9.1 GB), 1 to delete (frees 1.7 GB), 1 swap; 2 need resolving.`
+fn summary(plan: &Plan, up_to_date: usize) -> String {
+    let t = &plan.totals;
+    let mut parts = Vec::new();
+    if t.downloads > 0 {
+        let unknown = if t.unknown_sizes > 0 {
+            format!(", {} of unknown size", t.unknown_sizes)
+        } else {
+            String::new()
+        };
+        parts.push(format!(
+            "{} to download ({}{unknown})",
+            t.downloads,
+            human_bytes(t.download_bytes)
+        ));
+    }
+    if t.pulls > 0 {
+        parts.push(format!(
+            "{} to pull ({})",
+            t.pulls,
+            human_bytes(t.pull_bytes)
+        ));
+    }
+    if t.reuses > 0 {
+        parts.push(format!("{} to link", t.reuses));
+    }
+    if t.verifies > 0 {
+        parts.push(format!("{} to verify", t.verifies));
+    }
+    if t.activations > 0 {
+        parts.push(format!("{} to activate", t.activations));
+    }
+    if t.swaps > 0 {
+        parts.push(plural(t.swaps, "swap", "swaps"));
+    }
+    if t.deactivations > 0 {
+        parts.push(format!("{} to deactivate", t.deactivations));
+    }
+    if t.deletes > 0 {
+        parts.push(format!(
+            "{} to delete (frees {})",
+            t.deletes,
+            human_bytes(t.freed_bytes)
+        ));
+    }
+    let lock = plan.lock_changes.len();
+    if lock > 0 {
+        parts.push(format!(
+            "{} models.lock {}",
+            lock,
+            if lock == 1 {
+                "entry to update"
+            } else {
+                "entries to update"
+            }
+        ));
+    }
+    let mut line = if parts.is_empty() {
+        "No changes. The store matches models.yaml and models.lock".to_owned()
+    } else {
+        format!("Plan: {}", parts.join(", "))
+    };
+    if up_to_date > 0 {
+        line.push_str(&format!(
+            "; {} up to date",
+            plural(up_to_date, "model", "models")
+        ));
+    }
+    if t.unresolved > 0 {
+        line.push_str(&format!(
+            "; {} resolving",
+            plural(t.unresolved, "model needs", "models need")
+        ));
+    }
+    line.push('.');
+    line
+}
+
+fn disk_line(disk: &DiskCheck) -> String {
+    let free = disk
+        .free_bytes
+        .map_or_else(|| "unknown".to_owned(), human_bytes);
+    let verdict = if disk.fits { "fits" } else { "does NOT fit" };
+    format!(
+        "Disk: {} needed at peak, {free} free at `{}` ({verdict}).",
+        human_bytes(disk.peak_bytes),
+        disk.path
+    )
+}

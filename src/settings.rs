@@ -1,0 +1,115 @@
+//! The one place where flags and environment become settings.
+//!
+//! Every field of the parsed global flags is destructured here, so a new flag cannot be
+//! forgotten; commands read `Settings`, never the environment.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{ColorChoice, GlobalArgs};
+use crate::manifest::Manifest;
+use crate::plan::Style;
+
+/// Resolved settings for one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub manifest_path: PathBuf,
+    pub lock_path: PathBuf,
+    store_override: Option<PathBuf>,
+    pub network: Network,
+    pub color: ColorChoice,
+}
+
+/// Cargo's `--locked`, `--offline`, `--frozen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Network {
+    /// Fail rather than change models.lock; holds the flag the user passed, for messages.
+    pub locked: Option<&'static str>,
+    pub offline: bool,
+}
+
+/// The default store, relative to the manifest.
+pub const DEFAULT_STORE: &str = "models";
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs) -> Self {
+        let GlobalArgs {
+            manifest,
+            store,
+            locked,
+            offline,
+            frozen,
+            color,
+        } = global;
+        let manifest_path = absolute(
+            manifest
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("models.yaml")),
+        );
+        let lock_path = manifest_path.with_file_name("models.lock");
+        let locked = if *frozen {
+            Some("--frozen")
+        } else if *locked {
+            Some("--locked")
+        } else {
+            None
+        };
+        Self {
+            manifest_path,
+            lock_path,
+            store_override: store.clone().map(absolute),
+            network: Network {
+                locked,
+                offline: *offline || *frozen,
+            },
+            color: *color,
+        }
+    }
+
+    /// The store root: `--store`/`MODELCTL_STORE`, else the manifest's `store:` relative to
+    /// the manifest's directory, else `models/` beside it.
+    pub fn store_root(&self, manifest: &Manifest) -> PathBuf {
+        if let Some(dir) = &self.store_override {
+            return dir.clone();
+        }
+        let base = self.manifest_path.parent().unwrap_or(Path::new("."));
+        let rel = manifest.store.as_deref().unwrap_or(DEFAULT_STORE);
+        normalize(&base.join(rel))
+    }
+
+    /// Colour for a stream, honouring `--color`, `NO_COLOR` and whether it is a terminal.
+    pub fn style_for(&self, stream: &impl anstream::stream::RawStream) -> Style {
+        let choice = match self.color {
+            ColorChoice::Always => anstream::ColorChoice::Always,
+            ColorChoice::Never => anstream::ColorChoice::Never,
+            ColorChoice::Auto => anstream::AutoStream::choice(stream),
+        };
+        match choice {
+            anstream::ColorChoice::Never => Style::Plain,
+            _ => Style::Color,
+        }
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return normalize(&path);
+    }
+    std::env::current_dir()
+        .map(|cwd| normalize(&cwd.join(&path)))
+        .unwrap_or(path)
+}
+
+/// Removes `.` components and folds `dir/..` lexically, for readable paths in messages.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}

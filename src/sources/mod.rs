@@ -1,0 +1,50 @@
+//! Sources turn a manifest entry into a locked entry (resolve) and, later, bytes (fetch).
+//!
+//! A resolver answers "what exactly does this entry mean right now": the commit a Hub
+//! revision points at, the size and validators of a URL, the digest of an Ollama tag. It never
+//! writes into the store. Resolution failures are data ([`Resolution::Failed`]) so that `plan`
+//! can show every model, resolvable or not, and never plans a deletion from a failure.
+
+pub mod ollama;
+pub mod url;
+
+use crate::lock::fingerprint;
+use crate::manifest::{ModelEntry, Source};
+use crate::names::ModelId;
+use crate::plan::Resolution;
+
+/// How resolvers may reach the outside world.
+#[derive(Debug, Clone)]
+pub struct ResolveContext {
+    pub client: reqwest::Client,
+    /// `--offline`/`--frozen`: no network at all.
+    pub offline: bool,
+}
+
+/// Resolves one manifest entry.
+pub async fn resolve(ctx: &ResolveContext, id: &ModelId, entry: &ModelEntry) -> Resolution {
+    let result = match &entry.source {
+        Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
+        Source::Hf(_) => Err(
+            "Hub repositories cannot be resolved by this build of modelctl yet; \
+             their commit and files stay unknown until they are locked"
+                .to_owned(),
+        ),
+        Source::Ollama(_) => Err(
+            "Ollama tags cannot be resolved by this build of modelctl yet; \
+             its manifest digest stays unknown until it is locked"
+                .to_owned(),
+        ),
+    };
+    match result {
+        Ok((source, files)) => Resolution::Resolved(crate::lock::LockedModel {
+            fingerprint: fingerprint(entry),
+            source,
+            files,
+        }),
+        Err(reason) => {
+            let _ = id;
+            Resolution::Failed { reason }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `url` sources: one file at an `http(s)://` or `file://` URL.
+//!
+//! Resolving asks the server what the URL is now (HEAD, following redirects): the final URL,
+//! the size, the `ETag` and `Last-Modified` validators. A server that refuses HEAD is asked for
+//! the first byte instead (`Range: bytes=0-0`, size from `Content-Range`). The sha256 is the
+//! manifest's when it gives one; otherwise it becomes known when the file is first downloaded
+//! and hashed. A `file://` URL is read directly and hashed at once.
+
+use std::collections::BTreeMap;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE};
+
+use super::ResolveContext;
+use crate::lock::{LockedFile, LockedSource};
+use crate::manifest::{FileExpect, UrlSource};
+use crate::names::RelPath;
+use crate::net::redact;
+
+/// Resolves an url source into its locked form, or says why it could not.
+pub async fn resolve(
+    ctx: &ResolveContext,
+    source: &UrlSource,
+    files: &BTreeMap<RelPath, FileExpect>,
+) -> Result<(LockedSource, Vec<LockedFile>), String> {
+    let expect = files.get(&source.file).cloned().unwrap_or_default();
+    let sha256 = source.sha256.or(expect.sha256);
+    let md5 = source.md5.or(expect.md5);
+    let shown = redact(source.url.as_str());
+
+    let (size, final_url, etag, last_modified, hashed) = if source.url.scheme() == "file" {
+        let path = source
+            .url
+            .to_file_path()
+            .map_err(|()| format!("`{shown}` is not a local file path"))?;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("`{}` is not a regular file", path.display()));
+        }
+        let hashed = match sha256 {
+            Some(_) => None,
+            None => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || crate::store::hash_file(&path))
+                    .await
+                    .map_err(|e| format!("hashing `{shown}` failed: {e}"))?
+                    .map(Some)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        (meta.len(), None, None, None, hashed)
+    } else {
+        if ctx.offline {
+            return Err(format!(
+                "`--offline` was passed, so `{shown}` cannot be asked for its size"
+            ));
+        }
+        let head = head(ctx, source).await?;
+        (
+            head.size,
+            head.final_url,
+            head.etag,
+            head.last_modified,
+            None,
+        )
+    };
+
+    if let Some(want) = expect.size.filter(|s| *s != size) {
+        return Err(format!(
+            "models.yaml expects {want} bytes, but `{shown}` has {size}"
+        ));
+    }
+    let file = LockedFile {
+        path: source.file.clone(),
+        size,
+        sha256: sha256.or(hashed),
+        md5: if sha256.or(hashed).is_some() {
+            None
+        } else {
+            md5
+        },
+    };
+    let locked = LockedSource::Url {
+        url: source.url.to_string(),
+        final_url: final_url.filter(|u| u != source.url.as_str()),
+        etag,
+        last_modified,
+    };
+    Ok((locked, vec![file]))
+}
+
+struct Head {
+    size: u64,
+    final_url: Option<String>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Asks the server for the file's size and validators.
+async fn head(ctx: &ResolveContext, source: &UrlSource) -> Result<Head, String> {
+    let shown = redact(source.url.as_str());
+    let send_err =
+        |e: reqwest::Error| format!("cannot reach `{shown}`: {}", error_chain(&e.without_url()));
+    let resp = ctx
+        .client
+        .head(source.url.clone())
+        .send()
+        .await
+        .map_err(send_err)?;
+    let resp = if matches!(
+        resp.status(),
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+    ) {
+        ctx.client
+            .get(source.url.clone())
+            .header(RANGE, "bytes=0-0")
+            .send()
+            .await
+            .map_err(send_err)?
+    } else {
+        resp
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(status_message(status, &shown));
+    }
+    let size = if status == StatusCode::PARTIAL_CONTENT {
+        header(&resp, CONTENT_RANGE)
+            .and_then(|v| v.rsplit('/').next().and_then(|t| t.trim().parse().ok()))
+    } else {
+        header(&resp, CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
+    };
+    let size = size.ok_or_else(|| {
+        format!("`{shown}` did not say how large the file is (no Content-Length)")
+    })?;
+    Ok(Head {
+        size,
+        final_url: Some(resp.url().to_string()),
+        etag: header(&resp, ETAG),
+        last_modified: header(&resp, LAST_MODIFIED),
+    })
+}
+
+/// What an HTTP status means for the user, with what to do about it.
+pub fn status_message(status: StatusCode, shown: &str) -> String {
+    match status.as_u16() {
+        401 | 403 => format!(
+            "`{shown}` answered {status}: access denied; check that the URL is public or carries its access token"
+        ),
+        404 | 410 => format!("`{shown}` answered {status}: the file is not there; check the URL"),
+        429 => format!("`{shown}` answered {status}: rate limited; try again later"),
+        _ => format!("`{shown}` answered {status}"),
+    }
+}
+
+/// An error with its causes, `: `-separated (reqwest hides the useful part in the chain).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,413 @@
+//! Reading what the store holds, without trusting anything but the bytes.
+//!
+//! The scan walks `models/`, `blobs/`, `active/` and `.modelctl/tmp/` with `lstat` (symlinks
+//! are reported, never followed), validates every name it meets with the same validator the
+//! manifest uses, and learns the sha256 of every regular file: from the stat cache when the
+//! file is unchanged, otherwise by hashing it, in parallel, once per inode (a model file and
+//! its blob are hardlinks, so they cost one hash). A blob whose bytes do not match its name is
+//! reported as corrupt and not offered for reuse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+use super::stat_cache::{Stamp, StatCache};
+use super::{OLLAMA_DESCRIPTOR, Store};
+use crate::digest::Sha256;
+use crate::names::{ModelId, RelPath, TypeName};
+
+/// What the store holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreState {
+    /// Model directories found under `models/<type>/<id>/`.
+    pub models: BTreeMap<(TypeName, ModelId), PresentModel>,
+    /// Intact blobs, by digest, with their size.
+    pub blobs: BTreeMap<Sha256, u64>,
+    /// Blobs whose bytes do not hash to their name.
+    pub corrupt_blobs: Vec<Sha256>,
+    /// `active/<type>` pointers.
+    pub active: BTreeMap<TypeName, ActivePointer>,
+    /// Partial downloads in `.modelctl/tmp/`, with their size.
+    pub partials: Vec<(String, u64)>,
+    /// Entries the scan did not recognise (a stray file in `models/`, an unsafe name).
+    pub unknown: Vec<String>,
+}
+
+/// One model directory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PresentModel {
+    pub files: BTreeMap<RelPath, PresentFile>,
+    /// Entries that are not regular files (symlinks, devices): drift to be replaced.
+    pub foreign: Vec<String>,
+    /// For Ollama models: which model the directory stands for.
+    pub ollama: Option<OllamaDescriptor>,
+}
+
+impl PresentModel {
+    /// Bytes of the model's regular files.
+    pub fn size(&self) -> u64 {
+        self.files.values().map(|f| f.size).sum()
+    }
+}
+
+/// A regular file inside a model directory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PresentFile {
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+/// What `models/<type>/<id>/ollama.json` records.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct OllamaDescriptor {
+    pub ollama: String,
+    pub digest: Sha256,
+}
+
+/// Where `active/<type>` points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivePointer {
+    /// At `../models/<type>/<id>`, which exists.
+    Model(ModelId),
+    /// At something that does not exist or is not a model directory of this type.
+    Broken(String),
+}
+
+/// The store could not be read.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot read the store at `{}`: {source}", path.display())]
+#[diagnostic(
+    code(store::read),
+    help("check the permissions of the store, or point `--store` elsewhere")
+)]
+pub struct ScanError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
+    move |source| ScanError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Entries of a directory; a missing directory has none.
+fn entries(dir: &Path) -> Result<Vec<(String, fs::Metadata, PathBuf)>, ScanError> {
+    let read = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        out.push((entry.file_name().to_string_lossy().into_owned(), meta, path));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// A regular file whose hash the scan needs.
+struct Pending {
+    key: String,
+    path: PathBuf,
+    stamp: Stamp,
+}
+
+/// Reads the store. `cache` is consulted and updated; saving it is the caller's choice.
+pub fn scan(store: &Store, cache: &mut StatCache) -> Result<StoreState, ScanError> {
+    let mut state = StoreState::default();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut model_files: Vec<((TypeName, ModelId), RelPath, String)> = Vec::new();
+    let mut blob_files: Vec<(Sha256, String)> = Vec::new();
+
+    for (type_name, meta, type_dir) in entries(&store.models_dir())? {
+        let Ok(kind) = TypeName::parse(&type_name)
+            .map_err(|_| ())
+            .and_then(|k| meta.is_dir().then_some(k).ok_or(()))
+        else {
+            state.unknown.push(format!("models/{type_name}"));
+            continue;
+        };
+        for (id_name, meta, model_dir) in entries(&type_dir)? {
+            let Ok(id) = ModelId::parse(&id_name)
+                .map_err(|_| ())
+                .and_then(|k| meta.is_dir().then_some(k).ok_or(()))
+            else {
+                state.unknown.push(format!("models/{type_name}/{id_name}"));
+                continue;
+            };
+            let mut present = PresentModel::default();
+            let prefix = format!("models/{kind}/{id}");
+            walk_model(
+                &model_dir,
+                "",
+                &prefix,
+                &mut present,
+                &mut |rel, key, path, meta| {
+                    pending.push(Pending {
+                        key: key.clone(),
+                        path,
+                        stamp: Stamp::of(&meta),
+                    });
+                    model_files.push(((kind.clone(), id.clone()), rel, key));
+                },
+            )?;
+            present.ollama = read_descriptor(&model_dir);
+            state.models.insert((kind.clone(), id), present);
+        }
+    }
+
+    for (shard, meta, shard_dir) in entries(&store.blobs_dir())? {
+        if !meta.is_dir() || shard.len() != 2 {
+            state.unknown.push(format!("blobs/sha256/{shard}"));
+            continue;
+        }
+        for (name, meta, path) in entries(&shard_dir)? {
+            match Sha256::parse(&name) {
+                Ok(d) if meta.is_file() && d.hex() == name && name.starts_with(&shard) => {
+                    let key = format!("blobs/sha256/{shard}/{name}");
+                    pending.push(Pending {
+                        key: key.clone(),
+                        path,
+                        stamp: Stamp::of(&meta),
+                    });
+                    blob_files.push((d, key));
+                }
+                _ => state.unknown.push(format!("blobs/sha256/{shard}/{name}")),
+            }
+        }
+    }
+
+    let hashes = hash_all(pending, cache)?;
+
+    for (owner, rel, key) in model_files {
+        if let (Some(model), Some((size, sha256))) =
+            (state.models.get_mut(&owner), hashes.get(&key))
+        {
+            model.files.insert(
+                rel,
+                PresentFile {
+                    size: *size,
+                    sha256: *sha256,
+                },
+            );
+        }
+    }
+    for (digest, key) in blob_files {
+        match hashes.get(&key) {
+            Some((size, actual)) if *actual == digest => {
+                state.blobs.insert(digest, *size);
+            }
+            _ => state.corrupt_blobs.push(digest),
+        }
+    }
+
+    for (type_name, meta, link) in entries(&store.active_dir())? {
+        let Ok(kind) = TypeName::parse(&type_name) else {
+            state.unknown.push(format!("active/{type_name}"));
+            continue;
+        };
+        let pointer = if meta.file_type().is_symlink() {
+            let target = fs::read_link(&link).map_err(io_err(&link))?;
+            read_pointer(&kind, &target, &state)
+        } else {
+            ActivePointer::Broken("not a symlink".to_owned())
+        };
+        state.active.insert(kind, pointer);
+    }
+
+    for (name, meta, _) in entries(&store.tmp_dir())? {
+        state.partials.push((name, meta.len()));
+    }
+
+    let known: std::collections::HashSet<&String> = hashes.keys().collect();
+    cache.retain(|k| known.contains(&k.to_owned()));
+    Ok(state)
+}
+
+/// Parses `../models/<type>/<id>` and checks that the model directory was found.
+fn read_pointer(kind: &TypeName, target: &Path, state: &StoreState) -> ActivePointer {
+    let text = target.to_string_lossy().into_owned();
+    let parts: Vec<&str> = text.split('/').collect();
+    if let ["..", "models", t, id] = parts.as_slice() {
+        if *t == kind.as_str() {
+            if let Ok(id) = ModelId::parse(id) {
+                if state.models.contains_key(&(kind.clone(), id.clone())) {
+                    return ActivePointer::Model(id);
+                }
+            }
+        }
+    }
+    ActivePointer::Broken(text)
+}
+
+/// Walks one model directory, reporting regular files and collecting foreign entries.
+fn walk_model(
+    dir: &Path,
+    rel_prefix: &str,
+    key_prefix: &str,
+    present: &mut PresentModel,
+    on_file: &mut dyn FnMut(RelPath, String, PathBuf, fs::Metadata),
+) -> Result<(), ScanError> {
+    for (name, meta, path) in entries(dir)? {
+        let rel = if rel_prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel_prefix}/{name}")
+        };
+        let key = format!("{key_prefix}/{name}");
+        if meta.is_dir() {
+            walk_model(&path, &rel, &key, present, on_file)?;
+        } else if meta.is_file() {
+            match RelPath::parse(&rel) {
+                Ok(p) => on_file(p, key, path, meta),
+                Err(_) => present.foreign.push(rel),
+            }
+        } else {
+            present.foreign.push(rel);
+        }
+    }
+    Ok(())
+}
+
+fn read_descriptor(model_dir: &Path) -> Option<OllamaDescriptor> {
+    let path = model_dir.join(OLLAMA_DESCRIPTOR);
+    let meta = fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return None;
+    }
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Learns (size, sha256) of every pending file: from the cache, else by hashing each inode
+/// once, spread over all cores.
+fn hash_all(
+    pending: Vec<Pending>,
+    cache: &mut StatCache,
+) -> Result<HashMap<String, (u64, Sha256)>, ScanError> {
+    let mut known: HashMap<String, (u64, Sha256)> = HashMap::new();
+    let mut by_inode: HashMap<(u64, u64), Sha256> = HashMap::new();
+    let mut misses: Vec<Pending> = Vec::new();
+    for p in pending {
+        match cache.get(&p.key, &p.stamp) {
+            Some(d) => {
+                by_inode.insert((p.stamp.dev, p.stamp.ino), d);
+                known.insert(p.key, (p.stamp.size, d));
+            }
+            None => misses.push(p),
+        }
+    }
+    let mut to_hash: Vec<&Pending> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in &misses {
+        let inode = (p.stamp.dev, p.stamp.ino);
+        if !by_inode.contains_key(&inode) && seen.insert(inode) {
+            to_hash.push(p);
+        }
+    }
+    let started = now_ns();
+    let computed = hash_parallel(&to_hash)?;
+    for (p, d) in to_hash.iter().zip(computed) {
+        by_inode.insert((p.stamp.dev, p.stamp.ino), d);
+    }
+    for p in misses {
+        if let Some(d) = by_inode.get(&(p.stamp.dev, p.stamp.ino)).copied() {
+            cache.insert(p.key.clone(), p.stamp, d, started);
+            known.insert(p.key, (p.stamp.size, d));
+        }
+    }
+    Ok(known)
+}
+
+/// Hashes files on all cores, largest first so the threads finish together.
+fn hash_parallel(files: &[&Pending]) -> Result<Vec<Sha256>, ScanError> {
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(files[i].stamp.size));
+    let queue = Mutex::new(order.into_iter());
+    let results: Mutex<Vec<Option<Result<Sha256, ScanError>>>> =
+        Mutex::new((0..files.len()).map(|_| None).collect());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                    let Some(i) = next else { break };
+                    let result = hash_file(&files[i].path);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .zip(files)
+        .map(|(r, p)| {
+            r.unwrap_or_else(|| Err(io_err(&p.path)(std::io::Error::other("not hashed"))))
+        })
+        .collect()
+}
+
+/// The sha256 of a file's bytes.
+pub fn hash_file(path: &Path) -> Result<Sha256, ScanError> {
+    use sha2::Digest as _;
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Sha256::from_bytes(hasher.finalize().into()))
+}
+
+impl StoreState {
+    /// A digest of everything the planner looks at, so a saved plan can tell whether the
+    /// store changed since it was made.
+    pub fn fingerprint(&self) -> Sha256 {
+        use std::fmt::Write;
+        let mut text = String::from("modelctl-store-state-v1\n");
+        for ((kind, id), model) in &self.models {
+            let _ = writeln!(text, "model {kind} {id}");
+            for (path, file) in &model.files {
+                let _ = writeln!(text, "  file {path} {} {}", file.size, file.sha256);
+            }
+            for path in &model.foreign {
+                let _ = writeln!(text, "  foreign {path}");
+            }
+            if let Some(d) = &model.ollama {
+                let _ = writeln!(text, "  ollama {} {}", d.ollama, d.digest);
+            }
+        }
+        for (digest, size) in &self.blobs {
+            let _ = writeln!(text, "blob {digest} {size}");
+        }
+        for (kind, pointer) in &self.active {
+            let _ = writeln!(text, "active {kind} {pointer:?}");
+        }
+        Sha256::of(text.as_bytes())
+    }
+}

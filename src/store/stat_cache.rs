@@ -1,0 +1,165 @@
+//! Remembered hashes: (path, size, mtime, ctime, inode) → sha256.
+//!
+//! Hashing a 100 GB store takes minutes; stat-ing it takes milliseconds. A file whose size,
+//! modification and change times, device and inode all match what they were when it was
+//! hashed is taken to hold the same bytes, as git's index and rsync do. `ctime` cannot be set
+//! back by `touch`, so a rewrite is noticed even when the mtime is restored. A file modified
+//! within the same second it was hashed is not remembered (git's "racy" case): its next scan
+//! hashes it again. The cache is an optimisation only: a missing or damaged cache file is
+//! treated as empty, and `verify` always hashes for real.
+
+use std::collections::BTreeMap;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256;
+
+const CACHE_VERSION: u32 = 1;
+
+/// What identifies one version of a file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    stamp: Stamp,
+    sha256: Sha256,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// The cache of one store, keyed by path relative to the store root.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    entries: BTreeMap<String, Entry>,
+    dirty: bool,
+}
+
+impl StatCache {
+    /// Reads the cache; anything unreadable yields an empty cache.
+    pub fn load(path: &Path) -> Self {
+        let entries = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<CacheFile>(&bytes).ok())
+            .filter(|f| f.version == CACHE_VERSION)
+            .map(|f| f.entries)
+            .unwrap_or_default();
+        Self {
+            entries,
+            dirty: false,
+        }
+    }
+
+    /// The remembered hash of `key`, if the file still has the same stamp.
+    pub fn get(&self, key: &str, stamp: &Stamp) -> Option<Sha256> {
+        self.entries
+            .get(key)
+            .filter(|e| e.stamp == *stamp)
+            .map(|e| e.sha256)
+    }
+
+    /// Remembers a hash computed at `hashed_at_ns` (ns since the epoch), unless the file was
+    /// modified too recently for its stamp to be trusted.
+    pub fn insert(&mut self, key: String, stamp: Stamp, sha256: Sha256, hashed_at_ns: i128) {
+        const RACY_WINDOW_NS: i128 = 1_000_000_000;
+        if stamp.mtime_ns >= hashed_at_ns - RACY_WINDOW_NS
+            || stamp.ctime_ns >= hashed_at_ns - RACY_WINDOW_NS
+        {
+            return;
+        }
+        let entry = Entry { stamp, sha256 };
+        if self.entries.get(&key).map(|e| (&e.stamp, &e.sha256)) != Some((&stamp, &sha256)) {
+            self.entries.insert(key, entry);
+            self.dirty = true;
+        }
+    }
+
+    /// Forgets entries for which `keep` says no (files that no longer exist).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let before = self.entries.len();
+        self.entries.retain(|k, _| keep(k));
+        self.dirty |= self.entries.len() != before;
+    }
+
+    /// Writes the cache back if it changed. Failure is not an error for the caller's
+    /// operation (the store may be read-only); it is returned so the caller can mention it.
+    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = CacheFile {
+            version: CACHE_VERSION,
+            entries: std::mem::take(&mut self.entries),
+        };
+        let bytes = serde_json::to_vec(&file).unwrap_or_default();
+        self.entries = file.entries;
+        crate::durable::write_atomic(path, &bytes)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_stamp_misses_and_a_racy_file_is_not_remembered() {
+        let stamp = Stamp {
+            size: 3,
+            mtime_ns: 1_000_000_000_000,
+            ctime_ns: 1_000_000_000_000,
+            dev: 1,
+            ino: 2,
+        };
+        let digest = Sha256::of(b"abc");
+        let mut cache = StatCache::default();
+        cache.insert("a".into(), stamp, digest, 2_000_000_000_000);
+        assert_eq!(cache.get("a", &stamp), Some(digest));
+        assert_eq!(cache.get("a", &Stamp { size: 4, ..stamp }), None);
+        assert_eq!(
+            cache.get(
+                "a",
+                &Stamp {
+                    ctime_ns: 7,
+                    ..stamp
+                }
+            ),
+            None
+        );
+        cache.insert("b".into(), stamp, digest, stamp.mtime_ns + 10);
+        assert_eq!(
+            cache.get("b", &stamp),
+            None,
+            "hashed in the same second it was written"
+        );
+    }
+}
