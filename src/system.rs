@@ -65,6 +65,11 @@ pub fn gather(store_root: &Path) -> SystemFacts {
 pub fn gpus() -> GpuFacts {
     let nvml = match nvml_wrapper::Nvml::init() {
         Ok(n) => n,
+        Err(nvml_wrapper::error::NvmlError::LibloadingError(_)) => {
+            return GpuFacts::None {
+                reason: "no NVIDIA GPU found (the NVIDIA driver is not installed)".to_owned(),
+            };
+        }
         Err(e) => {
             return GpuFacts::None {
                 reason: format!("no NVIDIA GPU found (NVML: {e})"),

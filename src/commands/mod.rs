@@ -50,7 +50,15 @@ impl Project {
     pub fn scan(&self) -> Result<StoreState> {
         let cache_path = self.store.stat_cache_path();
         let mut cache = StatCache::load(&cache_path);
-        let state = crate::store::scan(&self.store, &mut cache)?;
+        let announce = |files: usize, bytes: u64| {
+            if bytes >= 1_000_000_000 {
+                eprintln!(
+                    "Hashing {files} files ({}) not in the stat cache; later runs will be fast.",
+                    crate::units::human_bytes(bytes)
+                );
+            }
+        };
+        let (state, _) = crate::store::scan(&self.store, &mut cache, &announce)?;
         if self.store.root().exists() {
             // A read-only store still plans; it just hashes again next time.
             let _ = cache.save(&cache_path);

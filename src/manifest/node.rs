@@ -21,6 +21,8 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_NODES: usize = 500_000;
 /// Most alias references (`*name`).
 pub const MAX_ALIASES: usize = 1_000;
+/// Most parser events that alias expansion may replay in total (what stops "billion laughs").
+pub const MAX_ALIAS_EXPANSION: usize = 100_000;
 
 /// A value in the document; scalars keep their text, numbers and booleans their YAML type.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,8 +149,11 @@ pub fn parse(text: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
     budget.max_nodes = MAX_NODES;
     budget.max_aliases = MAX_ALIASES;
     budget.max_documents = 1;
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_ALIAS_EXPANSION;
     let options = serde_saphyr::options! {
         budget: Some(budget),
+        alias_limits: alias_limits,
         duplicate_keys: DuplicateKeyPolicy::PassThrough,
     };
     serde_saphyr::from_str_with_options(text, options)
@@ -197,8 +202,7 @@ mod tests {
                 "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
             ));
         }
-        let started = std::time::Instant::now();
-        assert!(parse(&text).is_err());
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let err = parse(&text).expect_err("refused");
+        assert!(err.to_string().contains("alias"), "{err}");
     }
 }

@@ -196,8 +196,6 @@ pub enum LockChangeKind {
 pub struct Totals {
     pub downloads: usize,
     pub download_bytes: u64,
-    /// Downloads whose size is not known yet (they count as 0 bytes above).
-    pub unknown_sizes: usize,
     pub reuses: usize,
     pub verifies: usize,
     pub deletes: usize,
@@ -246,3 +244,6 @@ impl Action {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,7 @@ use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::manifest::{Manifest, ModelEntry, Source};
 use crate::store::{ActivePointer, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
-use crate::units::human_bytes;
+use crate::units::{human_bytes, human_memory};
 
 /// Everything the planner looks at. It looks at nothing else.
 #[derive(Debug, Clone, Copy)]
@@ -458,34 +458,16 @@ impl Planner {
         out
     }
 
-    /// GPU and memory needs of the active models against the machine.
+    /// GPU and memory needs of the active models against the machine. Advice only: a plan
+    /// is never refused for want of a GPU, since the files can be prepared on any machine.
     fn check_requirements(&mut self, input: &PlanInput<'_>) {
-        let mut gpu_sum = 0u64;
+        let mut gpu_needs: Vec<(ModelId, u64)> = Vec::new();
         for id in input.manifest.active.values() {
             let Some(entry) = input.manifest.models.get(id) else {
                 continue;
             };
             if let Some(need) = entry.requires.gpu_memory {
-                gpu_sum += need;
-                match &input.facts.gpus {
-                    GpuFacts::None { reason } => self.warnings.push(Notice {
-                        model: Some(id.clone()),
-                        message: format!("needs {} of GPU memory; {reason}", human_bytes(need)),
-                    }),
-                    facts => {
-                        let largest = facts.largest_memory().unwrap_or(0);
-                        if largest < need {
-                            self.warnings.push(Notice {
-                                model: Some(id.clone()),
-                                message: format!(
-                                    "needs {} of GPU memory; the largest GPU has {}",
-                                    human_bytes(need),
-                                    human_bytes(largest)
-                                ),
-                            });
-                        }
-                    }
-                }
+                gpu_needs.push((id.clone(), need));
             }
             if let (Some(need), Some(total)) = (entry.requires.ram, input.facts.ram_total) {
                 if need > total {
@@ -493,24 +475,56 @@ impl Planner {
                         model: Some(id.clone()),
                         message: format!(
                             "needs {} of memory; this machine has {}",
-                            human_bytes(need),
-                            human_bytes(total)
+                            human_memory(need),
+                            human_memory(total)
                         ),
                     });
                 }
             }
         }
-        if let GpuFacts::Found { gpus } = &input.facts.gpus {
-            let total: u64 = gpus.iter().map(|g| g.memory_total).sum();
-            if gpu_sum > total {
+        if gpu_needs.is_empty() {
+            return;
+        }
+        match &input.facts.gpus {
+            GpuFacts::None { reason } => {
+                let list: Vec<String> = gpu_needs
+                    .iter()
+                    .map(|(id, n)| format!("{id} {}", human_memory(*n)))
+                    .collect();
                 self.warnings.push(Notice {
                     model: None,
                     message: format!(
-                        "the active models need {} of GPU memory together; the GPUs have {} in all",
-                        human_bytes(gpu_sum),
-                        human_bytes(total)
+                        "{reason}; the active models need GPU memory ({})",
+                        list.join(", ")
                     ),
                 });
+            }
+            GpuFacts::Found { gpus } => {
+                let largest = input.facts.gpus.largest_memory().unwrap_or(0);
+                for (id, need) in &gpu_needs {
+                    if largest < *need {
+                        self.warnings.push(Notice {
+                            model: Some(id.clone()),
+                            message: format!(
+                                "needs {} of GPU memory; the largest GPU has {}",
+                                human_memory(*need),
+                                human_memory(largest)
+                            ),
+                        });
+                    }
+                }
+                let total: u64 = gpus.iter().map(|g| g.memory_total).sum();
+                let sum: u64 = gpu_needs.iter().map(|(_, n)| n).sum();
+                if sum > total {
+                    self.warnings.push(Notice {
+                        model: None,
+                        message: format!(
+                            "the active models need {} of GPU memory together; the GPUs have {} in all",
+                            human_memory(sum),
+                            human_memory(total)
+                        ),
+                    });
+                }
             }
         }
     }
@@ -534,14 +548,9 @@ fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
     let mut t = Totals::default();
     for a in actions {
         match a {
-            Action::Download {
-                size, sha256, md5, ..
-            } => {
+            Action::Download { size, .. } => {
                 t.downloads += 1;
                 t.download_bytes += size;
-                if *size == 0 && sha256.is_none() && md5.is_none() {
-                    t.unknown_sizes += 1;
-                }
             }
             Action::Reuse { .. } => t.reuses += 1,
             Action::Verify { .. } => t.verifies += 1,

@@ -97,7 +97,9 @@ pub fn render_text(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
     let _ = writeln!(out, "{}", summary(plan, up_to_date));
-    let _ = writeln!(out, "{}", disk_line(&plan.disk));
+    if plan.disk.peak_bytes > 0 || !plan.disk.fits {
+        let _ = writeln!(out, "{}", disk_line(&plan.disk));
+    }
     out
 }
 
@@ -157,7 +159,6 @@ fn action_line(p: &Painter, a: &Action) -> String {
             size,
             sha256,
             md5,
-            from,
             replace,
             ..
         } => {
@@ -167,14 +168,10 @@ fn action_line(p: &Painter, a: &Action) -> String {
                 (None, Some(_)) => "md5 only (weak)".to_owned(),
                 (None, None) => "sha256 computed on download".to_owned(),
             };
-            let size = if *size == 0 && sha256.is_none() {
-                "size unknown".to_owned()
-            } else {
-                human_bytes(*size)
-            };
             format!(
-                "{} {what} {path}  {size}  {check}  from {from}",
-                p.sym(if *replace { "~" } else { "+" })
+                "{} {what} {path}  {}  {check}",
+                p.sym(if *replace { "~" } else { "+" }),
+                human_bytes(*size)
             )
         }
         Action::Reuse {
@@ -207,9 +204,12 @@ fn action_line(p: &Painter, a: &Action) -> String {
             )
         }
         Action::Delete {
-            kind, size, freed, ..
+            model,
+            kind,
+            size,
+            freed,
         } => format!(
-            "{} delete models/{kind}/ directory  {}  (frees {} of blobs at `gc`)",
+            "{} delete models/{kind}/{model}/  {}  (frees {} of blobs at `gc`)",
             p.sym("-"),
             human_bytes(*size),
             human_bytes(*freed)
@@ -249,13 +249,8 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
     let t = &plan.totals;
     let mut parts = Vec::new();
     if t.downloads > 0 {
-        let unknown = if t.unknown_sizes > 0 {
-            format!(", {} of unknown size", t.unknown_sizes)
-        } else {
-            String::new()
-        };
         parts.push(format!(
-            "{} to download ({}{unknown})",
+            "{} to download ({})",
             t.downloads,
             human_bytes(t.download_bytes)
         ));

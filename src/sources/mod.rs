@@ -26,15 +26,13 @@ pub async fn resolve(ctx: &ResolveContext, id: &ModelId, entry: &ModelEntry) -> 
     let result = match &entry.source {
         Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
         Source::Hf(_) => Err(
-            "Hub repositories cannot be resolved by this build of modelctl yet; \
-             their commit and files stay unknown until they are locked"
+            "this build of modelctl cannot resolve Hub repositories yet, \
+             so the commit and file list are unknown"
                 .to_owned(),
         ),
-        Source::Ollama(_) => Err(
-            "Ollama tags cannot be resolved by this build of modelctl yet; \
-             its manifest digest stays unknown until it is locked"
-                .to_owned(),
-        ),
+        Source::Ollama(_) => Err("this build of modelctl cannot resolve Ollama tags yet, \
+             so the manifest digest and layers are unknown"
+            .to_owned()),
     };
     match result {
         Ok((source, files)) => Resolution::Resolved(crate::lock::LockedModel {

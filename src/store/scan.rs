@@ -121,8 +121,22 @@ struct Pending {
     stamp: Stamp,
 }
 
+/// What a scan cost: how many files it looked at and how many it had to hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    pub files: usize,
+    pub hashed_files: usize,
+    pub hashed_bytes: u64,
+}
+
 /// Reads the store. `cache` is consulted and updated; saving it is the caller's choice.
-pub fn scan(store: &Store, cache: &mut StatCache) -> Result<StoreState, ScanError> {
+/// `before_hashing(files, bytes)` is called once, before any file is hashed, so a caller can
+/// tell the user why a cold scan takes a while.
+pub fn scan(
+    store: &Store,
+    cache: &mut StatCache,
+    before_hashing: &dyn Fn(usize, u64),
+) -> Result<(StoreState, ScanStats), ScanError> {
     let mut state = StoreState::default();
     let mut pending: Vec<Pending> = Vec::new();
     let mut model_files: Vec<((TypeName, ModelId), RelPath, String)> = Vec::new();
@@ -186,7 +200,11 @@ pub fn scan(store: &Store, cache: &mut StatCache) -> Result<StoreState, ScanErro
         }
     }
 
-    let hashes = hash_all(pending, cache)?;
+    let mut stats = ScanStats {
+        files: pending.len(),
+        ..ScanStats::default()
+    };
+    let hashes = hash_all(pending, cache, &mut stats, before_hashing)?;
 
     for (owner, rel, key) in model_files {
         if let (Some(model), Some((size, sha256))) =
@@ -230,7 +248,7 @@ pub fn scan(store: &Store, cache: &mut StatCache) -> Result<StoreState, ScanErro
 
     let known: std::collections::HashSet<&String> = hashes.keys().collect();
     cache.retain(|k| known.contains(&k.to_owned()));
-    Ok(state)
+    Ok((state, stats))
 }
 
 /// Parses `../models/<type>/<id>` and checks that the model directory was found.
@@ -298,6 +316,8 @@ fn now_ns() -> i128 {
 fn hash_all(
     pending: Vec<Pending>,
     cache: &mut StatCache,
+    stats: &mut ScanStats,
+    before_hashing: &dyn Fn(usize, u64),
 ) -> Result<HashMap<String, (u64, Sha256)>, ScanError> {
     let mut known: HashMap<String, (u64, Sha256)> = HashMap::new();
     let mut by_inode: HashMap<(u64, u64), Sha256> = HashMap::new();
@@ -318,6 +338,11 @@ fn hash_all(
         if !by_inode.contains_key(&inode) && seen.insert(inode) {
             to_hash.push(p);
         }
+    }
+    stats.hashed_files = to_hash.len();
+    stats.hashed_bytes = to_hash.iter().map(|p| p.stamp.size).sum();
+    if !to_hash.is_empty() {
+        before_hashing(stats.hashed_files, stats.hashed_bytes);
     }
     let started = now_ns();
     let computed = hash_parallel(&to_hash)?;

@@ -1,0 +1,206 @@
+# Shared helpers for the scripts in bench/. Sourced, not run.
+#
+# Provides: option parsing for -b (binary), a scratch directory removed on exit, timing with
+# hyperfine (or a fallback loop), page-cache dropping, and `make_project`, which lays out a
+# complete modelctl project (models.yaml, models.lock, store) exactly as modelctl expects.
+
+# shellcheck shell=bash
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+# The settings must come from the generated project, never from the caller's environment.
+unset MODELCTL_MANIFEST MODELCTL_STORE
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "== $*" >&2
+}
+
+# resolve_binary [PATH]: sets MODELCTL to an absolute path of a release binary. Without PATH,
+# builds the repository with `cargo build --release` and takes target/release/modelctl.
+resolve_binary() {
+    if [[ -n "${1:-}" ]]; then
+        [[ -x "$1" ]] || die "\`$1\` is not an executable file"
+        MODELCTL=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+    else
+        note "building the release binary in $REPO_ROOT"
+        (cd "$REPO_ROOT" && cargo build --release --quiet)
+        MODELCTL="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/modelctl"
+        [[ -x "$MODELCTL" ]] || die "no binary at $MODELCTL after the build"
+    fi
+    note "modelctl: $MODELCTL ($("$MODELCTL" --version))"
+}
+
+# make_workdir: sets WORK to a new scratch directory under $TMPDIR (default /tmp), removed on
+# exit unless KEEP=1.
+make_workdir() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/modelctl-bench.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+cleanup() {
+    if [[ -n "${WORK:-}" && -d "$WORK" ]]; then
+        if [[ "${KEEP:-0}" == 1 ]]; then
+            note "kept $WORK"
+        else
+            rm -rf "$WORK"
+        fi
+    fi
+}
+
+# require_space DIR BYTES: refuses to start when DIR's filesystem has less than BYTES free.
+require_space() {
+    local avail
+    avail=$(df -P -B1 "$1" | awk 'NR == 2 { print $4 }')
+    if ((avail < $2)); then
+        die "$1 has $((avail / 1000000)) MB free; this run needs $(($2 / 1000000)) MB"
+    fi
+}
+
+# drop_caches: empties the kernel page cache; fails (returns 1) when not permitted.
+drop_caches() {
+    sync
+    (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null
+}
+
+can_drop_caches() {
+    drop_caches
+}
+
+HAVE_HYPERFINE=0
+command -v hyperfine >/dev/null 2>&1 && HAVE_HYPERFINE=1
+
+# measure NAME RUNS WARMUP PREPARE COMMAND
+#   Times COMMAND (a shell command line, output discarded) RUNS times after WARMUP untimed
+#   runs, running PREPARE (may be empty) before every run. Sets MEDIAN, MIN and MAX, in
+#   seconds. Uses hyperfine when installed, otherwise a loop timed with `date +%s%N`.
+measure() {
+    local name=$1 runs=$2 warmup=$3 prepare=$4 cmd=$5
+    if ((HAVE_HYPERFINE)); then
+        local csv="$WORK/hyperfine-$$.csv"
+        local args=(--style basic --runs "$runs" --warmup "$warmup" --export-csv "$csv" -n "$name")
+        [[ -n "$prepare" ]] && args+=(--prepare "$prepare")
+        hyperfine "${args[@]}" "$cmd" >&2
+        # command,mean,stddev,median,user,system,min,max
+        read -r MEDIAN MIN MAX < <(awk -F, 'NR == 2 { print $4, $7, $8 }' "$csv")
+        rm -f "$csv"
+    else
+        local i t0 t1 times=()
+        for ((i = 0; i < warmup; i++)); do
+            [[ -n "$prepare" ]] && bash -c "$prepare"
+            bash -c "$cmd" >/dev/null 2>&1
+        done
+        for ((i = 0; i < runs; i++)); do
+            [[ -n "$prepare" ]] && bash -c "$prepare"
+            t0=$(date +%s%N)
+            bash -c "$cmd" >/dev/null 2>&1
+            t1=$(date +%s%N)
+            times+=("$((t1 - t0))")
+        done
+        read -r MEDIAN MIN MAX < <(printf '%s\n' "${times[@]}" | sort -n | awk '
+            { t[NR] = $1 / 1e9 }
+            END {
+                m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+                print m, t[1], t[NR]
+            }')
+        echo "  $name: median $(fmt_time "$MEDIAN") (min $(fmt_time "$MIN"), max $(fmt_time "$MAX"), $runs runs)" >&2
+    fi
+}
+
+# fmt_time SECONDS: human-readable.
+fmt_time() {
+    awk -v t="$1" 'BEGIN {
+        if (t >= 1) printf "%.2f s", t
+        else if (t >= 0.001) printf "%.1f ms", t * 1000
+        else printf "%.0f µs", t * 1e6
+    }'
+}
+
+# ratio A B: A / B with 4 significant digits.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4g", a / b }'
+}
+
+# make_project DIR COUNT SIZE
+#   Creates DIR/models.yaml, DIR/models.lock and DIR/store/ holding COUNT models, each one
+#   file of SIZE bytes with distinct content, as modelctl lays them out:
+#     store/blobs/sha256/<2 hex>/<64 hex>       the bytes, named by their sha256
+#     store/models/<type>/<id>/weights.bin      a hardlink to the blob
+#   Every model has an url source with its sha256 (`url: file://<its blob>`), so
+#   `modelctl lock` pins it from a stat alone: no network, no hashing. The content is an
+#   AES-128-CTR keystream (fast, incompressible, distinct per file), cut into SIZE chunks.
+#   Sets BLOB_LIST to a file listing the blob paths, one per line.
+make_project() {
+    local dir=$1 count=$2 size=$3
+    local store="$dir/store" stage="$dir/stage" width=4
+    ((${#count} > width)) && width=${#count}
+    mkdir -p "$store/blobs/sha256" "$store/models" "$stage"
+
+    local key iv
+    key=$(openssl rand -hex 16)
+    iv=$(openssl rand -hex 16)
+    head -c "$((count * size))" /dev/zero |
+        openssl enc -aes-128-ctr -K "$key" -iv "$iv" |
+        split -b "$size" -d -a "$width" - "$stage/c"
+
+    # sha256 of every chunk, on every core; "hash  name" sorted by name.
+    (cd "$stage" && printf '%s\0' c* | xargs -0 -P "$(nproc)" -n 32 sha256sum) |
+        sort -k2 >"$dir/sums"
+    [[ $(wc -l <"$dir/sums") -eq $count ]] || die "expected $count chunks"
+    [[ $(cut -d' ' -f1 "$dir/sums" | sort -u | wc -l) -eq $count ]] ||
+        die "two chunks have the same content"
+
+    local types=(llm image_gen tts music)
+    cut -c1-2 "$dir/sums" | sort -u | sed "s|^|$store/blobs/sha256/|" | xargs mkdir -p
+    for ((i = 0; i < count; i++)); do
+        printf '%s/models/%s/m%0*d\n' "$store" "${types[i % 4]}" "$width" "$i"
+    done | xargs mkdir -p
+
+    BLOB_LIST="$dir/blobs.txt"
+    : >"$BLOB_LIST"
+    {
+        echo "version: 1"
+        echo "store: ./store"
+        echo "models:"
+        local i=0 hash name id type blob
+        while read -r hash name; do
+            printf -v id 'm%0*d' "$width" "$i"
+            type=${types[i % 4]}
+            blob="$store/blobs/sha256/${hash:0:2}/$hash"
+            mv "$stage/$name" "$blob"
+            ln "$blob" "$store/models/$type/$id/weights.bin"
+            echo "$blob" >>"$BLOB_LIST"
+            printf '  %s:\n    type: %s\n    source:\n      url: file://%s\n      sha256: %s\n      file: weights.bin\n' \
+                "$id" "$type" "$blob" "$hash"
+            i=$((i + 1))
+        done <"$dir/sums"
+    } >"$dir/models.yaml"
+    rmdir "$stage"
+    rm -f "$dir/sums"
+
+    "$MODELCTL" --manifest "$dir/models.yaml" --color never lock --offline >"$dir/lock.log" 2>&1 ||
+        { cat "$dir/lock.log" >&2; die "modelctl lock failed"; }
+    [[ -s "$dir/models.lock" ]] || die "modelctl lock wrote no models.lock"
+}
+
+# plan_says_no_changes DIR [ARGS...]: runs `modelctl plan --offline` on DIR's project and
+# fails, showing the output, unless it reports no changes.
+plan_says_no_changes() {
+    local dir=$1
+    shift
+    local out
+    if ! out=$("$MODELCTL" --manifest "$dir/models.yaml" --color never "$@" plan --offline --detailed-exitcode 2>&1); then
+        printf '%s\n' "$out" | head -40 >&2
+        die "\`modelctl plan --offline\` did not report \"No changes\" on a complete store"
+    fi
+    grep -q "No changes" <<<"$out" || {
+        printf '%s\n' "$out" | head -40 >&2
+        die "\`modelctl plan --offline\` exited 0 but did not say \"No changes\""
+    }
+}
