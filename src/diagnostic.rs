@@ -54,6 +54,30 @@ impl At {
     }
 }
 
+impl At {
+    /// The position of a 1-based line and column in `text`, when the parser gave no offset.
+    pub fn from_line_column(text: &str, line: u64, column: u64) -> Option<Self> {
+        let line_start: usize = text
+            .split_inclusive('\n')
+            .take(usize::try_from(line).ok()?.checked_sub(1)?)
+            .map(str::len)
+            .sum();
+        let line_text = text.get(line_start..)?.lines().next().unwrap_or("");
+        let col = usize::try_from(column).ok()?.saturating_sub(1);
+        let offset = line_start
+            + line_text
+                .char_indices()
+                .nth(col)
+                .map_or(line_text.len(), |(i, _)| i);
+        Some(Self {
+            line,
+            column,
+            offset: offset.min(text.len()),
+            len: 1,
+        })
+    }
+}
+
 /// All problems of one file, with the text they point into.
 #[derive(Debug, Clone)]
 pub struct FileProblems {

@@ -82,37 +82,78 @@ pub fn parse_str(text: &str, name: &str) -> Result<Manifest, FileProblems> {
         text: Arc::new(text.to_owned()),
         problems,
     };
-    let root = node::parse(text).map_err(|e| problems(vec![syntax_problem(&e)]))?;
+    let root = node::parse(text).map_err(|e| problems(vec![syntax_problem(&e, text)]))?;
     validate::validate(&root).map_err(problems)
 }
 
 /// A YAML syntax error or a resource limit, as a problem with its location.
-fn syntax_problem(err: &serde_saphyr::Error) -> Problem {
-    let at = err.location().and_then(|l| At::of(&l));
+fn syntax_problem(err: &serde_saphyr::Error, text: &str) -> Problem {
+    let location = err.location();
+    let at = location
+        .and_then(|l| At::of(&l).or_else(|| At::from_line_column(text, l.line(), l.column())));
+    let message = strip_position(&first_line(&err.to_string()));
+    let limit_help = format!(
+        "manifests are limited to {} levels of nesting, {} nodes, {} aliases and {} alias \
+         expansions; this file looks generated or hostile",
+        node::MAX_DEPTH,
+        node::MAX_NODES,
+        node::MAX_ALIASES,
+        node::MAX_ALIAS_EXPANSION,
+    );
     let (code, message, help) = match err {
         serde_saphyr::Error::Budget { breach, .. } => (
             "manifest::limit",
             format!("the manifest exceeds a safety limit: {breach:?}"),
+            limit_help,
+        ),
+        _ if message.contains("recursion limit") => (
+            "manifest::limit",
             format!(
-                "manifests are limited to {} levels of nesting, {} nodes and {} aliases; \
-                 this file looks generated or hostile",
-                node::MAX_DEPTH,
-                node::MAX_NODES,
-                node::MAX_ALIASES
+                "the manifest nests more than {} levels deep",
+                node::MAX_DEPTH
             ),
+            limit_help,
+        ),
+        _ if message.contains("alias") && message.contains("limit") => (
+            "manifest::limit",
+            format!("the manifest exceeds a safety limit: {message}"),
+            limit_help,
         ),
         _ => (
             "manifest::syntax",
-            first_line(&err.to_string()),
+            message,
             "fix the YAML syntax at this position (indentation uses spaces, `key: value`)"
                 .to_owned(),
         ),
     };
+    if code == "manifest::limit" {
+        // A hostile file's lines can be megabytes long: say where, without quoting it.
+        let message = match at {
+            Some(at) => format!("{message} (at line {}, column {})", at.line, at.column),
+            None => message,
+        };
+        return Problem {
+            code,
+            message,
+            at: None,
+            help: Some(help),
+        };
+    }
     Problem {
         code,
         message,
         at,
         help: Some(help),
+    }
+}
+
+/// `error: line 2 column 264: recursion limit exceeded` → `recursion limit exceeded`
+/// (the diagnostic shows the position itself).
+fn strip_position(message: &str) -> String {
+    let rest = message.strip_prefix("error: ").unwrap_or(message);
+    match rest.strip_prefix("line ") {
+        Some(after) => after.split_once(": ").map_or(rest, |(_, m)| m).to_owned(),
+        None => rest.to_owned(),
     }
 }
 

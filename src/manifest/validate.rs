@@ -174,22 +174,28 @@ impl Checker {
 
     fn size(&mut self, node: &Spanned<Node>, what: &str) -> Option<u64> {
         let parsed = match &node.value {
-            Node::Int(i) => u64::try_from(*i).map_err(|_| "it is negative".to_owned()),
-            Node::Str(s) => s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()),
-            _ => Err(format!("found {}", node.value.kind())),
+            Node::Int(i) => u64::try_from(*i).ok(),
+            Node::Str(s) => s
+                .trim()
+                .parse::<bytesize::ByteSize>()
+                .ok()
+                .map(|b| b.as_u64()),
+            _ => None,
         };
-        match parsed {
-            Ok(bytes) => Some(bytes),
-            Err(reason) => {
-                self.report(
-                    &node.referenced,
-                    "manifest::bad_size",
-                    format!("{what} is not a size: {reason}"),
-                    Some("write a size such as `8GiB`, `512MB` or a number of bytes".to_owned()),
-                );
-                None
-            }
+        if parsed.is_none() {
+            let shown = match &node.value {
+                Node::Str(s) => format!("`{}`", s.escape_debug()),
+                Node::Int(i) => i.to_string(),
+                other => other.kind().to_owned(),
+            };
+            self.report(
+                &node.referenced,
+                "manifest::bad_size",
+                format!("{what} is not a size: {shown}"),
+                Some("write a size such as `8GiB`, `512MB` or a number of bytes".to_owned()),
+            );
         }
+        parsed
     }
 
     fn sha256(&mut self, node: &Spanned<Node>, what: &str) -> Option<Sha256> {

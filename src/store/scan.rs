@@ -436,3 +436,114 @@ impl StoreState {
         Sha256::of(text.as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    /// Puts `bytes` in the store as a blob hardlinked into `models/llm/m/<name>`, dated an
+    /// hour ago so the stat cache trusts it.
+    fn place(store: &Store, name: &str, bytes: &[u8]) -> Sha256 {
+        let digest = Sha256::of(bytes);
+        let blob = store.blob_path(&digest);
+        fs::create_dir_all(blob.parent().expect("parent")).expect("mkdir");
+        fs::write(&blob, bytes).expect("write");
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&blob)
+            .expect("open")
+            .set_modified(hour_ago)
+            .expect("mtime");
+        let dir = store.models_dir().join("llm").join("m");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::hard_link(&blob, dir.join(name)).expect("link");
+        digest
+    }
+
+    #[test]
+    fn a_warm_scan_hashes_nothing_and_a_rewrite_is_noticed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path());
+        let a = place(&store, "a.bin", b"first file");
+        place(&store, "b.bin", b"second file");
+        let mut cache = StatCache::default();
+        let silent = |_: usize, _: u64| {};
+
+        let (state, cold) = scan(&store, &mut cache, &silent).expect("scan");
+        assert_eq!(cold.files, 4, "two model files and two blobs");
+        assert_eq!(cold.hashed_files, 2, "hardlinks are hashed once per inode");
+        let key = (
+            TypeName::parse("llm").expect("t"),
+            ModelId::parse("m").expect("id"),
+        );
+        assert_eq!(
+            state.models[&key].files[&RelPath::parse("a.bin").expect("p")].sha256,
+            a
+        );
+        assert_eq!(state.blobs.len(), 2);
+
+        let (again, warm) = scan(&store, &mut cache, &silent).expect("scan");
+        assert_eq!(
+            warm.hashed_files, 0,
+            "the stat cache answers for unchanged files"
+        );
+        assert_eq!(again, state);
+
+        // Same size, mtime put back: only the ctime and the bytes differ.
+        let path = store.models_dir().join("llm/m/a.bin");
+        let mtime = fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        fs::write(&path, b"FIRST file").expect("rewrite");
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_modified(mtime)
+            .expect("mtime");
+        let (tampered, stats) = scan(&store, &mut cache, &silent).expect("scan");
+        assert_eq!(stats.hashed_files, 1);
+        assert_ne!(
+            tampered.models[&key].files[&RelPath::parse("a.bin").expect("p")].sha256,
+            a
+        );
+        assert_eq!(
+            tampered.corrupt_blobs,
+            vec![a],
+            "the blob shares the rewritten inode"
+        );
+    }
+
+    #[test]
+    fn symlinks_and_unsafe_entries_are_reported_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("store"));
+        place(&store, "a.bin", b"x");
+        let model = store.models_dir().join("llm/m");
+        std::os::unix::fs::symlink("/etc/passwd", model.join("evil")).expect("symlink");
+        fs::create_dir_all(store.models_dir().join("Bad Type")).expect("mkdir");
+        fs::create_dir_all(store.active_dir()).expect("mkdir");
+        std::os::unix::fs::symlink(
+            "../models/llm/m",
+            store.active_link(&TypeName::parse("llm").expect("t")),
+        )
+        .expect("symlink");
+        std::os::unix::fs::symlink("/tmp", store.active_dir().join("tts")).expect("symlink");
+        let (state, _) = scan(&store, &mut StatCache::default(), &|_, _| {}).expect("scan");
+        let key = (
+            TypeName::parse("llm").expect("t"),
+            ModelId::parse("m").expect("id"),
+        );
+        assert_eq!(state.models[&key].foreign, vec!["evil".to_owned()]);
+        assert_eq!(state.unknown, vec!["models/Bad Type".to_owned()]);
+        assert_eq!(state.active[&key.0], ActivePointer::Model(key.1.clone()));
+        assert!(matches!(
+            state.active[&TypeName::parse("tts").expect("t")],
+            ActivePointer::Broken(_)
+        ));
+    }
+}

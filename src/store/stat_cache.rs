@@ -87,9 +87,7 @@ impl StatCache {
     /// modified too recently for its stamp to be trusted.
     pub fn insert(&mut self, key: String, stamp: Stamp, sha256: Sha256, hashed_at_ns: i128) {
         const RACY_WINDOW_NS: i128 = 1_000_000_000;
-        if stamp.mtime_ns >= hashed_at_ns - RACY_WINDOW_NS
-            || stamp.ctime_ns >= hashed_at_ns - RACY_WINDOW_NS
-        {
+        if stamp.mtime_ns >= hashed_at_ns - RACY_WINDOW_NS {
             return;
         }
         let entry = Entry { stamp, sha256 };

@@ -1,0 +1,13 @@
+//! Integration tests: the real `modelctl` binary against temporary projects.
+//!
+//! One test binary (cargo's and uv's layout); each module covers one area, and `support`
+//! builds the projects, runs the binary with a clean environment and serves fake HTTP.
+
+mod hostile;
+mod lock;
+mod manifest_errors;
+mod plan;
+mod repository;
+mod status;
+mod support;
+mod url_source;

@@ -1,0 +1,101 @@
+//! The repository's own models.yaml, models.lock and schema: what a fresh clone shows.
+
+use std::path::Path;
+
+use crate::support::Project;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A copy of the repository's manifest and lock in a temporary project.
+fn copy_of_repository() -> Project {
+    let project = Project::new();
+    for name in ["models.yaml", "models.lock"] {
+        let text = std::fs::read_to_string(repo().join(name)).expect(name);
+        project.write(name, &text);
+    }
+    project
+}
+
+#[test]
+fn the_default_stack_plans_offline() {
+    let project = copy_of_repository();
+    let run = project.run(&["plan", "--offline"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    assert!(
+        out.contains("+ download sd_xl_base_1.0.safetensors  6.9 GB  sha256:31e35c80fc48"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ download mm_sd_v15_v2.ckpt  1.8 GB"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ pull llama3:8b  4.7 GB  sha256:365c0bd3c000"),
+        "{out}"
+    );
+    for unresolved in ["? musicgen-small", "? xtts-v2", "? wav2lip-gan"] {
+        assert!(out.contains(unresolved), "{unresolved} missing from\n{out}");
+    }
+    assert!(
+        out.contains("+ image_gen: sdxl-base") && out.contains("+ llm: llama3-8b"),
+        "{out}"
+    );
+    assert!(out.contains("Disk: 8.8 GB needed at peak"), "{out}");
+    assert_eq!(
+        project
+            .run(&["plan", "--offline", "--detailed-exitcode"])
+            .code,
+        2
+    );
+    let json = project.run(&["plan", "--offline", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(doc["totals"]["downloads"], 2);
+    assert_eq!(doc["totals"]["pulls"], 1);
+    assert_eq!(doc["totals"]["unresolved"], 3);
+}
+
+#[test]
+fn the_committed_lock_is_canonical_and_matches_the_manifest() {
+    let text = std::fs::read_to_string(repo().join("models.lock")).expect("lock");
+    let lock = modelctl::lock::parse_str(&text, Path::new("models.lock")).expect("valid lock");
+    assert_eq!(
+        modelctl::lock::render(&lock),
+        text,
+        "models.lock is in canonical form"
+    );
+    let manifest = modelctl::manifest::load(&repo().join("models.yaml")).expect("valid manifest");
+    for (id, locked) in &lock.models {
+        let entry = manifest.models.get(id).expect("locked models are declared");
+        assert_eq!(
+            locked.fingerprint,
+            modelctl::lock::fingerprint(entry),
+            "{id} is pinned to its entry"
+        );
+    }
+}
+
+#[test]
+fn the_committed_schema_is_current() {
+    let committed =
+        std::fs::read_to_string(repo().join("schema/models.schema.json")).expect("schema");
+    assert_eq!(
+        committed,
+        modelctl::manifest::json_schema(),
+        "schema/models.schema.json is stale: run `cargo run -- schema > schema/models.schema.json`"
+    );
+}
+
+#[test]
+fn example_manifests_are_valid() {
+    for entry in std::fs::read_dir(repo().join("examples")).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            if let Err(e) = modelctl::manifest::load(&path) {
+                panic!("{} is invalid: {e:?}", path.display());
+            }
+        }
+    }
+}

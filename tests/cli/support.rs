@@ -1,0 +1,213 @@
+//! The test context: a temporary project, a clean environment, and a fake HTTP server.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// A temporary directory holding a project (models.yaml, models.lock, a store).
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+/// The outcome of one run of the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A project whose models.yaml is `manifest`.
+    pub fn with_manifest(manifest: &str) -> Self {
+        let p = Self::new();
+        p.write("models.yaml", manifest);
+        p
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("read")
+    }
+
+    /// Runs `modelctl ARGS` in the project with no colour and none of the user's settings.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = std::process::Command::cargo_bin("modelctl").expect("binary");
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("NO_COLOR", "1")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("HOME", self.root())
+            .env_remove("MODELCTL_MANIFEST")
+            .env_remove("MODELCTL_STORE")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("ALL_PROXY");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().expect("run modelctl");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Replaces the temporary path and machine-dependent figures for snapshots.
+    pub fn filter(&self, text: &str) -> String {
+        let root = self.root().display().to_string();
+        let text = text.replace(&root, "[ROOT]");
+        let free = regex_free(&text);
+        free
+    }
+}
+
+/// `82.3 GB free at` → `[FREE] free at` (the free space of the machine running the tests).
+fn regex_free(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.find(" free at ") {
+            Some(end) => {
+                let start = line[..end].rfind(", ").map_or(0, |i| i + 2);
+                format!("{}[FREE]{}", &line[..start], &line[end..])
+            }
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + if text.ends_with('\n') { "\n" } else { "" }
+}
+
+/// A sha256 in hex, for manifests written by tests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    modelctl::digest::Sha256::of(bytes).hex()
+}
+
+/// A file:// URL for a path.
+pub fn file_url(path: &Path) -> String {
+    url::Url::from_file_path(path)
+        .expect("absolute path")
+        .to_string()
+}
+
+/// A fake file server on `127.0.0.1:0`, speaking plain HTTP as a CDN would: HEAD and GET with
+/// `Content-Length`, `ETag`, `Last-Modified` and `Range`; a redirect; a 404; a server that
+/// refuses HEAD. It counts requests so tests can assert what was asked.
+pub struct FileServer {
+    pub base: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+pub const SERVED: &[u8] = b"pretend these are model weights\n";
+
+impl FileServer {
+    pub fn start() -> Self {
+        use axum::Router;
+        use axum::extract::State;
+        use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+        use axum::response::{IntoResponse, Response};
+
+        type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+        async fn handle(
+            State(log): State<Log>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+        ) -> Response {
+            if let Ok(mut l) = log.lock() {
+                l.push(format!("{method} {}", uri.path()));
+            }
+            let file = |status: StatusCode, extra: &[(header::HeaderName, String)]| {
+                let mut r = (
+                    status,
+                    if method == Method::HEAD {
+                        Vec::new()
+                    } else {
+                        SERVED.to_vec()
+                    },
+                )
+                    .into_response();
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_LENGTH, SERVED.len().into());
+                h.insert(header::ETAG, "\"v1-etag\"".parse().expect("etag"));
+                h.insert(
+                    header::LAST_MODIFIED,
+                    "Wed, 21 Oct 2026 07:28:00 GMT".parse().expect("date"),
+                );
+                h.insert(header::ACCEPT_RANGES, "bytes".parse().expect("ranges"));
+                for (k, v) in extra {
+                    h.insert(k.clone(), v.parse().expect("value"));
+                }
+                r
+            };
+            match uri.path() {
+                "/weights.bin" => file(StatusCode::OK, &[]),
+                "/moved/weights.bin" => {
+                    (StatusCode::FOUND, [(header::LOCATION, "/weights.bin")]).into_response()
+                }
+                "/nohead/weights.bin" if method == Method::HEAD => {
+                    StatusCode::METHOD_NOT_ALLOWED.into_response()
+                }
+                "/nohead/weights.bin" if headers.get(header::RANGE).is_some() => {
+                    let mut r = (StatusCode::PARTIAL_CONTENT, SERVED[..1].to_vec()).into_response();
+                    let total = SERVED.len();
+                    r.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        format!("bytes 0-0/{total}").parse().expect("range"),
+                    );
+                    r
+                }
+                "/private/weights.bin" => StatusCode::FORBIDDEN.into_response(),
+                _ => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let requests: Log = Default::default();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new().fallback(handle).with_state(requests.clone());
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            requests,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,115 @@
+//! Resolving `url` sources against a fake server: what the lock records, and the errors.
+
+use crate::support::{FileServer, Project, SERVED, sha256_hex};
+
+fn manifest(url: &str, extra: &str) -> String {
+    format!("version: 1\nmodels:\n  w:\n    type: lip_sync\n    source:\n      url: {url}\n{extra}")
+}
+
+#[test]
+fn locking_a_url_records_size_and_validators() {
+    let server = FileServer::start();
+    let sum = sha256_hex(SERVED);
+    let project = Project::with_manifest(&manifest(
+        &format!("{}/weights.bin", server.base),
+        &format!("      sha256: {sum}\n"),
+    ));
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lock = project.read("models.lock");
+    assert!(lock.contains(&format!("size: {}", SERVED.len())), "{lock}");
+    assert!(lock.contains(r#"etag: "\"v1-etag\"""#), "{lock}");
+    assert!(
+        lock.contains(r#"last_modified: "Wed, 21 Oct 2026 07:28:00 GMT""#),
+        "{lock}"
+    );
+    assert!(lock.contains(&format!("sha256: \"{sum}\"")), "{lock}");
+    assert!(
+        !lock.contains("final_url"),
+        "no redirect, no final_url: {lock}"
+    );
+    assert_eq!(
+        server.requests(),
+        vec!["HEAD /weights.bin"],
+        "one HEAD, no body fetched"
+    );
+}
+
+#[test]
+fn a_redirect_is_followed_and_the_final_url_recorded() {
+    let server = FileServer::start();
+    let project =
+        Project::with_manifest(&manifest(&format!("{}/moved/weights.bin", server.base), ""));
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lock = project.read("models.lock");
+    assert!(
+        lock.contains(&format!("final_url: \"{}/weights.bin\"", server.base)),
+        "{lock}"
+    );
+    assert!(
+        !lock.contains("sha256: \""),
+        "no sha256 is invented before the file is hashed: {lock}"
+    );
+}
+
+#[test]
+fn a_server_that_refuses_head_is_asked_for_one_byte() {
+    let server = FileServer::start();
+    let project = Project::with_manifest(&manifest(
+        &format!("{}/nohead/weights.bin", server.base),
+        "",
+    ));
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        project
+            .read("models.lock")
+            .contains(&format!("size: {}", SERVED.len()))
+    );
+    assert_eq!(
+        server.requests(),
+        vec!["HEAD /nohead/weights.bin", "GET /nohead/weights.bin"]
+    );
+}
+
+#[test]
+fn http_errors_say_what_to_do_and_plan_still_shows_the_model() {
+    let server = FileServer::start();
+    let project = Project::with_manifest(&manifest(&format!("{}/gone.bin", server.base), ""));
+    let run = project.run(&["plan"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("? w (lip_sync)"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("404 Not Found: the file is not there; check the URL"),
+        "{}",
+        run.stdout
+    );
+
+    project.write(
+        "models.yaml",
+        &manifest(&format!("{}/private/weights.bin", server.base), ""),
+    );
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("403 Forbidden: access denied"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn offline_makes_no_request() {
+    let server = FileServer::start();
+    let project = Project::with_manifest(&manifest(&format!("{}/weights.bin", server.base), ""));
+    let run = project.run(&["plan", "--offline"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("`--offline` was passed"),
+        "{}",
+        run.stdout
+    );
+    assert!(server.requests().is_empty());
+}
