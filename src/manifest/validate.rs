@@ -410,13 +410,13 @@ fn check_types(c: &mut Checker, node: &Spanned<Node>) -> BTreeMap<TypeName, Type
             continue;
         }
         let mut decl = TypeDecl::default();
-        if !matches!(value.value, Node::Null) {
-            if let Some(e) = c.map(value, &format!("type `{name}`")) {
-                let f = c.fields(e, TYPE_KEYS, &format!("type `{name}`"));
-                decl.description = f
-                    .get("description")
-                    .and_then(|n| c.string(n, "`description`"));
-            }
+        if !matches!(value.value, Node::Null)
+            && let Some(e) = c.map(value, &format!("type `{name}`"))
+        {
+            let f = c.fields(e, TYPE_KEYS, &format!("type `{name}`"));
+            decl.description = f
+                .get("description")
+                .and_then(|n| c.string(n, "`description`"));
         }
         if types.insert(name.clone(), decl).is_some() {
             c.report(
@@ -936,15 +936,15 @@ fn check_files_against_source(
                             u.file
                         )),
                     );
-                } else if let (Some(a), Some(b)) = (expect.sha256, u.sha256) {
-                    if a != b {
-                        c.report(
-                            &node.referenced,
-                            "manifest::conflicting_checksum",
-                            format!("{what} gives two different sha256 for `{path}`"),
-                            Some("keep one of them".to_owned()),
-                        );
-                    }
+                } else if let (Some(a), Some(b)) = (expect.sha256, u.sha256)
+                    && a != b
+                {
+                    c.report(
+                        &node.referenced,
+                        "manifest::conflicting_checksum",
+                        format!("{what} gives two different sha256 for `{path}`"),
+                        Some("keep one of them".to_owned()),
+                    );
                 }
             }
         }

@@ -469,17 +469,17 @@ impl Planner {
             if let Some(need) = entry.requires.gpu_memory {
                 gpu_needs.push((id.clone(), need));
             }
-            if let (Some(need), Some(total)) = (entry.requires.ram, input.facts.ram_total) {
-                if need > total {
-                    self.warnings.push(Notice {
-                        model: Some(id.clone()),
-                        message: format!(
-                            "needs {} of memory; this machine has {}",
-                            human_memory(need),
-                            human_memory(total)
-                        ),
-                    });
-                }
+            if let (Some(need), Some(total)) = (entry.requires.ram, input.facts.ram_total)
+                && need > total
+            {
+                self.warnings.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "needs {} of memory; this machine has {}",
+                        human_memory(need),
+                        human_memory(total)
+                    ),
+                });
             }
         }
         if gpu_needs.is_empty() {

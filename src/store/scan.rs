@@ -255,14 +255,12 @@ pub fn scan(
 fn read_pointer(kind: &TypeName, target: &Path, state: &StoreState) -> ActivePointer {
     let text = target.to_string_lossy().into_owned();
     let parts: Vec<&str> = text.split('/').collect();
-    if let ["..", "models", t, id] = parts.as_slice() {
-        if *t == kind.as_str() {
-            if let Ok(id) = ModelId::parse(id) {
-                if state.models.contains_key(&(kind.clone(), id.clone())) {
-                    return ActivePointer::Model(id);
-                }
-            }
-        }
+    if let ["..", "models", t, id] = parts.as_slice()
+        && *t == kind.as_str()
+        && let Ok(id) = ModelId::parse(id)
+        && state.models.contains_key(&(kind.clone(), id.clone()))
+    {
+        return ActivePointer::Model(id);
     }
     ActivePointer::Broken(text)
 }

@@ -80,8 +80,8 @@ impl Project {
     pub fn filter(&self, text: &str) -> String {
         let root = self.root().display().to_string();
         let text = text.replace(&root, "[ROOT]");
-        let free = regex_free(&text);
-        free
+
+        regex_free(&text)
     }
 }
 
