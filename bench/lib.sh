@@ -77,31 +77,32 @@ HAVE_HYPERFINE=0
 command -v hyperfine >/dev/null 2>&1 && HAVE_HYPERFINE=1
 
 # measure NAME RUNS WARMUP PREPARE COMMAND
-#   Times COMMAND (a shell command line, output discarded) RUNS times after WARMUP untimed
-#   runs, running PREPARE (may be empty) before every run. Sets MEDIAN, MIN and MAX, in
-#   seconds. Uses hyperfine when installed, otherwise a loop timed with `date +%s%N`.
+#   Times COMMAND RUNS times after WARMUP untimed runs, running PREPARE before every run.
+#   COMMAND is a plain command line (words, single quotes; no pipes or redirections: it runs
+#   without a shell, so the ms-scale figures are not blurred by shell start-up); PREPARE is
+#   shell text, may be empty. Output is discarded. Sets MEDIAN, MIN and MAX, in seconds.
+#   Uses hyperfine when installed, otherwise a loop timed with `date +%s%N`.
 measure() {
     local name=$1 runs=$2 warmup=$3 prepare=$4 cmd=$5
+    local prep_script="$WORK/prepare.sh"
+    printf '%s\n' "$prepare" >"$prep_script"
     if ((HAVE_HYPERFINE)); then
-        local csv="$WORK/hyperfine-$$.csv"
-        local args=(--style basic --runs "$runs" --warmup "$warmup" --export-csv "$csv" -n "$name")
-        [[ -n "$prepare" ]] && args+=(--prepare "$prepare")
+        local csv="$WORK/hyperfine.csv"
+        local args=(--shell=none --style basic --runs "$runs" --warmup "$warmup" --export-csv "$csv" -n "$name")
+        [[ -n "$prepare" ]] && args+=(--prepare "bash '$prep_script'")
         hyperfine "${args[@]}" "$cmd" >&2
-        # command,mean,stddev,median,user,system,min,max
-        read -r MEDIAN MIN MAX < <(awk -F, 'NR == 2 { print $4, $7, $8 }' "$csv")
+        # command,mean,stddev,median,user,system,min,max; the name may hold commas, so count
+        # fields from the end.
+        read -r MEDIAN MIN MAX < <(awk -F, 'NR == 2 { print $(NF - 4), $(NF - 1), $NF }' "$csv")
         rm -f "$csv"
     else
         local i t0 t1 times=()
-        for ((i = 0; i < warmup; i++)); do
-            [[ -n "$prepare" ]] && bash -c "$prepare"
-            bash -c "$cmd" >/dev/null 2>&1
-        done
-        for ((i = 0; i < runs; i++)); do
-            [[ -n "$prepare" ]] && bash -c "$prepare"
+        for ((i = 0; i < warmup + runs; i++)); do
+            if [[ -n "$prepare" ]]; then bash "$prep_script"; fi
             t0=$(date +%s%N)
-            bash -c "$cmd" >/dev/null 2>&1
+            eval "$cmd" >/dev/null 2>&1
             t1=$(date +%s%N)
-            times+=("$((t1 - t0))")
+            if ((i >= warmup)); then times+=("$((t1 - t0))"); fi
         done
         read -r MEDIAN MIN MAX < <(printf '%s\n' "${times[@]}" | sort -n | awk '
             { t[NR] = $1 / 1e9 }
@@ -111,6 +112,7 @@ measure() {
             }')
         echo "  $name: median $(fmt_time "$MEDIAN") (min $(fmt_time "$MIN"), max $(fmt_time "$MAX"), $runs runs)" >&2
     fi
+    rm -f "$prep_script"
 }
 
 # fmt_time SECONDS: human-readable.

@@ -71,8 +71,11 @@ plan_says_no_changes "$PROJECT"
 [[ $(stat -c '%y' "$CACHE") == "$before" ]] || note "warning: a plan with a warm stat cache rewrote the cache file"
 
 PLAN="'$MODELCTL' --manifest '$PROJECT/models.yaml' --color never plan --offline"
-SHA_SEQ="xargs -d '\n' sha256sum < '$BLOB_LIST'"
-SHA_PAR="xargs -d '\n' -P $(nproc) -n 16 sha256sum < '$BLOB_LIST'"
+# The baselines, as scripts (measure runs commands without a shell).
+printf "xargs -d '\\n' sha256sum < '%s' > /dev/null\n" "$BLOB_LIST" >"$WORK/sha-seq.sh"
+printf "xargs -d '\\n' -P %s -n 16 sha256sum < '%s' > /dev/null\n" "$(nproc)" "$BLOB_LIST" >"$WORK/sha-par.sh"
+SHA_SEQ="bash '$WORK/sha-seq.sh'"
+SHA_PAR="bash '$WORK/sha-par.sh'"
 DROP="sync; echo 3 > /proc/sys/vm/drop_caches"
 
 COLD=0

@@ -52,9 +52,10 @@ pub async fn resolve(
         (meta.len(), None, None, None, hashed)
     } else {
         if ctx.offline {
-            return Err(format!(
-                "`--offline` was passed, so `{shown}` cannot be asked for its size"
-            ));
+            return Err(
+                "`--offline` was passed, so the URL's size and validators cannot be fetched"
+                    .to_owned(),
+            );
         }
         let head = head(ctx, source).await?;
         (
@@ -161,17 +162,22 @@ pub fn status_message(status: StatusCode, shown: &str) -> String {
     }
 }
 
-/// An error with its causes, `: `-separated (reqwest hides the useful part in the chain).
+/// An error with its causes, `: `-separated: reqwest keeps the useful part (a DNS failure,
+/// a refused connection, a certificate problem) in the chain, under generic wrappers.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
+    const GENERIC: &[&str] = &["error sending request", "client error (Connect)"];
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !GENERIC.contains(&text.as_str()) && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        source = s.source();
+        next = e.source();
     }
-    text
+    if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
