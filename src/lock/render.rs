@@ -184,6 +184,20 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_in_a_lock_are_refused() {
+        let text = render(&sample()).replace("      etag:", "      sha265: \"x\"\n      etag:");
+        assert!(
+            parse_str(&text, Path::new("models.lock")).is_err(),
+            "{text}"
+        );
+        let text = render(&sample()).replace("        size: 2", "        size: 2\n        sise: 3");
+        assert!(
+            parse_str(&text, Path::new("models.lock")).is_err(),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn unsafe_paths_in_a_lock_are_refused() {
         let text = render(&sample()).replace("z.bin", "../../etc/passwd");
         assert!(parse_str(&text, Path::new("models.lock")).is_err());

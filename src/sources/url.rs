@@ -82,9 +82,13 @@ pub async fn resolve(
             md5
         },
     };
+    // The lock is committed to git: credentials and presigned signatures never go into it.
+    // Downloads start again from the manifest's URL; `final_url` only documents the redirect.
     let locked = LockedSource::Url {
-        url: source.url.to_string(),
-        final_url: final_url.filter(|u| u != source.url.as_str()),
+        url: redact(source.url.as_str()),
+        final_url: final_url
+            .filter(|u| u != source.url.as_str())
+            .map(|u| redact(&u)),
         etag,
         last_modified,
     };

@@ -113,3 +113,27 @@ fn offline_makes_no_request() {
     );
     assert!(server.requests().is_empty());
 }
+
+#[test]
+fn credentials_never_reach_the_lock_or_the_output() {
+    let server = FileServer::start();
+    let url = server
+        .base
+        .replace("http://", "http://alice:hf_SENTINEL_secret@")
+        + "/weights.bin";
+    let project = Project::with_manifest(&manifest(&url, ""));
+    let lock = project.run(&["lock"]);
+    assert_eq!(lock.code, 0, "{}", lock.stderr);
+    let plan = project.run(&["plan", "--json"]);
+    for (what, text) in [
+        ("lock stderr", lock.stderr),
+        ("models.lock", project.read("models.lock")),
+        ("plan", plan.stdout),
+        ("plan stderr", plan.stderr),
+    ] {
+        assert!(
+            !text.contains("hf_SENTINEL"),
+            "the secret leaked into {what}:\n{text}"
+        );
+    }
+}
