@@ -7,6 +7,7 @@ mod hostile;
 mod lock;
 mod manifest_errors;
 mod plan;
+mod properties;
 mod repository;
 mod status;
 mod support;
