@@ -73,8 +73,11 @@ can_drop_caches() {
     drop_caches
 }
 
+# BENCH_NO_HYPERFINE=1 forces the fallback loop.
 HAVE_HYPERFINE=0
-command -v hyperfine >/dev/null 2>&1 && HAVE_HYPERFINE=1
+if [[ "${BENCH_NO_HYPERFINE:-0}" != 1 ]] && command -v hyperfine >/dev/null 2>&1; then
+    HAVE_HYPERFINE=1
+fi
 
 # measure NAME RUNS WARMUP PREPARE COMMAND
 #   Times COMMAND RUNS times after WARMUP untimed runs, running PREPARE before every run.
