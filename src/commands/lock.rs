@@ -7,8 +7,8 @@ use miette::Result;
 use super::Project;
 use crate::cli::LockArgs;
 use crate::lock::Lockfile;
-use crate::plan::Resolution;
 use crate::settings::Settings;
+use crate::sources::Resolution;
 
 pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;

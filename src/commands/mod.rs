@@ -17,8 +17,8 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use crate::lock::{Lockfile, fingerprint};
 use crate::manifest::Manifest;
 use crate::names::ModelId;
-use crate::plan::Resolution;
 use crate::settings::Settings;
+use crate::sources::Resolution;
 use crate::sources::ResolveContext;
 use crate::store::{StatCache, Store, StoreState};
 
@@ -132,7 +132,7 @@ impl Project {
             let mut out = BTreeMap::new();
             for id in ids {
                 if let Some(entry) = self.manifest.models.get(&id) {
-                    let resolution = crate::sources::resolve(&ctx, &id, entry).await;
+                    let resolution = crate::sources::resolve(&ctx, entry).await;
                     out.insert(id, resolution);
                 }
             }

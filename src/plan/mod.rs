@@ -13,7 +13,7 @@ mod render;
 
 use serde::Serialize;
 
-pub use planner::{PlanInput, Resolution, plan};
+pub use planner::{PlanInput, plan};
 pub use render::{Style, render_text};
 
 use crate::digest::{Md5, Sha256};

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::manifest::{Manifest, ModelEntry, Source};
+use crate::sources::Resolution;
 use crate::store::{ActivePointer, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
 use crate::units::{human_bytes, human_memory};
@@ -19,16 +20,6 @@ pub struct PlanInput<'a> {
     pub resolutions: &'a BTreeMap<ModelId, Resolution>,
     pub state: &'a StoreState,
     pub facts: &'a SystemFacts,
-}
-
-/// The outcome of resolving one manifest entry in this run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Resolution {
-    Resolved(LockedModel),
-    /// Not resolved; the reason says why and what to do.
-    Failed {
-        reason: String,
-    },
 }
 
 /// Computes the plan.

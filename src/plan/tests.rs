@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::lock::{LockedFile, LockedLayer, LockedModel, LockedSource, fingerprint};
 use crate::manifest::{Manifest, parse_str};
+use crate::sources::Resolution;
 use crate::store::{ActivePointer, OllamaDescriptor, PresentFile, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
 

@@ -8,10 +8,18 @@
 pub mod ollama;
 pub mod url;
 
-use crate::lock::fingerprint;
+use crate::lock::{LockedModel, fingerprint};
 use crate::manifest::{ModelEntry, Source};
-use crate::names::ModelId;
-use crate::plan::Resolution;
+
+/// The outcome of resolving one manifest entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Resolved(LockedModel),
+    /// Not resolved; the reason says why (and, where it can, what to do).
+    Failed {
+        reason: String,
+    },
+}
 
 /// How resolvers may reach the outside world.
 #[derive(Debug, Clone)]
@@ -22,7 +30,7 @@ pub struct ResolveContext {
 }
 
 /// Resolves one manifest entry.
-pub async fn resolve(ctx: &ResolveContext, id: &ModelId, entry: &ModelEntry) -> Resolution {
+pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     let result = match &entry.source {
         Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
         Source::Hf(_) => Err(
@@ -35,14 +43,11 @@ pub async fn resolve(ctx: &ResolveContext, id: &ModelId, entry: &ModelEntry) -> 
             .to_owned()),
     };
     match result {
-        Ok((source, files)) => Resolution::Resolved(crate::lock::LockedModel {
+        Ok((source, files)) => Resolution::Resolved(LockedModel {
             fingerprint: fingerprint(entry),
             source,
             files,
         }),
-        Err(reason) => {
-            let _ = id;
-            Resolution::Failed { reason }
-        }
+        Err(reason) => Resolution::Failed { reason },
     }
 }
