@@ -98,7 +98,7 @@ pub fn render_text(plan: &Plan, style: Style) -> String {
     }
     let _ = writeln!(out, "{}", summary(plan, up_to_date));
     if plan.disk.peak_bytes > 0 || !plan.disk.fits {
-        let _ = writeln!(out, "{}", disk_line(&plan.disk));
+        let _ = writeln!(out, "{}", disk_line(&plan.disk, plan.totals.unresolved));
     }
     out
 }
@@ -317,13 +317,18 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
     line
 }
 
-fn disk_line(disk: &DiskCheck) -> String {
+fn disk_line(disk: &DiskCheck, unresolved: usize) -> String {
     let free = disk
         .free_bytes
         .map_or_else(|| "unknown".to_owned(), human_bytes);
     let verdict = if disk.fits { "fits" } else { "does NOT fit" };
+    let unknown = match unresolved {
+        0 => String::new(),
+        1 => " (1 unresolved model not counted)".to_owned(),
+        n => format!(" ({n} unresolved models not counted)"),
+    };
     format!(
-        "Disk: {} needed at peak, {free} free at `{}` ({verdict}).",
+        "Disk: {} needed at peak{unknown}, {free} free at `{}` ({verdict}).",
         human_bytes(disk.peak_bytes),
         disk.path
     )
