@@ -52,6 +52,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// Show what `apply` would download, link, verify, swap and delete
     Plan(PlanArgs),
+    /// Make the store match the plan: download, verify, link, swap and delete
+    Apply(ApplyArgs),
     /// Show each declared model: declared, present, active, drifted
     Status(StatusArgs),
     /// Resolve every model not pinned in models.lock, and write the lock
@@ -71,6 +73,25 @@ pub struct PlanArgs {
     /// Also save the plan to FILE, for `apply FILE`
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `plan --out FILE`: applied exactly, or refused if anything changed since
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: Option<PathBuf>,
+    /// Approve deletions without asking (required when there is no terminal to ask on)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print one JSON event per line (plan, start, progress, done, error, step, summary)
+    #[arg(long)]
+    pub json: bool,
+    /// Files downloaded at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Connections in all; a large file is fetched over several at once
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
 }
 
 #[derive(Debug, Args)]

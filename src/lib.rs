@@ -17,6 +17,7 @@
 //!   [`durable`] is the one way files are replaced.
 //! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod diagnostic;

@@ -4,6 +4,7 @@
 //! forgotten; commands read `Settings`, never the environment.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::manifest::Manifest;
@@ -17,6 +18,11 @@ pub struct Settings {
     store_override: Option<PathBuf>,
     pub network: Network,
     pub color: ColorChoice,
+    /// HTTP timeouts and retries (`MODELCTL_HTTP_TIMEOUT`, `MODELCTL_HTTP_RETRIES`,
+    /// `MODELCTL_HTTP_RETRY_BASE_MS`).
+    pub net: crate::net::NetConfig,
+    /// How long to wait for another modelctl's store lock (`MODELCTL_LOCK_TIMEOUT`, seconds).
+    pub lock_timeout: std::time::Duration,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -62,6 +68,10 @@ impl Settings {
                 offline: *offline || *frozen,
             },
             color: *color,
+            net: net_from_env(),
+            lock_timeout: Duration::from_secs_f64(
+                env_number("MODELCTL_LOCK_TIMEOUT").unwrap_or(300.0),
+            ),
         }
     }
 
@@ -88,6 +98,32 @@ impl Settings {
             _ => Style::Color,
         }
     }
+}
+
+/// A non-negative number from the environment; anything else counts as unset.
+fn env_number(name: &str) -> Option<f64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+fn net_from_env() -> crate::net::NetConfig {
+    let mut net = crate::net::NetConfig::default();
+    if let Some(secs) = env_number("MODELCTL_HTTP_TIMEOUT").filter(|s| *s > 0.0) {
+        net.read_timeout = Duration::from_secs_f64(secs);
+        net.connect_timeout = net
+            .connect_timeout
+            .min(net.read_timeout.max(Duration::from_millis(100)));
+    }
+    if let Some(n) = env_number("MODELCTL_HTTP_RETRIES") {
+        net.retry.attempts = (n as u32).max(1);
+    }
+    if let Some(ms) = env_number("MODELCTL_HTTP_RETRY_BASE_MS") {
+        net.retry.base = Duration::from_millis(ms as u64);
+        net.retry.cap = net.retry.cap.max(net.retry.base);
+    }
+    net
 }
 
 fn absolute(path: PathBuf) -> PathBuf {

@@ -4,6 +4,7 @@
 //! the lock and the store's paths. Resolution of unpinned entries (with cargo's `--locked`
 //! and `--offline` rules) lives here too, because `plan`, `lock` and later `apply` share it.
 
+pub mod apply;
 pub mod lock;
 pub mod plan;
 pub mod schema;
@@ -50,6 +51,16 @@ impl Project {
     pub fn scan(&self) -> Result<StoreState> {
         let cache_path = self.store.stat_cache_path();
         let mut cache = StatCache::load(&cache_path);
+        let state = self.scan_with(&mut cache)?;
+        if self.store.root().exists() {
+            // A read-only store still plans; it just hashes again next time.
+            let _ = cache.save(&cache_path);
+        }
+        Ok(state)
+    }
+
+    /// Scans the store with a stat cache the caller loads and saves.
+    pub fn scan_with(&self, cache: &mut StatCache) -> Result<StoreState> {
         let announce = |files: usize, bytes: u64| {
             if bytes >= 1_000_000_000 {
                 eprintln!(
@@ -58,12 +69,21 @@ impl Project {
                 );
             }
         };
-        let (state, _) = crate::store::scan(&self.store, &mut cache, &announce)?;
-        if self.store.root().exists() {
-            // A read-only store still plans; it just hashes again next time.
-            let _ = cache.save(&cache_path);
-        }
+        let (state, _) = crate::store::scan(&self.store, cache, &announce)?;
         Ok(state)
+    }
+
+    /// Resolves what is unpinned and plans against `state` and this machine.
+    pub fn plan(&self, state: &StoreState) -> Result<crate::plan::Plan> {
+        let resolutions = self.resolve_unpinned()?;
+        let facts = crate::system::gather(self.store.root());
+        Ok(crate::plan::plan(crate::plan::PlanInput {
+            manifest: &self.manifest,
+            lock: &self.lock,
+            resolutions: &resolutions,
+            state,
+            facts: &facts,
+        }))
     }
 
     /// Ids whose lock entry is missing or was resolved from a different manifest entry.
@@ -117,7 +137,7 @@ impl Project {
         if ids.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let client = crate::net::client(&crate::net::NetConfig::default())
+        let client = crate::net::client(&self.settings.net)
             .into_diagnostic()
             .wrap_err("cannot set up the HTTP client")?;
         let ctx = ResolveContext {
@@ -158,6 +178,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
     let settings = Settings::resolve(&cli.global);
     match cli.command {
         crate::cli::Command::Plan(args) => plan::run(settings, &args),
+        crate::cli::Command::Apply(args) => apply::run(settings, &args),
         crate::cli::Command::Status(args) => status::run(settings, &args),
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),

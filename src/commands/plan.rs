@@ -4,41 +4,18 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
-use serde::Serialize;
 
 use super::{EXIT_CHANGES, Project};
 use crate::cli::PlanArgs;
 use crate::digest::Sha256;
-use crate::plan::{Plan, PlanInput};
+use crate::plan::SavedPlan;
 use crate::settings::Settings;
-
-/// The document `plan --out FILE` writes: the plan plus what it was computed from, so that
-/// `apply FILE` can refuse when the manifest, lock or store changed since.
-#[derive(Serialize)]
-struct SavedPlan<'a> {
-    format: u32,
-    modelctl: &'static str,
-    manifest: String,
-    manifest_sha256: Sha256,
-    lock_sha256: Sha256,
-    store_state: Sha256,
-    next_lock: String,
-    plan: &'a Plan,
-}
 
 pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
     project.check_locked()?;
     let state = project.scan()?;
-    let resolutions = project.resolve_unpinned()?;
-    let facts = crate::system::gather(project.store.root());
-    let plan = crate::plan::plan(PlanInput {
-        manifest: &project.manifest,
-        lock: &project.lock,
-        resolutions: &resolutions,
-        state: &state,
-        facts: &facts,
-    });
+    let plan = project.plan(&state)?;
 
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -53,13 +30,13 @@ pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
     if let Some(out) = &args.out {
         let saved = SavedPlan {
             format: crate::plan::PLAN_FORMAT,
-            modelctl: env!("CARGO_PKG_VERSION"),
+            modelctl: env!("CARGO_PKG_VERSION").to_owned(),
             manifest: project.settings.manifest_path.display().to_string(),
             manifest_sha256: digest_of_file(&project.settings.manifest_path),
             lock_sha256: digest_of_file(&project.settings.lock_path),
             store_state: state.fingerprint(),
             next_lock: crate::lock::render(&plan.next_lock),
-            plan: &plan,
+            plan: plan.clone(),
         };
         let mut text = serde_json::to_string_pretty(&saved).into_diagnostic()?;
         text.push('\n');
@@ -81,6 +58,6 @@ pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
 }
 
 /// The sha256 of a file's bytes; a missing file hashes as empty.
-fn digest_of_file(path: &std::path::Path) -> Sha256 {
+pub(crate) fn digest_of_file(path: &std::path::Path) -> Sha256 {
     Sha256::of(&std::fs::read(path).unwrap_or_default())
 }

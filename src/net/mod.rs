@@ -7,14 +7,18 @@
 
 use std::time::Duration;
 
+pub mod retry;
+
 pub const USER_AGENT: &str = concat!("modelctl/", env!("CARGO_PKG_VERSION"));
 
 /// Settings of the client; tests shorten the timeouts.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
     pub connect_timeout: Duration,
+    /// No bytes for this long counts as a stall.
     pub read_timeout: Duration,
     pub max_redirects: usize,
+    pub retry: retry::RetryPolicy,
 }
 
 impl Default for NetConfig {
@@ -23,6 +27,7 @@ impl Default for NetConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             max_redirects: 10,
+            retry: retry::RetryPolicy::default(),
         }
     }
 }

@@ -10,11 +10,13 @@
 
 mod planner;
 mod render;
+mod saved;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use planner::{PlanInput, plan};
 pub use render::{Style, render_text};
+pub use saved::SavedPlan;
 
 use crate::digest::{Md5, Sha256};
 use crate::lock::Lockfile;
@@ -24,7 +26,7 @@ use crate::names::{ModelId, RelPath, TypeName};
 pub const PLAN_FORMAT: u32 = 1;
 
 /// Everything `apply` would do, and what it would cost.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
     /// Per declared or deleted model, sorted by id.
@@ -62,7 +64,7 @@ impl Plan {
 }
 
 /// One model's part of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelPlan {
     pub id: ModelId,
     #[serde(rename = "type")]
@@ -77,7 +79,7 @@ pub struct ModelPlan {
 }
 
 /// Where a model stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ModelStatus {
     /// Present and verified; nothing to do.
@@ -91,7 +93,7 @@ pub enum ModelStatus {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Fetch a file into a blob and link it into the model directory.
@@ -177,13 +179,13 @@ pub enum Action {
 }
 
 /// A change to models.lock.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockChange {
     pub model: ModelId,
     pub change: LockChangeKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockChangeKind {
     Added,
@@ -192,7 +194,7 @@ pub enum LockChangeKind {
 }
 
 /// Sums over the plan.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
     pub downloads: usize,
     pub download_bytes: u64,
@@ -209,7 +211,7 @@ pub struct Totals {
 }
 
 /// Whether the plan fits on the store's filesystem.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiskCheck {
     /// The most extra space the plan holds at once (downloads land before deletions free).
     pub peak_bytes: u64,
@@ -219,7 +221,7 @@ pub struct DiskCheck {
 }
 
 /// A warning or an error, about a model or the whole plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelId>,

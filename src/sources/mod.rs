@@ -51,3 +51,31 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
         Err(reason) => Resolution::Failed { reason },
     }
 }
+
+/// Where to fetch one locked file from.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub url: ::url::Url,
+    /// A validator for `If-Range`, when the lock has one.
+    pub etag: Option<String>,
+}
+
+/// The request for `path` of a model, from its manifest entry and locked entry.
+pub fn locate(entry: &ModelEntry, locked: &LockedModel) -> Result<Located, String> {
+    match (&entry.source, &locked.source) {
+        (Source::Url(u), crate::lock::LockedSource::Url { etag, .. }) => Ok(Located {
+            url: u.url.clone(),
+            etag: etag.clone(),
+        }),
+        (Source::Hf(_), _) => {
+            Err("downloading from the Hub is not part of this build of modelctl yet".to_owned())
+        }
+        (Source::Ollama(_), _) => {
+            Err("Ollama models are pulled through Ollama, not downloaded as files".to_owned())
+        }
+        (Source::Url(_), other) => Err(format!(
+            "models.lock pins this model to a `{}` source; re-lock it with `modelctl lock`",
+            other.kind()
+        )),
+    }
+}

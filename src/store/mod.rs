@@ -14,17 +14,19 @@
 //! `apply`, through [`crate::durable`].
 
 mod lock;
+mod place;
 mod scan;
 mod stat_cache;
 
 use std::path::{Path, PathBuf};
 
 pub use lock::{StoreLock, StoreLockError};
+pub use place::{PlaceError, ensure_dir};
 pub use scan::{
     ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, hash_file,
     scan,
 };
-pub use stat_cache::StatCache;
+pub use stat_cache::{Stamp, StatCache};
 
 use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};

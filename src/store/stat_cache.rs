@@ -97,6 +97,14 @@ impl StatCache {
         }
     }
 
+    /// Remembers a hash of a file this process has just written and verified (a published
+    /// blob and its links): no one else can have rewritten it within its timestamp's
+    /// granularity, so the racy-file rule of [`StatCache::insert`] does not apply.
+    pub fn insert_verified(&mut self, key: String, stamp: Stamp, sha256: Sha256) {
+        self.entries.insert(key, Entry { stamp, sha256 });
+        self.dirty = true;
+    }
+
     /// Forgets entries for which `keep` says no (files that no longer exist).
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         let before = self.entries.len();

@@ -1,0 +1,92 @@
+//! Pointers and hooks: `active/<type>`, `active.json`, and the commands run after a swap.
+//!
+//! Hooks run with `sh -c`, their output captured (so `--json` output stays clean), with
+//! `MODELCTL_TYPE`, `MODELCTL_OLD_ID`, `MODELCTL_NEW_ID` and `MODELCTL_PATH` in their
+//! environment. `active.json` is derived from the pointers actually on disk after the swaps,
+//! and rewritten atomically.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::manifest::Manifest;
+use crate::names::{ModelId, TypeName};
+use crate::store::{ActivePointer, Store};
+
+/// What a hook is told.
+pub struct HookEnv<'a> {
+    pub kind: &'a TypeName,
+    pub old: Option<&'a str>,
+    pub new: Option<&'a str>,
+    pub path: &'a Path,
+}
+
+/// Runs a hook; `Err` carries the exit status and the tail of its output.
+pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<(), String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("MODELCTL_TYPE", env.kind.as_str())
+        .env("MODELCTL_OLD_ID", env.old.unwrap_or(""))
+        .env("MODELCTL_NEW_ID", env.new.unwrap_or(""))
+        .env("MODELCTL_PATH", env.path)
+        .output()
+        .map_err(|e| format!("cannot run `sh`: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut tail = String::from_utf8_lossy(&output.stderr).into_owned();
+    if tail.trim().is_empty() {
+        tail = String::from_utf8_lossy(&output.stdout).into_owned();
+    }
+    let tail: Vec<&str> = tail.lines().rev().take(3).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "{}{}",
+        output.status,
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", tail.join(" / "))
+        }
+    ))
+}
+
+/// One entry of `active.json`.
+#[derive(Debug, Serialize)]
+struct ActiveEntry<'a> {
+    id: &'a ModelId,
+    path: String,
+    source: &'static str,
+    config: &'a BTreeMap<String, serde_json::Value>,
+}
+
+/// Rewrites `active.json` from the pointers on disk.
+pub fn write_active_json(
+    store: &Store,
+    manifest: &Manifest,
+    pointers: &BTreeMap<TypeName, ActivePointer>,
+) -> std::io::Result<()> {
+    let empty = BTreeMap::new();
+    let mut doc: BTreeMap<&TypeName, ActiveEntry<'_>> = BTreeMap::new();
+    for (kind, pointer) in pointers {
+        let ActivePointer::Model(id) = pointer else {
+            continue;
+        };
+        let entry = manifest.models.get(id);
+        doc.insert(
+            kind,
+            ActiveEntry {
+                id,
+                path: store.model_dir(kind, id).display().to_string(),
+                source: entry.map_or("", |e| e.source.kind()),
+                config: entry.map_or(&empty, |e| &e.config),
+            },
+        );
+    }
+    let mut text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+    text.push('\n');
+    crate::durable::write_if_changed(&store.active_json(), text.as_bytes()).map(|_| ())
+}

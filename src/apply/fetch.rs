@@ -1,0 +1,753 @@
+//! The download engine: one file from a URL into a verified, fsynced file in `.modelctl/tmp/`.
+//!
+//! A file is split into chunks fetched over several connections at once (`Range` requests,
+//! with `If-Range` when the lock knows the `ETag`), written in place into a data file sized to
+//! the locked size, and hashed in order as its complete prefix grows ([`PrefixHasher`]). Every
+//! chunk retries on its own, resuming where its bytes stopped. Completed chunks are recorded
+//! ([`PartialFiles`]) so a killed apply resumes instead of starting over. Small files are one
+//! chunk. The engine trusts only the lock: it never writes past the locked size, checks every
+//! `Content-Range`, refuses encoded bodies, and treats a server that ignores `Range` (a `200`
+//! to a ranged request) by restarting the file from byte 0 in one stream, never by appending.
+//! The result is accepted only when its sha256 (and md5, where the lock has only that)
+//! matches; otherwise the partial is deleted and the error says what was expected and found.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE, RETRY_AFTER,
+};
+use tokio::sync::Semaphore;
+
+use super::hasher::{Digests, PrefixHasher};
+use super::partial::{PartialFiles, PartialState};
+use crate::digest::{Md5, Sha256};
+use crate::net::redact;
+use crate::net::retry::{RetryPolicy, Verdict, is_transient};
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    /// The real URL; shown only through [`redact`].
+    pub url: url::Url,
+    /// The locked size: the only size the engine trusts.
+    pub size: u64,
+    pub sha256: Option<Sha256>,
+    pub md5: Option<Md5>,
+    /// The validator from the lock, sent as `If-Range` so a changed file is never spliced.
+    pub etag: Option<String>,
+}
+
+/// Tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Connections one file may use at once.
+    pub connections: usize,
+    /// Bytes per ranged request.
+    pub chunk_size: u64,
+    /// Files smaller than this are fetched in one stream.
+    pub parallel_threshold: u64,
+    pub retry: RetryPolicy,
+    /// No bytes for this long means the connection stalled (also the client's read timeout).
+    pub stall: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            connections: 16,
+            chunk_size: 4 << 20,
+            parallel_threshold: 16 << 20,
+            retry: RetryPolicy::default(),
+            stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Receives byte counts for one file.
+pub trait FileProgress: Send + Sync {
+    /// `bytes` more arrived.
+    fn add(&self, bytes: u64);
+    /// The count starts over at `bytes` (a resumed or restarted download).
+    fn set(&self, bytes: u64);
+}
+
+/// A downloaded, verified and fsynced file, ready to be published by rename.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub data: PathBuf,
+    pub digests: Digests,
+    partial: PartialFiles,
+}
+
+impl Downloaded {
+    /// Drops the resume state once the data file has been renamed away.
+    pub fn published(self) {
+        self.partial.remove_state();
+    }
+}
+
+/// Why a download failed. Messages complete "cannot download `<model>/<file>` from <url>: ".
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Http(String),
+    #[error("stalled: no data for {} s from {host}", secs.as_secs_f32())]
+    Stalled { host: String, secs: Duration },
+    #[error("{0}")]
+    Transport(String),
+    #[error("the server sent more than the expected {expected} bytes")]
+    TooLong { expected: u64 },
+    #[error("the server's `Content-Range` was `{got}`, not the requested `bytes {want}`")]
+    WrongRange { got: String, want: String },
+    #[error(
+        "upstream content changed: the server reports {found} bytes, models.lock pins {expected}; \
+         re-lock it with `modelctl lock` after checking the new file is wanted"
+    )]
+    SizeChanged { expected: u64, found: u64 },
+    #[error(
+        "checksum mismatch: expected {algo}:{expected}, got {algo}:{actual}; the download was \
+         discarded. If the upstream file changed on purpose, re-lock it with `modelctl lock`"
+    )]
+    Mismatch {
+        algo: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("the server sent `Content-Encoding: {0}`; model files are only accepted unencoded")]
+    Encoded(String),
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("interrupted")]
+    Cancelled,
+}
+
+/// The engine shared by all downloads of one apply.
+#[derive(Clone)]
+pub struct Engine {
+    client: reqwest::Client,
+    config: EngineConfig,
+    tmp: PathBuf,
+    /// All requests of the apply share this many connections.
+    permits: Arc<Semaphore>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Engine {
+    pub fn new(
+        client: reqwest::Client,
+        config: EngineConfig,
+        tmp: PathBuf,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(config.connections.max(1)));
+        Self {
+            client,
+            config,
+            tmp,
+            permits,
+            cancel,
+        }
+    }
+
+    /// Downloads `job` into a verified file in the temporary directory.
+    pub async fn fetch(
+        &self,
+        job: &FileJob,
+        progress: Arc<dyn FileProgress>,
+    ) -> Result<Downloaded, FetchError> {
+        let key = job
+            .sha256
+            .unwrap_or_else(|| Sha256::of(job.url.as_str().as_bytes()));
+        let partial = PartialFiles::new(&self.tmp, &key);
+        let digests = if job.url.scheme() == "file" {
+            self.copy_local(job, &partial, progress).await?
+        } else {
+            self.download(job, &partial, progress).await?
+        };
+        if let Err(e) = check(job, &digests) {
+            partial.remove();
+            return Err(e);
+        }
+        let file = std::fs::File::open(&partial.data).map_err(io(&partial.data))?;
+        file.sync_all().map_err(io(&partial.data))?;
+        Ok(Downloaded {
+            data: partial.data.clone(),
+            digests,
+            partial,
+        })
+    }
+
+    /// A `file://` URL: a local copy, hashed as it is written.
+    async fn copy_local(
+        &self,
+        job: &FileJob,
+        partial: &PartialFiles,
+        progress: Arc<dyn FileProgress>,
+    ) -> Result<Digests, FetchError> {
+        let source = job.url.to_file_path().map_err(|()| {
+            FetchError::Transport(format!(
+                "`{}` is not a local path",
+                redact(job.url.as_str())
+            ))
+        })?;
+        let target = partial.data.clone();
+        let size = job.size;
+        let with_md5 = job.sha256.is_none() && job.md5.is_some();
+        let cancel = self.cancel.clone();
+        tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
+            use std::io::{Read, Write};
+            let mut input = std::fs::File::open(&source).map_err(io(&source))?;
+            let mut output = std::fs::File::create(&target).map_err(io(&target))?;
+            let mut sha = <sha2::Sha256 as sha2::Digest>::new();
+            let mut md5 = with_md5.then(<md5::Md5 as md5::Digest>::new);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            progress.set(0);
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(FetchError::Cancelled);
+                }
+                let n = input.read(&mut buf).map_err(io(&source))?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if total > size {
+                    return Err(FetchError::SizeChanged {
+                        expected: size,
+                        found: total,
+                    });
+                }
+                output.write_all(&buf[..n]).map_err(io(&target))?;
+                sha2::Digest::update(&mut sha, &buf[..n]);
+                if let Some(m) = md5.as_mut() {
+                    md5::Digest::update(m, &buf[..n]);
+                }
+                progress.add(n as u64);
+            }
+            if total != size {
+                return Err(FetchError::SizeChanged {
+                    expected: size,
+                    found: total,
+                });
+            }
+            Ok(Digests {
+                sha256: Sha256::from_bytes(sha2::Digest::finalize(sha).into()),
+                md5: md5.map(|m| Md5::from_bytes(md5::Digest::finalize(m).into())),
+                bytes: total,
+            })
+        })
+        .await
+        .map_err(|e| FetchError::Transport(format!("the copy task failed: {e}")))?
+    }
+
+    /// An http(s) URL: chunked, parallel, resumable.
+    async fn download(
+        &self,
+        job: &FileJob,
+        partial: &PartialFiles,
+        progress: Arc<dyn FileProgress>,
+    ) -> Result<Digests, FetchError> {
+        let parallel = job.size >= self.config.parallel_threshold;
+        let chunk_size = if parallel {
+            self.config.chunk_size.max(1)
+        } else {
+            job.size.max(1)
+        };
+        let fresh = PartialState {
+            url: Sha256::of(job.url.as_str().as_bytes()),
+            size: job.size,
+            chunk_size,
+            etag: job.etag.clone().filter(|e| !e.starts_with("W/")),
+            done: Default::default(),
+        };
+        let state = partial.load(&fresh).unwrap_or_else(|| fresh.clone());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(state.done.is_empty())
+            .open(&partial.data)
+            .map_err(io(&partial.data))?;
+        file.set_len(job.size).map_err(io(&partial.data))?;
+        let with_md5 = job.sha256.is_none() && job.md5.is_some();
+        let hasher = PrefixHasher::start(&partial.data, with_md5).map_err(io(&partial.data))?;
+
+        let run = Arc::new(Run::new(
+            self.clone(),
+            job.clone(),
+            file,
+            partial.clone(),
+            state,
+            hasher,
+            progress,
+        ));
+        let outcome = match run.clone().chunks().await {
+            Err(FetchError::Http(msg)) if msg == RANGE_IGNORED => run.clone().whole().await,
+            other => other,
+        };
+        let _ = partial.save(&run.snapshot());
+        let run = Arc::into_inner(run)
+            .ok_or_else(|| FetchError::Transport("a download task outlived its file".into()))?;
+        let hasher = run
+            .hasher
+            .into_inner()
+            .map_err(|_| FetchError::Transport("the hasher was poisoned".into()))?;
+        outcome?;
+        let digests = hasher.finish().map_err(io(&partial.data))?;
+        if digests.bytes != job.size {
+            return Err(FetchError::SizeChanged {
+                expected: job.size,
+                found: digests.bytes,
+            });
+        }
+        Ok(digests)
+    }
+}
+
+/// Marker for "the server answered a ranged request with the whole file".
+const RANGE_IGNORED: &str = "range ignored";
+
+/// One download in progress, shared by its connections.
+struct Run {
+    engine: Engine,
+    job: FileJob,
+    file: std::fs::File,
+    partial: PartialFiles,
+    chunks: Mutex<Chunks>,
+    hasher: Mutex<PrefixHasher>,
+    progress: Arc<dyn FileProgress>,
+    failed: AtomicBool,
+}
+
+/// Which chunks are done, and how far the first unfinished one has got.
+struct Chunks {
+    state: PartialState,
+    queue: VecDeque<u64>,
+    /// Bytes written into each unfinished chunk that has started.
+    written: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Chunks {
+    fn count(&self) -> u64 {
+        self.state.size.div_ceil(self.state.chunk_size).max(1)
+    }
+
+    fn range(&self, index: u64) -> (u64, u64) {
+        let start = index * self.state.chunk_size;
+        let end = (start + self.state.chunk_size).min(self.state.size);
+        (start, end)
+    }
+
+    /// The end of the complete prefix of the file.
+    fn prefix(&self) -> u64 {
+        let mut index = 0;
+        while self.state.done.contains(&index) {
+            index += 1;
+        }
+        let (start, end) = self.range(index);
+        if start >= self.state.size {
+            return self.state.size;
+        }
+        (start + self.written.get(&index).copied().unwrap_or(0)).min(end)
+    }
+
+    fn bytes_done(&self) -> u64 {
+        let done: u64 = self
+            .state
+            .done
+            .iter()
+            .map(|i| {
+                let (s, e) = self.range(*i);
+                e - s
+            })
+            .sum();
+        done + self.written.values().sum::<u64>()
+    }
+}
+
+impl Run {
+    fn new(
+        engine: Engine,
+        job: FileJob,
+        file: std::fs::File,
+        partial: PartialFiles,
+        state: PartialState,
+        hasher: PrefixHasher,
+        progress: Arc<dyn FileProgress>,
+    ) -> Self {
+        let mut chunks = Chunks {
+            state,
+            queue: VecDeque::new(),
+            written: Default::default(),
+        };
+        chunks.queue = (0..chunks.count())
+            .filter(|i| !chunks.state.done.contains(i))
+            .collect();
+        progress.set(chunks.bytes_done());
+        hasher.advance(chunks.prefix());
+        Self {
+            engine,
+            job,
+            file,
+            partial,
+            chunks: Mutex::new(chunks),
+            hasher: Mutex::new(hasher),
+            progress,
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn snapshot(&self) -> PartialState {
+        self.chunks
+            .lock()
+            .map(|c| c.state.clone())
+            .unwrap_or_else(|p| p.into_inner().state.clone())
+    }
+
+    /// Fetches the remaining chunks over several connections.
+    async fn chunks(self: Arc<Self>) -> Result<(), FetchError> {
+        let pending = self.chunks.lock().map(|c| c.queue.len()).unwrap_or(0);
+        let workers = self.engine.config.connections.min(pending).max(1);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            let run = self.clone();
+            set.spawn(async move { run.worker().await });
+        }
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                Err(FetchError::Transport(format!(
+                    "a download task failed: {e}"
+                )))
+            });
+            if let Err(e) = result {
+                self.failed.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn worker(self: Arc<Self>) -> Result<(), FetchError> {
+        loop {
+            if self.failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let next = self
+                .chunks
+                .lock()
+                .ok()
+                .and_then(|mut c| c.queue.pop_front());
+            let Some(index) = next else { return Ok(()) };
+            let _permit = self
+                .engine
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| FetchError::Cancelled)?;
+            self.fetch_chunk(index, false).await?;
+            let state = {
+                let Ok(mut c) = self.chunks.lock() else {
+                    return Ok(());
+                };
+                c.written.remove(&index);
+                c.state.done.insert(index);
+                if let Ok(h) = self.hasher.lock() {
+                    h.advance(c.prefix());
+                }
+                c.state.clone()
+            };
+            let _ = self.partial.save(&state);
+        }
+    }
+
+    /// The fallback for servers that ignore `Range`: the whole file in one stream, from 0.
+    async fn whole(self: Arc<Self>) -> Result<(), FetchError> {
+        self.failed.store(false, Ordering::Relaxed);
+        {
+            let Ok(mut c) = self.chunks.lock() else {
+                return Err(FetchError::Cancelled);
+            };
+            c.state.chunk_size = c.state.size.max(1);
+            c.state.done.clear();
+            c.written.clear();
+            c.queue.clear();
+        }
+        if let Ok(h) = self.hasher.lock() {
+            h.reset();
+        }
+        self.progress.set(0);
+        self.fetch_chunk(0, true).await?;
+        let Ok(mut c) = self.chunks.lock() else {
+            return Err(FetchError::Cancelled);
+        };
+        c.written.remove(&0);
+        c.state.done.insert(0);
+        if let Ok(h) = self.hasher.lock() {
+            h.advance(c.prefix());
+        }
+        Ok(())
+    }
+
+    /// Fetches one chunk, retrying transient failures from where its bytes stopped.
+    async fn fetch_chunk(&self, index: u64, whole: bool) -> Result<(), FetchError> {
+        let policy = self.engine.config.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let verdict = match self.transfer(index, whole).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Fatal(e)) => return Err(e),
+                Err(Failure::Status(status, retry_after)) => {
+                    match policy.on_status(status.as_u16(), retry_after.as_deref(), attempt) {
+                        Verdict::GiveUp(why) => {
+                            return Err(FetchError::Http(status_hint(status, &why)));
+                        }
+                        retry => (retry, format!("HTTP {status}")),
+                    }
+                }
+                Err(Failure::Transient(e)) => match policy.on_transport_error(attempt) {
+                    Verdict::GiveUp(why) => return Err(with_attempts(e, &why)),
+                    retry => (retry, e.to_string()),
+                },
+            };
+            if let (Verdict::RetryAfter(wait), _why) = verdict {
+                if self.engine.cancel.load(Ordering::Relaxed) {
+                    return Err(FetchError::Cancelled);
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// One request for the rest of a chunk.
+    async fn transfer(&self, index: u64, whole: bool) -> Result<(), Failure> {
+        let (start, end) = self
+            .chunks
+            .lock()
+            .map(|c| c.range(index))
+            .map_err(|_| Failure::Fatal(FetchError::Cancelled))?;
+        let written = self
+            .chunks
+            .lock()
+            .map(|c| c.written.get(&index).copied().unwrap_or(0))
+            .unwrap_or(0);
+        let from = start + written;
+        if from >= end {
+            return Ok(());
+        }
+        let mut request = self.engine.client.get(self.job.url.clone());
+        let ranged = !(whole && from == 0);
+        if ranged {
+            request = request.header(RANGE, format!("bytes={from}-{}", end - 1));
+            if let Some(etag) = self.job.etag.as_ref().filter(|e| !e.starts_with("W/")) {
+                request = request.header(IF_RANGE, etag.as_str());
+            }
+        }
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        if let Some(encoding) = response
+            .headers()
+            .get(CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            && !encoding.eq_ignore_ascii_case("identity")
+        {
+            return Err(Failure::Fatal(FetchError::Encoded(encoding.to_owned())));
+        }
+        let mut offset = match status {
+            StatusCode::PARTIAL_CONTENT if ranged => {
+                let got = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let want = format!("{from}-{}/{}", end - 1, self.job.size);
+                if got.strip_prefix("bytes ") != Some(want.as_str()) {
+                    if let Some(total) = got.rsplit('/').next().and_then(|t| t.parse::<u64>().ok())
+                        && total != self.job.size
+                    {
+                        return Err(Failure::Fatal(FetchError::SizeChanged {
+                            expected: self.job.size,
+                            found: total,
+                        }));
+                    }
+                    return Err(Failure::Fatal(FetchError::WrongRange { got, want }));
+                }
+                from
+            }
+            StatusCode::OK => {
+                if let Some(len) = response
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    && len != self.job.size
+                {
+                    return Err(Failure::Fatal(FetchError::SizeChanged {
+                        expected: self.job.size,
+                        found: len,
+                    }));
+                }
+                if !(whole || (start == 0 && end == self.job.size)) {
+                    return Err(Failure::Fatal(FetchError::Http(RANGE_IGNORED.into())));
+                }
+                // The body starts at byte 0 again: never append it to what we have.
+                if written > 0 {
+                    if let Ok(mut c) = self.chunks.lock() {
+                        c.written.insert(index, 0);
+                    }
+                    if let Ok(h) = self.hasher.lock() {
+                        h.reset();
+                    }
+                    self.progress.set(0);
+                }
+                0
+            }
+            other => {
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                return Err(Failure::Status(other, retry_after));
+            }
+        };
+        let mut response = response;
+        loop {
+            if self.engine.cancel.load(Ordering::Relaxed) {
+                return Err(Failure::Fatal(FetchError::Cancelled));
+            }
+            if self.failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let Some(bytes) = response.chunk().await.map_err(|e| self.transport(e))? else {
+                break;
+            };
+            let room = end - offset;
+            if bytes.len() as u64 > room {
+                return Err(Failure::Fatal(FetchError::TooLong {
+                    expected: self.job.size,
+                }));
+            }
+            self.file
+                .write_all_at(&bytes, offset)
+                .map_err(|e| Failure::Fatal(io(&self.partial.data)(e)))?;
+            offset += bytes.len() as u64;
+            self.progress.add(bytes.len() as u64);
+            if let Ok(mut c) = self.chunks.lock() {
+                c.written.insert(index, offset - start);
+                if let Ok(h) = self.hasher.lock() {
+                    h.advance(c.prefix());
+                }
+            }
+        }
+        if offset < end {
+            return Err(Failure::Transient(FetchError::Transport(format!(
+                "the connection closed after {} of {} bytes",
+                offset - start,
+                end - start
+            ))));
+        }
+        Ok(())
+    }
+
+    fn transport(&self, err: reqwest::Error) -> Failure {
+        let host = self.job.url.host_str().unwrap_or("the server").to_owned();
+        if err.is_timeout() {
+            return Failure::Transient(FetchError::Stalled {
+                host,
+                secs: self.engine.config.stall,
+            });
+        }
+        let transient = is_transient(&err);
+        let detail = crate::sources::url::error_chain(&err.without_url());
+        let e = FetchError::Transport(format!("connection to {host} failed: {detail}"));
+        if transient {
+            Failure::Transient(e)
+        } else {
+            Failure::Fatal(e)
+        }
+    }
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// Not worth retrying.
+    Fatal(FetchError),
+    /// A status to classify (with its `Retry-After`).
+    Status(StatusCode, Option<String>),
+    /// A connection problem worth retrying.
+    Transient(FetchError),
+}
+
+fn with_attempts(e: FetchError, why: &str) -> FetchError {
+    match e {
+        FetchError::Stalled { host, secs } => FetchError::Transport(format!(
+            "stalled: no data for {} s from {host}; {why}",
+            secs.as_secs_f32()
+        )),
+        other => FetchError::Transport(format!("{other}; {why}")),
+    }
+}
+
+/// A status with what to do about it.
+fn status_hint(status: StatusCode, why: &str) -> String {
+    match status.as_u16() {
+        401 => format!(
+            "{why}: the server wants credentials; check that the URL is public or carries its token"
+        ),
+        403 => format!(
+            "{why}: access denied; for gated models accept the license on the model page, and check your token"
+        ),
+        404 | 410 => format!(
+            "{why}: the file is not there; check the URL, or re-lock with `modelctl lock` if it moved"
+        ),
+        416 => format!(
+            "{why}: the server cannot serve the requested range; the file is probably smaller than models.lock says"
+        ),
+        429 => format!("{why}: rate limited; try again later"),
+        _ => why.to_owned(),
+    }
+}
+
+/// Compares the digests with what the lock (or manifest) expects.
+fn check(job: &FileJob, digests: &Digests) -> Result<(), FetchError> {
+    if let Some(want) = job.sha256
+        && want != digests.sha256
+    {
+        return Err(FetchError::Mismatch {
+            algo: "sha256",
+            expected: want.hex(),
+            actual: digests.sha256.hex(),
+        });
+    }
+    if let (Some(want), Some(got)) = (job.md5, digests.md5)
+        && want != got
+    {
+        return Err(FetchError::Mismatch {
+            algo: "md5",
+            expected: want.hex(),
+            actual: got.hex(),
+        });
+    }
+    Ok(())
+}
+
+fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> FetchError + '_ {
+    move |source| FetchError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,140 @@
+//! Hashing a file while it is being downloaded, in order, whatever order its parts arrive in.
+//!
+//! Ranged connections finish their parts out of order, but SHA-256 must see the bytes in
+//! order. The hasher runs on its own thread and is told how far the file is complete from the
+//! start (the contiguous prefix); it reads the new bytes back (from the page cache, just
+//! written) and feeds them to SHA-256 and, when asked, MD5. So hashing overlaps the download
+//! instead of following it, and the final digest is ready moments after the last byte lands.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use md5::Digest as _;
+
+use crate::digest::{Md5, Sha256};
+
+enum Msg {
+    /// The file is complete up to this offset.
+    Advance(u64),
+    /// The file is being rewritten from the start.
+    Reset,
+}
+
+/// Digests of a finished file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    pub sha256: Sha256,
+    pub md5: Option<Md5>,
+    pub bytes: u64,
+}
+
+/// A running hasher for one file.
+pub struct PrefixHasher {
+    tx: mpsc::Sender<Msg>,
+    thread: JoinHandle<std::io::Result<Digests>>,
+}
+
+impl PrefixHasher {
+    /// Starts hashing `path` (which must exist); `with_md5` adds an MD5 alongside.
+    pub fn start(path: &Path, with_md5: bool) -> std::io::Result<Self> {
+        let file = File::open(path)?;
+        let (tx, rx) = mpsc::channel();
+        let path: PathBuf = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("modelctl-hash".into())
+            .spawn(move || run(file, &path, rx, with_md5))?;
+        Ok(Self { tx, thread })
+    }
+
+    /// The file is now complete from its start up to `end`.
+    pub fn advance(&self, end: u64) {
+        let _ = self.tx.send(Msg::Advance(end));
+    }
+
+    /// The file is being rewritten from scratch.
+    pub fn reset(&self) {
+        let _ = self.tx.send(Msg::Reset);
+    }
+
+    /// Waits for the hash of everything advanced so far.
+    pub fn finish(self) -> std::io::Result<Digests> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread failed")))
+    }
+}
+
+fn run(
+    mut file: File,
+    _path: &Path,
+    rx: mpsc::Receiver<Msg>,
+    with_md5: bool,
+) -> std::io::Result<Digests> {
+    let mut sha = sha2::Sha256::new();
+    let mut md5 = with_md5.then(md5::Md5::new);
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for msg in rx {
+        match msg {
+            Msg::Reset => {
+                sha = sha2::Sha256::new();
+                md5 = with_md5.then(md5::Md5::new);
+                pos = 0;
+            }
+            Msg::Advance(end) => {
+                if end <= pos {
+                    continue;
+                }
+                file.seek(SeekFrom::Start(pos))?;
+                while pos < end {
+                    let want =
+                        usize::try_from((end - pos).min(buf.len() as u64)).unwrap_or(buf.len());
+                    let n = file.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the file is shorter than the downloaded length",
+                        ));
+                    }
+                    sha2::Digest::update(&mut sha, &buf[..n]);
+                    if let Some(m) = md5.as_mut() {
+                        m.update(&buf[..n]);
+                    }
+                    pos += n as u64;
+                }
+            }
+        }
+    }
+    Ok(Digests {
+        sha256: Sha256::from_bytes(sha2::Digest::finalize(sha).into()),
+        md5: md5.map(|m| Md5::from_bytes(m.finalize().into())),
+        bytes: pos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_order_parts_hash_like_the_whole_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let h = PrefixHasher::start(&path, true).expect("start");
+        h.advance(1_000_000);
+        h.advance(500);
+        h.reset();
+        h.advance(2_000_000);
+        h.advance(3_000_000);
+        let d = h.finish().expect("finish");
+        assert_eq!(d.sha256, Sha256::of(&data));
+        assert_eq!(d.bytes, 3_000_000);
+        assert!(d.md5.is_some());
+    }
+}

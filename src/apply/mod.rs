@@ -1,0 +1,612 @@
+//! Carrying out a plan: files first, then pointers, then deletions.
+//!
+//! The executor takes a [`Plan`] and does exactly what it lists. Downloads run several at a
+//! time (`--jobs`), each over several connections ([`fetch`]); a blob wanted by two models is
+//! downloaded once. Every file is verified before it is published (rename into `blobs/`) and
+//! linked into its model directory. A model is activated only when all of its files are in
+//! place; an old model is deleted only after the pointer that replaced it is durable, and a
+//! model that is still active (because its replacement failed) is kept. Failures are
+//! collected per model instead of stopping everything, so one bad URL does not block the rest.
+
+pub mod activate;
+pub mod fetch;
+mod hasher;
+mod partial;
+pub mod progress;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use fetch::{Engine, FileJob};
+use progress::{FileLabel, Reporter};
+
+use crate::digest::Sha256;
+use crate::lock::Lockfile;
+use crate::manifest::Manifest;
+use crate::names::{ModelId, RelPath, TypeName};
+use crate::plan::{Action, ModelStatus, Plan};
+use crate::store::{ActivePointer, StatCache, Store};
+
+/// Everything the executor works with.
+pub struct Executor<'a> {
+    pub manifest: &'a Manifest,
+    /// The lock the plan pins (its `next_lock`).
+    pub lock: &'a Lockfile,
+    pub store: &'a Store,
+    pub engine: Engine,
+    /// Files downloaded at once.
+    pub jobs: usize,
+    pub reporter: Arc<dyn Reporter>,
+    pub cancel: Arc<AtomicBool>,
+    pub cache: &'a Mutex<StatCache>,
+}
+
+/// What happened.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// sha256 of files the lock did not have one for, learned by downloading or verifying.
+    pub learned: Vec<(ModelId, RelPath, Sha256)>,
+    /// Models with at least one failed action.
+    pub failed: BTreeSet<ModelId>,
+    pub errors: Vec<String>,
+    pub downloaded_files: usize,
+    pub downloaded_bytes: u64,
+    pub linked: usize,
+    pub verified: usize,
+    pub swaps: usize,
+    pub deleted: usize,
+    pub hooks: usize,
+    pub interrupted: bool,
+}
+
+/// A group of downloads that share one blob.
+struct Group {
+    job: FileJob,
+    targets: Vec<(ModelId, TypeName, RelPath)>,
+    label: FileLabel,
+}
+
+impl Executor<'_> {
+    /// Runs every action of `plan`.
+    pub async fn run(&self, plan: &Plan) -> Outcome {
+        let outcome = Mutex::new(Outcome::default());
+        let kinds: BTreeMap<ModelId, TypeName> = plan
+            .models
+            .iter()
+            .map(|m| (m.id.clone(), m.kind.clone()))
+            .collect();
+        for m in &plan.models {
+            if let ModelStatus::Unresolved { reason } = &m.status {
+                self.fail(
+                    &outcome,
+                    &m.id,
+                    &format!("`{}` was not applied: it needs resolving ({reason})", m.id),
+                );
+            }
+        }
+        self.acquire(plan, &kinds, &outcome).await;
+        if !self.cancel.load(Ordering::Relaxed) {
+            self.pointers(plan, &outcome);
+            self.deletions(plan, &outcome);
+        }
+        let mut out = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+        out.interrupted = self.cancel.load(Ordering::Relaxed);
+        out
+    }
+
+    /// Downloads, links, verifications and stray-file removals.
+    async fn acquire(
+        &self,
+        plan: &Plan,
+        kinds: &BTreeMap<ModelId, TypeName>,
+        outcome: &Mutex<Outcome>,
+    ) {
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        for action in &plan.actions {
+            let Some(model) = action.model() else {
+                continue;
+            };
+            let Some(kind) = kinds.get(model) else {
+                continue;
+            };
+            match action {
+                Action::Download {
+                    path,
+                    size,
+                    sha256,
+                    md5,
+                    ..
+                } => {
+                    let job = match self.job_for(model, *size, *sha256, *md5) {
+                        Ok(job) => job,
+                        Err(message) => {
+                            self.fail(
+                                outcome,
+                                model,
+                                &format!("cannot download `{model}/{path}`: {message}"),
+                            );
+                            continue;
+                        }
+                    };
+                    let key = sha256.map_or_else(|| format!("url:{model}/{path}"), |d| d.hex());
+                    let group = groups.entry(key).or_insert_with(|| Group {
+                        job,
+                        targets: Vec::new(),
+                        label: FileLabel {
+                            model: model.to_string(),
+                            path: path.to_string(),
+                            size: *size,
+                        },
+                    });
+                    group
+                        .targets
+                        .push((model.clone(), kind.clone(), path.clone()));
+                }
+                Action::Reuse { path, sha256, .. } => {
+                    match self.store.link_file(kind, model, path, sha256) {
+                        Ok(()) => {
+                            self.remember(kind, model, path, sha256);
+                            if let Ok(mut o) = outcome.lock() {
+                                o.linked += 1;
+                            }
+                            self.reporter.step(&format!(
+                                "linked {model}/{path} (blob already in the store)"
+                            ));
+                        }
+                        Err(e) => self.fail(
+                            outcome,
+                            model,
+                            &format!("cannot link `{model}/{path}`: {e}"),
+                        ),
+                    }
+                }
+                Action::Verify { path, .. } => self.verify(outcome, kind, model, path).await,
+                Action::DeleteFile { path, .. } => {
+                    match self.store.remove_model_entry(kind, model, path) {
+                        Ok(()) => self
+                            .reporter
+                            .step(&format!("removed stray file {model}/{path}")),
+                        Err(e) => self.fail(
+                            outcome,
+                            model,
+                            &format!("cannot remove `{model}/{path}`: {e}"),
+                        ),
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.download_all(groups.into_values().collect(), outcome)
+            .await;
+    }
+
+    fn job_for(
+        &self,
+        model: &ModelId,
+        size: u64,
+        sha256: Option<Sha256>,
+        md5: Option<crate::digest::Md5>,
+    ) -> Result<FileJob, String> {
+        let entry = self
+            .manifest
+            .models
+            .get(model)
+            .ok_or("the model is not in models.yaml")?;
+        let locked = self
+            .lock
+            .models
+            .get(model)
+            .ok_or("the model is not in models.lock")?;
+        let located = crate::sources::locate(entry, locked)?;
+        Ok(FileJob {
+            url: located.url,
+            size,
+            sha256,
+            md5,
+            etag: located.etag,
+        })
+    }
+
+    /// Runs the downloads, `jobs` at a time.
+    async fn download_all(&self, groups: Vec<Group>, outcome: &Mutex<Outcome>) {
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for group in groups {
+            let engine = self.engine.clone();
+            let reporter = self.reporter.clone();
+            let semaphore = semaphore.clone();
+            set.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let started = Instant::now();
+                let progress = reporter.start(&group.label);
+                let result = engine.fetch(&group.job, progress).await;
+                (group, result, started.elapsed())
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((group, result, elapsed)) = joined else {
+                continue;
+            };
+            let label = format!("{}/{}", group.label.model, group.label.path);
+            match result {
+                Ok(downloaded) => {
+                    let digest = downloaded.digests.sha256;
+                    match self.store.publish_blob(&downloaded.data, &digest) {
+                        Ok(_) => downloaded.published(),
+                        Err(e) => {
+                            for (model, _, _) in &group.targets {
+                                self.fail(
+                                    outcome,
+                                    model,
+                                    &format!("cannot publish `{label}`: {e}"),
+                                );
+                            }
+                            continue;
+                        }
+                    }
+                    self.reporter.done(&group.label, &digest.hex(), elapsed);
+                    if let Ok(mut o) = outcome.lock() {
+                        o.downloaded_files += 1;
+                        o.downloaded_bytes += group.label.size;
+                    }
+                    for (model, kind, path) in &group.targets {
+                        match self.store.link_file(kind, model, path, &digest) {
+                            Ok(()) => {
+                                self.remember(kind, model, path, &digest);
+                                if group.job.sha256.is_none()
+                                    && let Ok(mut o) = outcome.lock()
+                                {
+                                    o.learned.push((model.clone(), path.clone(), digest));
+                                }
+                            }
+                            Err(e) => self.fail(
+                                outcome,
+                                model,
+                                &format!("cannot link `{model}/{path}`: {e}"),
+                            ),
+                        }
+                    }
+                }
+                Err(fetch::FetchError::Cancelled) => {
+                    for (model, _, _) in &group.targets {
+                        record_failure(outcome, model, None);
+                    }
+                }
+                Err(e) => {
+                    let shown = crate::net::redact(group.job.url.as_str());
+                    for (model, _, path) in &group.targets {
+                        self.fail(
+                            outcome,
+                            model,
+                            &format!("cannot download `{model}/{path}` from {shown}: {e}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hashes a present file whose lock entry has no sha256 and checks its md5.
+    async fn verify(
+        &self,
+        outcome: &Mutex<Outcome>,
+        kind: &TypeName,
+        model: &ModelId,
+        path: &RelPath,
+    ) {
+        let file = path.under(&self.store.model_dir(kind, model));
+        let locked = self
+            .lock
+            .models
+            .get(model)
+            .and_then(|m| m.files.iter().find(|f| &f.path == path))
+            .cloned();
+        let result = tokio::task::spawn_blocking(move || hash_both(&file)).await;
+        match (result, locked) {
+            (Ok(Ok((sha256, md5))), Some(locked)) => {
+                if locked.md5.is_some_and(|want| want != md5) {
+                    self.fail(outcome, model, &format!(
+                        "`{model}/{path}` does not match its md5: expected {}, got {md5}; delete it and apply again",
+                        locked.md5.map(|m| m.hex()).unwrap_or_default()
+                    ));
+                    return;
+                }
+                if let Ok(mut o) = outcome.lock() {
+                    o.verified += 1;
+                    o.learned.push((model.clone(), path.clone(), sha256));
+                }
+                self.reporter.step(&format!("verified {model}/{path}"));
+            }
+            (Ok(Err(e)), _) => self.fail(
+                outcome,
+                model,
+                &format!("cannot verify `{model}/{path}`: {e}"),
+            ),
+            _ => self.fail(outcome, model, &format!("cannot verify `{model}/{path}`")),
+        }
+    }
+
+    /// Pointer swaps, Ollama loads and hooks, in plan order.
+    fn pointers(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
+        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
+        // The pointer change a hook belongs to, for rollback.
+        let mut last: Option<(TypeName, Option<ModelId>, Option<ModelId>, bool)> = None;
+        for action in &plan.activations {
+            match action {
+                Action::Activate { kind, to } | Action::Swap { kind, to, .. } => {
+                    let from = self.current(kind);
+                    if failed.contains(to) {
+                        self.error(
+                            outcome,
+                            Some(to),
+                            &format!(
+                                "not activating `{to}` as {kind}: not all of its files are in place"
+                            ),
+                        );
+                        last = Some((kind.clone(), from, Some(to.clone()), false));
+                        continue;
+                    }
+                    match self.store.point_active(kind, to) {
+                        Ok(()) => {
+                            self.reporter.step(&format!("{kind} is now {to}"));
+                            if let Ok(mut o) = outcome.lock() {
+                                o.swaps += 1;
+                            }
+                            last = Some((kind.clone(), from, Some(to.clone()), true));
+                        }
+                        Err(e) => {
+                            self.error(outcome, Some(to), &format!("cannot activate `{to}`: {e}"));
+                            last = Some((kind.clone(), from, Some(to.clone()), false));
+                        }
+                    }
+                }
+                Action::Deactivate { kind, .. } => {
+                    let from = self.current(kind);
+                    match self.store.clear_active(kind) {
+                        Ok(()) => {
+                            self.reporter
+                                .step(&format!("{kind} has no active model now"));
+                            last = Some((kind.clone(), from, None, true));
+                        }
+                        Err(e) => {
+                            self.error(outcome, None, &format!("cannot deactivate {kind}: {e}"));
+                            last = Some((kind.clone(), from, None, false));
+                        }
+                    }
+                }
+                Action::Load { model, name } | Action::Unload { model, name } => {
+                    let verb = if matches!(action, Action::Load { .. }) {
+                        "load"
+                    } else {
+                        "unload"
+                    };
+                    self.error(outcome, Some(model), &format!(
+                        "cannot {verb} `{name}`: talking to the Ollama daemon is not part of this build of modelctl yet"
+                    ));
+                }
+                Action::Hook {
+                    model,
+                    event,
+                    command,
+                } => {
+                    let Some((kind, from, to, true)) = last.clone() else {
+                        continue;
+                    };
+                    self.hook(
+                        outcome,
+                        model,
+                        event,
+                        command,
+                        &kind,
+                        from.as_ref(),
+                        to.as_ref(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let pointers = self.pointers_on_disk();
+        if let Err(e) = activate::write_active_json(self.store, self.manifest, &pointers) {
+            self.error(
+                outcome,
+                None,
+                &format!("cannot write `{}`: {e}", self.store.active_json().display()),
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hook(
+        &self,
+        outcome: &Mutex<Outcome>,
+        model: &ModelId,
+        event: &str,
+        command: &str,
+        kind: &TypeName,
+        from: Option<&ModelId>,
+        to: Option<&ModelId>,
+    ) {
+        let dir = self.store.model_dir(kind, model);
+        let env = activate::HookEnv {
+            kind,
+            old: from.map(ModelId::as_str),
+            new: to.map(ModelId::as_str),
+            path: &dir,
+        };
+        if let Ok(mut o) = outcome.lock() {
+            o.hooks += 1;
+        }
+        match activate::run_hook(command, &env) {
+            Ok(()) => self
+                .reporter
+                .step(&format!("ran the {event} hook of {model}")),
+            Err(why) => {
+                self.error(
+                    outcome,
+                    Some(model),
+                    &format!("the {event} hook of `{model}` failed ({why})"),
+                );
+                let rollback = event == "activate"
+                    && self
+                        .manifest
+                        .models
+                        .get(model)
+                        .is_some_and(|e| e.hooks.rollback_on_failure);
+                if rollback {
+                    let restored = match from {
+                        Some(old) => self
+                            .store
+                            .point_active(kind, old)
+                            .map(|()| format!("{kind} is {old} again")),
+                        None => self
+                            .store
+                            .clear_active(kind)
+                            .map(|()| format!("{kind} has no active model again")),
+                    };
+                    match restored {
+                        Ok(message) => self.reporter.step(&format!("rolled back: {message}")),
+                        Err(e) => self.error(
+                            outcome,
+                            Some(model),
+                            &format!("cannot roll back {kind}: {e}"),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Model deletions, never of a model that is still active.
+    fn deletions(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
+        let pointers = self.pointers_on_disk();
+        for action in &plan.actions {
+            match action {
+                Action::Delete { model, kind, .. } => {
+                    if pointers.get(kind) == Some(&ActivePointer::Model(model.clone())) {
+                        self.error(outcome, Some(model), &format!(
+                            "kept `{model}`: it is still the active {kind} model because the swap away from it did not happen"
+                        ));
+                        continue;
+                    }
+                    match self.store.remove_model(kind, model) {
+                        Ok(()) => {
+                            self.reporter.step(&format!("deleted {model} ({kind})"));
+                            if let Ok(mut o) = outcome.lock() {
+                                o.deleted += 1;
+                            }
+                        }
+                        Err(e) => self.error(outcome, Some(model), &format!("cannot delete `{model}`: {e}")),
+                    }
+                }
+                Action::Remove { model, name } => self.error(outcome, Some(model), &format!(
+                    "cannot remove `{name}` from Ollama: talking to the Ollama daemon is not part of this build of modelctl yet"
+                )),
+                Action::Pull { model, name, .. } => self.fail(outcome, model, &format!(
+                    "cannot pull `{name}`: pulling through Ollama is not part of this build of modelctl yet"
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    fn current(&self, kind: &TypeName) -> Option<ModelId> {
+        match self.pointers_on_disk().get(kind) {
+            Some(ActivePointer::Model(id)) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
+    /// The `active/<type>` links as they are now.
+    fn pointers_on_disk(&self) -> BTreeMap<TypeName, ActivePointer> {
+        let mut out = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(self.store.active_dir()) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = TypeName::parse(&entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            let text = target.to_string_lossy().into_owned();
+            let id = text
+                .rsplit('/')
+                .next()
+                .and_then(|id| ModelId::parse(id).ok());
+            let pointer = match id {
+                Some(id)
+                    if text == format!("../models/{kind}/{id}")
+                        && self.store.model_dir(&kind, &id).is_dir() =>
+                {
+                    ActivePointer::Model(id)
+                }
+                _ => ActivePointer::Broken(text),
+            };
+            out.insert(kind, pointer);
+        }
+        out
+    }
+
+    /// Files this apply just verified go into the stat cache, so the next plan need not hash them.
+    fn remember(&self, kind: &TypeName, model: &ModelId, path: &RelPath, digest: &Sha256) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        let hex = digest.hex();
+        let blob_key = format!("blobs/sha256/{}/{hex}", &hex[..2]);
+        let file_key = format!("models/{kind}/{model}/{path}");
+        for (key, full) in [
+            (blob_key, self.store.blob_path(digest)),
+            (file_key, path.under(&self.store.model_dir(kind, model))),
+        ] {
+            if let Ok(meta) = std::fs::symlink_metadata(&full) {
+                cache.insert_verified(key, crate::store::Stamp::of(&meta), *digest);
+            }
+        }
+    }
+
+    fn fail(&self, outcome: &Mutex<Outcome>, model: &ModelId, message: &str) {
+        self.reporter.error(Some(model.as_str()), message);
+        record_failure(outcome, model, Some(message));
+    }
+
+    fn error(&self, outcome: &Mutex<Outcome>, model: Option<&ModelId>, message: &str) {
+        self.reporter.error(model.map(ModelId::as_str), message);
+        if let Ok(mut o) = outcome.lock() {
+            o.errors.push(message.to_owned());
+        }
+    }
+}
+
+fn record_failure(outcome: &Mutex<Outcome>, model: &ModelId, message: Option<&str>) {
+    if let Ok(mut o) = outcome.lock() {
+        o.failed.insert(model.clone());
+        if let Some(m) = message {
+            o.errors.push(m.to_owned());
+        }
+    }
+}
+
+/// sha256 and md5 of a file, in one read.
+fn hash_both(path: &std::path::Path) -> std::io::Result<(Sha256, crate::digest::Md5)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut sha = <sha2::Sha256 as sha2::Digest>::new();
+    let mut md5 = <md5::Md5 as md5::Digest>::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut sha, &buf[..n]);
+        md5::Digest::update(&mut md5, &buf[..n]);
+    }
+    Ok((
+        Sha256::from_bytes(sha2::Digest::finalize(sha).into()),
+        crate::digest::Md5::from_bytes(md5::Digest::finalize(md5).into()),
+    ))
+}

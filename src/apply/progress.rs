@@ -1,0 +1,273 @@
+//! Telling the user how an apply goes: bars on a terminal, lines in a log, JSON for scripts.
+//!
+//! The executor speaks to a [`Reporter`]; which one is chosen by the command from `--json`
+//! and whether stderr is a terminal. Bars (indicatif) show each active file and the total with
+//! rate and ETA, and go away when the apply ends; plain lines say when each file starts and
+//! finishes; JSON prints one event per line on stdout (`plan`, `start`, `progress`, `done`,
+//! `error`, `step`, `summary`), throttled so a fast download does not flood the pipe.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use super::fetch::FileProgress;
+use crate::units::human_bytes;
+
+/// Identifies a file in progress reports.
+#[derive(Debug, Clone)]
+pub struct FileLabel {
+    pub model: String,
+    pub path: String,
+    pub size: u64,
+}
+
+/// What the executor reports.
+pub trait Reporter: Send + Sync {
+    /// A download starts; the returned handle receives its byte counts.
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress>;
+    /// A download finished and was verified.
+    fn done(&self, file: &FileLabel, sha256: &str, elapsed: Duration);
+    /// Something failed; `message` says what, with the model and file.
+    fn error(&self, model: Option<&str>, message: &str);
+    /// A step other than a download (a link, a swap, a deletion, a hook).
+    fn step(&self, message: &str);
+    /// The end: a one-line summary and its figures.
+    fn summary(&self, line: &str, figures: serde_json::Value);
+}
+
+/// Progress bars on a terminal (stderr).
+pub struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+}
+
+impl Bars {
+    pub fn new(total_bytes: u64) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let total = multi.add(ProgressBar::new(total_bytes));
+        total.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        total.set_prefix("total");
+        Self { multi, total }
+    }
+}
+
+struct BarProgress {
+    bar: ProgressBar,
+    total: ProgressBar,
+    seen: AtomicU64,
+}
+
+impl FileProgress for BarProgress {
+    fn add(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        self.total.inc(bytes);
+        self.seen.fetch_add(bytes, Ordering::Relaxed);
+    }
+    fn set(&self, bytes: u64) {
+        let before = self.seen.swap(bytes, Ordering::Relaxed);
+        self.bar.set_position(bytes);
+        self.total
+            .set_position((self.total.position() + bytes).saturating_sub(before));
+    }
+}
+
+impl Reporter for Bars {
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
+        let bar = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new(file.size));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("download");
+        bar.set_message(format!("{}/{}", file.model, file.path));
+        Arc::new(BarProgress {
+            bar,
+            total: self.total.clone(),
+            seen: AtomicU64::new(0),
+        })
+    }
+    fn done(&self, file: &FileLabel, _sha256: &str, elapsed: Duration) {
+        let _ = self.multi.println(format!(
+            "  downloaded {}/{} ({}) in {}",
+            file.model,
+            file.path,
+            human_bytes(file.size),
+            seconds(elapsed)
+        ));
+    }
+    fn error(&self, _model: Option<&str>, message: &str) {
+        let _ = self.multi.println(format!("error: {message}"));
+    }
+    fn step(&self, message: &str) {
+        let _ = self.multi.println(format!("  {message}"));
+    }
+    fn summary(&self, line: &str, _figures: serde_json::Value) {
+        self.total.finish_and_clear();
+        let _ = self.multi.clear();
+        eprintln!("{line}");
+    }
+}
+
+/// One line per event on stderr, for logs and pipes.
+pub struct Lines;
+
+struct Silent;
+
+impl FileProgress for Silent {
+    fn add(&self, _: u64) {}
+    fn set(&self, _: u64) {}
+}
+
+impl Reporter for Lines {
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
+        eprintln!(
+            "downloading {}/{} ({})",
+            file.model,
+            file.path,
+            human_bytes(file.size)
+        );
+        Arc::new(Silent)
+    }
+    fn done(&self, file: &FileLabel, _sha256: &str, elapsed: Duration) {
+        let rate = file.size as f64 / elapsed.as_secs_f64().max(0.001);
+        eprintln!(
+            "downloaded {}/{} ({}) in {} ({}/s)",
+            file.model,
+            file.path,
+            human_bytes(file.size),
+            seconds(elapsed),
+            human_bytes(rate as u64)
+        );
+    }
+    fn error(&self, _model: Option<&str>, message: &str) {
+        eprintln!("error: {message}");
+    }
+    fn step(&self, message: &str) {
+        eprintln!("{message}");
+    }
+    fn summary(&self, line: &str, _figures: serde_json::Value) {
+        eprintln!("{line}");
+    }
+}
+
+/// One JSON event per line on stdout.
+pub struct Json {
+    out: Mutex<std::io::Stdout>,
+}
+
+impl Json {
+    pub fn new() -> Self {
+        Self {
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+
+    pub fn emit(&self, event: serde_json::Value) {
+        if let Ok(mut out) = self.out.lock() {
+            let _ = writeln!(out, "{event}");
+            let _ = out.flush();
+        }
+    }
+}
+
+impl Default for Json {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct JsonProgress {
+    reporter: Arc<Json>,
+    file: FileLabel,
+    bytes: AtomicU64,
+    last: Mutex<Instant>,
+}
+
+impl JsonProgress {
+    fn maybe_emit(&self) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        *last = Instant::now();
+        self.reporter.emit(json!({
+            "event": "progress",
+            "model": self.file.model,
+            "path": self.file.path,
+            "bytes": self.bytes.load(Ordering::Relaxed),
+            "total": self.file.size,
+        }));
+    }
+}
+
+impl FileProgress for JsonProgress {
+    fn add(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.maybe_emit();
+    }
+    fn set(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.maybe_emit();
+    }
+}
+
+/// The JSON reporter is shared with its per-file handles.
+pub struct JsonReporter(pub Arc<Json>);
+
+impl Reporter for JsonReporter {
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
+        self.0.emit(
+            json!({"event": "start", "model": file.model, "path": file.path, "size": file.size}),
+        );
+        Arc::new(JsonProgress {
+            reporter: self.0.clone(),
+            file: file.clone(),
+            bytes: AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
+        })
+    }
+    fn done(&self, file: &FileLabel, sha256: &str, elapsed: Duration) {
+        self.0.emit(json!({
+            "event": "done", "model": file.model, "path": file.path, "size": file.size,
+            "sha256": sha256, "seconds": elapsed.as_secs_f64(),
+        }));
+    }
+    fn error(&self, model: Option<&str>, message: &str) {
+        self.0
+            .emit(json!({"event": "error", "model": model, "message": message}));
+    }
+    fn step(&self, message: &str) {
+        self.0.emit(json!({"event": "step", "message": message}));
+    }
+    fn summary(&self, line: &str, figures: serde_json::Value) {
+        self.0
+            .emit(json!({"event": "summary", "message": line, "totals": figures}));
+    }
+}
+
+/// `12.3 s`, `2m 05s`.
+pub fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{}m {:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}

@@ -1,0 +1,305 @@
+//! `modelctl apply [PLANFILE]`: plan (or load a saved plan), confirm deletions, execute.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use miette::{IntoDiagnostic, Result, WrapErr, miette};
+use serde_json::json;
+
+use super::Project;
+use crate::apply::fetch::{Engine, EngineConfig};
+use crate::apply::progress::{Bars, Json, JsonReporter, Lines, Reporter};
+use crate::apply::{Executor, Outcome};
+use crate::cli::ApplyArgs;
+use crate::lock::Lockfile;
+use crate::plan::{Action, Plan, SavedPlan};
+use crate::settings::Settings;
+use crate::store::{StatCache, StoreLock};
+use crate::units::human_bytes;
+
+/// Exit code after Ctrl-C, as shells report a SIGINT death.
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
+    let project = Project::load(settings)?;
+    project.check_locked()?;
+    let store = &project.store;
+    store.check_writable()?;
+    let root = store.root().display().to_string();
+    let _lock = StoreLock::acquire(store, project.settings.lock_timeout, &|holder| {
+        eprintln!("waiting for lock on `{root}` (held by {holder})");
+    })?;
+
+    let cache_path = store.stat_cache_path();
+    let mut cache = StatCache::load(&cache_path);
+    let state = project.scan_with(&mut cache)?;
+    let (plan, next_lock) = match &args.plan_file {
+        Some(file) => saved_plan(&project, file, &state.fingerprint())?,
+        None => {
+            let plan = project.plan(&state)?;
+            let next = plan.next_lock.clone();
+            (plan, next)
+        }
+    };
+
+    let json = args.json.then(|| Arc::new(Json::new()));
+    match &json {
+        Some(j) => j.emit(json!({"event": "plan", "plan": &plan})),
+        None => {
+            let style = project.settings.style_for(&std::io::stdout());
+            print!("{}", crate::plan::render_text(&plan, style));
+        }
+    }
+    if !plan.errors.is_empty() {
+        return Err(miette!(
+            "the plan cannot be applied: {}",
+            plan.errors[0].message
+        ));
+    }
+    if !plan.has_changes() && plan.totals.unresolved == 0 {
+        finish_quietly(&project, &next_lock, &mut cache)?;
+        say(
+            &json,
+            "Nothing to do: the store matches models.yaml and models.lock.",
+            json!({}),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    confirm_deletions(&plan, args.yes)?;
+
+    let reporter: Arc<dyn Reporter> = match (&json, std::io::stderr().is_terminal()) {
+        (Some(j), _) => Arc::new(JsonReporter(j.clone())),
+        (None, true) => Arc::new(Bars::new(plan.totals.download_bytes)),
+        (None, false) => Arc::new(Lines),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let client = crate::net::client(&project.settings.net)
+        .into_diagnostic()
+        .wrap_err("cannot set up the HTTP client")?;
+    let engine = Engine::new(
+        client,
+        EngineConfig {
+            connections: usize::from(args.connections),
+            retry: project.settings.net.retry,
+            stall: project.settings.net.read_timeout,
+            ..EngineConfig::default()
+        },
+        store.tmp_dir(),
+        cancel.clone(),
+    );
+    let cache = Mutex::new(cache);
+    let executor = Executor {
+        manifest: &project.manifest,
+        lock: &next_lock,
+        store,
+        engine,
+        jobs: usize::from(args.jobs),
+        reporter: reporter.clone(),
+        cancel: cancel.clone(),
+        cache: &cache,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let started = std::time::Instant::now();
+    let outcome = runtime.block_on(async {
+        let signal_reporter = reporter.clone();
+        let flag = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, Ordering::Relaxed);
+                signal_reporter.step("interrupted: finishing the current step; partial downloads are kept and resume on the next apply (Ctrl-C again to quit now)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+            }
+        });
+        executor.run(&plan).await
+    });
+    drop(runtime);
+
+    let mut cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
+    let lock_note = write_lock(&project, &next_lock, &outcome)?;
+    let _ = cache.save(&cache_path);
+    let line = summary(&outcome, started.elapsed(), lock_note);
+    reporter.summary(
+        &line,
+        json!({
+            "downloaded_files": outcome.downloaded_files,
+            "downloaded_bytes": outcome.downloaded_bytes,
+            "linked": outcome.linked,
+            "verified": outcome.verified,
+            "swaps": outcome.swaps,
+            "deleted": outcome.deleted,
+            "hooks": outcome.hooks,
+            "errors": outcome.errors.len(),
+            "interrupted": outcome.interrupted,
+        }),
+    );
+    Ok(if outcome.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if outcome.errors.is_empty() && outcome.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Loads `plan --out` output and checks that it still describes this project and store.
+fn saved_plan(
+    project: &Project,
+    file: &std::path::Path,
+    state: &crate::digest::Sha256,
+) -> Result<(Plan, Lockfile)> {
+    let text = std::fs::read_to_string(file)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the saved plan `{}`", file.display()))?;
+    let saved: SavedPlan = serde_json::from_str(&text)
+        .into_diagnostic()
+        .wrap_err_with(|| {
+            format!(
+                "`{}` is not a plan saved by `modelctl plan --out`",
+                file.display()
+            )
+        })?;
+    let manifest = super::plan::digest_of_file(&project.settings.manifest_path);
+    let lock = super::plan::digest_of_file(&project.settings.lock_path);
+    if let Some(why) = saved.staleness(&manifest, &lock, state) {
+        return Err(miette!(
+            help = format!(
+                "run `modelctl plan --out {}` again, review it, and apply the new file",
+                file.display()
+            ),
+            "refusing to apply `{}`: {why}",
+            file.display()
+        ));
+    }
+    let next = crate::lock::parse_str(&saved.next_lock, file)?;
+    Ok((saved.plan, next))
+}
+
+/// Deletions need a yes: from the terminal, or `--yes` where there is none.
+fn confirm_deletions(plan: &Plan, yes: bool) -> Result<()> {
+    let doomed: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Delete { model, kind, .. } => Some(format!("{model} ({kind})")),
+            Action::DeleteFile { model, path, .. } => Some(format!("{model}/{path}")),
+            Action::Remove { name, .. } => Some(format!("{name} (Ollama)")),
+            _ => None,
+        })
+        .collect();
+    if doomed.is_empty() || yes {
+        return Ok(());
+    }
+    let list = doomed.join(", ");
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(miette!(
+            help = "pass `--yes` to approve the deletions (there is no terminal to ask on)",
+            "this apply deletes {list}"
+        ));
+    }
+    eprint!(
+        "This apply deletes {list} (freeing {} at the next `gc`). Continue? [y/N] ",
+        human_bytes(plan.totals.freed_bytes)
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .into_diagnostic()?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        Ok(())
+    } else {
+        Err(miette!("nothing was changed"))
+    }
+}
+
+/// Writes the lock the plan pinned, with the sha256 learned while downloading.
+fn write_lock(project: &Project, next: &Lockfile, outcome: &Outcome) -> Result<Option<String>> {
+    let mut next = next.clone();
+    for (model, path, digest) in &outcome.learned {
+        if let Some(file) = next
+            .models
+            .get_mut(model)
+            .and_then(|m| m.files.iter_mut().find(|f| &f.path == path))
+        {
+            file.sha256 = Some(*digest);
+            file.md5 = None;
+        }
+    }
+    if let Some(flag) = project.settings.network.locked {
+        return Ok((next != project.lock).then(|| format!("models.lock not updated ({flag})")));
+    }
+    let wrote = crate::lock::write(&project.settings.lock_path, &next)?;
+    Ok(wrote.then(|| "models.lock updated".to_owned()))
+}
+
+/// With nothing to apply, the lock and active.json are still brought up to date.
+fn finish_quietly(project: &Project, next: &Lockfile, cache: &mut StatCache) -> Result<()> {
+    if project.settings.network.locked.is_none() {
+        crate::lock::write(&project.settings.lock_path, next)?;
+    }
+    let _ = cache.save(&project.store.stat_cache_path());
+    Ok(())
+}
+
+fn summary(o: &Outcome, elapsed: std::time::Duration, lock_note: Option<String>) -> String {
+    let mut parts = Vec::new();
+    if o.downloaded_files > 0 {
+        parts.push(format!(
+            "{} downloaded ({})",
+            o.downloaded_files,
+            human_bytes(o.downloaded_bytes)
+        ));
+    }
+    if o.linked > 0 {
+        parts.push(format!("{} linked", o.linked));
+    }
+    if o.verified > 0 {
+        parts.push(format!("{} verified", o.verified));
+    }
+    if o.swaps > 0 {
+        parts.push(format!("{} activated", o.swaps));
+    }
+    if o.deleted > 0 {
+        parts.push(format!("{} deleted", o.deleted));
+    }
+    if o.hooks > 0 {
+        parts.push(format!(
+            "{} hook{} run",
+            o.hooks,
+            if o.hooks == 1 { "" } else { "s" }
+        ));
+    }
+    parts.extend(lock_note);
+    let done = if parts.is_empty() {
+        "nothing changed".to_owned()
+    } else {
+        parts.join(", ")
+    };
+    let took = crate::apply::progress::seconds(elapsed);
+    if o.interrupted {
+        format!("Interrupted after {took}: {done}. Run `modelctl apply` again to resume.")
+    } else if o.errors.is_empty() && o.failed.is_empty() {
+        format!("Applied in {took}: {done}.")
+    } else {
+        let n = o.errors.len().max(1);
+        format!(
+            "Applied with {n} error{} in {took}: {done}. The errors are listed above; the store is consistent and `modelctl apply` retries what failed.",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+fn say(json: &Option<Arc<Json>>, line: &str, figures: serde_json::Value) {
+    match json {
+        Some(j) => j.emit(json!({"event": "summary", "message": line, "totals": figures})),
+        None => eprintln!("{line}"),
+    }
+}

@@ -1,0 +1,179 @@
+//! When to try a request again, and how long to wait first.
+//!
+//! Connection errors, stalls, 5xx, 408 and 429 are worth another attempt; 401, 403, 404, 416
+//! and TLS failures are not (waiting does not fix a missing file or a bad certificate). Waits
+//! grow exponentially with full jitter, so many clients that failed together do not retry
+//! together; a server's `Retry-After` is honoured but capped, so a header saying "come back
+//! tomorrow" fails fast instead of hanging the apply.
+
+use std::time::{Duration, SystemTime};
+
+/// How many attempts and how long between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The first wait; each later one may be up to twice as long.
+    pub base: Duration,
+    /// The longest wait between two attempts.
+    pub cap: Duration,
+    /// The longest `Retry-After` honoured; a longer one fails the request at once.
+    pub retry_after_cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(30),
+            retry_after_cap: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again after this long.
+    RetryAfter(Duration),
+    /// Give up; the text says why.
+    GiveUp(String),
+}
+
+impl RetryPolicy {
+    /// The jittered wait before attempt `attempt + 1` (attempt counts from 1).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let ceiling = exp.min(self.cap);
+        // Full jitter: uniformly between half the ceiling and the ceiling.
+        let half = ceiling / 2;
+        half + half.mul_f64(jitter())
+    }
+
+    /// The verdict on a response status after `attempt` attempts.
+    pub fn on_status(&self, status: u16, retry_after: Option<&str>, attempt: u32) -> Verdict {
+        let retryable = matches!(status, 408 | 429 | 500..=599);
+        if !retryable {
+            return Verdict::GiveUp(format!("HTTP {status}"));
+        }
+        if attempt >= self.attempts {
+            return Verdict::GiveUp(format!("HTTP {status}, failed after {attempt} attempts"));
+        }
+        match retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())) {
+            Some(wait) if wait > self.retry_after_cap => Verdict::GiveUp(format!(
+                "HTTP {status}: the server asks to retry in {} s, longer than the {} s this tool waits",
+                wait.as_secs(),
+                self.retry_after_cap.as_secs()
+            )),
+            Some(wait) => Verdict::RetryAfter(wait),
+            None => Verdict::RetryAfter(self.backoff(attempt)),
+        }
+    }
+
+    /// The verdict on a transport error (reset, refused, stall) after `attempt` attempts.
+    pub fn on_transport_error(&self, attempt: u32) -> Verdict {
+        if attempt >= self.attempts {
+            Verdict::GiveUp(format!("failed after {attempt} attempts"))
+        } else {
+            Verdict::RetryAfter(self.backoff(attempt))
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date, relative to `now`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A number in [0, 1) that differs between calls and processes, without a random crate: the
+/// standard library seeds every `RandomState` from the OS.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether a reqwest error is worth retrying: connection trouble and timeouts are, a TLS or
+/// certificate problem, a bad URL or a redirect refused by policy are not.
+pub fn is_transient(err: &reqwest::Error) -> bool {
+    if err.is_builder() || err.is_redirect() {
+        return false;
+    }
+    let chain = crate::sources::url::error_chain(err).to_ascii_lowercase();
+    let tls = [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcertificate",
+        "unknownissuer",
+    ];
+    !tls.iter().any(|t| chain.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        let p = RetryPolicy::default();
+        assert!(matches!(p.on_status(503, None, 1), Verdict::RetryAfter(_)));
+        assert!(
+            matches!(p.on_status(429, Some("3"), 1), Verdict::RetryAfter(d) if d == Duration::from_secs(3))
+        );
+        assert!(matches!(p.on_status(408, None, 1), Verdict::RetryAfter(_)));
+        for fatal in [401, 403, 404, 416] {
+            assert!(
+                matches!(p.on_status(fatal, None, 1), Verdict::GiveUp(_)),
+                "{fatal}"
+            );
+        }
+        assert!(matches!(
+            p.on_status(503, None, p.attempts),
+            Verdict::GiveUp(_)
+        ));
+        assert!(
+            matches!(p.on_status(429, Some("86400"), 1), Verdict::GiveUp(m) if m.contains("86400"))
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_grows_within_its_cap() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        };
+        for attempt in 1..10 {
+            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(p.cap);
+            let wait = p.backoff(attempt);
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "attempt {attempt}: {wait:?}"
+            );
+        }
+    }
+}

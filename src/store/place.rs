@@ -1,0 +1,283 @@
+//! Changing the store: publishing blobs, linking model files, pointers and removal.
+//!
+//! Every change is a rename of something complete: a verified temporary file becomes a blob,
+//! a hardlink (or copy) made under a temporary name becomes a model file, a new symlink
+//! replaces `active/<type>`. Directories are fsynced after renames. Nothing here follows a
+//! symlink inside the store: each directory on the way to a target is checked with `lstat`,
+//! and removal deletes directory entries, never what a link points at (RELIABILITY I3, I8).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::Store;
+use crate::digest::Sha256;
+use crate::durable;
+use crate::names::{ModelId, RelPath, TypeName};
+
+/// A change to the store failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot {action} `{}`: {source}", path.display())]
+#[diagnostic(code(store::write))]
+pub struct PlaceError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PlaceError + 'a {
+    move |source| PlaceError {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Creates `dir` and its parents below `root`, refusing any existing component that is a
+/// symlink or not a directory.
+pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), PlaceError> {
+    let rel = dir.strip_prefix(root).map_err(|_| PlaceError {
+        action: "create",
+        path: dir.to_owned(),
+        source: io::Error::other("the directory is outside the store"),
+    })?;
+    let mut current = root.to_path_buf();
+    for part in rel.components() {
+        current.push(part);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(PlaceError {
+                    action: "create",
+                    path: current,
+                    source: io::Error::other(
+                        "a file or symlink is in the way of a store directory",
+                    ),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&current)
+                    .or_else(|e| {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(err("create", &current))?;
+            }
+            Err(e) => return Err(err("inspect", &current)(e)),
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Checks that the store can be written, before any download starts (RELIABILITY D2).
+    pub fn check_writable(&self) -> Result<(), PlaceError> {
+        if fs::symlink_metadata(self.root()).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(PlaceError {
+                action: "use",
+                path: self.root().to_owned(),
+                source: io::Error::other(
+                    "the store root is a symlink; point `store:` at the real directory",
+                ),
+            });
+        }
+        let tmp = self.tmp_dir();
+        fs::create_dir_all(self.root()).map_err(err("create", self.root()))?;
+        ensure_dir(self.root(), &tmp)?;
+        let probe = tmp.join(format!(".probe-{}", std::process::id()));
+        fs::write(&probe, b"").map_err(|source| PlaceError {
+            action: "write to",
+            path: self.root().to_owned(),
+            source: io::Error::new(source.kind(), format!("store is not writable ({source})")),
+        })?;
+        let _ = fs::remove_file(probe);
+        Ok(())
+    }
+
+    /// Moves a verified temporary file to its blob path (atomic rename, then fsync of the
+    /// shard directory). A blob that already exists is kept: same name, same bytes.
+    pub fn publish_blob(&self, temp: &Path, digest: &Sha256) -> Result<PathBuf, PlaceError> {
+        let blob = self.blob_path(digest);
+        let shard = blob.parent().unwrap_or(self.root()).to_path_buf();
+        ensure_dir(self.root(), &shard)?;
+        set_read_only(temp).map_err(err("protect", temp))?;
+        fs::rename(temp, &blob).map_err(err("publish", &blob))?;
+        durable::sync_dir(&shard).map_err(err("sync", &shard))?;
+        Ok(blob)
+    }
+
+    /// Makes `models/<type>/<id>/<path>` the blob's bytes: a hardlink, or a copy where the
+    /// filesystem refuses links; placed under a temporary name and renamed over the target.
+    pub fn link_file(
+        &self,
+        kind: &TypeName,
+        id: &ModelId,
+        path: &RelPath,
+        digest: &Sha256,
+    ) -> Result<(), PlaceError> {
+        let model_dir = self.model_dir(kind, id);
+        let target = path.under(&model_dir);
+        let parent = target.parent().unwrap_or(&model_dir).to_path_buf();
+        ensure_dir(self.root(), &parent)?;
+        let blob = self.blob_path(digest);
+        let temp = parent.join(format!(".{}.link-{}", digest.short(), std::process::id()));
+        let _ = fs::remove_file(&temp);
+        if fs::hard_link(&blob, &temp).is_err() {
+            fs::copy(&blob, &temp).map_err(err("copy", &blob))?;
+            fs::File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(err("sync", &temp))?;
+        }
+        if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+            let _ = fs::remove_file(&temp);
+            return Err(PlaceError {
+                action: "replace",
+                path: target,
+                source: io::Error::other("a directory is in the way"),
+            });
+        }
+        fs::rename(&temp, &target).map_err(err("link", &target))?;
+        // Renaming a link onto another link of the same inode succeeds without doing anything.
+        let _ = fs::remove_file(&temp);
+        durable::sync_dir(&parent).map_err(err("sync", &parent))
+    }
+
+    /// Removes one entry of a model directory (a file or a symlink, never its target).
+    pub fn remove_model_entry(
+        &self,
+        kind: &TypeName,
+        id: &ModelId,
+        rel: &str,
+    ) -> Result<(), PlaceError> {
+        let model_dir = self.model_dir(kind, id);
+        let path = rel.split('/').fold(model_dir.clone(), |p, c| p.join(c));
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) || !path.starts_with(&model_dir) {
+            return Err(PlaceError {
+                action: "remove",
+                path,
+                source: io::Error::other("the path leaves the model directory"),
+            });
+        }
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path).map_err(err("remove", &path)),
+            Ok(_) => fs::remove_file(&path).map_err(err("remove", &path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(err("inspect", &path)(e)),
+        }
+    }
+
+    /// Removes a model directory. The directory is first renamed aside (one atomic step, so a
+    /// crash never leaves half a model under its real name), then deleted; blobs stay for `gc`.
+    pub fn remove_model(&self, kind: &TypeName, id: &ModelId) -> Result<(), PlaceError> {
+        let dir = self.model_dir(kind, id);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+                return fs::remove_file(&dir).map_err(err("remove", &dir));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err("inspect", &dir)(e)),
+        }
+        let trash = self
+            .tmp_dir()
+            .join(format!("deleted-{kind}-{id}-{}", std::process::id()));
+        ensure_dir(self.root(), &self.tmp_dir())?;
+        fs::rename(&dir, &trash).map_err(err("remove", &dir))?;
+        let parent = dir.parent().unwrap_or(self.root()).to_path_buf();
+        durable::sync_dir(&parent).map_err(err("sync", &parent))?;
+        fs::remove_dir_all(&trash).map_err(err("remove", &trash))
+    }
+
+    /// Points `active/<type>` at a model directory (atomic symlink replacement + fsync).
+    pub fn point_active(&self, kind: &TypeName, id: &ModelId) -> Result<(), PlaceError> {
+        let dir = self.active_dir();
+        ensure_dir(self.root(), &dir)?;
+        let link = self.active_link(kind);
+        let target = Path::new("..")
+            .join("models")
+            .join(kind.as_str())
+            .join(id.as_str());
+        durable::replace_symlink(&target, &link).map_err(err("activate", &link))
+    }
+
+    /// Removes `active/<type>`.
+    pub fn clear_active(&self, kind: &TypeName) -> Result<(), PlaceError> {
+        let link = self.active_link(kind);
+        match fs::symlink_metadata(&link) {
+            Ok(meta) if meta.is_dir() => {
+                fs::remove_dir_all(&link).map_err(err("deactivate", &link))?
+            }
+            Ok(_) => fs::remove_file(&link).map_err(err("deactivate", &link))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err("inspect", &link)(e)),
+        }
+        durable::sync_dir(&self.active_dir()).map_err(err("sync", &self.active_dir()))
+    }
+}
+
+/// Blobs are read-only: a consumer opening a model file for writing cannot corrupt the store.
+fn set_read_only(path: &Path) -> io::Result<()> {
+    let mut perms = fs::metadata(path)?.permissions();
+    perms.set_readonly(true);
+    fs::set_permissions(path, perms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_in_the_way_is_refused_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("outside");
+        let store = Store::new(dir.path());
+        fs::create_dir_all(store.models_dir()).expect("mkdir");
+        std::os::unix::fs::symlink(outside.path(), store.models_dir().join("llm"))
+            .expect("symlink");
+        let kind = TypeName::parse("llm").expect("t");
+        let id = ModelId::parse("m").expect("id");
+        let err = ensure_dir(store.root(), &store.model_dir(&kind, &id)).expect_err("refused");
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(
+            fs::read_dir(outside.path()).expect("ls").count(),
+            0,
+            "nothing written outside"
+        );
+    }
+
+    #[test]
+    fn publish_link_activate_and_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("store"));
+        store.check_writable().expect("writable");
+        let temp = store.tmp_dir().join("x.part");
+        fs::write(&temp, b"bytes").expect("write");
+        let digest = Sha256::of(b"bytes");
+        let blob = store.publish_blob(&temp, &digest).expect("publish");
+        assert_eq!(fs::read(&blob).expect("read"), b"bytes");
+        assert!(fs::metadata(&blob).expect("meta").permissions().readonly());
+        let kind = TypeName::parse("tts").expect("t");
+        let id = ModelId::parse("voice").expect("id");
+        let path = RelPath::parse("sub/voice.pth").expect("p");
+        store.link_file(&kind, &id, &path, &digest).expect("link");
+        store
+            .link_file(&kind, &id, &path, &digest)
+            .expect("relink is idempotent");
+        assert_eq!(
+            fs::read(path.under(&store.model_dir(&kind, &id))).expect("read"),
+            b"bytes"
+        );
+        store.point_active(&kind, &id).expect("activate");
+        assert_eq!(
+            fs::read_link(store.active_link(&kind)).expect("link"),
+            Path::new("../models/tts/voice")
+        );
+        store.clear_active(&kind).expect("deactivate");
+        store.remove_model(&kind, &id).expect("remove");
+        assert!(!store.model_dir(&kind, &id).exists());
+        assert!(blob.exists(), "blobs wait for gc");
+    }
+}
