@@ -81,9 +81,16 @@ impl Settings {
         if let Some(dir) = &self.store_override {
             return dir.clone();
         }
-        let base = self.manifest_path.parent().unwrap_or(Path::new("."));
         let rel = manifest.store.as_deref().unwrap_or(DEFAULT_STORE);
-        normalize(&base.join(rel))
+        normalize(&self.manifest_dir().join(rel))
+    }
+
+    /// The directory of models.yaml: the base of the store and of relative `url:` paths.
+    pub fn manifest_dir(&self) -> PathBuf {
+        self.manifest_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
     }
 
     /// Colour for a stream, honouring `--color`, `NO_COLOR` and whether it is a terminal.

@@ -23,8 +23,8 @@ pub struct HookEnv<'a> {
     pub path: &'a Path,
 }
 
-/// Runs a hook; `Err` carries the exit status and the tail of its output.
-pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<(), String> {
+/// Runs a hook; `Ok` carries what it printed, `Err` its exit status and the tail of its output.
+pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<String, String> {
     let output = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -35,7 +35,9 @@ pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run `sh`: {e}"))?;
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned());
     }
     let mut tail = String::from_utf8_lossy(&output.stderr).into_owned();
     if tail.trim().is_empty() {

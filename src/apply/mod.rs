@@ -41,6 +41,8 @@ pub struct Executor<'a> {
     pub reporter: Arc<dyn Reporter>,
     pub cancel: Arc<AtomicBool>,
     pub cache: &'a Mutex<StatCache>,
+    /// The directory of models.yaml, for relative `url:` paths.
+    pub manifest_dir: std::path::PathBuf,
 }
 
 /// What happened.
@@ -199,7 +201,7 @@ impl Executor<'_> {
             .models
             .get(model)
             .ok_or("the model is not in models.lock")?;
-        let located = crate::sources::locate(entry, locked)?;
+        let located = crate::sources::locate(entry, locked, &self.manifest_dir)?;
         Ok(FileJob {
             url: located.url,
             size,
@@ -439,9 +441,13 @@ impl Executor<'_> {
             o.hooks += 1;
         }
         match activate::run_hook(command, &env) {
-            Ok(()) => self
-                .reporter
-                .step(&format!("ran the {event} hook of {model}")),
+            Ok(printed) => {
+                self.reporter
+                    .step(&format!("ran the {event} hook of {model}"));
+                for line in printed.lines().take(20) {
+                    self.reporter.step(&format!("  | {line}"));
+                }
+            }
             Err(why) => {
                 self.error(
                     outcome,

@@ -99,6 +99,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
         reporter: reporter.clone(),
         cancel: cancel.clone(),
         cache: &cache,
+        manifest_dir: project.settings.manifest_dir(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

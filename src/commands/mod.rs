@@ -143,6 +143,7 @@ impl Project {
         let ctx = ResolveContext {
             client,
             offline: self.settings.network.offline,
+            manifest_dir: self.settings.manifest_dir(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -140,13 +140,14 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
-/// A single file at an `http://`, `https://` or `file://` URL.
+/// A single file at an `http://`, `https://` or `file://` URL, or at a path relative to
+/// models.yaml.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct UrlSource {
-    /// The URL of the file.
-    #[schemars(with = "String", pattern(r"^(https?|file)://"))]
-    pub url: url::Url,
+    /// The URL of the file, or a path relative to models.yaml starting with `./` or `../`.
+    #[schemars(pattern(r"^((https?|file)://|\.\.?/)"))]
+    pub url: String,
     /// Expected SHA-256 of the file (64 hex digits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256>,
@@ -156,6 +157,26 @@ pub struct UrlSource {
     /// File name inside the model directory (default: the last segment of the URL path).
     #[schemars(with = "Option<RelPath>")]
     pub file: RelPath,
+}
+
+impl UrlSource {
+    /// Whether `url` is a path relative to models.yaml rather than a URL.
+    pub fn is_relative(text: &str) -> bool {
+        text.starts_with("./") || text.starts_with("../")
+    }
+
+    /// The URL to fetch: relative paths are resolved against the directory of models.yaml.
+    pub fn location(&self, manifest_dir: &std::path::Path) -> Result<url::Url, String> {
+        if Self::is_relative(&self.url) {
+            let path = self
+                .url
+                .split('/')
+                .fold(manifest_dir.to_path_buf(), |p, c| p.join(c));
+            return url::Url::from_file_path(&path)
+                .map_err(|()| format!("`{}` is not an absolute path", path.display()));
+        }
+        url::Url::parse(&self.url).map_err(|e| format!("`{}` is not a URL: {e}", self.url))
+    }
 }
 
 /// A model served by Ollama.

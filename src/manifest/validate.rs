@@ -796,33 +796,20 @@ fn check_hf(c: &mut Checker, f: &Fields<'_>) -> Option<HfSource> {
 fn check_url(c: &mut Checker, f: &Fields<'_>) -> Option<UrlSource> {
     let node = f.get("url")?;
     let text = c.string(node, "`url`")?;
-    let url = match url::Url::parse(&text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => u,
-        Ok(u) => {
+    let last_segment = if UrlSource::is_relative(&text) {
+        if text.chars().any(char::is_control) || text.contains('\\') {
             c.report(
                 &node.referenced,
                 "manifest::bad_url",
-                format!("`{}` URLs are not supported", u.scheme()),
-                Some("use an `https://`, `http://` or `file://` URL".to_owned()),
+                format!("`{}` is not a usable relative path", text.escape_debug()),
+                Some("write a path relative to models.yaml with `/` between folders, like `./weights/model.bin`".to_owned()),
             );
             return None;
         }
-        Err(e) => {
-            c.report(
-                &node.referenced,
-                "manifest::bad_url",
-                format!("`{}` is not a URL: {e}", text.escape_debug()),
-                Some("write a full URL such as `https://example.com/model.safetensors`".to_owned()),
-            );
-            return None;
-        }
-    };
-    let sha256 = f.get("sha256").and_then(|n| c.sha256(n, "`sha256`"));
-    let md5 = f.get("md5").and_then(|n| c.md5(n, "`md5`"));
-    let file = match f.get("file") {
-        Some(n) => c.rel_path(&spanned_str(n), "file name")?,
-        None => {
-            let last = url
+        text.rsplit('/').next().unwrap_or_default().to_owned()
+    } else {
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => u
                 .path_segments()
                 .and_then(|mut s| s.next_back())
                 .map(|s| {
@@ -830,26 +817,46 @@ fn check_url(c: &mut Checker, f: &Fields<'_>) -> Option<UrlSource> {
                         .decode_utf8_lossy()
                         .into_owned()
                 })
-                .unwrap_or_default();
-            match RelPath::parse(&last) {
-                Ok(p) if !last.contains('/') => p,
-                _ => {
-                    c.report(
-                        &node.referenced,
-                        "manifest::url_file_name",
-                        "the URL does not end in a usable file name".to_owned(),
-                        Some(
-                            "add `file: NAME` to say what the file is called in the store"
-                                .to_owned(),
-                        ),
-                    );
-                    return None;
-                }
+                .unwrap_or_default(),
+            Ok(u) => {
+                c.report(
+                    &node.referenced,
+                    "manifest::bad_url",
+                    format!("`{}` URLs are not supported", u.scheme()),
+                    Some("use an `https://`, `http://` or `file://` URL, or a path relative to models.yaml such as `./weights/model.bin`".to_owned()),
+                );
+                return None;
+            }
+            Err(e) => {
+                c.report(
+                    &node.referenced,
+                    "manifest::bad_url",
+                    format!("`{}` is not a URL: {e}", text.escape_debug()),
+                    Some("write a full URL such as `https://example.com/model.safetensors`, or a path starting with `./`".to_owned()),
+                );
+                return None;
             }
         }
     };
+    let sha256 = f.get("sha256").and_then(|n| c.sha256(n, "`sha256`"));
+    let md5 = f.get("md5").and_then(|n| c.md5(n, "`md5`"));
+    let file = match f.get("file") {
+        Some(n) => c.rel_path(&spanned_str(n), "file name")?,
+        None => match RelPath::parse(&last_segment) {
+            Ok(p) if !last_segment.contains('/') => p,
+            _ => {
+                c.report(
+                    &node.referenced,
+                    "manifest::url_file_name",
+                    "the URL does not end in a usable file name".to_owned(),
+                    Some("add `file: NAME` to say what the file is called in the store".to_owned()),
+                );
+                return None;
+            }
+        },
+    };
     Some(UrlSource {
-        url,
+        url: text,
         sha256,
         md5,
         file,

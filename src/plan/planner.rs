@@ -588,7 +588,7 @@ fn source_label(source: &Source, locked: Option<&LockedModel>) -> String {
             format!("hf:{}@{}", h.hf, commit.get(..7).unwrap_or(commit))
         }
         (Source::Hf(h), _) => format!("hf:{}@{}", h.hf, h.revision),
-        (Source::Url(u), _) => crate::net::redact(u.url.as_str()),
+        (Source::Url(u), _) => crate::net::redact(&u.url),
         (Source::Ollama(o), Some(LockedSource::Ollama { digest, .. })) => {
             format!("ollama:{}@{}", o.ollama, digest.short())
         }
@@ -636,7 +636,7 @@ fn render_requested_locked(source: &LockedSource) -> String {
 fn render_requested(source: &Source) -> String {
     match source {
         Source::Hf(h) => format!("hf: {}\nrevision: {}\n", h.hf, h.revision),
-        Source::Url(u) => format!("url: {}\n", crate::net::redact(u.url.as_str())),
+        Source::Url(u) => format!("url: {}\n", crate::net::redact(&u.url)),
         Source::Ollama(o) => format!("ollama: {}\n", o.ollama),
     }
 }

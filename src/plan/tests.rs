@@ -65,7 +65,7 @@ fn lock_all(m: &Manifest) -> Lockfile {
                 }],
             },
             crate::manifest::Source::Url(u) => LockedSource::Url {
-                url: u.url.to_string(),
+                url: u.url.clone(),
                 final_url: None,
                 etag: Some("\"e\"".into()),
                 last_modified: None,

@@ -27,6 +27,8 @@ pub struct ResolveContext {
     pub client: reqwest::Client,
     /// `--offline`/`--frozen`: no network at all.
     pub offline: bool,
+    /// The directory of models.yaml, which relative `url:` paths start from.
+    pub manifest_dir: std::path::PathBuf,
 }
 
 /// Resolves one manifest entry.
@@ -61,10 +63,14 @@ pub struct Located {
 }
 
 /// The request for `path` of a model, from its manifest entry and locked entry.
-pub fn locate(entry: &ModelEntry, locked: &LockedModel) -> Result<Located, String> {
+pub fn locate(
+    entry: &ModelEntry,
+    locked: &LockedModel,
+    manifest_dir: &std::path::Path,
+) -> Result<Located, String> {
     match (&entry.source, &locked.source) {
         (Source::Url(u), crate::lock::LockedSource::Url { etag, .. }) => Ok(Located {
-            url: u.url.clone(),
+            url: u.location(manifest_dir)?,
             etag: etag.clone(),
         }),
         (Source::Hf(_), _) => {

@@ -26,11 +26,11 @@ pub async fn resolve(
     let expect = files.get(&source.file).cloned().unwrap_or_default();
     let sha256 = source.sha256.or(expect.sha256);
     let md5 = source.md5.or(expect.md5);
-    let shown = redact(source.url.as_str());
+    let shown = redact(&source.url);
+    let location = source.location(&ctx.manifest_dir)?;
 
-    let (size, final_url, etag, last_modified, hashed) = if source.url.scheme() == "file" {
-        let path = source
-            .url
+    let (size, final_url, etag, last_modified, hashed) = if location.scheme() == "file" {
+        let path = location
             .to_file_path()
             .map_err(|()| format!("`{shown}` is not a local file path"))?;
         let meta = std::fs::metadata(&path)
@@ -57,7 +57,7 @@ pub async fn resolve(
                     .to_owned(),
             );
         }
-        let head = head(ctx, source).await?;
+        let head = head(ctx, &location).await?;
         (
             head.size,
             head.final_url,
@@ -85,9 +85,9 @@ pub async fn resolve(
     // The lock is committed to git: credentials and presigned signatures never go into it.
     // Downloads start again from the manifest's URL; `final_url` only documents the redirect.
     let locked = LockedSource::Url {
-        url: redact(source.url.as_str()),
+        url: redact(&source.url),
         final_url: final_url
-            .filter(|u| u != source.url.as_str())
+            .filter(|u| u != location.as_str())
             .map(|u| redact(&u)),
         etag,
         last_modified,
@@ -110,13 +110,13 @@ fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option
 }
 
 /// Asks the server for the file's size and validators.
-async fn head(ctx: &ResolveContext, source: &UrlSource) -> Result<Head, String> {
-    let shown = redact(source.url.as_str());
+async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
+    let shown = redact(url.as_str());
     let send_err =
         |e: reqwest::Error| format!("cannot reach `{shown}`: {}", error_chain(&e.without_url()));
     let resp = ctx
         .client
-        .head(source.url.clone())
+        .head(url.clone())
         .send()
         .await
         .map_err(send_err)?;
@@ -125,7 +125,7 @@ async fn head(ctx: &ResolveContext, source: &UrlSource) -> Result<Head, String> 
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
     ) {
         ctx.client
-            .get(source.url.clone())
+            .get(url.clone())
             .header(RANGE, "bytes=0-0")
             .send()
             .await

@@ -81,9 +81,8 @@ fn the_committed_lock_is_canonical_and_matches_the_manifest() {
 fn the_committed_schema_is_current() {
     let committed =
         std::fs::read_to_string(repo().join("schema/models.schema.json")).expect("schema");
-    assert_eq!(
-        committed,
-        modelctl::manifest::json_schema(),
+    assert!(
+        committed == modelctl::manifest::json_schema(),
         "schema/models.schema.json is stale: run `cargo run -- schema > schema/models.schema.json`"
     );
 }
@@ -91,8 +90,12 @@ fn the_committed_schema_is_current() {
 #[test]
 fn example_manifests_are_valid() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(repo().join("examples")).expect("examples") {
-        let path = entry.expect("entry").path();
+    let quickstart = repo().join("examples/quickstart/models.yaml");
+    let examples = std::fs::read_dir(repo().join("examples")).expect("examples");
+    for path in examples
+        .map(|e| e.expect("entry").path())
+        .chain([quickstart])
+    {
         if path.extension().is_some_and(|e| e == "yaml") {
             if let Err(e) = modelctl::manifest::load(&path) {
                 panic!("{} is invalid: {e:?}", path.display());
@@ -100,5 +103,79 @@ fn example_manifests_are_valid() {
             checked += 1;
         }
     }
-    assert!(checked >= 2, "the examples are checked");
+    assert!(checked >= 3, "the examples are checked");
+}
+
+/// A copy of `examples/quickstart` (manifest, lock and weights) in a temporary project.
+fn copy_of_quickstart() -> Project {
+    let project = Project::new();
+    let src = repo().join("examples/quickstart");
+    for name in ["models.yaml", "models.lock"] {
+        project.write(name, &std::fs::read_to_string(src.join(name)).expect(name));
+    }
+    for entry in std::fs::read_dir(src.join("weights")).expect("weights") {
+        let path = entry.expect("entry").path();
+        let name = format!(
+            "weights/{}",
+            path.file_name().expect("name").to_string_lossy()
+        );
+        std::fs::create_dir_all(project.path("weights")).expect("mkdir");
+        std::fs::copy(&path, project.path(&name)).expect("copy");
+    }
+    project
+}
+
+#[test]
+fn the_quickstart_applies_offline_and_swaps() {
+    let project = copy_of_quickstart();
+    let run = project.run(&["apply", "--frozen"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("image_gen is now demo-image"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("| image_gen is now demo-image (was nothing)"),
+        "the hook's output is shown: {}",
+        run.stderr
+    );
+    let active: serde_json::Value =
+        serde_json::from_str(&project.read("models/active.json")).expect("json");
+    assert_eq!(active["image_gen"]["id"], "demo-image");
+    assert_eq!(active["image_gen"]["config"]["steps"], 4);
+    assert_eq!(active["llm"]["id"], "demo-lm");
+    let weights = std::fs::read(project.path("weights/demo-lm.safetensors")).expect("source");
+    let stored = std::fs::read(project.path("models/active/llm/demo-lm.safetensors"))
+        .expect("through the pointer");
+    assert_eq!(weights, stored);
+
+    let again = project.run(&["apply", "--frozen"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("Nothing to do"), "{}", again.stderr);
+
+    let manifest = project
+        .read("models.yaml")
+        .replace("image_gen: demo-image\n", "image_gen: demo-image-xl\n");
+    project.write("models.yaml", &manifest);
+    let swap = project.run(&["apply", "--frozen"]);
+    assert_eq!(swap.code, 0, "{}", swap.stderr);
+    assert!(
+        swap.stdout
+            .contains("~ image_gen: demo-image → demo-image-xl"),
+        "{}",
+        swap.stdout
+    );
+    assert!(
+        swap.stderr
+            .contains("| image_gen is now demo-image-xl (was demo-image)"),
+        "{}",
+        swap.stderr
+    );
+    let link = std::fs::read_link(project.path("models/active/image_gen")).expect("link");
+    assert_eq!(
+        link,
+        std::path::Path::new("../models/image_gen/demo-image-xl")
+    );
 }
