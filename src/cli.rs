@@ -58,6 +58,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Resolve every model not pinned in models.lock, and write the lock
     Lock(LockArgs),
+    /// Re-resolve models (all when none is named) and show how their pins changed
+    Update(UpdateArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
 }
@@ -99,6 +101,13 @@ pub struct StatusArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The models to re-resolve (default: all)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,16 +5,23 @@
 //! start (the contiguous prefix); it reads the new bytes back (from the page cache, just
 //! written) and feeds them to SHA-256 and, when asked, MD5. So hashing overlaps the download
 //! instead of following it, and the final digest is ready moments after the last byte lands.
+//!
+//! Durability is overlapped the same way: every [`FLUSH_EVERY`] bytes hashed, a flusher thread
+//! asks the kernel to write the file out (`fdatasync` on its own descriptor), so the fsync
+//! before publishing only has the tail left to write instead of the whole file.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use md5::Digest as _;
 
 use crate::digest::{Md5, Sha256};
+
+/// Bytes hashed between two background flushes.
+pub const FLUSH_EVERY: u64 = 128 << 20;
 
 enum Msg {
     /// The file is complete up to this offset.
@@ -41,11 +48,26 @@ impl PrefixHasher {
     /// Starts hashing `path` (which must exist); `with_md5` adds an MD5 alongside.
     pub fn start(path: &Path, with_md5: bool) -> std::io::Result<Self> {
         let file = File::open(path)?;
+        let flush_file = std::fs::OpenOptions::new().write(true).open(path)?;
         let (tx, rx) = mpsc::channel();
-        let path: PathBuf = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("modelctl-hash".into())
-            .spawn(move || run(file, &path, rx, with_md5))?;
+            .spawn(move || {
+                let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
+                let flusher = std::thread::Builder::new()
+                    .name("modelctl-flush".into())
+                    .spawn(move || {
+                        for () in flush_rx {
+                            let _ = flush_file.sync_data();
+                        }
+                    });
+                let result = run(file, rx, with_md5, &flush_tx);
+                drop(flush_tx);
+                if let Ok(flusher) = flusher {
+                    let _ = flusher.join();
+                }
+                result
+            })?;
         Ok(Self { tx, thread })
     }
 
@@ -70,10 +92,11 @@ impl PrefixHasher {
 
 fn run(
     mut file: File,
-    _path: &Path,
     rx: mpsc::Receiver<Msg>,
     with_md5: bool,
+    flush: &mpsc::SyncSender<()>,
 ) -> std::io::Result<Digests> {
+    let mut next_flush = FLUSH_EVERY;
     let mut sha = sha2::Sha256::new();
     let mut md5 = with_md5.then(md5::Md5::new);
     let mut pos = 0u64;
@@ -84,6 +107,7 @@ fn run(
                 sha = sha2::Sha256::new();
                 md5 = with_md5.then(md5::Md5::new);
                 pos = 0;
+                next_flush = FLUSH_EVERY;
             }
             Msg::Advance(end) => {
                 if end <= pos {
@@ -105,6 +129,11 @@ fn run(
                         m.update(&buf[..n]);
                     }
                     pos += n as u64;
+                    if pos >= next_flush {
+                        // A flush already running covers this one: never queue behind it.
+                        let _ = flush.try_send(());
+                        next_flush = pos + FLUSH_EVERY;
+                    }
                 }
             }
         }

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod plan;
 pub mod schema;
 pub mod status;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -73,17 +74,89 @@ impl Project {
         Ok(state)
     }
 
-    /// Resolves what is unpinned and plans against `state` and this machine.
+    /// Resolves what is unpinned and plans against `state` and this machine, then checks that
+    /// the pinned files it is about to download are still what the lock says upstream.
     pub fn plan(&self, state: &StoreState) -> Result<crate::plan::Plan> {
         let resolutions = self.resolve_unpinned()?;
         let facts = crate::system::gather(self.store.root());
-        Ok(crate::plan::plan(crate::plan::PlanInput {
+        let mut plan = crate::plan::plan(crate::plan::PlanInput {
             manifest: &self.manifest,
             lock: &self.lock,
             resolutions: &resolutions,
             state,
             facts: &facts,
-        }))
+        });
+        self.check_upstream(&mut plan)?;
+        Ok(plan)
+    }
+
+    /// For each locked `url` model the plan downloads, asks the server whether the file is
+    /// still the one the lock pins. A changed file is a warning, or an error under `--locked`.
+    fn check_upstream(&self, plan: &mut crate::plan::Plan) -> Result<()> {
+        let wanted: Vec<ModelId> = plan
+            .models
+            .iter()
+            .filter(|m| {
+                m.actions
+                    .iter()
+                    .any(|a| matches!(a, crate::plan::Action::Download { .. }))
+            })
+            .filter(|m| self.lock.models.contains_key(&m.id))
+            .map(|m| m.id.clone())
+            .collect();
+        if wanted.is_empty() || self.settings.network.offline {
+            return Ok(());
+        }
+        let ctx = self.resolve_context()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .into_diagnostic()?;
+        for id in wanted {
+            let (Some(entry), Some(locked)) = (
+                self.manifest.models.get(&id),
+                plan.next_lock.models.get(&id),
+            ) else {
+                continue;
+            };
+            let crate::manifest::Source::Url(source) = &entry.source else {
+                continue;
+            };
+            let notice = match runtime.block_on(crate::sources::url::drift(&ctx, source, locked)) {
+                Ok(None) => continue,
+                Ok(Some(change)) => crate::plan::Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "the upstream file changed since models.lock was written: {change}; \
+                         run `modelctl update {id}` to pin the new file"
+                    ),
+                },
+                Err(why) => crate::plan::Notice {
+                    model: Some(id.clone()),
+                    message: format!("cannot check the upstream file: {why}"),
+                },
+            };
+            let changed = notice.message.starts_with("the upstream file changed");
+            match self.settings.network.locked {
+                Some(flag) if changed => plan.errors.push(crate::plan::Notice {
+                    message: format!("{} ({flag} was passed)", notice.message),
+                    ..notice
+                }),
+                _ => plan.warnings.push(notice),
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_context(&self) -> Result<ResolveContext> {
+        let client = crate::net::client(&self.settings.net)
+            .into_diagnostic()
+            .wrap_err("cannot set up the HTTP client")?;
+        Ok(ResolveContext {
+            client,
+            offline: self.settings.network.offline,
+            manifest_dir: self.settings.manifest_dir(),
+        })
     }
 
     /// Ids whose lock entry is missing or was resolved from a different manifest entry.
@@ -133,18 +206,15 @@ impl Project {
 
     /// Resolves every unpinned entry through its source (or says why not, when offline).
     pub fn resolve_unpinned(&self) -> Result<BTreeMap<ModelId, Resolution>> {
-        let ids = self.unpinned();
+        self.resolve(self.unpinned())
+    }
+
+    /// Resolves the given entries through their sources, whatever the lock says.
+    pub fn resolve(&self, ids: Vec<ModelId>) -> Result<BTreeMap<ModelId, Resolution>> {
         if ids.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let client = crate::net::client(&self.settings.net)
-            .into_diagnostic()
-            .wrap_err("cannot set up the HTTP client")?;
-        let ctx = ResolveContext {
-            client,
-            offline: self.settings.network.offline,
-            manifest_dir: self.settings.manifest_dir(),
-        };
+        let ctx = self.resolve_context()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -182,6 +252,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Apply(args) => apply::run(settings, &args),
         crate::cli::Command::Status(args) => status::run(settings, &args),
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
+        crate::cli::Command::Update(args) => update::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use read::{LockError, load, parse_str};
-pub use render::render;
+pub use render::{diff_entries, diff_text, render};
 
 /// Writes the lock if its canonical text differs from what is on disk; returns whether it wrote.
 pub fn write(path: &Path, lock: &Lockfile) -> Result<bool, WriteError> {

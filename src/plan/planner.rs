@@ -105,10 +105,8 @@ impl Planner {
                 Some(Resolution::Resolved(new)) => {
                     let change = match old {
                         Some(old) => {
-                            self.diffs.insert(
-                                id.clone(),
-                                entry_diff(&render_locked(old), &render_locked(new)),
-                            );
+                            self.diffs
+                                .insert(id.clone(), crate::lock::diff_entries(old, new));
                             LockChangeKind::Updated
                         }
                         None => LockChangeKind::Added,
@@ -128,7 +126,7 @@ impl Planner {
                     if let Some(old) = old {
                         self.diffs.insert(
                             id.clone(),
-                            entry_diff(
+                            crate::lock::diff_text(
                                 &render_requested_locked(&old.source),
                                 &render_requested(&entry.source),
                             ),
@@ -609,20 +607,6 @@ fn file_origin(source: &LockedSource, path: &str) -> String {
     }
 }
 
-/// A locked entry as lock text, for diffs.
-fn render_locked(model: &LockedModel) -> String {
-    let mut lock = Lockfile::default();
-    if let Ok(id) = ModelId::parse("entry") {
-        lock.models.insert(id, model.clone());
-    }
-    crate::lock::render(&lock)
-        .lines()
-        .skip_while(|l| !l.starts_with("    "))
-        .filter(|l| !l.trim_start().starts_with("fingerprint:"))
-        .map(|l| format!("{}\n", l.get(4..).unwrap_or(l)))
-        .collect()
-}
-
 /// The requested part of a locked source (what the manifest asked for), for diffs.
 fn render_requested_locked(source: &LockedSource) -> String {
     match source {
@@ -639,22 +623,4 @@ fn render_requested(source: &Source) -> String {
         Source::Url(u) => format!("url: {}\n", crate::net::redact(&u.url)),
         Source::Ollama(o) => format!("ollama: {}\n", o.ollama),
     }
-}
-
-/// A line diff: `-` old, `+` new, two-space context.
-fn entry_diff(old: &str, new: &str) -> String {
-    let diff = similar::TextDiff::from_lines(old, new);
-    let mut out = String::new();
-    for change in diff.iter_all_changes() {
-        let sign = match change.tag() {
-            similar::ChangeTag::Delete => "-",
-            similar::ChangeTag::Insert => "+",
-            similar::ChangeTag::Equal => " ",
-        };
-        out.push_str(sign);
-        out.push(' ');
-        out.push_str(change.value().trim_end_matches('\n'));
-        out.push('\n');
-    }
-    out
 }

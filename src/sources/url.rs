@@ -185,3 +185,46 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         parts.join(": ")
     }
 }
+
+/// What the server says about a locked URL now, against what the lock pinned: `Some` with a
+/// description when the size or the `ETag` differ (the upstream file changed).
+pub async fn drift(
+    ctx: &ResolveContext,
+    source: &UrlSource,
+    locked: &crate::lock::LockedModel,
+) -> Result<Option<String>, String> {
+    let (
+        LockedSource::Url {
+            etag: locked_etag, ..
+        },
+        Some(file),
+    ) = (&locked.source, locked.files.first())
+    else {
+        return Ok(None);
+    };
+    let location = source.location(&ctx.manifest_dir)?;
+    let (size, etag) = if location.scheme() == "file" {
+        let path = location
+            .to_file_path()
+            .map_err(|()| "not a local path".to_owned())?;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        (meta.len(), None)
+    } else {
+        let head = head(ctx, &location).await?;
+        (head.size, head.etag)
+    };
+    let mut changes = Vec::new();
+    if size != file.size {
+        changes.push(format!(
+            "its size is {size} bytes, the lock pins {}",
+            file.size
+        ));
+    }
+    if let (Some(now), Some(then)) = (&etag, locked_etag) {
+        if now != then {
+            changes.push(format!("its ETag is {now}, the lock pins {then}"));
+        }
+    }
+    Ok((!changes.is_empty()).then(|| changes.join("; ")))
+}

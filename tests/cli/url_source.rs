@@ -137,3 +137,59 @@ fn credentials_never_reach_the_lock_or_the_output() {
         );
     }
 }
+
+#[test]
+fn a_changed_upstream_file_is_reported_and_refused_under_locked() {
+    let project = crate::support::Project::new();
+    project.write("src/w.bin", "version one\n");
+    let url = crate::support::file_url(&project.path("src/w.bin"));
+    project.write("models.yaml", &manifest(&url, ""));
+    assert_eq!(project.run(&["lock"]).code, 0);
+    project.write("src/w.bin", "version two, longer\n");
+
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("the upstream file changed since models.lock was written"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("run `modelctl update w`"),
+        "{}",
+        plan.stdout
+    );
+
+    let locked = project.run(&["apply", "--locked"]);
+    assert_eq!(locked.code, 1, "{}", locked.stderr);
+    assert!(
+        locked.stdout.contains("--locked was passed"),
+        "{}",
+        locked.stdout
+    );
+    assert!(
+        !project.path("models/models").exists(),
+        "nothing was downloaded"
+    );
+
+    let before = project.read("models.lock");
+    let update = project.run(&["update", "w"]);
+    assert_eq!(update.code, 0, "{}", update.stderr);
+    assert!(update.stderr.contains("w: updated"), "{}", update.stderr);
+    assert!(
+        update.stderr.contains("-     size: 12") && update.stderr.contains("+     size: 20"),
+        "{}",
+        update.stderr
+    );
+    assert_ne!(project.read("models.lock"), before);
+    assert_eq!(project.run(&["apply"]).code, 0);
+
+    let unknown = project.run(&["update", "ww"]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("did you mean `w`?"),
+        "{}",
+        unknown.stderr
+    );
+}

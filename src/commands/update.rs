@@ -1,0 +1,86 @@
+//! `modelctl update [ID…]`: re-resolve models whatever the lock says, and show what changed.
+
+use std::process::ExitCode;
+
+use miette::{Result, miette};
+
+use super::Project;
+use crate::cli::UpdateArgs;
+use crate::names::ModelId;
+use crate::settings::Settings;
+use crate::sources::Resolution;
+
+pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
+    let project = Project::load(settings)?;
+    if let Some(flag) = project.settings.network.locked {
+        return Err(miette!(
+            help = format!("run `modelctl update` without {flag}"),
+            "`update` rewrites models.lock, which {flag} forbids"
+        ));
+    }
+    let ids = if args.ids.is_empty() {
+        project.manifest.models.keys().cloned().collect()
+    } else {
+        args.ids
+            .iter()
+            .map(|id| declared(&project, id))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let resolutions = project.resolve(ids.clone())?;
+    let mut next = project.lock.clone();
+    next.models
+        .retain(|id, _| project.manifest.models.contains_key(id));
+    let mut failed = 0;
+    for id in &ids {
+        match resolutions.get(id) {
+            Some(Resolution::Resolved(new)) => match project.lock.models.get(id) {
+                Some(old) if old == new => eprintln!("  {id}: up to date"),
+                Some(old) => {
+                    eprintln!("  {id}: updated");
+                    for line in crate::lock::diff_entries(old, new)
+                        .lines()
+                        .filter(|l| !l.starts_with(' '))
+                    {
+                        eprintln!("      {line}");
+                    }
+                    next.models.insert(id.clone(), new.clone());
+                }
+                None => {
+                    eprintln!("  {id}: pinned");
+                    next.models.insert(id.clone(), new.clone());
+                }
+            },
+            Some(Resolution::Failed { reason }) => {
+                failed += 1;
+                eprintln!("  {id}: not updated: {reason}");
+            }
+            None => {}
+        }
+    }
+    let path = &project.settings.lock_path;
+    if crate::lock::write(path, &next)? {
+        eprintln!("Wrote `{}`.", crate::manifest::display_name(path));
+    } else {
+        eprintln!("`{}` is unchanged.", crate::manifest::display_name(path));
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A named id that models.yaml declares, or an error with the closest one.
+fn declared(project: &Project, text: &str) -> Result<ModelId> {
+    if let Ok(id) = ModelId::parse(text) {
+        if project.manifest.models.contains_key(&id) {
+            return Ok(id);
+        }
+    }
+    let names = project.manifest.models.keys().map(ModelId::as_str);
+    let help = match crate::diagnostic::closest(text, names) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => "`modelctl status` lists the declared models".to_owned(),
+    };
+    Err(miette!(help = help, "no model `{text}` in models.yaml"))
+}
