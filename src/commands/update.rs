@@ -72,10 +72,10 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
 
 /// A named id that models.yaml declares, or an error with the closest one.
 fn declared(project: &Project, text: &str) -> Result<ModelId> {
-    if let Ok(id) = ModelId::parse(text) {
-        if project.manifest.models.contains_key(&id) {
-            return Ok(id);
-        }
+    if let Ok(id) = ModelId::parse(text)
+        && project.manifest.models.contains_key(&id)
+    {
+        return Ok(id);
     }
     let names = project.manifest.models.keys().map(ModelId::as_str);
     let help = match crate::diagnostic::closest(text, names) {

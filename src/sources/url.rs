@@ -221,10 +221,10 @@ pub async fn drift(
             file.size
         ));
     }
-    if let (Some(now), Some(then)) = (&etag, locked_etag) {
-        if now != then {
-            changes.push(format!("its ETag is {now}, the lock pins {then}"));
-        }
+    if let (Some(now), Some(then)) = (&etag, locked_etag)
+        && now != then
+    {
+        changes.push(format!("its ETag is {now}, the lock pins {then}"));
     }
     Ok((!changes.is_empty()).then(|| changes.join("; ")))
 }
