@@ -13,16 +13,17 @@
 //! path it hands out is inside the root. `scan` reads what is present; writing is the job of
 //! `apply`, through [`crate::durable`].
 
+mod hash;
 mod lock;
 mod scan;
 mod stat_cache;
 
 use std::path::{Path, PathBuf};
 
+pub use hash::hash_file;
 pub use lock::{StoreLock, StoreLockError};
 pub use scan::{
-    ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, hash_file,
-    scan,
+    ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, scan,
 };
 pub use stat_cache::StatCache;
 
