@@ -11,9 +11,10 @@
 //!
 //! `Store` only computes paths, from validated names ([`crate::names`]) and digests, so every
 //! path it hands out is inside the root. `scan` reads what is present (trusting the stat
-//! cache), `verify` re-hashes everything and compares it with the lock; writing is the job
-//! of `apply`, through [`crate::durable`].
+//! cache), `verify` re-hashes everything and compares it with the lock, `gc` removes what
+//! nothing references; writing is otherwise the job of `apply`, through [`crate::durable`].
 
+pub mod gc;
 mod hash;
 mod lock;
 mod scan;
@@ -99,7 +100,7 @@ impl Store {
 
 /// The digest a `blobs/sha256/<shard>/<name>` entry stands for, when both names are in their
 /// canonical form (two lowercase hex digits; the 64 lowercase hex digits starting with them).
-/// Anything else under `blobs/` is not a blob, and `verify` does not touch it.
+/// Anything else under `blobs/` is not a blob, and neither `verify` nor `gc` touches it.
 pub(crate) fn blob_name(shard: &str, name: &str) -> Option<Sha256> {
     let digest = Sha256::parse(name).ok()?;
     (shard.len() == 2 && digest.hex() == name && name.starts_with(shard)).then_some(digest)
