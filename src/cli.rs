@@ -56,6 +56,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Resolve every model not pinned in models.lock, and write the lock
     Lock(LockArgs),
+    /// Re-hash the store and report every file that differs from models.lock
+    Verify(VerifyArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
 }
@@ -85,4 +87,14 @@ pub struct LockArgs {
     /// Write nothing; exit 1 when models.lock is not up to date
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only these models (default: every model in models.yaml)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Print the report as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod plan;
 pub mod schema;
 pub mod status;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -160,6 +161,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Plan(args) => plan::run(settings, &args),
         crate::cli::Command::Status(args) => status::run(settings, &args),
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
+        crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
     }
 }

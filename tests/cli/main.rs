@@ -12,3 +12,4 @@ mod repository;
 mod status;
 mod support;
 mod url_source;
+mod verify;
