@@ -4,6 +4,7 @@
 //! the lock and the store's paths. Resolution of unpinned entries (with cargo's `--locked`
 //! and `--offline` rules) lives here too, because `plan`, `lock` and later `apply` share it.
 
+pub mod gc;
 pub mod lock;
 pub mod plan;
 pub mod schema;
@@ -162,6 +163,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Status(args) => status::run(settings, &args),
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
+        crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
     }
 }
