@@ -4,6 +4,7 @@
 //! environment into settings happens in [`crate::settings`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -60,6 +61,10 @@ pub enum Command {
     Lock(LockArgs),
     /// Re-resolve models (all when none is named) and show how their pins changed
     Update(UpdateArgs),
+    /// Re-hash the store and report every file that differs from models.lock
+    Verify(VerifyArgs),
+    /// Remove blobs no model uses and stale partial downloads
+    Gc(GcArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
 }
@@ -115,4 +120,98 @@ pub struct LockArgs {
     /// Write nothing; exit 1 when models.lock is not up to date
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only these models (default: every model in models.yaml)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Print the report as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep anything modified more recently than this: `1h`, `30m`, `45s`, `1h30m`, `0`
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Print the report as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for another modelctl that holds the store lock
+    #[arg(
+        long,
+        env = "MODELCTL_LOCK_TIMEOUT",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub lock_timeout: u64,
+}
+
+/// Parses `45s`, `30m`, `2h`, `1d`, sums such as `1h30m`, and a bare `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err("a duration is a number and a unit: `45s`, `30m`, `2h`, `1d`".to_owned());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("`{c}` is not a unit; use `s`, `m`, `h` or `d`")),
+        };
+        if digits.is_empty() {
+            return Err(format!("`{text}` needs a number before each unit"));
+        }
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}` is too long a duration"))?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "`{text}` ends without a unit; write `{text}s`, `{text}m` or `{text}h`"
+        ));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_durations_parse_with_units_and_refuse_bare_numbers() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
+        assert_eq!(secs("45s"), Ok(45));
+        assert_eq!(secs("30m"), Ok(1800));
+        assert_eq!(secs("2h"), Ok(7200));
+        assert_eq!(secs("1h30m"), Ok(5400));
+        assert_eq!(secs("1d"), Ok(86_400));
+        assert_eq!(secs("0"), Ok(0));
+        assert_eq!(secs("0s"), Ok(0));
+        for bad in ["", "10", "h", "5x", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -5,11 +5,13 @@
 //! and `--offline` rules) lives here too, because `plan`, `lock` and later `apply` share it.
 
 pub mod apply;
+pub mod gc;
 pub mod lock;
 pub mod plan;
 pub mod schema;
 pub mod status;
 pub mod update;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -253,6 +255,8 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Status(args) => status::run(settings, &args),
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
         crate::cli::Command::Update(args) => update::run(settings, &args),
+        crate::cli::Command::Verify(args) => verify::run(settings, &args),
+        crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
     }
 }

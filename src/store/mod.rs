@@ -10,21 +10,25 @@
 //! ```
 //!
 //! `Store` only computes paths, from validated names ([`crate::names`]) and digests, so every
-//! path it hands out is inside the root. `scan` reads what is present; writing is the job of
-//! `apply`, through [`crate::durable`].
+//! path it hands out is inside the root. `scan` reads what is present (trusting the stat
+//! cache), `verify` re-hashes everything and compares it with the lock, `gc` removes what
+//! nothing references; writing is otherwise the job of `apply`, through [`crate::durable`].
 
+pub mod gc;
+mod hash;
 mod lock;
 mod place;
 mod scan;
 mod stat_cache;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
+pub use hash::hash_file;
 pub use lock::{StoreLock, StoreLockError};
 pub use place::{PlaceError, ensure_dir};
 pub use scan::{
-    ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, hash_file,
-    scan,
+    ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, scan,
 };
 pub use stat_cache::{Stamp, StatCache};
 
@@ -93,5 +97,85 @@ impl Store {
 
     pub fn lock_file_path(&self) -> PathBuf {
         self.state_dir().join("lock")
+    }
+}
+
+/// The digest a `blobs/sha256/<shard>/<name>` entry stands for, when both names are in their
+/// canonical form (two lowercase hex digits; the 64 lowercase hex digits starting with them).
+/// Anything else under `blobs/` is not a blob, and neither `verify` nor `gc` touches it.
+pub(crate) fn blob_name(shard: &str, name: &str) -> Option<Sha256> {
+    let digest = Sha256::parse(name).ok()?;
+    (shard.len() == 2 && digest.hex() == name && name.starts_with(shard)).then_some(digest)
+}
+
+/// What a directory entry is, as `lstat` sees it (symlinks are never followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    Other,
+}
+
+impl EntryKind {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_symlink() {
+            Self::Symlink
+        } else if t.is_file() {
+            Self::File
+        } else if t.is_dir() {
+            Self::Directory
+        } else if t.is_fifo() {
+            Self::Fifo
+        } else if t.is_socket() {
+            Self::Socket
+        } else if t.is_block_device() {
+            Self::BlockDevice
+        } else if t.is_char_device() {
+            Self::CharDevice
+        } else {
+            Self::Other
+        }
+    }
+
+    /// `a symlink`, `a directory`: for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::File => "a regular file",
+            Self::Directory => "a directory",
+            Self::Symlink => "a symlink",
+            Self::Fifo => "a named pipe",
+            Self::Socket => "a socket",
+            Self::BlockDevice => "a block device",
+            Self::CharDevice => "a character device",
+            Self::Other => "an unknown kind of entry",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_blob_names_are_blobs() {
+        let hex = Sha256::of(b"x").hex();
+        assert_eq!(blob_name(&hex[..2], &hex), Sha256::parse(&hex).ok());
+        let other = if hex.starts_with("ff") { "00" } else { "ff" };
+        assert_eq!(blob_name(other, &hex), None, "in the wrong shard");
+        assert_eq!(
+            blob_name(&hex[..2].to_uppercase(), &hex.to_uppercase()),
+            None
+        );
+        assert_eq!(blob_name(&hex[..2], &format!("sha256:{hex}")), None);
+        assert_eq!(blob_name(&hex[..2], &hex[..63]), None);
+        assert_eq!(blob_name(&hex[..1], &hex), None);
     }
 }

@@ -9,12 +9,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::Deserialize;
 
+use super::hash::{HashJob, hash_parallel};
 use super::stat_cache::{Stamp, StatCache};
 use super::{OLLAMA_DESCRIPTOR, Store};
 use crate::digest::Sha256;
@@ -97,7 +96,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
 }
 
 /// Entries of a directory; a missing directory has none.
-fn entries(dir: &Path) -> Result<Vec<(String, fs::Metadata, PathBuf)>, ScanError> {
+pub(crate) fn entries(dir: &Path) -> Result<Vec<(String, fs::Metadata, PathBuf)>, ScanError> {
     let read = match fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -303,7 +302,7 @@ fn read_descriptor(model_dir: &Path) -> Option<OllamaDescriptor> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
 }
 
-fn now_ns() -> i128 {
+pub(crate) fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128)
@@ -343,7 +342,15 @@ fn hash_all(
         before_hashing(stats.hashed_files, stats.hashed_bytes);
     }
     let started = now_ns();
-    let computed = hash_parallel(&to_hash)?;
+    let jobs: Vec<HashJob<'_>> = to_hash
+        .iter()
+        .map(|p| HashJob {
+            path: &p.path,
+            size: p.stamp.size,
+            identity: None,
+        })
+        .collect();
+    let computed = hash_parallel(&jobs)?;
     for (p, d) in to_hash.iter().zip(computed) {
         by_inode.insert((p.stamp.dev, p.stamp.ino), d);
     }
@@ -354,57 +361,6 @@ fn hash_all(
         }
     }
     Ok(known)
-}
-
-/// Hashes files on all cores, largest first so the threads finish together.
-fn hash_parallel(files: &[&Pending]) -> Result<Vec<Sha256>, ScanError> {
-    let mut order: Vec<usize> = (0..files.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(files[i].stamp.size));
-    let queue = Mutex::new(order.into_iter());
-    let results: Mutex<Vec<Option<Result<Sha256, ScanError>>>> =
-        Mutex::new((0..files.len()).map(|_| None).collect());
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
-                    let Some(i) = next else { break };
-                    let result = hash_file(&files[i].path);
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(result);
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .zip(files)
-        .map(|(r, p)| {
-            r.unwrap_or_else(|| Err(io_err(&p.path)(std::io::Error::other("not hashed"))))
-        })
-        .collect()
-}
-
-/// The sha256 of a file's bytes.
-pub fn hash_file(path: &Path) -> Result<Sha256, ScanError> {
-    use sha2::Digest as _;
-    let mut file = fs::File::open(path).map_err(io_err(path))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Sha256::from_bytes(hasher.finalize().into()))
 }
 
 impl StoreState {

@@ -3,6 +3,7 @@
 //! One test binary (cargo's and uv's layout); each module covers one area, and `support`
 //! builds the projects, runs the binary with a clean environment and serves fake HTTP.
 
+mod gc;
 mod hostile;
 mod lock;
 mod manifest_errors;
@@ -12,3 +13,4 @@ mod repository;
 mod status;
 mod support;
 mod url_source;
+mod verify;
