@@ -130,6 +130,9 @@ pub struct VerifyArgs {
     /// Print the report as JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Re-fetch just the damaged files (relink, or remove strays), then exit 0 if all were repaired
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]

@@ -69,11 +69,46 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     }
     confirm_deletions(&plan, args.yes)?;
 
-    let reporter: Arc<dyn Reporter> = match (&json, std::io::stderr().is_terminal()) {
-        (Some(j), _) => Arc::new(JsonReporter(j.clone())),
-        (None, true) => Arc::new(Bars::new(plan.totals.download_bytes)),
-        (None, false) => Arc::new(Lines),
-    };
+    let reporter = reporter_for(&json, plan.totals.download_bytes);
+    let (outcome, elapsed, cache) = execute(
+        &project,
+        &plan,
+        &next_lock,
+        reporter.clone(),
+        ExecOptions {
+            jobs: args.jobs,
+            connections: args.connections,
+        },
+        cache,
+    )?;
+    let lock_note = write_lock(&project, &next_lock, &outcome)?;
+    finish(
+        &project,
+        cache,
+        &outcome,
+        elapsed,
+        lock_note,
+        reporter.as_ref(),
+    )
+}
+
+/// How the executor talks and how hard it pushes the network.
+pub(crate) struct ExecOptions {
+    pub jobs: u16,
+    pub connections: u16,
+}
+
+/// Runs `plan` with progress reporting and Ctrl-C handling; the caller holds the store lock.
+pub(crate) fn execute(
+    project: &Project,
+    plan: &Plan,
+    next_lock: &Lockfile,
+    reporter: Arc<dyn Reporter>,
+    options: ExecOptions,
+    cache: StatCache,
+) -> Result<(Outcome, std::time::Duration, StatCache)> {
+    let ExecOptions { jobs, connections } = options;
+    let store = &project.store;
     let cancel = Arc::new(AtomicBool::new(false));
     let client = crate::net::client(&project.settings.net)
         .into_diagnostic()
@@ -81,7 +116,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     let engine = Engine::new(
         client,
         EngineConfig {
-            connections: usize::from(args.connections),
+            connections: usize::from(connections),
             retry: project.settings.net.retry,
             stall: project.settings.net.read_timeout,
             ..EngineConfig::default()
@@ -92,10 +127,10 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     let cache = Mutex::new(cache);
     let executor = Executor {
         manifest: &project.manifest,
-        lock: &next_lock,
+        lock: next_lock,
         store,
         engine,
-        jobs: usize::from(args.jobs),
+        jobs: usize::from(jobs),
         reporter: reporter.clone(),
         cancel: cancel.clone(),
         cache: &cache,
@@ -118,28 +153,44 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
                 }
             }
         });
-        executor.run(&plan).await
+        executor.run(plan).await
     });
     drop(runtime);
+    let cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok((outcome, started.elapsed(), cache))
+}
 
-    let mut cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
-    let lock_note = write_lock(&project, &next_lock, &outcome)?;
-    let _ = cache.save(&cache_path);
-    let line = summary(&outcome, started.elapsed(), lock_note);
-    reporter.summary(
-        &line,
-        json!({
-            "downloaded_files": outcome.downloaded_files,
-            "downloaded_bytes": outcome.downloaded_bytes,
-            "linked": outcome.linked,
-            "verified": outcome.verified,
-            "swaps": outcome.swaps,
-            "deleted": outcome.deleted,
-            "hooks": outcome.hooks,
-            "errors": outcome.errors.len(),
-            "interrupted": outcome.interrupted,
-        }),
-    );
+pub(crate) fn reporter_for(json: &Option<Arc<Json>>, total_bytes: u64) -> Arc<dyn Reporter> {
+    match (json, std::io::stderr().is_terminal()) {
+        (Some(j), _) => Arc::new(JsonReporter(j.clone())),
+        (None, true) => Arc::new(Bars::new(total_bytes)),
+        (None, false) => Arc::new(Lines),
+    }
+}
+
+/// Saves the stat cache, reports the summary and picks the exit code.
+pub(crate) fn finish(
+    project: &Project,
+    mut cache: StatCache,
+    outcome: &Outcome,
+    elapsed: std::time::Duration,
+    lock_note: Option<String>,
+    reporter: &dyn Reporter,
+) -> Result<ExitCode> {
+    let _ = cache.save(&project.store.stat_cache_path());
+    let line = summary(outcome, elapsed, lock_note);
+    let figures = json!({
+        "downloaded_files": outcome.downloaded_files,
+        "downloaded_bytes": outcome.downloaded_bytes,
+        "linked": outcome.linked,
+        "verified": outcome.verified,
+        "swaps": outcome.swaps,
+        "deleted": outcome.deleted,
+        "hooks": outcome.hooks,
+        "errors": outcome.errors.len(),
+        "interrupted": outcome.interrupted,
+    });
+    reporter.summary(&line, figures);
     Ok(if outcome.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if outcome.errors.is_empty() && outcome.failed.is_empty() {
@@ -222,7 +273,11 @@ fn confirm_deletions(plan: &Plan, yes: bool) -> Result<()> {
 }
 
 /// Writes the lock the plan pinned, with the sha256 learned while downloading.
-fn write_lock(project: &Project, next: &Lockfile, outcome: &Outcome) -> Result<Option<String>> {
+pub(crate) fn write_lock(
+    project: &Project,
+    next: &Lockfile,
+    outcome: &Outcome,
+) -> Result<Option<String>> {
     let mut next = next.clone();
     for (model, path, digest) in &outcome.learned {
         if let Some(file) = next

@@ -17,6 +17,7 @@ use crate::cli::VerifyArgs;
 use crate::lock::{LockedSource, fingerprint};
 use crate::manifest::Manifest;
 use crate::names::{ModelId, TypeName};
+use crate::plan::Action;
 use crate::settings::Settings;
 use crate::store::verify::{CorruptBlob, ModelReport, Problem, ProblemKind, Target, VerifyReport};
 use crate::store::{EntryKind, StatCache};
@@ -125,11 +126,84 @@ pub fn run(settings: Settings, args: &VerifyArgs) -> Result<ExitCode> {
             .write_all(render_text(&outcomes, &report).as_bytes())
             .into_diagnostic()?;
     }
+    drop(stdout);
+    if args.repair && !report.is_ok() {
+        return repair(&project, &report, cache);
+    }
     Ok(if report.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--repair`: re-fetches (or relinks, or removes) exactly what the report found damaged,
+/// through the same engine as `apply`, without touching pointers or other models. Progress
+/// goes to stderr so that `--json` keeps stdout to the report.
+fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Result<ExitCode> {
+    let store = &project.store;
+    store.check_writable()?;
+    let root = store.root().display().to_string();
+    let _lock =
+        crate::store::StoreLock::acquire(store, project.settings.lock_timeout, &|holder| {
+            eprintln!("waiting for lock on `{root}` (held by {holder})");
+        })?;
+    for blob in &report.corrupt_blobs {
+        // Blobs are only ever renamed over; a damaged one no model links is simply dropped.
+        let path = store.blob_path(&blob.expected_sha256);
+        if std::fs::symlink_metadata(&path)
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1)
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let damaged: std::collections::BTreeSet<&ModelId> = report
+        .models
+        .iter()
+        .filter(|m| !m.problems.is_empty())
+        .map(|m| &m.id)
+        .collect();
+    let state = project.scan_with(&mut cache)?;
+    let mut plan = project.plan(&state)?;
+    let keep = |a: &Action| {
+        a.model().is_some_and(|m| damaged.contains(m))
+            && matches!(
+                a,
+                Action::Download { .. }
+                    | Action::Reuse { .. }
+                    | Action::DeleteFile { .. }
+                    | Action::Verify { .. }
+            )
+    };
+    plan.actions.retain(|a| keep(a));
+    plan.activations.clear();
+    plan.models.retain(|m| damaged.contains(&m.id));
+    for m in &mut plan.models {
+        m.actions.retain(|a| keep(a));
+    }
+    plan.totals.download_bytes = plan
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Download { size, .. } => *size,
+            _ => 0,
+        })
+        .sum();
+    if plan.actions.is_empty() {
+        eprintln!("Nothing to repair in the model directories.");
+        let _ = cache.save(&store.stat_cache_path());
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("Repairing {} file(s):", plan.actions.len());
+    let reporter = super::apply::reporter_for(&None, plan.totals.download_bytes);
+    let next_lock = plan.next_lock.clone();
+    let options = super::apply::ExecOptions {
+        jobs: 4,
+        connections: 16,
+    };
+    let (outcome, elapsed, cache) =
+        super::apply::execute(project, &plan, &next_lock, reporter.clone(), options, cache)?;
+    super::apply::finish(project, cache, &outcome, elapsed, None, reporter.as_ref())
 }
 
 /// The declared models to verify: all of them, or the ids given (each must be declared).

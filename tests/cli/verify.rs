@@ -404,3 +404,34 @@ fn unlocked_and_ollama_models_are_said_not_failed() {
     );
     assert_eq!(doc["ok"], true);
 }
+
+#[test]
+fn repair_refetches_only_the_damaged_files() {
+    let project = installed(&[
+        ("a", "a.bin", b"first model\n"),
+        ("b", "b.bin", b"second model\n"),
+    ]);
+    let untouched = project.path("models/models/tts/b/b.bin");
+    let inode_before =
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(&untouched).expect("meta"));
+    let damaged = project.path("models/models/tts/a/a.bin");
+    fs::remove_file(&damaged).expect("rm");
+    fs::write(&damaged, b"first modeX\n").expect("tamper");
+    fs::write(project.path("models/models/tts/a/stray.txt"), b"stray").expect("stray");
+
+    let run = project.run(&["verify", "--repair"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("corrupted `a.bin`"),
+        "the report comes first: {}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("Repairing 2 file(s)"), "{}", run.stderr);
+    assert_eq!(fs::read(&damaged).expect("read"), b"first model\n");
+    assert!(!project.path("models/models/tts/a/stray.txt").exists());
+    let inode_after = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&untouched).expect("meta"));
+    assert_eq!(inode_before, inode_after, "intact files are left alone");
+
+    let again = project.run(&["verify"]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+}
