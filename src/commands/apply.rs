@@ -89,6 +89,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
         elapsed,
         lock_note,
         reporter.as_ref(),
+        "Applied",
     )
 }
 
@@ -176,9 +177,10 @@ pub(crate) fn finish(
     elapsed: std::time::Duration,
     lock_note: Option<String>,
     reporter: &dyn Reporter,
+    verb: &str,
 ) -> Result<ExitCode> {
     let _ = cache.save(&project.store.stat_cache_path());
-    let line = summary(outcome, elapsed, lock_note);
+    let line = summary(outcome, elapsed, lock_note, verb);
     let figures = json!({
         "downloaded_files": outcome.downloaded_files,
         "downloaded_bytes": outcome.downloaded_bytes,
@@ -305,7 +307,12 @@ fn finish_quietly(project: &Project, next: &Lockfile, cache: &mut StatCache) -> 
     Ok(())
 }
 
-fn summary(o: &Outcome, elapsed: std::time::Duration, lock_note: Option<String>) -> String {
+fn summary(
+    o: &Outcome,
+    elapsed: std::time::Duration,
+    lock_note: Option<String>,
+    verb: &str,
+) -> String {
     let mut parts = Vec::new();
     if o.downloaded_files > 0 {
         parts.push(format!(
@@ -343,11 +350,11 @@ fn summary(o: &Outcome, elapsed: std::time::Duration, lock_note: Option<String>)
     if o.interrupted {
         format!("Interrupted after {took}: {done}. Run `modelctl apply` again to resume.")
     } else if o.errors.is_empty() && o.failed.is_empty() {
-        format!("Applied in {took}: {done}.")
+        format!("{verb} in {took}: {done}.")
     } else {
         let n = o.errors.len().max(1);
         format!(
-            "Applied with {n} error{} in {took}: {done}. The errors are listed above; the store is consistent and `modelctl apply` retries what failed.",
+            "{verb} with {n} error{} in {took}: {done}. The errors are listed above; the store is consistent and `modelctl apply` retries what failed.",
             if n == 1 { "" } else { "s" }
         )
     }

@@ -203,7 +203,15 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
     };
     let (outcome, elapsed, cache) =
         super::apply::execute(project, &plan, &next_lock, reporter.clone(), options, cache)?;
-    super::apply::finish(project, cache, &outcome, elapsed, None, reporter.as_ref())
+    super::apply::finish(
+        project,
+        cache,
+        &outcome,
+        elapsed,
+        None,
+        reporter.as_ref(),
+        "Repaired",
+    )
 }
 
 /// The declared models to verify: all of them, or the ids given (each must be declared).
