@@ -150,10 +150,20 @@ pub struct GcArgs {
     #[arg(
         long,
         env = "MODELCTL_LOCK_TIMEOUT",
-        default_value_t = 300,
-        value_name = "SECONDS"
+        default_value = "300",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
     )]
-    pub lock_timeout: u64,
+    pub lock_timeout: Duration,
+}
+
+/// Parses a number of seconds, fractions allowed (`300`, `0.5`).
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("`{text}` is not a number of seconds (such as `300` or `0.5`)"))
 }
 
 /// Parses `45s`, `30m`, `2h`, `1d`, sums such as `1h30m`, and a bare `0`.
@@ -215,6 +225,11 @@ mod tests {
         assert_eq!(secs("0s"), Ok(0));
         for bad in ["", "10", "h", "5x", "-1h", "1.5h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("300"), Ok(Duration::from_secs(300)));
+        for bad in ["", "-1", "NaN", "inf", "5m"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?} was accepted");
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
     let _lock = match exists && !args.dry_run {
         true => Some(StoreLock::acquire(
             store,
-            Duration::from_secs(args.lock_timeout),
+            args.lock_timeout,
             &|holder| match holder {
                 "" => eprintln!("waiting for lock on `{root}`"),
                 holder => eprintln!("waiting for lock on `{root}` (held by {holder})"),
