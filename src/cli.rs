@@ -146,15 +146,6 @@ pub struct GcArgs {
     /// Print the report as JSON instead of text
     #[arg(long)]
     pub json: bool,
-    /// Seconds to wait for another modelctl that holds the store lock
-    #[arg(
-        long,
-        env = "MODELCTL_LOCK_TIMEOUT",
-        default_value = "300",
-        value_name = "SECONDS",
-        value_parser = parse_seconds
-    )]
-    pub lock_timeout: Duration,
 }
 
 /// Parses a number of seconds, fractions allowed (`300`, `0.5`).

@@ -16,7 +16,7 @@ use crate::cli::ApplyArgs;
 use crate::lock::Lockfile;
 use crate::plan::{Action, Plan, SavedPlan};
 use crate::settings::Settings;
-use crate::store::{StatCache, StoreLock};
+use crate::store::StatCache;
 use crate::units::human_bytes;
 
 /// Exit code after Ctrl-C, as shells report a SIGINT death.
@@ -27,10 +27,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     project.check_locked()?;
     let store = &project.store;
     store.check_writable()?;
-    let root = store.root().display().to_string();
-    let _lock = StoreLock::acquire(store, project.settings.lock_timeout, &|holder| {
-        eprintln!("waiting for lock on `{root}` (held by {holder})");
-    })?;
+    let _lock = project.lock_store()?;
 
     let cache_path = store.stat_cache_path();
     let mut cache = StatCache::load(&cache_path);

@@ -19,8 +19,8 @@ use crate::cli::GcArgs;
 use crate::digest::Sha256;
 use crate::lock::{LockedSource, Lockfile};
 use crate::settings::Settings;
+use crate::store::StatCache;
 use crate::store::gc::{Garbage, Kept, Options, Skipped, find_garbage, remove_garbage};
-use crate::store::{StatCache, StoreLock};
 use crate::units::human_bytes;
 
 /// The JSON document's version; fields are only ever added.
@@ -70,14 +70,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
     let root = store.root().display().to_string();
     let exists = crate::store::gc::check_store(store)?;
     let _lock = match exists && !args.dry_run {
-        true => Some(StoreLock::acquire(
-            store,
-            args.lock_timeout,
-            &|holder| match holder {
-                "" => eprintln!("waiting for lock on `{root}`"),
-                holder => eprintln!("waiting for lock on `{root}` (held by {holder})"),
-            },
-        )?),
+        true => Some(project.lock_store()?),
         false => None,
     };
     let locked = lock_digests(&project.lock);

@@ -50,6 +50,19 @@ impl Project {
         })
     }
 
+    /// Takes the store lock, saying who holds it while waiting.
+    pub fn lock_store(&self) -> Result<crate::store::StoreLock> {
+        let root = self.store.root().display().to_string();
+        Ok(crate::store::StoreLock::acquire(
+            &self.store,
+            self.settings.lock_timeout,
+            &|holder| match holder {
+                "" => eprintln!("waiting for lock on `{root}`"),
+                holder => eprintln!("waiting for lock on `{root}` (held by {holder})"),
+            },
+        )?)
+    }
+
     /// Scans the store, keeping the stat cache up to date when the store is writable.
     pub fn scan(&self) -> Result<StoreState> {
         let cache_path = self.store.stat_cache_path();

@@ -143,11 +143,7 @@ pub fn run(settings: Settings, args: &VerifyArgs) -> Result<ExitCode> {
 fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Result<ExitCode> {
     let store = &project.store;
     store.check_writable()?;
-    let root = store.root().display().to_string();
-    let _lock =
-        crate::store::StoreLock::acquire(store, project.settings.lock_timeout, &|holder| {
-            eprintln!("waiting for lock on `{root}` (held by {holder})");
-        })?;
+    let _lock = project.lock_store()?;
     for blob in &report.corrupt_blobs {
         // Blobs are only ever renamed over; a damaged one no model links is simply dropped.
         let path = store.blob_path(&blob.expected_sha256);

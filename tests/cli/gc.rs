@@ -196,7 +196,7 @@ fn gc_waits_for_the_store_lock_and_names_the_holder() {
     let store = modelctl::store::Store::new(project.path("models"));
     let held = modelctl::store::StoreLock::acquire(&store, Duration::ZERO, &|_| {}).expect("lock");
 
-    let run = project.run(&["gc", "--lock-timeout", "1"]);
+    let run = project.run_env(&["gc"], &[("MODELCTL_LOCK_TIMEOUT", "1")]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains(&format!(
