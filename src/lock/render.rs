@@ -99,7 +99,11 @@ fn render_source(out: &mut String, source: &LockedSource) {
         } => {
             field("ollama", Some(ollama));
             field("digest", Some(&format!("sha256:{digest}")));
-            out.push_str("      layers:\n");
+            out.push_str(if layers.is_empty() {
+                "      layers: []\n"
+            } else {
+                "      layers:\n"
+            });
             for layer in layers {
                 let _ = writeln!(out, "        - media_type: {}", q(&layer.media_type));
                 let _ = writeln!(
@@ -212,6 +216,28 @@ mod tests {
         assert!(text.find("a/b.bin").expect("a/b") < text.find("z.bin").expect("z"));
         let back = parse_str(&text, Path::new("models.lock")).expect("parses");
         assert_eq!(render(&back), text, "render(parse(render(x))) == render(x)");
+    }
+
+    #[test]
+    fn an_ollama_entry_without_layers_round_trips() {
+        let mut lock = Lockfile::default();
+        lock.models.insert(
+            ModelId::parse("llm").expect("id"),
+            LockedModel {
+                fingerprint: Sha256::of(b"f"),
+                source: LockedSource::Ollama {
+                    ollama: "llama3:8b".into(),
+                    digest: Sha256::of(b"m"),
+                    layers: vec![],
+                },
+                files: vec![],
+            },
+        );
+        let text = render(&lock);
+        assert_eq!(
+            parse_str(&text, Path::new("models.lock")).expect("parses"),
+            lock
+        );
     }
 
     #[test]

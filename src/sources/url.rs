@@ -46,7 +46,7 @@ pub async fn resolve(
                     .await
                     .map_err(|e| format!("hashing `{shown}` failed: {e}"))?
                     .map(Some)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot read `{}`: {}", e.path.display(), e.source))?
             }
         };
         (meta.len(), None, None, None, hashed)

@@ -56,8 +56,13 @@ impl StoreLock {
     ) -> Result<Self, StoreLockError> {
         let path = store.lock_file_path();
         let open = || -> std::io::Result<File> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(store.root())?;
+            super::ensure_dir(store.root(), &store.state_dir()).map_err(|e| e.source)?;
+            // Never follow a symlink planted where the lock file belongs: it would be truncated.
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+                return Err(std::io::Error::other(
+                    "the lock file is not a regular file (a symlink?)",
+                ));
             }
             OpenOptions::new()
                 .read(true)
@@ -127,6 +132,18 @@ fn holder_of(file: &mut File) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symlink_planted_as_the_lock_file_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        let store = Store::new(dir.path().join("store"));
+        std::fs::create_dir_all(store.state_dir()).expect("mkdir");
+        std::os::unix::fs::symlink(&victim, store.lock_file_path()).expect("symlink");
+        assert!(StoreLock::acquire(&store, Duration::ZERO, &|_| {}).is_err());
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+    }
 
     #[test]
     fn a_second_holder_waits_names_the_first_and_times_out() {

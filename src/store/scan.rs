@@ -113,6 +113,24 @@ pub(crate) fn entries(dir: &Path) -> Result<Vec<(String, fs::Metadata, PathBuf)>
     Ok(out)
 }
 
+/// `dir` itself, after checking that no directory between the store root and it is a symlink:
+/// the scan reads the store, never what a planted link points at.
+fn unlinked(store: &Store, dir: &Path) -> Result<PathBuf, ScanError> {
+    let mut current = store.root().to_path_buf();
+    for part in dir.strip_prefix(store.root()).unwrap_or(dir).components() {
+        current.push(part);
+        if fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(ScanError {
+                path: current,
+                source: std::io::Error::other(
+                    "it is a symlink, and the store never follows symlinks",
+                ),
+            });
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
 /// A regular file whose hash the scan needs.
 struct Pending {
     key: String,
@@ -141,7 +159,7 @@ pub fn scan(
     let mut model_files: Vec<((TypeName, ModelId), RelPath, String)> = Vec::new();
     let mut blob_files: Vec<(Sha256, String)> = Vec::new();
 
-    for (type_name, meta, type_dir) in entries(&store.models_dir())? {
+    for (type_name, meta, type_dir) in entries(&unlinked(store, &store.models_dir())?)? {
         let Ok(kind) = TypeName::parse(&type_name)
             .map_err(|_| ())
             .and_then(|k| meta.is_dir().then_some(k).ok_or(()))
@@ -178,7 +196,7 @@ pub fn scan(
         }
     }
 
-    for (shard, meta, shard_dir) in entries(&store.blobs_dir())? {
+    for (shard, meta, shard_dir) in entries(&unlinked(store, &store.blobs_dir())?)? {
         if !meta.is_dir() || shard.len() != 2 {
             state.unknown.push(format!("blobs/sha256/{shard}"));
             continue;
@@ -227,7 +245,7 @@ pub fn scan(
         }
     }
 
-    for (type_name, meta, link) in entries(&store.active_dir())? {
+    for (type_name, meta, link) in entries(&unlinked(store, &store.active_dir())?)? {
         let Ok(kind) = TypeName::parse(&type_name) else {
             state.unknown.push(format!("active/{type_name}"));
             continue;
@@ -241,7 +259,7 @@ pub fn scan(
         state.active.insert(kind, pointer);
     }
 
-    for (name, meta, _) in entries(&store.tmp_dir())? {
+    for (name, meta, _) in entries(&unlinked(store, &store.tmp_dir())?)? {
         state.partials.push((name, meta.len()));
     }
 
@@ -470,6 +488,17 @@ mod tests {
             vec![a],
             "the blob shares the rewritten inode"
         );
+    }
+
+    #[test]
+    fn a_symlinked_top_level_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = tempfile::tempdir().expect("elsewhere");
+        let store = Store::new(dir.path().join("store"));
+        fs::create_dir_all(store.root()).expect("mkdir");
+        std::os::unix::fs::symlink(elsewhere.path(), store.models_dir()).expect("symlink");
+        let err = scan(&store, &mut StatCache::default(), &|_, _| {}).expect_err("refused");
+        assert!(err.to_string().contains("symlink"), "{err}");
     }
 
     #[test]
