@@ -17,6 +17,8 @@ fn main() -> ExitCode {
     };
     match modelctl::commands::run(cli) {
         Ok(code) => code,
+        // `modelctl plan --json | head`: a closed pipe is the reader's choice, not an error.
+        Err(report) if is_broken_pipe(&report) => ExitCode::SUCCESS,
         Err(report) => {
             if let Some(ManifestError::Invalid(problems)) = report.downcast_ref::<ManifestError>() {
                 eprint!("{}", problems.render(color));
@@ -36,4 +38,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(report: &miette::Report) -> bool {
+    report.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

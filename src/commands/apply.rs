@@ -46,7 +46,10 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
         Some(j) => j.emit(json!({"event": "plan", "plan": &plan})),
         None => {
             let style = project.settings.style_for(&std::io::stdout());
-            print!("{}", crate::plan::render_text(&plan, style));
+            let text = crate::plan::render_text(&plan, style);
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .into_diagnostic()?;
         }
     }
     if !plan.errors.is_empty() {
