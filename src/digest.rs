@@ -87,6 +87,60 @@ impl Md5 {
     }
 }
 
+/// SHA-256, and MD5 where a legacy checksum asks for it, of a stream of bytes: the one hashing
+/// loop every reader of model files shares.
+pub struct ContentHasher {
+    sha256: sha2::Sha256,
+    md5: Option<md5::Md5>,
+    bytes: u64,
+}
+
+/// What a [`ContentHasher`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    pub sha256: Sha256,
+    pub md5: Option<Md5>,
+    pub bytes: u64,
+}
+
+impl ContentHasher {
+    pub fn new(with_md5: bool) -> Self {
+        Self {
+            sha256: sha2::Sha256::new(),
+            md5: with_md5.then(<md5::Md5 as md5::Digest>::new),
+            bytes: 0,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(m) = self.md5.as_mut() {
+            md5::Digest::update(m, bytes);
+        }
+        self.bytes += bytes.len() as u64;
+    }
+
+    pub fn finish(self) -> Digests {
+        Digests {
+            sha256: Sha256(self.sha256.finalize().into()),
+            md5: self.md5.map(|m| Md5(md5::Digest::finalize(m).into())),
+            bytes: self.bytes,
+        }
+    }
+
+    /// Hashes everything `reader` yields, in 1 MiB reads.
+    pub fn read_all(mut self, mut reader: impl std::io::Read) -> std::io::Result<Digests> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(self.finish());
+            }
+            self.update(&buf[..n]);
+        }
+    }
+}
+
 impl fmt::Display for Sha256 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.hex())

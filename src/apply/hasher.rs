@@ -16,9 +16,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use md5::Digest as _;
-
-use crate::digest::{Md5, Sha256};
+use crate::digest::ContentHasher;
+pub use crate::digest::Digests;
 
 /// Bytes hashed between two background flushes.
 pub const FLUSH_EVERY: u64 = 128 << 20;
@@ -28,14 +27,6 @@ enum Msg {
     Advance(u64),
     /// The file is being rewritten from the start.
     Reset,
-}
-
-/// Digests of a finished file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digests {
-    pub sha256: Sha256,
-    pub md5: Option<Md5>,
-    pub bytes: u64,
 }
 
 /// A running hasher for one file.
@@ -97,15 +88,13 @@ fn run(
     flush: &mpsc::SyncSender<()>,
 ) -> std::io::Result<Digests> {
     let mut next_flush = FLUSH_EVERY;
-    let mut sha = sha2::Sha256::new();
-    let mut md5 = with_md5.then(md5::Md5::new);
+    let mut hasher = ContentHasher::new(with_md5);
     let mut pos = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     for msg in rx {
         match msg {
             Msg::Reset => {
-                sha = sha2::Sha256::new();
-                md5 = with_md5.then(md5::Md5::new);
+                hasher = ContentHasher::new(with_md5);
                 pos = 0;
                 next_flush = FLUSH_EVERY;
             }
@@ -124,10 +113,7 @@ fn run(
                             "the file is shorter than the downloaded length",
                         ));
                     }
-                    sha2::Digest::update(&mut sha, &buf[..n]);
-                    if let Some(m) = md5.as_mut() {
-                        m.update(&buf[..n]);
-                    }
+                    hasher.update(&buf[..n]);
                     pos += n as u64;
                     if pos >= next_flush {
                         // A flush already running covers this one: never queue behind it.
@@ -138,11 +124,7 @@ fn run(
             }
         }
     }
-    Ok(Digests {
-        sha256: Sha256::from_bytes(sha2::Digest::finalize(sha).into()),
-        md5: md5.map(|m| Md5::from_bytes(m.finalize().into())),
-        bytes: pos,
-    })
+    Ok(hasher.finish())
 }
 
 #[cfg(test)]
@@ -162,7 +144,7 @@ mod tests {
         h.advance(2_000_000);
         h.advance(3_000_000);
         let d = h.finish().expect("finish");
-        assert_eq!(d.sha256, Sha256::of(&data));
+        assert_eq!(d.sha256, crate::digest::Sha256::of(&data));
         assert_eq!(d.bytes, 3_000_000);
         assert!(d.md5.is_some());
     }

@@ -598,21 +598,9 @@ fn record_failure(outcome: &Mutex<Outcome>, model: &ModelId, message: Option<&st
 
 /// sha256 and md5 of a file, in one read.
 fn hash_both(path: &std::path::Path) -> std::io::Result<(Sha256, crate::digest::Md5)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut sha = <sha2::Sha256 as sha2::Digest>::new();
-    let mut md5 = <md5::Md5 as md5::Digest>::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        sha2::Digest::update(&mut sha, &buf[..n]);
-        md5::Digest::update(&mut md5, &buf[..n]);
-    }
-    Ok((
-        Sha256::from_bytes(sha2::Digest::finalize(sha).into()),
-        crate::digest::Md5::from_bytes(md5::Digest::finalize(md5).into()),
-    ))
+    let digests = crate::digest::ContentHasher::new(true).read_all(std::fs::File::open(path)?)?;
+    let md5 = digests
+        .md5
+        .ok_or_else(|| std::io::Error::other("no md5 was computed"))?;
+    Ok((digests.sha256, md5))
 }

@@ -7,7 +7,6 @@
 //! path swapped for a symlink after the walk is reported instead of followed.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -70,7 +69,6 @@ pub fn hash_file(path: &Path) -> Result<Sha256, ScanError> {
 }
 
 fn hash_job(job: &HashJob<'_>) -> Result<Sha256, ScanError> {
-    use sha2::Digest as _;
     let path = job.path;
     let mut file = fs::File::open(path).map_err(|e| read_error(path, e))?;
     if let Some(identity) = job.identity {
@@ -82,16 +80,10 @@ fn hash_job(job: &HashJob<'_>) -> Result<Sha256, ScanError> {
             ));
         }
     }
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| read_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(Sha256::from_bytes(hasher.finalize().into()))
+    crate::digest::ContentHasher::new(false)
+        .read_all(&mut file)
+        .map(|d| d.sha256)
+        .map_err(|e| read_error(path, e))
 }
 
 fn read_error(path: &Path, source: std::io::Error) -> ScanError {
