@@ -53,17 +53,12 @@ impl Project {
 
     /// Runs `modelctl ARGS` in the project with no colour and none of the user's settings.
     pub fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = std::process::Command::cargo_bin("modelctl").expect("binary");
-        cmd.args(args)
-            .current_dir(self.root())
-            .env("NO_COLOR", "1")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("HOME", self.root())
-            .env_remove("MODELCTL_MANIFEST")
-            .env_remove("MODELCTL_STORE")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("ALL_PROXY");
+        self.run_env(args, &[])
+    }
+
+    /// [`Project::run`] with extra environment variables (short HTTP timeouts, for instance).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args, env);
         let Output {
             status,
             stdout,
@@ -74,6 +69,27 @@ impl Project {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
+    }
+
+    /// The command [`Project::run_env`] runs, for tests that spawn, watch and kill it.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+        let mut cmd = std::process::Command::cargo_bin("modelctl").expect("binary");
+        cmd.args(args)
+            .current_dir(self.root())
+            .env("NO_COLOR", "1")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("HOME", self.root())
+            .env_remove("MODELCTL_MANIFEST")
+            .env_remove("MODELCTL_STORE")
+            .env_remove("MODELCTL_HTTP_TIMEOUT")
+            .env_remove("MODELCTL_HTTP_RETRIES")
+            .env_remove("MODELCTL_HTTP_RETRY_BASE_MS")
+            .env_remove("MODELCTL_LOCK_TIMEOUT")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("ALL_PROXY");
+        cmd.envs(env.iter().copied());
+        cmd
     }
 
     /// Replaces the temporary path and machine-dependent figures for snapshots.
