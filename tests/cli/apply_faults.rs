@@ -211,6 +211,30 @@ fn n3_upstream_change_fails_with_a_checksum_mismatch_and_changes_nothing() {
 }
 
 #[test]
+fn n3_upstream_change_is_refused_when_only_the_etag_pins_the_file() {
+    let server = FaultServer::start();
+    let bytes = pseudo_random(300_000, 14);
+    server.serve("/w.bin", bytes.clone());
+    let project = locked(&server, "/w.bin", &bytes, false);
+    let lock_before = project.read("models.lock");
+    server.set_fault("/w.bin", Fault::ChangeEtagAndBytes);
+
+    let run = project.run_env(&["apply"], FAST);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("upstream content changed"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_published(&project);
+    assert_eq!(
+        project.read("models.lock"),
+        lock_before,
+        "the other file's sha256 is not learned into the lock"
+    );
+}
+
+#[test]
 fn n4_a_body_longer_than_the_range_is_refused() {
     let server = FaultServer::start();
     let bytes = pseudo_random(300_000, 15);
