@@ -9,6 +9,7 @@ mod faults;
 mod hostile;
 mod lock;
 mod manifest_errors;
+mod nginx;
 mod plan;
 mod properties;
 mod repository;
