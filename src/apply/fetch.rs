@@ -10,6 +10,8 @@
 //! to a ranged request) by restarting the file from byte 0 in one stream, never by appending.
 //! The result is accepted only when its sha256 (and md5, where the lock has only that)
 //! matches; otherwise the partial is deleted and the error says what was expected and found.
+//! Where the lock has no checksum, its strong `ETag` pins the file instead: a response under
+//! another `ETag` is refused, never hashed and learned into the lock.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE, RETRY_AFTER,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER,
 };
 use tokio::sync::Semaphore;
 
@@ -111,6 +113,12 @@ pub enum FetchError {
     )]
     SizeChanged { expected: u64, found: u64 },
     #[error(
+        "upstream content changed: the server's `ETag` is now `{found}`, models.lock pins \
+         `{expected}` and no checksum; re-lock it with `modelctl lock` after checking the new \
+         file is wanted"
+    )]
+    ValidatorChanged { expected: String, found: String },
+    #[error(
         "checksum mismatch: expected {algo}:{expected}, got {algo}:{actual}; the download was \
          discarded. If the upstream file changed on purpose, re-lock it with `modelctl lock`"
     )]
@@ -171,7 +179,15 @@ impl Engine {
         let digests = if job.url.scheme() == "file" {
             self.copy_local(job, &partial, progress).await?
         } else {
-            self.download(job, &partial, progress).await?
+            match self.download(job, &partial, progress).await {
+                Ok(digests) => digests,
+                // Bytes of another version of the file can never complete this one.
+                Err(e @ FetchError::ValidatorChanged { .. }) => {
+                    partial.remove();
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
         };
         if let Err(e) = check(job, &digests) {
             partial.remove();
@@ -557,6 +573,9 @@ impl Run {
         }
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
+        if status.is_success() {
+            self.check_validator(&response)?;
+        }
         if let Some(encoding) = response
             .headers()
             .get(CONTENT_ENCODING)
@@ -661,6 +680,29 @@ impl Run {
             ))));
         }
         Ok(())
+    }
+
+    /// Without a checksum in the lock, its strong `ETag` is what pins the file: a response
+    /// with another strong validator is another file, refused instead of being hashed and
+    /// learned into the lock as if it were the one locked. With a checksum, the hash decides
+    /// (an `ETag` may change while the bytes do not).
+    fn check_validator(&self, response: &reqwest::Response) -> Result<(), Failure> {
+        if self.job.sha256.is_some() || self.job.md5.is_some() {
+            return Ok(());
+        }
+        let strong = |e: &&str| !e.starts_with("W/");
+        let Some(expected) = self.job.etag.as_deref().filter(strong) else {
+            return Ok(());
+        };
+        match response.headers().get(ETAG).and_then(|v| v.to_str().ok()) {
+            Some(found) if strong(&found) && found != expected => {
+                Err(Failure::Fatal(FetchError::ValidatorChanged {
+                    expected: expected.to_owned(),
+                    found: found.to_owned(),
+                }))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn transport(&self, err: reqwest::Error) -> Failure {

@@ -3,10 +3,14 @@
 //! One test binary (cargo's and uv's layout); each module covers one area, and `support`
 //! builds the projects, runs the binary with a clean environment and serves fake HTTP.
 
+mod apply;
+mod apply_faults;
+mod faults;
 mod gc;
 mod hostile;
 mod lock;
 mod manifest_errors;
+mod nginx;
 mod plan;
 mod properties;
 mod repository;
