@@ -77,6 +77,8 @@ pub trait FileProgress: Send + Sync {
     fn add(&self, bytes: u64);
     /// The count starts over at `bytes` (a resumed or restarted download).
     fn set(&self, bytes: u64);
+    /// A request failed and will be tried again; `why` says what happened and when.
+    fn retrying(&self, why: &str);
 }
 
 /// A downloaded, verified and fsynced file, ready to be published by rename.
@@ -538,10 +540,16 @@ impl Run {
                     retry => (retry, e.to_string()),
                 },
             };
-            if let (Verdict::RetryAfter(wait), _why) = verdict {
+            if let (Verdict::RetryAfter(wait), why) = verdict {
                 if self.engine.cancel.load(Ordering::Relaxed) {
                     return Err(FetchError::Cancelled);
                 }
+                let left = policy.attempts.saturating_sub(attempt);
+                self.progress.retrying(&format!(
+                    "{why}; retrying in {:.1} s ({left} attempt{} left)",
+                    wait.as_secs_f32(),
+                    if left == 1 { "" } else { "s" }
+                ));
                 tokio::time::sleep(wait).await;
             }
         }

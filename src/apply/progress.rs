@@ -68,6 +68,10 @@ struct BarProgress {
 }
 
 impl FileProgress for BarProgress {
+    fn retrying(&self, why: &str) {
+        self.bar
+            .println(format!("  warning: {}: {why}", self.bar.message()));
+    }
     fn add(&self, bytes: u64) {
         self.bar.inc(bytes);
         self.total.inc(bytes);
@@ -126,11 +130,17 @@ impl Reporter for Bars {
 /// One line per event on stderr, for logs and pipes.
 pub struct Lines;
 
-struct Silent;
+/// Line mode reports no byte counts, only retries.
+struct LineProgress {
+    label: String,
+}
 
-impl FileProgress for Silent {
+impl FileProgress for LineProgress {
     fn add(&self, _: u64) {}
     fn set(&self, _: u64) {}
+    fn retrying(&self, why: &str) {
+        eprintln!("warning: {}: {why}", self.label);
+    }
 }
 
 impl Reporter for Lines {
@@ -141,7 +151,9 @@ impl Reporter for Lines {
             file.path,
             human_bytes(file.size)
         );
-        Arc::new(Silent)
+        Arc::new(LineProgress {
+            label: format!("{}/{}", file.model, file.path),
+        })
     }
     fn done(&self, file: &FileLabel, _sha256: &str, elapsed: Duration) {
         let rate = file.size as f64 / elapsed.as_secs_f64().max(0.001);
@@ -218,6 +230,14 @@ impl JsonProgress {
 }
 
 impl FileProgress for JsonProgress {
+    fn retrying(&self, why: &str) {
+        self.reporter.emit(json!({
+            "event": "retry",
+            "model": self.file.model,
+            "path": self.file.path,
+            "message": why,
+        }));
+    }
     fn add(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.maybe_emit();

@@ -396,6 +396,10 @@ fn two_applies_at_once_download_once_and_one_waits_for_the_lock() {
     assert_eq!(code1, 0, "{err1}");
     assert_eq!(code2, 0, "{err2}");
     assert!(err2.contains("(held by pid"), "{err2}");
+    assert!(
+        err2.contains("Nothing to do"),
+        "the second apply re-read the store after waiting: {err2}"
+    );
     assert_eq!(server.gets("/w.bin").len(), 1, "downloaded once");
     assert_eq!(server.body_bytes(), bytes.len() as u64);
     assert_installed(&project, "tts", "m", "w.bin", &bytes);

@@ -327,6 +327,14 @@ fn n7_two_503s_then_200_make_exactly_three_requests() {
     let run = project.run_env(&["apply"], FAST);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(server.gets("/w.bin").len(), 3);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: m/w.bin: HTTP 503"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "one warning per retry: {}", run.stderr);
+    let left = format!("{} attempts left)", 6 - 1);
+    assert!(warnings[0].contains(&left), "{}", run.stderr);
     assert_installed(&project, "tts", "m", "w.bin", &bytes);
 }
 
