@@ -287,6 +287,7 @@ impl Engine {
             chunk_size,
             etag: job.etag.clone().filter(|e| !e.starts_with("W/")),
             done: Default::default(),
+            progress: Default::default(),
         };
         let state = partial.load(&fresh).unwrap_or_else(|| fresh.clone());
         let file = std::fs::OpenOptions::new()
@@ -351,8 +352,6 @@ struct Run {
 struct Chunks {
     state: PartialState,
     queue: VecDeque<u64>,
-    /// Bytes written into each unfinished chunk that has started.
-    written: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Chunks {
@@ -376,7 +375,7 @@ impl Chunks {
         if start >= self.state.size {
             return self.state.size;
         }
-        (start + self.written.get(&index).copied().unwrap_or(0)).min(end)
+        (start + self.state.progress.get(&index).copied().unwrap_or(0)).min(end)
     }
 
     fn bytes_done(&self) -> u64 {
@@ -389,7 +388,7 @@ impl Chunks {
                 e - s
             })
             .sum();
-        done + self.written.values().sum::<u64>()
+        done + self.state.progress.values().sum::<u64>()
     }
 }
 
@@ -406,7 +405,6 @@ impl Run {
         let mut chunks = Chunks {
             state,
             queue: VecDeque::new(),
-            written: Default::default(),
         };
         chunks.queue = (0..chunks.count())
             .filter(|i| !chunks.state.done.contains(i))
@@ -475,18 +473,17 @@ impl Run {
                 .await
                 .map_err(|_| FetchError::Cancelled)?;
             self.fetch_chunk(index, false).await?;
-            let state = {
-                let Ok(mut c) = self.chunks.lock() else {
-                    return Ok(());
-                };
-                c.written.remove(&index);
-                c.state.done.insert(index);
-                if let Ok(h) = self.hasher.lock() {
-                    h.advance(c.prefix());
-                }
-                c.state.clone()
+            let Ok(mut c) = self.chunks.lock() else {
+                return Ok(());
             };
-            let _ = self.partial.save(&state);
+            c.state.progress.remove(&index);
+            c.state.done.insert(index);
+            if let Ok(h) = self.hasher.lock() {
+                h.advance(c.prefix());
+            }
+            // Saved under the lock: one writer at a time, never an older state last. It also
+            // records how far the other chunks in flight have got.
+            let _ = self.partial.save(&c.state);
         }
     }
 
@@ -499,7 +496,7 @@ impl Run {
             };
             c.state.chunk_size = c.state.size.max(1);
             c.state.done.clear();
-            c.written.clear();
+            c.state.progress.clear();
             c.queue.clear();
         }
         if let Ok(h) = self.hasher.lock() {
@@ -510,7 +507,7 @@ impl Run {
         let Ok(mut c) = self.chunks.lock() else {
             return Err(FetchError::Cancelled);
         };
-        c.written.remove(&0);
+        c.state.progress.remove(&0);
         c.state.done.insert(0);
         if let Ok(h) = self.hasher.lock() {
             h.advance(c.prefix());
@@ -565,7 +562,7 @@ impl Run {
         let written = self
             .chunks
             .lock()
-            .map(|c| c.written.get(&index).copied().unwrap_or(0))
+            .map(|c| c.state.progress.get(&index).copied().unwrap_or(0))
             .unwrap_or(0);
         let from = start + written;
         if from >= end {
@@ -633,7 +630,7 @@ impl Run {
                 // The body starts at byte 0 again: never append it to what we have.
                 if written > 0 {
                     if let Ok(mut c) = self.chunks.lock() {
-                        c.written.insert(index, 0);
+                        c.state.progress.insert(index, 0);
                     }
                     if let Ok(h) = self.hasher.lock() {
                         h.reset();
@@ -674,7 +671,7 @@ impl Run {
             offset += bytes.len() as u64;
             self.progress.add(bytes.len() as u64);
             if let Ok(mut c) = self.chunks.lock() {
-                c.written.insert(index, offset - start);
+                c.state.progress.insert(index, offset - start);
                 if let Ok(h) = self.hasher.lock() {
                     h.advance(c.prefix());
                 }

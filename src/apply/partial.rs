@@ -7,8 +7,9 @@
 //! sha256 decides whether the bytes are right, so the state is replaced by rename without an
 //! fsync (a power loss can at worst cost a re-download, never a wrong blob).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,10 @@ pub struct PartialState {
     pub etag: Option<String>,
     /// Indices of complete chunks.
     pub done: BTreeSet<u64>,
+    /// Bytes already written at the start of each unfinished chunk, so a resume continues
+    /// inside a chunk instead of fetching it again from its first byte.
+    #[serde(default)]
+    pub progress: BTreeMap<u64, u64>,
 }
 
 /// Where a partial download lives.
@@ -54,12 +59,15 @@ impl PartialFiles {
         (same && data_ok).then_some(state)
     }
 
-    /// Records progress (rename only, see the module note).
+    /// Records progress (rename only, see the module note). Callers serialise their saves;
+    /// each one still writes its own temporary file, so two can never rename the same one.
     pub fn save(&self, state: &PartialState) -> std::io::Result<()> {
+        static SAVES: AtomicU64 = AtomicU64::new(0);
         let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+        let n = SAVES.fetch_add(1, Ordering::Relaxed);
         let temp = self
             .state
-            .with_extension(format!("json.{}", std::process::id()));
+            .with_extension(format!("json.{}-{n}", std::process::id()));
         std::fs::write(&temp, bytes)?;
         std::fs::rename(&temp, &self.state)
     }
@@ -73,5 +81,34 @@ impl PartialFiles {
     /// Forgets only the state (the data file was published by rename).
     pub fn remove_state(&self) {
         let _ = std::fs::remove_file(&self.state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_inside_chunks_survives_a_save_and_old_states_stay_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = PartialFiles::new(dir.path(), &Sha256::of(b"k"));
+        std::fs::write(&files.data, vec![0u8; 10]).expect("data");
+        let mut state = PartialState {
+            url: Sha256::of(b"u"),
+            size: 10,
+            chunk_size: 4,
+            etag: None,
+            done: BTreeSet::from([0]),
+            progress: BTreeMap::from([(1, 3)]),
+        };
+        files.save(&state).expect("save");
+        assert_eq!(files.load(&state), Some(state.clone()));
+        // A state written before `progress` existed still loads.
+        std::fs::write(&files.state, br#"{"url":"0000000000000000000000000000000000000000000000000000000000000000","size":10,"chunk_size":4,"etag":null,"done":[0]}"#).expect("old");
+        state.url = Sha256::from_bytes([0; 32]);
+        let loaded = files.load(&state).expect("loads");
+        assert!(loaded.progress.is_empty());
+        let leftovers = std::fs::read_dir(dir.path()).expect("ls").count();
+        assert_eq!(leftovers, 2, "no temporary state files are left");
     }
 }

@@ -534,14 +534,14 @@ fn a_killed_apply_resumes_from_its_finished_chunks() {
         .iter()
         .map(|r| r.body_bytes)
         .sum();
-    assert_eq!(
-        rerun,
-        BIG as u64 - done.len() as u64 * CHUNK,
-        "the rerun fetched exactly the chunks the state file does not list"
+    assert!(
+        rerun <= BIG as u64 - done.len() as u64 * CHUNK,
+        "the rerun fetched at most the chunks the state file does not list as finished"
     );
-    // The state file records finished chunks only, so a chunk in flight at the kill is
-    // fetched again from its start: the waste is at most one chunk per connection (2 here).
-    // No response carries more than its chunk, so this holds for every byte the server sent.
+    // The state file records finished chunks, and how far the others had got when it was
+    // last saved; what a chunk in flight wrote after that save is fetched again: the waste is
+    // under one chunk per connection (2 here). No response carries more than its chunk, so
+    // this holds for every byte the server sent.
     let total: u64 = requests.iter().map(|r| r.body_bytes).sum();
     assert!(
         total <= BIG as u64 + 2 * CHUNK,
