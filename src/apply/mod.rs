@@ -526,34 +526,9 @@ impl Executor<'_> {
 
     /// The `active/<type>` links as they are now.
     fn pointers_on_disk(&self) -> BTreeMap<TypeName, ActivePointer> {
-        let mut out = BTreeMap::new();
-        let Ok(entries) = std::fs::read_dir(self.store.active_dir()) else {
-            return out;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = TypeName::parse(&entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            let Ok(target) = std::fs::read_link(entry.path()) else {
-                continue;
-            };
-            let text = target.to_string_lossy().into_owned();
-            let id = text
-                .rsplit('/')
-                .next()
-                .and_then(|id| ModelId::parse(id).ok());
-            let pointer = match id {
-                Some(id)
-                    if text == format!("../models/{kind}/{id}")
-                        && self.store.model_dir(&kind, &id).is_dir() =>
-                {
-                    ActivePointer::Model(id)
-                }
-                _ => ActivePointer::Broken(text),
-            };
-            out.insert(kind, pointer);
-        }
-        out
+        crate::store::read_active(self.store)
+            .map(|(pointers, _)| pointers)
+            .unwrap_or_default()
     }
 
     /// Files this apply just verified go into the stat cache, so the next plan need not hash them.

@@ -28,7 +28,8 @@ pub use hash::hash_file;
 pub use lock::{StoreLock, StoreLockError};
 pub use place::{PlaceError, ensure_dir};
 pub use scan::{
-    ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, scan,
+    ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, read_active,
+    scan,
 };
 pub use stat_cache::{Stamp, StatCache};
 

@@ -245,19 +245,9 @@ pub fn scan(
         }
     }
 
-    for (type_name, meta, link) in entries(&unlinked(store, &store.active_dir())?)? {
-        let Ok(kind) = TypeName::parse(&type_name) else {
-            state.unknown.push(format!("active/{type_name}"));
-            continue;
-        };
-        let pointer = if meta.file_type().is_symlink() {
-            let target = fs::read_link(&link).map_err(io_err(&link))?;
-            read_pointer(&kind, &target, &state)
-        } else {
-            ActivePointer::Broken("not a symlink".to_owned())
-        };
-        state.active.insert(kind, pointer);
-    }
+    let (active, unknown) = read_active(store)?;
+    state.active = active;
+    state.unknown.extend(unknown);
 
     for (name, meta, _) in entries(&unlinked(store, &store.tmp_dir())?)? {
         state.partials.push((name, meta.len()));
@@ -269,17 +259,40 @@ pub fn scan(
 }
 
 /// Parses `../models/<type>/<id>` and checks that the model directory was found.
-fn read_pointer(kind: &TypeName, target: &Path, state: &StoreState) -> ActivePointer {
+fn read_pointer(store: &Store, kind: &TypeName, target: &Path) -> ActivePointer {
     let text = target.to_string_lossy().into_owned();
     let parts: Vec<&str> = text.split('/').collect();
     if let ["..", "models", t, id] = parts.as_slice()
         && *t == kind.as_str()
         && let Ok(id) = ModelId::parse(id)
-        && state.models.contains_key(&(kind.clone(), id.clone()))
+        && fs::symlink_metadata(store.model_dir(kind, &id)).is_ok_and(|m| m.is_dir())
     {
         return ActivePointer::Model(id);
     }
     ActivePointer::Broken(text)
+}
+
+/// The `active/<type>` pointers as they are on disk, and the entries of `active/` that are not
+/// pointers at all. Used by the scan and, after swaps, by `apply` for `active.json`.
+pub fn read_active(
+    store: &Store,
+) -> Result<(BTreeMap<TypeName, ActivePointer>, Vec<String>), ScanError> {
+    let mut active = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (type_name, meta, link) in entries(&unlinked(store, &store.active_dir())?)? {
+        let Ok(kind) = TypeName::parse(&type_name) else {
+            unknown.push(format!("active/{type_name}"));
+            continue;
+        };
+        let pointer = if meta.file_type().is_symlink() {
+            let target = fs::read_link(&link).map_err(io_err(&link))?;
+            read_pointer(store, &kind, &target)
+        } else {
+            ActivePointer::Broken("not a symlink".to_owned())
+        };
+        active.insert(kind, pointer);
+    }
+    Ok((active, unknown))
 }
 
 /// Walks one model directory, reporting regular files and collecting foreign entries.
