@@ -29,7 +29,17 @@ fn main() -> ExitCode {
                     miette::GraphicalTheme::unicode_nocolor()
                 };
                 let mut text = String::new();
-                let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+                let mut handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+                // Most errors already say their cause ("cannot read `x`: No such file");
+                // print the chain only when it adds something.
+                let message = report.to_string();
+                if report
+                    .chain()
+                    .skip(1)
+                    .all(|c| message.contains(&c.to_string()))
+                {
+                    handler = handler.without_cause_chain();
+                }
                 if handler.render_report(&mut text, report.as_ref()).is_err() {
                     text = format!("error: {report}\n");
                 }
