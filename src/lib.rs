@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! models.yaml ──manifest──▶ Manifest ─┐
-//! models.lock ──lock──────▶ Lockfile ─┼──▶ plan::plan() ──▶ Plan ──▶ (apply) ──▶ store + lock
+//! models.lock ──lock──────▶ Lockfile ─┼──▶ plan::plan() ──▶ Plan ──▶ apply ──▶ store + lock
 //! store ───────store::scan▶ StoreState┘      (pure)
 //!      sources::resolve (url now; hf and ollama in their own modules) ──▶ lock entries
 //! ```
 //!
 //! - [`manifest`] reads and validates `models.yaml`, reporting every problem at its line.
 //! - [`lock`] reads and writes the canonical `models.lock`.
-//! - [`store`] knows the store layout and scans what is present, with a stat cache.
+//! - [`store`] knows the store layout, scans what is present (with a stat cache), places files,
+//!   verifies and collects garbage, and holds the store lock.
 //! - [`plan`] diffs desired against present state and renders the result.
+//! - [`apply`] carries a plan out: the download engine, publishing, pointers and hooks.
 //! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client.
 //! - [`system`] gathers the machine facts the planner checks (disk, GPUs, memory).
 //! - [`names`] and [`digest`] validate every name and hash before it can reach a path;

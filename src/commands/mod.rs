@@ -2,7 +2,7 @@
 //!
 //! `Project` is what almost every command starts from: the settings, the validated manifest,
 //! the lock and the store's paths. Resolution of unpinned entries (with cargo's `--locked`
-//! and `--offline` rules) lives here too, because `plan`, `lock` and later `apply` share it.
+//! and `--offline` rules) lives here too, because `plan`, `lock`, `update` and `apply` share it.
 
 pub mod apply;
 pub mod gc;
