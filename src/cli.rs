@@ -61,6 +61,8 @@ pub enum Command {
     Lock(LockArgs),
     /// Re-resolve models (all when none is named) and show how their pins changed
     Update(UpdateArgs),
+    /// Show which locked models have a newer version upstream, and what updating would fetch
+    Outdated(OutdatedArgs),
     /// Re-hash the store and report every file that differs from models.lock
     Verify(VerifyArgs),
     /// Remove blobs no model uses and stale partial downloads
@@ -113,6 +115,16 @@ pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OutdatedArgs {
+    /// The models to check (default: all)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,12 @@ pub struct Sha256([u8; 32]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Md5([u8; 16]);
 
+/// A git object id (SHA-1, 40 lowercase hex digits). The Hub names regular (non-LFS) files and
+/// commits by it, and the HF cache names those files' blobs by it. It identifies; it never
+/// verifies content (modelctl checks files by sha256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GitOid([u8; 20]);
+
 /// Why a digest was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -84,6 +90,36 @@ impl Md5 {
 
     pub fn hex(&self) -> String {
         hex::encode(self.0)
+    }
+}
+
+impl GitOid {
+    /// Parses 40 hex digits (any case).
+    pub fn parse(text: &str) -> Result<Self, DigestError> {
+        parse_hex::<20>(text, "sha1:", "git object id").map(Self)
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for GitOid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl serde::Serialize for GitOid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GitOid {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

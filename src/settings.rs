@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::manifest::Manifest;
 use crate::plan::Style;
+use crate::sources::hf::HubConfig;
 
 /// Resolved settings for one run.
 #[derive(Debug, Clone)]
@@ -23,6 +24,11 @@ pub struct Settings {
     pub net: crate::net::NetConfig,
     /// How long to wait for another modelctl's store lock (`MODELCTL_LOCK_TIMEOUT`, seconds).
     pub lock_timeout: std::time::Duration,
+    /// The Hub: `HF_ENDPOINT`, the token (`HF_TOKEN`, `HF_TOKEN_PATH`, `$HF_HOME/token`) and
+    /// `HF_HUB_CACHE`.
+    pub hf: std::sync::Arc<HubConfig>,
+    /// Things worth telling the user before the command runs (a token file others can read).
+    pub warnings: Vec<String>,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -59,19 +65,23 @@ impl Settings {
         } else {
             None
         };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (hf, warnings) = hub_from_env(&env);
         Self {
             manifest_path,
             lock_path,
             store_override: store.clone().map(absolute),
             network: Network {
                 locked,
-                offline: *offline || *frozen,
+                offline: *offline || *frozen || env("HF_HUB_OFFLINE").is_some_and(|v| truthy(&v)),
             },
             color: *color,
             net: net_from_env(),
             lock_timeout: Duration::from_secs_f64(
                 env_number("MODELCTL_LOCK_TIMEOUT").unwrap_or(300.0),
             ),
+            hf: std::sync::Arc::new(hf),
+            warnings,
         }
     }
 
@@ -113,6 +123,43 @@ fn env_number(name: &str) -> Option<f64> {
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// `huggingface_hub`'s truthy values (`1`, `ON`, `YES`, `TRUE`).
+fn truthy(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_uppercase().as_str(),
+        "1" | "ON" | "YES" | "TRUE"
+    )
+}
+
+/// The Hub settings with `huggingface_hub`'s names and defaults: `HF_ENDPOINT`,
+/// `HF_HOME` (default `$XDG_CACHE_HOME/huggingface` or `~/.cache/huggingface`), `HF_HUB_CACHE`
+/// (default `$HF_HOME/hub`, legacy `HUGGINGFACE_HUB_CACHE`), and the token.
+fn hub_from_env(env: &dyn Fn(&str) -> Option<String>) -> (HubConfig, Vec<String>) {
+    let home = env("HOME").map(PathBuf::from).unwrap_or_default();
+    let hf_home = env("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        env("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".cache"))
+            .join("huggingface")
+    });
+    let cache_dir = env("HF_HUB_CACHE")
+        .or_else(|| env("HUGGINGFACE_HUB_CACHE"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| hf_home.join("hub"));
+    let endpoint = env("HF_ENDPOINT")
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| crate::sources::hf::DEFAULT_ENDPOINT.to_owned());
+    let found = crate::sources::hf::token::discover(env, &hf_home);
+    (
+        HubConfig {
+            endpoint,
+            token: found.token,
+            cache_dir: absolute(cache_dir),
+        },
+        found.warning.into_iter().collect(),
+    )
 }
 
 fn net_from_env() -> crate::net::NetConfig {

@@ -43,6 +43,23 @@ pub struct FileJob {
     pub md5: Option<Md5>,
     /// The validator from the lock, sent as `If-Range` so a changed file is never spliced.
     pub etag: Option<String>,
+    /// Sent as `Authorization: Bearer` (reqwest drops it when a redirect leaves the origin).
+    pub token: Option<crate::sources::hf::Token>,
+    /// Source-specific advice for a failed status (a gated Hub model, a missing revision).
+    pub explain: Option<Arc<dyn ExplainStatus>>,
+}
+
+/// Turns a final HTTP failure into a message with the fix, for one source.
+pub trait ExplainStatus: std::fmt::Debug + Send + Sync {
+    /// `code` and `message` are the server's `X-Error-Code` and `X-Error-Message`; `why` is
+    /// the retry policy's summary (`HTTP 403`).
+    fn explain(
+        &self,
+        status: StatusCode,
+        code: Option<&str>,
+        message: Option<&str>,
+        why: &str,
+    ) -> String;
 }
 
 /// Tuning of the engine.
@@ -524,10 +541,19 @@ impl Run {
             let verdict = match self.transfer(index, whole).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Status(status, retry_after)) => {
-                    match policy.on_status(status.as_u16(), retry_after.as_deref(), attempt) {
+                Err(Failure::Status(status, info)) => {
+                    match policy.on_status(status.as_u16(), info.retry_after.as_deref(), attempt) {
                         Verdict::GiveUp(why) => {
-                            return Err(FetchError::Http(status_hint(status, &why)));
+                            let message = match &self.job.explain {
+                                Some(explain) => explain.explain(
+                                    status,
+                                    info.code.as_deref(),
+                                    info.message.as_deref(),
+                                    &why,
+                                ),
+                                None => status_hint(status, &why),
+                            };
+                            return Err(FetchError::Http(message));
                         }
                         retry => (retry, format!("HTTP {status}")),
                     }
@@ -569,6 +595,9 @@ impl Run {
             return Ok(());
         }
         let mut request = self.engine.client.get(self.job.url.clone());
+        if let Some(token) = &self.job.token {
+            request = request.bearer_auth(token.expose());
+        }
         let ranged = !(whole && from == 0);
         if ranged {
             request = request.header(RANGE, format!("bytes={from}-{}", end - 1));
@@ -639,14 +668,7 @@ impl Run {
                 }
                 0
             }
-            other => {
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                return Err(Failure::Status(other, retry_after));
-            }
+            other => return Err(Failure::Status(other, StatusInfo::of(&response))),
         };
         let mut response = response;
         loop {
@@ -733,10 +755,35 @@ impl Run {
 enum Failure {
     /// Not worth retrying.
     Fatal(FetchError),
-    /// A status to classify (with its `Retry-After`).
-    Status(StatusCode, Option<String>),
+    /// A status to classify.
+    Status(StatusCode, StatusInfo),
     /// A connection problem worth retrying.
     Transient(FetchError),
+}
+
+/// What a failed response said besides its status.
+struct StatusInfo {
+    retry_after: Option<String>,
+    /// `X-Error-Code` and `X-Error-Message` (the Hub's error classification).
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl StatusInfo {
+    fn of(response: &reqwest::Response) -> Self {
+        let get = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            retry_after: get(RETRY_AFTER.as_str()),
+            code: get("x-error-code"),
+            message: get("x-error-message"),
+        }
+    }
 }
 
 fn with_attempts(e: FetchError, why: &str) -> FetchError {

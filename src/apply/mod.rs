@@ -43,6 +43,8 @@ pub struct Executor<'a> {
     pub cache: &'a Mutex<StatCache>,
     /// The directory of models.yaml, for relative `url:` paths.
     pub manifest_dir: std::path::PathBuf,
+    /// The Hub's endpoint and token, for `hf` models.
+    pub hf: Arc<crate::sources::hf::HubConfig>,
 }
 
 /// What happened.
@@ -90,6 +92,7 @@ impl Executor<'_> {
         }
         self.acquire(plan, &kinds, &outcome).await;
         if !self.cancel.load(Ordering::Relaxed) {
+            self.share_hf_cache(plan, &kinds, &outcome);
             self.pointers(plan, &outcome);
             self.deletions(plan, &outcome);
         }
@@ -121,48 +124,57 @@ impl Executor<'_> {
                     md5,
                     ..
                 } => {
-                    let job = match self.job_for(model, *size, *sha256, *md5) {
-                        Ok(job) => job,
-                        Err(message) => {
-                            self.fail(
+                    self.enqueue(
+                        &mut groups,
+                        outcome,
+                        model,
+                        kind,
+                        path,
+                        *size,
+                        *sha256,
+                        *md5,
+                    );
+                }
+                Action::Reuse {
+                    path,
+                    sha256,
+                    size,
+                    hf_cache: Some(cached),
+                    ..
+                } if !self.store.blob_path(sha256).exists() => {
+                    match self
+                        .import_cached(std::path::Path::new(cached), sha256)
+                        .await
+                    {
+                        Ok(()) => {
+                            self.link(outcome, kind, model, path, sha256, "from the HF cache")
+                        }
+                        Err(why) => {
+                            self.reporter.step(&format!(
+                                "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
+                            ));
+                            self.enqueue(
+                                &mut groups,
                                 outcome,
                                 model,
-                                &format!("cannot download `{model}/{path}`: {message}"),
+                                kind,
+                                path,
+                                *size,
+                                Some(*sha256),
+                                None,
                             );
-                            continue;
                         }
-                    };
-                    let key = sha256.map_or_else(|| format!("url:{model}/{path}"), |d| d.hex());
-                    let group = groups.entry(key).or_insert_with(|| Group {
-                        job,
-                        targets: Vec::new(),
-                        label: FileLabel {
-                            model: model.to_string(),
-                            path: path.to_string(),
-                            size: *size,
-                        },
-                    });
-                    group
-                        .targets
-                        .push((model.clone(), kind.clone(), path.clone()));
+                    }
                 }
                 Action::Reuse { path, sha256, .. } => {
-                    match self.store.link_file(kind, model, path, sha256) {
-                        Ok(()) => {
-                            self.remember(kind, model, path, sha256);
-                            if let Ok(mut o) = outcome.lock() {
-                                o.linked += 1;
-                            }
-                            self.reporter.step(&format!(
-                                "linked {model}/{path} (blob already in the store)"
-                            ));
-                        }
-                        Err(e) => self.fail(
-                            outcome,
-                            model,
-                            &format!("cannot link `{model}/{path}`: {e}"),
-                        ),
-                    }
+                    self.link(
+                        outcome,
+                        kind,
+                        model,
+                        path,
+                        sha256,
+                        "blob already in the store",
+                    );
                 }
                 Action::Verify { path, .. } => self.verify(outcome, kind, model, path).await,
                 Action::DeleteFile { path, .. } => {
@@ -184,9 +196,169 @@ impl Executor<'_> {
             .await;
     }
 
+    /// Adds a download to the group of its blob (a blob wanted twice is fetched once).
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &self,
+        groups: &mut BTreeMap<String, Group>,
+        outcome: &Mutex<Outcome>,
+        model: &ModelId,
+        kind: &TypeName,
+        path: &RelPath,
+        size: u64,
+        sha256: Option<Sha256>,
+        md5: Option<crate::digest::Md5>,
+    ) {
+        let job = match self.job_for(model, path, size, sha256, md5) {
+            Ok(job) => job,
+            Err(message) => {
+                self.fail(
+                    outcome,
+                    model,
+                    &format!("cannot download `{model}/{path}`: {message}"),
+                );
+                return;
+            }
+        };
+        let key = sha256.map_or_else(|| format!("url:{model}/{path}"), |d| d.hex());
+        let group = groups.entry(key).or_insert_with(|| Group {
+            job,
+            targets: Vec::new(),
+            label: FileLabel {
+                model: model.to_string(),
+                path: path.to_string(),
+                size,
+            },
+        });
+        group
+            .targets
+            .push((model.clone(), kind.clone(), path.clone()));
+    }
+
+    /// Links a blob that is in the store into a model directory.
+    fn link(
+        &self,
+        outcome: &Mutex<Outcome>,
+        kind: &TypeName,
+        model: &ModelId,
+        path: &RelPath,
+        sha256: &Sha256,
+        why: &str,
+    ) {
+        match self.store.link_file(kind, model, path, sha256) {
+            Ok(()) => {
+                self.remember(kind, model, path, sha256);
+                if let Ok(mut o) = outcome.lock() {
+                    o.linked += 1;
+                }
+                self.reporter
+                    .step(&format!("linked {model}/{path} ({why})"));
+            }
+            Err(e) => self.fail(
+                outcome,
+                model,
+                &format!("cannot link `{model}/{path}`: {e}"),
+            ),
+        }
+    }
+
+    /// Takes a blob from the Hugging Face cache into the store, after checking its sha256
+    /// (the cache's writers never verify). With `hf_cache: true` the store shares the cache's
+    /// inode (one copy); otherwise it gets its own copy and the cache's file is left alone.
+    async fn import_cached(&self, cached: &std::path::Path, sha256: &Sha256) -> Result<(), String> {
+        let temp =
+            self.store
+                .tmp_dir()
+                .join(format!("{}.hf-cache-{}", sha256.hex(), std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        let share = self.manifest.hf_cache;
+        let (from, to, want) = (cached.to_owned(), temp.clone(), *sha256);
+        let checked = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let linked = share && std::fs::hard_link(&from, &to).is_ok();
+            if !linked {
+                std::fs::copy(&from, &to).map_err(|e| format!("cannot copy it: {e}"))?;
+                std::fs::File::open(&to)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| format!("cannot sync the copy: {e}"))?;
+            }
+            let got = crate::store::hash_file(&to).map_err(|e| e.to_string())?;
+            if got != want {
+                return Err(format!("its sha256 is {got}, not the locked {want}"));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("the import task failed: {e}"))
+        .and_then(|r| r);
+        if let Err(why) = checked {
+            let _ = std::fs::remove_file(&temp);
+            return Err(why);
+        }
+        self.store
+            .publish_blob(&temp, sha256)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Lays the models the plan shares out in the Hugging Face cache, once their files are in.
+    fn share_hf_cache(
+        &self,
+        plan: &Plan,
+        kinds: &BTreeMap<ModelId, TypeName>,
+        outcome: &Mutex<Outcome>,
+    ) {
+        let cache = crate::sources::hf::cache::HfCache::new(&self.hf.cache_dir);
+        for action in &plan.actions {
+            let Action::ShareHfCache { model, repo, .. } = action else {
+                continue;
+            };
+            if outcome.lock().is_ok_and(|o| o.failed.contains(model)) {
+                continue;
+            }
+            let (Some(kind), Some(entry), Some(locked)) = (
+                kinds.get(model),
+                self.manifest.models.get(model),
+                self.lock.models.get(model),
+            ) else {
+                continue;
+            };
+            let (
+                crate::manifest::Source::Hf(source),
+                crate::lock::LockedSource::Hf {
+                    revision, commit, ..
+                },
+            ) = (&entry.source, &locked.source)
+            else {
+                continue;
+            };
+            // The model's files are hardlinks of the blobs: the same inodes.
+            let dir = self.store.model_dir(kind, model);
+            let blob_of = |f: &crate::lock::LockedFile| Some(f.path.under(&dir));
+            let hf_repo = crate::sources::hf::Repo::of(source);
+            match cache.share(&hf_repo, revision, commit, &locked.files, &blob_of) {
+                Ok(done) if done.copied > 0 => self.reporter.step(&format!(
+                    "shared {model} with the HF cache as {repo} ({} copied: the cache is on another filesystem)",
+                    done.copied
+                )),
+                Ok(_) => self
+                    .reporter
+                    .step(&format!("shared {model} with the HF cache as {repo}")),
+                Err(e) => self.fail(
+                    outcome,
+                    model,
+                    &format!(
+                        "cannot share `{model}` with the HF cache at `{}`: {e}",
+                        self.hf.cache_dir.display()
+                    ),
+                ),
+            }
+        }
+    }
+
     fn job_for(
         &self,
         model: &ModelId,
+        path: &RelPath,
         size: u64,
         sha256: Option<Sha256>,
         md5: Option<crate::digest::Md5>,
@@ -201,13 +373,20 @@ impl Executor<'_> {
             .models
             .get(model)
             .ok_or("the model is not in models.lock")?;
-        let located = crate::sources::locate(entry, locked, &self.manifest_dir)?;
+        let file = locked
+            .files
+            .iter()
+            .find(|f| &f.path == path)
+            .ok_or("the file is not in models.lock")?;
+        let located = crate::sources::locate(entry, locked, file, &self.manifest_dir, &self.hf)?;
         Ok(FileJob {
             url: located.url,
             size,
             sha256,
             md5,
             etag: located.etag,
+            token: located.token,
+            explain: located.explain,
         })
     }
 

@@ -146,6 +146,7 @@ pub(crate) fn execute(
         cancel: cancel.clone(),
         cache: &cache,
         manifest_dir: project.settings.manifest_dir(),
+        hf: project.settings.hf.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod gc;
 pub mod lock;
+pub mod outdated;
 pub mod plan;
 pub mod schema;
 pub mod status;
@@ -18,12 +19,13 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
 
-use crate::lock::{Lockfile, fingerprint};
+use crate::lock::{LockedSource, Lockfile, fingerprint};
 use crate::manifest::Manifest;
 use crate::names::ModelId;
 use crate::settings::Settings;
 use crate::sources::Resolution;
 use crate::sources::ResolveContext;
+use crate::sources::hf::cache::{CacheView, HfCache};
 use crate::store::{StatCache, Store, StoreState};
 
 /// Exit code for "changes present" (`plan --detailed-exitcode`) and "out of date" checks.
@@ -94,15 +96,54 @@ impl Project {
     pub fn plan(&self, state: &StoreState) -> Result<crate::plan::Plan> {
         let resolutions = self.resolve_unpinned()?;
         let facts = crate::system::gather(self.store.root());
+        let hf_cache = self.hf_cache_view(&resolutions);
         let mut plan = crate::plan::plan(crate::plan::PlanInput {
             manifest: &self.manifest,
             lock: &self.lock,
             resolutions: &resolutions,
             state,
             facts: &facts,
+            hf_cache: &hf_cache,
         });
         self.check_upstream(&mut plan)?;
         Ok(plan)
+    }
+
+    /// What the Hugging Face cache holds for the declared `hf` models (pinned by the lock, or
+    /// by this run's resolution): LFS blobs it could lend, and models not yet shared there.
+    fn hf_cache_view(&self, resolutions: &BTreeMap<ModelId, Resolution>) -> CacheView {
+        let cache = HfCache::new(&self.settings.hf.cache_dir);
+        let mut view = CacheView::default();
+        for (id, entry) in &self.manifest.models {
+            let crate::manifest::Source::Hf(source) = &entry.source else {
+                continue;
+            };
+            let pinned = self
+                .lock
+                .models
+                .get(id)
+                .filter(|l| l.fingerprint == fingerprint(entry));
+            let locked = match (pinned, resolutions.get(id)) {
+                (Some(locked), _) | (None, Some(Resolution::Resolved(locked))) => locked,
+                _ => continue,
+            };
+            let LockedSource::Hf {
+                revision, commit, ..
+            } = &locked.source
+            else {
+                continue;
+            };
+            let repo = crate::sources::hf::Repo::of(source);
+            for file in &locked.files {
+                if let (Some(sha), Some(path)) = (file.sha256, cache.find(&repo, file)) {
+                    view.blobs.insert(sha, path);
+                }
+            }
+            if self.manifest.hf_cache && !cache.is_shared(&repo, revision, commit, &locked.files) {
+                view.unshared.insert(id.clone());
+            }
+        }
+        view
     }
 
     /// For each locked `url` model the plan downloads, asks the server whether the file is
@@ -163,7 +204,7 @@ impl Project {
         Ok(())
     }
 
-    fn resolve_context(&self) -> Result<ResolveContext> {
+    pub(super) fn resolve_context(&self) -> Result<ResolveContext> {
         let client = crate::net::client(&self.settings.net)
             .into_diagnostic()
             .wrap_err("cannot set up the HTTP client")?;
@@ -171,6 +212,8 @@ impl Project {
             client,
             offline: self.settings.network.offline,
             manifest_dir: self.settings.manifest_dir(),
+            hf: self.settings.hf.clone(),
+            retry: self.settings.net.retry,
         })
     }
 
@@ -238,7 +281,12 @@ impl Project {
             let mut out = BTreeMap::new();
             for id in ids {
                 if let Some(entry) = self.manifest.models.get(&id) {
-                    let resolution = crate::sources::resolve(&ctx, entry).await;
+                    let mut resolution = crate::sources::resolve(&ctx, entry).await;
+                    if let (Resolution::Resolved(new), Some(old)) =
+                        (&mut resolution, self.lock.models.get(&id))
+                    {
+                        new.carry_learned(old);
+                    }
                     out.insert(id, resolution);
                 }
             }
@@ -262,12 +310,16 @@ pub struct LockedViolation {
 /// Runs a parsed command line.
 pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
     let settings = Settings::resolve(&cli.global);
+    for warning in &settings.warnings {
+        eprintln!("warning: {warning}");
+    }
     match cli.command {
         crate::cli::Command::Plan(args) => plan::run(settings, &args),
         crate::cli::Command::Apply(args) => apply::run(settings, &args),
         crate::cli::Command::Status(args) => status::run(settings, &args),
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
         crate::cli::Command::Update(args) => update::run(settings, &args),
+        crate::cli::Command::Outdated(args) => outdated::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),

@@ -18,14 +18,7 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
             "`update` rewrites models.lock, which {flag} forbids"
         ));
     }
-    let ids = if args.ids.is_empty() {
-        project.manifest.models.keys().cloned().collect()
-    } else {
-        args.ids
-            .iter()
-            .map(|id| declared(&project, id))
-            .collect::<Result<Vec<_>>>()?
-    };
+    let ids = select_ids(&project, &args.ids)?;
     let resolutions = project.resolve(ids.clone())?;
     let mut next = project.lock.clone();
     next.models
@@ -68,6 +61,14 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The named models (each must be declared), or every declared model when none is named.
+pub(super) fn select_ids(project: &Project, named: &[String]) -> Result<Vec<ModelId>> {
+    if named.is_empty() {
+        return Ok(project.manifest.models.keys().cloned().collect());
+    }
+    named.iter().map(|id| declared(project, id)).collect()
 }
 
 /// A named id that models.yaml declares, or an error with the closest one.

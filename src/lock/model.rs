@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Md5, Sha256};
+use crate::digest::{GitOid, Md5, Sha256};
 use crate::manifest::{ModelEntry, RepoType, Source};
 use crate::names::{ModelId, RelPath};
 
@@ -90,6 +90,10 @@ pub struct LockedFile {
     /// Only when the source gave nothing better.
     #[serde(default)]
     pub md5: Option<Md5>,
+    /// For regular (non-LFS) files of a Hub repository: their git blob id, which names them in
+    /// the HF cache. Content is still checked by sha256.
+    #[serde(default)]
+    pub git_oid: Option<GitOid>,
 }
 
 impl LockedModel {
@@ -98,6 +102,39 @@ impl LockedModel {
         match &self.source {
             LockedSource::Ollama { layers, .. } => layers.iter().map(|l| l.size).sum(),
             _ => self.files.iter().map(|f| f.size).sum(),
+        }
+    }
+}
+
+impl LockedModel {
+    /// Keeps sha256s learned by downloading (for files the source publishes no sha256 for)
+    /// across a re-resolution, where the new entry proves the file is the same content: the
+    /// same git blob id (Hub regular files), or the same URL, size and strong `ETag`.
+    pub fn carry_learned(&mut self, old: &LockedModel) {
+        let same_url = match (&self.source, &old.source) {
+            (
+                LockedSource::Url { url, etag, .. },
+                LockedSource::Url {
+                    url: old_url,
+                    etag: old_etag,
+                    ..
+                },
+            ) => {
+                url == old_url
+                    && etag.is_some()
+                    && etag == old_etag
+                    && !etag.as_deref().unwrap_or("").starts_with("W/")
+            }
+            _ => false,
+        };
+        for file in self.files.iter_mut().filter(|f| f.sha256.is_none()) {
+            let Some(before) = old.files.iter().find(|f| f.path == file.path) else {
+                continue;
+            };
+            let same_blob = file.git_oid.is_some() && file.git_oid == before.git_oid;
+            if before.size == file.size && (same_blob || same_url) {
+                file.sha256 = before.sha256;
+            }
         }
     }
 }

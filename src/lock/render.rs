@@ -53,6 +53,9 @@ pub fn render(lock: &Lockfile) -> String {
             if let Some(md5) = &file.md5 {
                 let _ = writeln!(out, "        md5: {}", q(&md5.hex()));
             }
+            if let Some(oid) = &file.git_oid {
+                let _ = writeln!(out, "        git_oid: {}", q(&oid.hex()));
+            }
         }
     }
     out
@@ -181,12 +184,14 @@ mod tests {
                         size: 2,
                         sha256: Some(Sha256::of(b"z")),
                         md5: None,
+                        git_oid: None,
                     },
                     LockedFile {
                         path: RelPath::parse("a/b.bin").expect("path"),
                         size: 1,
                         sha256: None,
                         md5: None,
+                        git_oid: None,
                     },
                 ],
             },

@@ -31,6 +31,10 @@ pub struct Manifest {
     /// `--store` and `MODELCTL_STORE` override it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Also lay every `hf` model out in the Hugging Face cache (`HF_HUB_CACHE`), sharing the
+    /// same bytes (hardlinks), so `from_pretrained` and `hf_hub_download` find it offline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hf_cache: bool,
     /// Extra model types, beyond image_gen, animation, tts, music, lip_sync and llm.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub types: BTreeMap<TypeName, TypeDecl>,
@@ -97,6 +101,15 @@ impl Source {
             Source::Hf(_) => "hf",
             Source::Url(_) => "url",
             Source::Ollama(_) => "ollama",
+        }
+    }
+
+    /// How the source reads in tables: `hf:org/name@main`, a redacted URL, `ollama:llama3:8b`.
+    pub fn label(&self) -> String {
+        match self {
+            Source::Hf(h) => format!("hf:{}@{}", h.hf, h.revision),
+            Source::Url(u) => crate::net::redact(&u.url),
+            Source::Ollama(o) => format!("ollama:{}", o.ollama),
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::digest::{Md5, Sha256};
 use crate::names::{ModelId, RelPath, TypeName};
 use crate::sources::ollama::OllamaRef;
 
-pub(crate) const ROOT_KEYS: &[&str] = &["version", "store", "types", "models", "active"];
+pub(crate) const ROOT_KEYS: &[&str] =
+    &["version", "store", "hf_cache", "types", "models", "active"];
 pub(crate) const TYPE_KEYS: &[&str] = &["description"];
 pub(crate) const MODEL_KEYS: &[&str] = &[
     "type",
@@ -345,6 +346,10 @@ fn check_root(c: &mut Checker, root: &Spanned<Node>) -> Option<Manifest> {
     };
 
     let store = f.get("store").and_then(|n| c.string(n, "`store`"));
+    let hf_cache = f
+        .get("hf_cache")
+        .and_then(|n| c.boolean(n, "`hf_cache`"))
+        .unwrap_or(false);
     let types = f
         .get("types")
         .map(|n| check_types(c, n))
@@ -364,6 +369,7 @@ fn check_root(c: &mut Checker, root: &Spanned<Node>) -> Option<Manifest> {
     Some(Manifest {
         version: version?,
         store,
+        hf_cache,
         types,
         models: models
             .into_iter()

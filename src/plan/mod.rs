@@ -109,13 +109,17 @@ pub enum Action {
         /// A different file is there now (drifted or stale).
         replace: bool,
     },
-    /// The blob is already in the store: link it only.
+    /// The blob is already in the store (or in the HF cache): link it only.
     Reuse {
         model: ModelId,
         path: RelPath,
         size: u64,
         sha256: Sha256,
         replace: bool,
+        /// The copy in the Hugging Face cache to take it from (verified before it is used);
+        /// absent when the blob is in the store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hf_cache: Option<String>,
     },
     /// The file is present but its content cannot be confirmed from the lock's sha256 alone.
     Verify {
@@ -169,6 +173,13 @@ pub enum Action {
         #[serde(rename = "type")]
         kind: TypeName,
         from: String,
+    },
+    /// Lay the model out in the Hugging Face cache (`hf_cache: true`), sharing its blobs.
+    ShareHfCache {
+        model: ModelId,
+        /// The cache folder, `models--org--name`.
+        repo: String,
+        commit: String,
     },
     /// Run a hook from the manifest.
     Hook {
@@ -241,6 +252,7 @@ impl Action {
             | Action::Remove { model, .. }
             | Action::Load { model, .. }
             | Action::Unload { model, .. }
+            | Action::ShareHfCache { model, .. }
             | Action::Hook { model, .. } => Some(model),
             Action::Activate { .. } | Action::Swap { .. } | Action::Deactivate { .. } => None,
         }

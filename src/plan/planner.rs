@@ -6,6 +6,7 @@ use super::*;
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::manifest::{Manifest, ModelEntry, Source};
 use crate::sources::Resolution;
+use crate::sources::hf::cache::CacheView;
 use crate::store::{ActivePointer, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
 use crate::units::{human_bytes, human_memory};
@@ -20,6 +21,8 @@ pub struct PlanInput<'a> {
     pub resolutions: &'a BTreeMap<ModelId, Resolution>,
     pub state: &'a StoreState,
     pub facts: &'a SystemFacts,
+    /// What the Hugging Face cache holds for the declared `hf` models.
+    pub hf_cache: &'a CacheView,
 }
 
 /// Computes the plan.
@@ -35,7 +38,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     for (id, entry) in &input.manifest.models {
         let present = input.state.models.get(&(entry.kind.clone(), id.clone()));
         let actions = match pinned.get(id) {
-            Some(locked) => p.model_actions(id, entry, locked, present, input.state),
+            Some(locked) => p.model_actions(id, entry, locked, present, &input),
             None => Vec::new(),
         };
         acquire.extend(actions.iter().cloned());
@@ -155,8 +158,9 @@ impl Planner {
         entry: &ModelEntry,
         locked: &LockedModel,
         present: Option<&PresentModel>,
-        state: &StoreState,
+        input: &PlanInput<'_>,
     ) -> Vec<Action> {
+        let state = input.state;
         self.check_expectations(id, entry, locked);
         let empty = PresentModel::default();
         let present = present.unwrap_or(&empty);
@@ -197,15 +201,20 @@ impl Planner {
                 }
                 _ => {}
             }
-            match file.sha256.filter(|d| state.blobs.contains_key(d)) {
-                Some(sha256) => actions.push(Action::Reuse {
-                    model: id.clone(),
-                    path: file.path.clone(),
-                    size: file.size,
-                    sha256,
-                    replace,
-                }),
-                None => actions.push(Action::Download {
+            let cached = file.sha256.and_then(|d| input.hf_cache.blobs.get(&d));
+            match file.sha256 {
+                Some(sha256) if state.blobs.contains_key(&sha256) || cached.is_some() => actions
+                    .push(Action::Reuse {
+                        model: id.clone(),
+                        path: file.path.clone(),
+                        size: file.size,
+                        sha256,
+                        replace,
+                        hf_cache: cached
+                            .filter(|_| !state.blobs.contains_key(&sha256))
+                            .map(|p| p.display().to_string()),
+                    }),
+                _ => actions.push(Action::Download {
                     model: id.clone(),
                     path: file.path.clone(),
                     size: file.size,
@@ -231,6 +240,17 @@ impl Planner {
                 model: id.clone(),
                 path: path.clone(),
                 size: 0,
+            });
+        }
+        if let LockedSource::Hf { commit, .. } = &locked.source
+            && let crate::manifest::Source::Hf(source) = &entry.source
+            && input.hf_cache.unshared.contains(id)
+        {
+            let repo = crate::sources::hf::Repo::of(source);
+            actions.push(Action::ShareHfCache {
+                model: id.clone(),
+                repo: crate::sources::hf::cache::folder_name(&repo),
+                commit: commit.clone(),
             });
         }
         actions
@@ -558,6 +578,7 @@ fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
             | Action::Remove { .. }
             | Action::Load { .. }
             | Action::Unload { .. }
+            | Action::ShareHfCache { .. }
             | Action::Hook { .. } => {}
         }
     }
@@ -585,12 +606,10 @@ fn source_label(source: &Source, locked: Option<&LockedModel>) -> String {
         (Source::Hf(h), Some(LockedSource::Hf { commit, .. })) => {
             format!("hf:{}@{}", h.hf, commit.get(..7).unwrap_or(commit))
         }
-        (Source::Hf(h), _) => format!("hf:{}@{}", h.hf, h.revision),
-        (Source::Url(u), _) => crate::net::redact(&u.url),
         (Source::Ollama(o), Some(LockedSource::Ollama { digest, .. })) => {
             format!("ollama:{}@{}", o.ollama, digest.short())
         }
-        (Source::Ollama(o), _) => format!("ollama:{}", o.ollama),
+        (source, _) => source.label(),
     }
 }
 

@@ -178,11 +178,16 @@ fn action_line(p: &Painter, a: &Action) -> String {
             path,
             size,
             replace,
+            hf_cache,
             ..
         } => {
             let what = if *replace { "relink" } else { "link" };
+            let from = match hf_cache {
+                Some(_) => "reuse from the HF cache, verified first",
+                None => "blob already in the store",
+            };
             format!(
-                "{} {what} {path}  {}  (blob already in the store)",
+                "{} {what} {path}  {}  ({from})",
                 p.sym("="),
                 human_bytes(*size)
             )
@@ -232,6 +237,11 @@ fn action_line(p: &Painter, a: &Action) -> String {
         Action::Activate { kind, to } => format!("{} {kind}: {to}", p.sym("+")),
         Action::Swap { kind, from, to } => format!("{} {kind}: {from} → {to}", p.sym("~")),
         Action::Deactivate { kind, from } => format!("{} {kind}: {from} → (none)", p.sym("-")),
+        Action::ShareHfCache { repo, commit, .. } => format!(
+            "{} share with the HF cache as {repo} @ {}",
+            p.sym("+"),
+            commit.get(..7).unwrap_or(commit)
+        ),
         Action::Hook {
             model,
             event,

@@ -84,6 +84,7 @@ fn lock_all(m: &Manifest) -> Lockfile {
                 size: 1000,
                 sha256: Some(digest(model_id.as_str())),
                 md5: None,
+                git_oid: None,
             }],
         };
         lock.models.insert(
@@ -163,6 +164,7 @@ fn run(m: &Manifest, lock: &Lockfile, state: &StoreState) -> Plan {
         resolutions: &BTreeMap::new(),
         state,
         facts: &facts(100 * GIB),
+        hf_cache: &Default::default(),
     })
 }
 
@@ -345,6 +347,7 @@ fn an_unpinned_model_is_reported_and_gets_no_file_actions() {
         resolutions: &resolutions,
         state: &StoreState::default(),
         facts: &facts(100 * GIB),
+        hf_cache: &Default::default(),
     });
     let a = plan
         .models
@@ -386,6 +389,7 @@ fn a_changed_entry_is_re_resolved_and_shown_as_a_diff() {
         resolutions: &resolutions,
         state: &store_with(&m, &["a", "b"], &[("image_gen", "b")]),
         facts: &facts(100 * GIB),
+        hf_cache: &Default::default(),
     });
     assert_eq!(
         plan.lock_changes,
@@ -415,6 +419,7 @@ fn a_plan_that_does_not_fit_on_disk_is_refused() {
         resolutions: &BTreeMap::new(),
         state: &StoreState::default(),
         facts: &facts(1500),
+        hf_cache: &Default::default(),
     });
     assert_eq!(plan.disk.peak_bytes, 2000);
     assert!(!plan.disk.fits);
@@ -486,6 +491,7 @@ fn rendered_plan_snapshot() {
         resolutions: &resolutions,
         state: &state,
         facts: &facts(100_000_000_000),
+        hf_cache: &Default::default(),
     });
     insta::assert_snapshot!(render_text(&plan, Style::Plain));
     insta::assert_json_snapshot!(plan);

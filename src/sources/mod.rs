@@ -5,10 +5,13 @@
 //! writes into the store. Resolution failures are data ([`Resolution::Failed`]) so that `plan`
 //! can show every model, resolvable or not, and never plans a deletion from a failure.
 
+pub mod hf;
 pub mod ollama;
 pub mod url;
 
-use crate::lock::{LockedModel, fingerprint};
+use std::sync::Arc;
+
+use crate::lock::{LockedFile, LockedModel, LockedSource, fingerprint};
 use crate::manifest::{ModelEntry, Source};
 
 /// The outcome of resolving one manifest entry.
@@ -29,17 +32,17 @@ pub struct ResolveContext {
     pub offline: bool,
     /// The directory of models.yaml, which relative `url:` paths start from.
     pub manifest_dir: std::path::PathBuf,
+    /// The Hub's endpoint, token and cache.
+    pub hf: Arc<hf::HubConfig>,
+    /// Retries of metadata requests.
+    pub retry: crate::net::retry::RetryPolicy,
 }
 
 /// Resolves one manifest entry.
 pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     let result = match &entry.source {
         Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
-        Source::Hf(_) => Err(
-            "this build of modelctl cannot resolve Hub repositories yet, \
-             so the commit and file list are unknown"
-                .to_owned(),
-        ),
+        Source::Hf(source) => hf::resolve(ctx, source, &entry.files).await,
         Source::Ollama(_) => Err("this build of modelctl cannot resolve Ollama tags yet, \
              so the manifest digest and layers are unknown"
             .to_owned()),
@@ -54,34 +57,57 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     }
 }
 
-/// Where to fetch one locked file from.
+/// Where to fetch one locked file from, and how.
 #[derive(Debug, Clone)]
 pub struct Located {
     pub url: ::url::Url,
     /// A validator for `If-Range`, when the lock has one.
     pub etag: Option<String>,
+    /// The token to send (only to the URL's own origin; redirects elsewhere drop it).
+    pub token: Option<hf::Token>,
+    /// Turns failed statuses into source-specific advice.
+    pub explain: Option<Arc<dyn crate::apply::fetch::ExplainStatus>>,
 }
 
-/// The request for `path` of a model, from its manifest entry and locked entry.
+/// The request for one locked file of a model, from its manifest entry and locked entry.
 pub fn locate(
     entry: &ModelEntry,
     locked: &LockedModel,
+    file: &LockedFile,
     manifest_dir: &std::path::Path,
+    hub: &hf::HubConfig,
 ) -> Result<Located, String> {
     match (&entry.source, &locked.source) {
-        (Source::Url(u), crate::lock::LockedSource::Url { etag, .. }) => Ok(Located {
+        (Source::Url(u), LockedSource::Url { etag, .. }) => Ok(Located {
             url: u.location(manifest_dir)?,
             etag: etag.clone(),
+            token: None,
+            explain: None,
         }),
-        (Source::Hf(_), _) => {
-            Err("downloading from the Hub is not part of this build of modelctl yet".to_owned())
+        (Source::Hf(h), LockedSource::Hf { commit, .. }) => {
+            let repo = hf::Repo::of(h);
+            let url = repo.file_url(hub, commit, &file.path).map_err(|e| e.0)?;
+            let token = hub.token_for(url.as_str()).map_err(|e| e.0)?.cloned();
+            Ok(Located {
+                url,
+                // A regular file's ETag is its git blob id: a strong validator for `If-Range`.
+                etag: file.git_oid.map(|oid| format!("\"{oid}\"")),
+                token,
+                explain: Some(Arc::new(hf::FileContext {
+                    config: hub.clone(),
+                    repo,
+                    commit: commit.clone(),
+                    path: file.path.to_string(),
+                })),
+            })
         }
         (Source::Ollama(_), _) => {
             Err("Ollama models are pulled through Ollama, not downloaded as files".to_owned())
         }
-        (Source::Url(_), other) => Err(format!(
-            "models.lock pins this model to a `{}` source; re-lock it with `modelctl lock`",
-            other.kind()
+        (source, other) => Err(format!(
+            "models.lock pins this model to a `{}` source, models.yaml to `{}`; re-lock it with `modelctl lock`",
+            other.kind(),
+            source.kind()
         )),
     }
 }

@@ -81,6 +81,7 @@ pub async fn resolve(
         } else {
             md5
         },
+        git_oid: None,
     };
     // The lock is committed to git: credentials and presigned signatures never go into it.
     // Downloads start again from the manifest's URL; `final_url` only documents the redirect.

@@ -500,6 +500,7 @@ mod tests {
                 size: bytes.len() as u64,
                 sha256: Some(digest),
                 md5: None,
+                git_oid: None,
             });
         }
         Fixture {

@@ -1,0 +1,308 @@
+//! The Hub's JSON API, as far as modelctl needs it: which commit a revision is, and which
+//! files that commit holds (PROTOCOLS.md §1.1–1.3, §1.6).
+//!
+//! Requests carry the token only when it may travel to the endpoint ([`super::token`]), are
+//! retried like downloads (connection errors, 5xx, 408, 429 with `Retry-After`), and every
+//! failure becomes a [`HubError`] whose message says what to do: accept a gated model's
+//! license, set `HF_TOKEN`, check a revision. The tree listing follows `Link: rel="next"`
+//! pages, but only on the endpoint's own origin (a next link elsewhere could carry the token
+//! away) and only up to a bound.
+
+use reqwest::header::{AUTHORIZATION, LINK, RETRY_AFTER};
+use serde::Deserialize;
+
+use super::{HubConfig, Repo};
+use crate::net::retry::{RetryPolicy, Verdict, is_transient};
+use crate::sources::url::error_chain;
+
+/// Most pages of a tree listing followed (the Hub sends 1,000 entries a page).
+const MAX_PAGES: usize = 10_000;
+/// Most bytes of one JSON answer.
+const MAX_JSON_BYTES: usize = 256 << 20;
+
+/// Talks to one Hub endpoint.
+pub struct HubApi<'a> {
+    pub client: &'a reqwest::Client,
+    pub config: &'a HubConfig,
+    pub retry: RetryPolicy,
+}
+
+/// One entry of a tree listing (`/api/models/{repo}/tree/{rev}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TreeEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub size: u64,
+    /// The git blob id.
+    #[serde(default)]
+    pub oid: Option<String>,
+    /// Present for files stored with git-lfs (or Xet): their sha256 and real size.
+    #[serde(default)]
+    pub lfs: Option<LfsInfo>,
+}
+
+/// The LFS pointer of a file: in the tree shape the sha256 is called `oid`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LfsInfo {
+    pub oid: String,
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct RevisionInfo {
+    sha: String,
+}
+
+/// A failed Hub request, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubError(pub String);
+
+impl std::fmt::Display for HubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl HubApi<'_> {
+    /// The commit `revision` (a branch, tag or commit) points at now.
+    pub async fn commit(&self, repo: &Repo, revision: &str) -> Result<String, HubError> {
+        let url = format!(
+            "{}/revision/{}",
+            repo.api_url(self.config)?,
+            encode_segment(revision)
+        );
+        let body = self.get(&url, repo, Some(revision)).await?.bytes;
+        let info: RevisionInfo = serde_json::from_slice(&body).map_err(|e| {
+            HubError(format!(
+                "the Hub's answer about `{}` at `{revision}` is not the expected JSON: {e}",
+                repo.id
+            ))
+        })?;
+        crate::digest::GitOid::parse(&info.sha).map_err(|e| {
+            HubError(format!(
+                "the Hub says `{}` at `{revision}` is commit `{}`, which is not a commit id: {e}",
+                repo.id, info.sha
+            ))
+        })?;
+        Ok(info.sha.to_ascii_lowercase())
+    }
+
+    /// Every file of the repository at `commit`, across all pages of the listing.
+    pub async fn files(&self, repo: &Repo, commit: &str) -> Result<Vec<TreeEntry>, HubError> {
+        let origin = self.config.endpoint()?.origin();
+        let mut next = Some(format!(
+            "{}/tree/{commit}?recursive=true&expand=false",
+            repo.api_url(self.config)?
+        ));
+        let mut files = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(HubError(format!(
+                    "the file listing of `{}` has more than {MAX_PAGES} pages; refusing to read on",
+                    repo.id
+                )));
+            }
+            let page = self.get(&url, repo, Some(commit)).await?;
+            let entries: Vec<TreeEntry> = serde_json::from_slice(&page.bytes).map_err(|e| {
+                HubError(format!(
+                    "the file listing of `{}` is not the expected JSON: {e}",
+                    repo.id
+                ))
+            })?;
+            files.extend(entries.into_iter().filter(|e| e.kind == "file"));
+            if let Some(link) = page.next {
+                let parsed = url::Url::parse(&url)
+                    .and_then(|base| base.join(&link))
+                    .map_err(|e| HubError(format!("the listing's next-page link is bad: {e}")))?;
+                if parsed.origin() != origin {
+                    return Err(HubError(format!(
+                        "the file listing of `{}` points its next page at another host ({}); refusing to follow it",
+                        repo.id,
+                        crate::net::redact(parsed.as_str())
+                    )));
+                }
+                next = Some(parsed.to_string());
+            }
+        }
+        Ok(files)
+    }
+
+    /// A GET with retries; non-success statuses become messages.
+    async fn get(&self, url: &str, repo: &Repo, revision: Option<&str>) -> Result<Page, HubError> {
+        let token = self.config.token_for(url)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.client.get(url);
+            if let Some(token) = token {
+                request = request.header(AUTHORIZATION, bearer(token)?);
+            }
+            let wait = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    return Page::read(response, repo).await;
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = header(&response, RETRY_AFTER);
+                    match self
+                        .retry
+                        .on_status(status.as_u16(), retry_after.as_deref(), attempt)
+                    {
+                        Verdict::RetryAfter(wait) => wait,
+                        Verdict::GiveUp(why) => {
+                            let code = header(&response, "x-error-code");
+                            let message = header(&response, "x-error-message");
+                            return Err(HubError(super::explain(
+                                self.config,
+                                repo,
+                                revision,
+                                None,
+                                status,
+                                code.as_deref(),
+                                message.as_deref(),
+                                &why,
+                            )));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let transient = is_transient(&e);
+                    let reason = error_chain(&e.without_url());
+                    match self.retry.on_transport_error(attempt) {
+                        Verdict::RetryAfter(wait) if transient => wait,
+                        Verdict::RetryAfter(_) => {
+                            return Err(HubError(format!(
+                                "cannot reach the Hub at {}: {reason}",
+                                self.config.shown_endpoint()
+                            )));
+                        }
+                        Verdict::GiveUp(why) => {
+                            return Err(HubError(format!(
+                                "cannot reach the Hub at {}: {reason} ({why})",
+                                self.config.shown_endpoint()
+                            )));
+                        }
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A successful answer: its body and the next page, if any.
+struct Page {
+    bytes: Vec<u8>,
+    next: Option<String>,
+}
+
+impl Page {
+    async fn read(mut response: reqwest::Response, repo: &Repo) -> Result<Self, HubError> {
+        let next = header(&response, LINK).and_then(|l| next_link(&l));
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|e| {
+                HubError(format!(
+                    "reading the Hub's answer about `{}` failed: {}",
+                    repo.id,
+                    error_chain(&e.without_url())
+                ))
+            })?;
+            let Some(chunk) = chunk else { break };
+            if bytes.len() + chunk.len() > MAX_JSON_BYTES {
+                return Err(HubError(format!(
+                    "the Hub's answer about `{}` is larger than {} MiB; refusing to read it",
+                    repo.id,
+                    MAX_JSON_BYTES >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Self { bytes, next })
+    }
+}
+
+fn header(
+    response: &reqwest::Response,
+    name: impl reqwest::header::AsHeaderName,
+) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `Bearer <token>`, marked sensitive so reqwest never prints it.
+pub fn bearer(token: &super::Token) -> Result<reqwest::header::HeaderValue, HubError> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| {
+        HubError(format!(
+            "the Hugging Face token from {} contains characters a header cannot carry",
+            token.origin()
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_owned())
+    })
+}
+
+/// What Python's `quote` leaves alone: letters, digits and `-._~`.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a whole path segment, `/` included (`refs/pr/2` → `refs%2Fpr%2F2`).
+pub fn encode_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+/// Percent-encodes a file path for a URL, keeping its `/` separators.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_is_found_among_others() {
+        let h = r#"<https://hub/api/models/a/b/tree/x?cursor=2>; rel="next", <https://hub/first>; rel="first""#;
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://hub/api/models/a/b/tree/x?cursor=2")
+        );
+        assert_eq!(next_link(r#"<https://hub/first>; rel="first""#), None);
+    }
+
+    #[test]
+    fn revisions_and_paths_are_encoded_like_huggingface_hub() {
+        assert_eq!(encode_segment("refs/pr/2"), "refs%2Fpr%2F2");
+        assert_eq!(
+            encode_path("unet/a b.safetensors"),
+            "unet/a%20b.safetensors"
+        );
+    }
+}

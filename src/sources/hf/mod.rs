@@ -1,0 +1,602 @@
+//! `hf` sources: a repository on the Hugging Face Hub, pinned to a commit.
+//!
+//! Resolving asks the Hub which commit the revision (branch, tag or commit) points at, lists
+//! that commit's files (the tree API, every page), keeps those the `include`/`exclude` globs
+//! select, and locks each one with its size and, for LFS files, the sha256 the Hub publishes.
+//! Regular (non-LFS) files have only a git blob id; their sha256 is learned when they are first
+//! downloaded, then locked. Every name in the listing passes the store's name validator before
+//! anything else happens, so a listing with `../` or absolute paths rejects the whole model.
+//!
+//! Files are downloaded from `/{repo}/resolve/{commit}/{path}` through the shared engine: the
+//! Hub redirects LFS files to its CDN, another origin, which never sees the token. Hub errors
+//! (`X-Error-Code`) become messages with the fix ([`explain`]).
+
+pub mod api;
+pub mod cache;
+mod filter;
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use reqwest::StatusCode;
+
+pub use api::{HubApi, HubError};
+pub use filter::FileFilter;
+pub use token::Token;
+
+use super::ResolveContext;
+use crate::digest::{GitOid, Sha256};
+use crate::lock::{LockedFile, LockedSource};
+use crate::manifest::{FileExpect, HfSource, RepoType};
+use crate::names::RelPath;
+
+/// The default endpoint, as `huggingface_hub` has it.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// Where the Hub is and how to authenticate to it (`HF_ENDPOINT`, `HF_TOKEN`, …).
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// `HF_ENDPOINT` without its trailing `/`.
+    pub endpoint: String,
+    pub token: Option<Token>,
+    /// `HF_HUB_CACHE`: the cache `huggingface_hub` and `transformers` read.
+    pub cache_dir: PathBuf,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            token: None,
+            cache_dir: PathBuf::from(".cache/huggingface/hub"),
+        }
+    }
+}
+
+impl HubConfig {
+    /// The endpoint as a URL.
+    pub fn endpoint(&self) -> Result<url::Url, HubError> {
+        url::Url::parse(&self.endpoint)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                HubError(format!(
+                    "HF_ENDPOINT is `{}`, which is not an http(s) URL; set it to the Hub's address, such as {DEFAULT_ENDPOINT}",
+                    self.shown_endpoint()
+                ))
+            })
+    }
+
+    /// The endpoint fit for output.
+    pub fn shown_endpoint(&self) -> String {
+        crate::net::redact(&self.endpoint)
+    }
+
+    /// The token to send with a request to `url`: none to another origin than the endpoint's,
+    /// and a refusal rather than sending it in clear text to another machine.
+    pub fn token_for(&self, url: &str) -> Result<Option<&Token>, HubError> {
+        let Some(token) = &self.token else {
+            return Ok(None);
+        };
+        let (Ok(target), Ok(endpoint)) = (url::Url::parse(url), self.endpoint()) else {
+            return Ok(None);
+        };
+        if target.origin() != endpoint.origin() {
+            return Ok(None);
+        }
+        if !token::may_send_to(&target) {
+            return Err(HubError(format!(
+                "refusing to send the Hugging Face token (from {}) over plain http to {}; \
+                 set HF_ENDPOINT to an https URL, or unset the token to read public repositories from this mirror",
+                token.origin(),
+                target.host_str().unwrap_or("the endpoint")
+            )));
+        }
+        Ok(Some(token))
+    }
+}
+
+/// A repository: its kind and `org/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repo {
+    pub kind: RepoType,
+    pub id: String,
+}
+
+impl Repo {
+    pub fn of(source: &HfSource) -> Self {
+        Self {
+            kind: source.repo_type,
+            id: source.hf.clone(),
+        }
+    }
+
+    /// `{endpoint}/api/{models|datasets|spaces}/{org}/{name}`.
+    pub fn api_url(&self, config: &HubConfig) -> Result<String, HubError> {
+        let segment = match self.kind {
+            RepoType::Model => "models",
+            RepoType::Dataset => "datasets",
+            RepoType::Space => "spaces",
+        };
+        Ok(format!("{}/api/{segment}/{}", base(config)?, self.id))
+    }
+
+    /// The repository's page (where a gated model's license is accepted).
+    pub fn page(&self, config: &HubConfig) -> String {
+        format!(
+            "{}/{}{}",
+            config.shown_endpoint().trim_end_matches('/'),
+            self.prefix(),
+            self.id
+        )
+    }
+
+    /// The download URL of `path` at `commit`.
+    pub fn file_url(
+        &self,
+        config: &HubConfig,
+        commit: &str,
+        path: &RelPath,
+    ) -> Result<url::Url, HubError> {
+        let text = format!(
+            "{}/{}{}/resolve/{commit}/{}",
+            base(config)?,
+            self.prefix(),
+            self.id,
+            api::encode_path(path.as_str())
+        );
+        url::Url::parse(&text)
+            .map_err(|e| HubError(format!("cannot build the URL of `{path}`: {e}")))
+    }
+
+    fn prefix(&self) -> &'static str {
+        match self.kind {
+            RepoType::Model => "",
+            RepoType::Dataset => "datasets/",
+            RepoType::Space => "spaces/",
+        }
+    }
+}
+
+fn base(config: &HubConfig) -> Result<String, HubError> {
+    Ok(config.endpoint()?.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Resolves an `hf` source into its locked form, or says why it could not.
+pub async fn resolve(
+    ctx: &ResolveContext,
+    source: &HfSource,
+    expected: &BTreeMap<RelPath, FileExpect>,
+) -> Result<(LockedSource, Vec<LockedFile>), String> {
+    let repo = Repo::of(source);
+    if ctx.offline {
+        return Err(format!(
+            "the network is off (`--offline`, `--frozen` or HF_HUB_OFFLINE), so the Hub cannot \
+             say which commit `{}` of `{}` is; run `modelctl lock` online once and commit models.lock",
+            source.revision, repo.id
+        ));
+    }
+    let api = HubApi {
+        client: &ctx.client,
+        config: &ctx.hf,
+        retry: ctx.retry,
+    };
+    let commit = api.commit(&repo, &source.revision).await.map_err(|e| e.0)?;
+    let entries = api.files(&repo, &commit).await.map_err(|e| e.0)?;
+    let files = select(&repo, &commit, source, expected, entries)?;
+    Ok((
+        LockedSource::Hf {
+            hf: repo.id,
+            repo_type: source.repo_type,
+            revision: source.revision.clone(),
+            commit,
+        },
+        files,
+    ))
+}
+
+/// Turns a listing into locked files: every name validated first, then the globs, then the
+/// manifest's expectations.
+pub fn select(
+    repo: &Repo,
+    commit: &str,
+    source: &HfSource,
+    expected: &BTreeMap<RelPath, FileExpect>,
+    entries: Vec<api::TreeEntry>,
+) -> Result<Vec<LockedFile>, String> {
+    let mut all = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let path = RelPath::parse(&entry.path).map_err(|e| {
+            format!(
+                "repository `{}` lists an unsafe file name `{}` ({e}); the whole model is refused",
+                repo.id,
+                entry.path.escape_debug()
+            )
+        })?;
+        all.push((path, entry));
+    }
+    let filter = FileFilter::new(&source.include, &source.exclude)
+        .map_err(|e| format!("in `{}`'s include/exclude: {e}", repo.id))?;
+    let mut files: BTreeMap<RelPath, LockedFile> = BTreeMap::new();
+    for (path, entry) in all {
+        if !filter.keeps(path.as_str()) {
+            continue;
+        }
+        let file = locked_file(repo, path.clone(), &entry)?;
+        if files.insert(path.clone(), file).is_some() {
+            return Err(format!("repository `{}` lists `{path}` twice", repo.id));
+        }
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "no file of `{}` at commit {} matches the include/exclude globs; check them against the repository's files",
+            repo.id,
+            short(commit)
+        ));
+    }
+    for (path, expect) in expected {
+        let Some(file) = files.get_mut(path) else {
+            return Err(format!(
+                "models.yaml expects `{path}` under `files:`, but `{}` at commit {} has no such file (or the globs leave it out)",
+                repo.id,
+                short(commit)
+            ));
+        };
+        apply_expectation(repo, commit, file, expect)?;
+    }
+    Ok(files.into_values().collect())
+}
+
+fn locked_file(repo: &Repo, path: RelPath, entry: &api::TreeEntry) -> Result<LockedFile, String> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        format!(
+            "repository `{}` lists an invalid {what} for `{path}`: {e}",
+            repo.id
+        )
+    };
+    match &entry.lfs {
+        Some(lfs) => Ok(LockedFile {
+            size: lfs.size,
+            sha256: Some(Sha256::parse(&lfs.oid).map_err(|e| bad("sha256", &e))?),
+            md5: None,
+            git_oid: None,
+            path,
+        }),
+        None => Ok(LockedFile {
+            size: entry.size,
+            sha256: None,
+            md5: None,
+            git_oid: entry
+                .oid
+                .as_deref()
+                .map(GitOid::parse)
+                .transpose()
+                .map_err(|e| bad("git object id", &e))?,
+            path,
+        }),
+    }
+}
+
+/// Checks a file against `files:` in models.yaml; a sha256 given there for a regular file
+/// becomes the one it is verified against.
+fn apply_expectation(
+    repo: &Repo,
+    commit: &str,
+    file: &mut LockedFile,
+    expect: &FileExpect,
+) -> Result<(), String> {
+    let at = format!(
+        "`{}` of `{}` at commit {}",
+        file.path,
+        repo.id,
+        short(commit)
+    );
+    if let Some(size) = expect.size.filter(|s| *s != file.size) {
+        return Err(format!(
+            "models.yaml expects {size} bytes for {at}, but the Hub lists {}",
+            file.size
+        ));
+    }
+    match (expect.sha256, file.sha256) {
+        (Some(want), Some(have)) if want != have => {
+            return Err(format!(
+                "models.yaml expects sha256 {want} for {at}, but the Hub lists {have}; \
+                 check the revision, or update the checksum in models.yaml"
+            ));
+        }
+        (Some(want), None) => file.sha256 = Some(want),
+        _ => {}
+    }
+    if file.sha256.is_none() {
+        file.md5 = expect.md5;
+    }
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// A failed Hub request explained, with the fix. `why` is the retry policy's summary
+/// (`HTTP 404`, `HTTP 503, failed after 6 attempts`); `code` and `message` are the Hub's
+/// `X-Error-Code` and `X-Error-Message`.
+#[allow(clippy::too_many_arguments)]
+pub fn explain(
+    config: &HubConfig,
+    repo: &Repo,
+    revision: Option<&str>,
+    path: Option<&str>,
+    status: StatusCode,
+    code: Option<&str>,
+    message: Option<&str>,
+    why: &str,
+) -> String {
+    let id = &repo.id;
+    let said = message
+        .map(|m| format!(" (the Hub says: {m})"))
+        .unwrap_or_default();
+    let token_hint = match &config.token {
+        Some(t) => format!("the token from {} does not grant it", t.origin()),
+        None => "no token is set".to_owned(),
+    };
+    if code == Some("GatedRepo") {
+        return format!(
+            "`{id}` is a gated repository and {token_hint}: accept its license at {} while logged in, \
+             then set HF_TOKEN to a token of that account{said}",
+            repo.page(config)
+        );
+    }
+    if status == StatusCode::UNAUTHORIZED
+        && message == Some("Invalid credentials in Authorization header")
+    {
+        let origin = config.token.as_ref().map_or("HF_TOKEN", |t| t.origin());
+        return format!(
+            "the Hub rejected the token from {origin} as invalid or expired: create a new one at {}/settings/tokens and set HF_TOKEN",
+            config.shown_endpoint()
+        );
+    }
+    match (code, status.as_u16()) {
+        (Some("RepoNotFound"), _) | (None, 401) => format!(
+            "repository `{id}` was not found on {} ({why}): check the name and `repo_type`; \
+             if it is private, set HF_TOKEN to a token that can read it ({token_hint}){said}",
+            config.shown_endpoint()
+        ),
+        (Some("RevisionNotFound"), _) => format!(
+            "revision `{}` was not found in `{id}` ({why}): check the branch, tag or commit in models.yaml{said}",
+            revision.unwrap_or("?")
+        ),
+        (Some("EntryNotFound"), _) | (None, 404) if path.is_some() => format!(
+            "`{}` was not found in `{id}` at {} ({why}): the repository changed or the file was renamed; \
+             run `modelctl update` to re-pin the model{said}",
+            path.unwrap_or("?"),
+            revision.map_or("the locked commit".to_owned(), |r| format!("`{r}`"))
+        ),
+        (_, 403) => format!(
+            "access to `{id}` was denied ({why}): {token_hint}; for a gated model, accept its license at {}{said}",
+            repo.page(config)
+        ),
+        (_, 404) => format!(
+            "`{id}` was not found on {} ({why}): check the name and `repo_type`{said}",
+            config.shown_endpoint()
+        ),
+        (_, 429) => format!(
+            "the Hub is rate-limiting requests ({why}): wait a few minutes; requests with a token (HF_TOKEN) get higher limits{said}"
+        ),
+        _ => format!("the Hub answered {why} for `{id}`{said}"),
+    }
+}
+
+/// Explains download failures of one Hub file for the engine.
+#[derive(Debug)]
+pub struct FileContext {
+    pub config: HubConfig,
+    pub repo: Repo,
+    pub commit: String,
+    pub path: String,
+}
+
+impl crate::apply::fetch::ExplainStatus for FileContext {
+    fn explain(
+        &self,
+        status: StatusCode,
+        code: Option<&str>,
+        message: Option<&str>,
+        why: &str,
+    ) -> String {
+        explain(
+            &self.config,
+            &self.repo,
+            Some(&self.commit),
+            Some(&self.path),
+            status,
+            code,
+            message,
+            why,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, size: u64, lfs: Option<&str>) -> api::TreeEntry {
+        api::TreeEntry {
+            kind: "file".into(),
+            path: path.into(),
+            size,
+            oid: Some("2f9618c3a19b9a61add74f70bfb121335aeef666".into()),
+            lfs: lfs.map(|oid| api::LfsInfo {
+                oid: oid.into(),
+                size,
+            }),
+        }
+    }
+
+    fn source(include: &[&str]) -> HfSource {
+        HfSource {
+            hf: "org/name".into(),
+            revision: "main".into(),
+            repo_type: RepoType::Model,
+            include: include.iter().map(|s| (*s).to_owned()).collect(),
+            exclude: vec![],
+        }
+    }
+
+    const COMMIT: &str = "894a9adde21d9a3e3843e6d5aeaaf01875c7fade";
+    const SHA: &str = "9be78edb5b928eba33aa88f431551348f7466ba9f5ef3daf1d552398722a5436";
+
+    #[test]
+    fn lfs_files_lock_their_sha256_and_regular_files_their_git_oid() {
+        let repo = Repo::of(&source(&[]));
+        let files = select(
+            &repo,
+            COMMIT,
+            &source(&[]),
+            &BTreeMap::new(),
+            vec![
+                entry("unet/model.safetensors", 100, Some(SHA)),
+                entry("config.json", 5, None),
+            ],
+        )
+        .expect("selected");
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].path.as_str(), "config.json");
+        assert!(files[0].sha256.is_none() && files[0].git_oid.is_some());
+        assert_eq!(files[1].sha256.map(|s| s.hex()).as_deref(), Some(SHA));
+    }
+
+    #[test]
+    fn a_traversal_name_anywhere_in_the_listing_refuses_the_model() {
+        for bad in [
+            "../../.bashrc",
+            "/etc/x",
+            "a/../../b",
+            "C:\\x",
+            "\\\\server\\share",
+        ] {
+            let err = select(
+                &Repo::of(&source(&["*.json"])),
+                COMMIT,
+                &source(&["*.json"]),
+                &BTreeMap::new(),
+                vec![entry("config.json", 5, None), entry(bad, 1, None)],
+            )
+            .expect_err(bad);
+            assert!(err.contains("unsafe file name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn manifest_expectations_must_agree_with_the_hub() {
+        let repo = Repo::of(&source(&[]));
+        let mut expected = BTreeMap::new();
+        expected.insert(
+            RelPath::parse("model.bin").expect("path"),
+            FileExpect {
+                sha256: Some(Sha256::of(b"other")),
+                ..Default::default()
+            },
+        );
+        let err = select(
+            &repo,
+            COMMIT,
+            &source(&[]),
+            &expected,
+            vec![entry("model.bin", 3, Some(SHA))],
+        )
+        .expect_err("mismatch");
+        assert!(err.contains("expects sha256"), "{err}");
+
+        let err = select(
+            &repo,
+            COMMIT,
+            &source(&["*.json"]),
+            &expected,
+            vec![entry("model.bin", 3, Some(SHA)), entry("c.json", 1, None)],
+        )
+        .expect_err("left out");
+        assert!(err.contains("no such file"), "{err}");
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_endpoint_and_never_in_clear_text_elsewhere() {
+        let token = token::discover(
+            &|n| (n == "HF_TOKEN").then(|| "hf_x".into()),
+            "/nonexistent".as_ref(),
+        )
+        .token;
+        let local = HubConfig {
+            endpoint: "http://127.0.0.1:9000".into(),
+            token: token.clone(),
+            ..Default::default()
+        };
+        assert!(
+            local
+                .token_for("http://127.0.0.1:9000/api/models/a/b")
+                .expect("ok")
+                .is_some()
+        );
+        assert!(
+            local
+                .token_for("http://127.0.0.1:9001/cdn/x")
+                .expect("ok")
+                .is_none()
+        );
+        let remote = HubConfig {
+            endpoint: "http://mirror.example.com".into(),
+            token,
+            ..Default::default()
+        };
+        let err = remote
+            .token_for("http://mirror.example.com/api/models/a/b")
+            .expect_err("refused");
+        assert!(
+            err.0.contains("plain http") && !err.0.contains("hf_x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gated_and_missing_repositories_get_their_own_fix() {
+        let config = HubConfig::default();
+        let repo = Repo::of(&source(&[]));
+        let gated = explain(
+            &config,
+            &repo,
+            None,
+            None,
+            StatusCode::FORBIDDEN,
+            Some("GatedRepo"),
+            None,
+            "HTTP 403",
+        );
+        assert!(
+            gated.contains("accept its license at https://huggingface.co/org/name"),
+            "{gated}"
+        );
+        let missing = explain(
+            &config,
+            &repo,
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            Some("RepoNotFound"),
+            None,
+            "HTTP 404",
+        );
+        assert!(missing.contains("HF_TOKEN"), "{missing}");
+        let rev = explain(
+            &config,
+            &repo,
+            Some("v9"),
+            None,
+            StatusCode::NOT_FOUND,
+            Some("RevisionNotFound"),
+            None,
+            "HTTP 404",
+        );
+        assert!(rev.contains("revision `v9`"), "{rev}");
+    }
+}
