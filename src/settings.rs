@@ -23,6 +23,9 @@ pub struct Settings {
     pub net: crate::net::NetConfig,
     /// How long to wait for another modelctl's store lock (`MODELCTL_LOCK_TIMEOUT`, seconds).
     pub lock_timeout: std::time::Duration,
+    /// A testing hook, like git's `GIT_TEST_*` variables: `MODELCTL_FAILPOINT=<name>` makes the
+    /// process abort at that failpoint (see [`crate::failpoint`]; the crash tests use it).
+    pub failpoint: Option<String>,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -72,6 +75,7 @@ impl Settings {
             lock_timeout: Duration::from_secs_f64(
                 env_number("MODELCTL_LOCK_TIMEOUT").unwrap_or(300.0),
             ),
+            failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
         }
     }
 

@@ -262,6 +262,7 @@ pub struct LockedViolation {
 /// Runs a parsed command line.
 pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
     let settings = Settings::resolve(&cli.global);
+    crate::failpoint::arm(settings.failpoint.clone());
     match cli.command {
         crate::cli::Command::Plan(args) => plan::run(settings, &args),
         crate::cli::Command::Apply(args) => apply::run(settings, &args),

@@ -5,6 +5,7 @@
 
 mod apply;
 mod apply_faults;
+mod crash;
 mod faults;
 mod gc;
 mod hostile;
