@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// No bytes for this long means the connection stalled (also the client's read timeout).
     pub stall: Duration,
+    /// The client's connect timeout, for messages.
+    pub connect: Duration,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +70,7 @@ impl Default for EngineConfig {
             parallel_threshold: 16 << 20,
             retry: RetryPolicy::default(),
             stall: Duration::from_secs(30),
+            connect: Duration::from_secs(10),
         }
     }
 }
@@ -104,6 +107,8 @@ pub enum FetchError {
     Http(String),
     #[error("stalled: no data for {} s from {host}", secs.as_secs_f32())]
     Stalled { host: String, secs: Duration },
+    #[error("connect timeout to {host}: no connection within {} s", secs.as_secs_f32())]
+    ConnectTimeout { host: String, secs: Duration },
     #[error("{0}")]
     Transport(String),
     #[error("the server sent more than the expected {expected} bytes")]
@@ -719,6 +724,12 @@ impl Run {
 
     fn transport(&self, err: reqwest::Error) -> Failure {
         let host = self.job.url.host_str().unwrap_or("the server").to_owned();
+        if err.is_connect() && err.is_timeout() {
+            return Failure::Transient(FetchError::ConnectTimeout {
+                host,
+                secs: self.engine.config.connect,
+            });
+        }
         if err.is_timeout() {
             return Failure::Transient(FetchError::Stalled {
                 host,
@@ -727,7 +738,13 @@ impl Run {
         }
         let transient = is_transient(&err);
         let detail = crate::sources::url::error_chain(&err.without_url());
-        let e = FetchError::Transport(format!("connection to {host} failed: {detail}"));
+        let e = if detail.to_ascii_lowercase().contains("certificate") {
+            FetchError::Transport(format!(
+                "the TLS certificate of {host} was rejected: {detail}"
+            ))
+        } else {
+            FetchError::Transport(format!("connection to {host} failed: {detail}"))
+        };
         if transient {
             Failure::Transient(e)
         } else {

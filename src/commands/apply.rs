@@ -134,6 +134,7 @@ pub(crate) fn execute(
             connections: usize::from(connections),
             retry: project.settings.net.retry,
             stall: project.settings.net.read_timeout,
+            connect: project.settings.net.connect_timeout,
             ..EngineConfig::default()
         },
         store.tmp_dir(),

@@ -17,5 +17,6 @@ mod properties;
 mod repository;
 mod status;
 mod support;
+mod unreachable;
 mod url_source;
 mod verify;
