@@ -6,6 +6,7 @@
 mod apply;
 mod apply_faults;
 mod crash;
+mod disk_faults;
 mod faults;
 mod gc;
 mod hostile;
