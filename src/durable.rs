@@ -10,6 +10,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::failpoint;
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A sibling name no other writer uses: `.name.tmp-<pid>-<n>`.
@@ -20,6 +22,12 @@ fn temp_sibling(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Whether `name` is a temporary sibling made by [`write_atomic`] or [`replace_symlink`]; one
+/// that outlived its writer is what a crash between writing and renaming leaves.
+pub fn is_temp_sibling(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
@@ -44,8 +52,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .create_new(true)
             .open(&temp)?;
         file.write_all(bytes)?;
+        failpoint::hit_file(path, "before-fsync");
         file.sync_all()?;
         drop(file);
+        failpoint::hit_file(path, "before-rename");
         fs::rename(&temp, path)?;
         sync_dir(parent_of(path))
     })();
@@ -68,6 +78,7 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
     let temp = temp_sibling(link);
     std::os::unix::fs::symlink(target, &temp)?;
+    failpoint::hit("swap.before-rename");
     if let Err(e) = fs::rename(&temp, link) {
         let _ = fs::remove_file(&temp);
         return Err(e);

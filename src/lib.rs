@@ -16,7 +16,8 @@
 //! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client.
 //! - [`system`] gathers the machine facts the planner checks (disk, GPUs, memory).
 //! - [`names`] and [`digest`] validate every name and hash before it can reach a path;
-//!   [`durable`] is the one way files are replaced.
+//!   [`durable`] is the one way files are replaced; [`failpoint`] lets crash tests kill it
+//!   between any two of those steps.
 //! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this.
 
 pub mod apply;
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod diagnostic;
 pub mod digest;
 pub mod durable;
+pub mod failpoint;
 pub mod lock;
 pub mod manifest;
 pub mod names;

@@ -29,6 +29,9 @@ pub struct Settings {
     pub hf: std::sync::Arc<HubConfig>,
     /// Things worth telling the user before the command runs (a token file others can read).
     pub warnings: Vec<String>,
+    /// A testing hook, like git's `GIT_TEST_*` variables: `MODELCTL_FAILPOINT=<name>` makes the
+    /// process abort at that failpoint (see [`crate::failpoint`]; the crash tests use it).
+    pub failpoint: Option<String>,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -82,6 +85,7 @@ impl Settings {
             ),
             hf: std::sync::Arc::new(hf),
             warnings,
+            failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
         }
     }
 
@@ -166,9 +170,11 @@ fn net_from_env() -> crate::net::NetConfig {
     let mut net = crate::net::NetConfig::default();
     if let Some(secs) = env_number("MODELCTL_HTTP_TIMEOUT").filter(|s| *s > 0.0) {
         net.read_timeout = Duration::from_secs_f64(secs);
+        // Shorter than the read timeout, which also runs while connecting: otherwise a port
+        // that never answers would be reported as a stall instead of a connect timeout.
         net.connect_timeout = net
             .connect_timeout
-            .min(net.read_timeout.max(Duration::from_millis(100)));
+            .min((net.read_timeout / 2).max(Duration::from_millis(100)));
     }
     if let Some(n) = env_number("MODELCTL_HTTP_RETRIES") {
         net.retry.attempts = (n as u32).max(1);

@@ -8,10 +8,10 @@
 //! chunk. The engine trusts only the lock: it never writes past the locked size, checks every
 //! `Content-Range`, refuses encoded bodies, and treats a server that ignores `Range` (a `200`
 //! to a ranged request) by restarting the file from byte 0 in one stream, never by appending.
-//! The result is accepted only when its sha256 (and md5, where the lock has only that)
-//! matches; otherwise the partial is deleted and the error says what was expected and found.
-//! Where the lock has no checksum, its strong `ETag` pins the file instead: a response under
-//! another `ETag` is refused, never hashed and learned into the lock.
+//! The data file is fsynced, then accepted only when its sha256 (and md5, where the lock has
+//! only that) matches; otherwise the partial is deleted and the error says what was expected
+//! and found. Where the lock has no checksum, its strong `ETag` pins the file instead: a
+//! response under another `ETag` is refused, never hashed and learned into the lock.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -29,6 +29,7 @@ use tokio::sync::Semaphore;
 use super::hasher::{Digests, PrefixHasher};
 use super::partial::{PartialFiles, PartialState};
 use crate::digest::{Md5, Sha256};
+use crate::failpoint;
 use crate::net::redact;
 use crate::net::retry::{RetryPolicy, Verdict, is_transient};
 
@@ -74,6 +75,8 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// No bytes for this long means the connection stalled (also the client's read timeout).
     pub stall: Duration,
+    /// The client's connect timeout, for messages.
+    pub connect: Duration,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             parallel_threshold: 16 << 20,
             retry: RetryPolicy::default(),
             stall: Duration::from_secs(30),
+            connect: Duration::from_secs(10),
         }
     }
 }
@@ -120,6 +124,8 @@ pub enum FetchError {
     Http(String),
     #[error("stalled: no data for {} s from {host}", secs.as_secs_f32())]
     Stalled { host: String, secs: Duration },
+    #[error("connect timeout to {host}: no connection within {} s", secs.as_secs_f32())]
+    ConnectTimeout { host: String, secs: Duration },
     #[error("{0}")]
     Transport(String),
     #[error("the server sent more than the expected {expected} bytes")]
@@ -195,6 +201,7 @@ impl Engine {
             .sha256
             .unwrap_or_else(|| Sha256::of(job.url.as_str().as_bytes()));
         let partial = PartialFiles::new(&self.tmp, &key);
+        writable(&partial.data).map_err(io(&partial.data))?;
         let digests = if job.url.scheme() == "file" {
             self.copy_local(job, &partial, progress).await?
         } else {
@@ -208,12 +215,14 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         };
+        failpoint::hit("download.before-fsync");
+        let file = std::fs::File::open(&partial.data).map_err(io(&partial.data))?;
+        file.sync_all().map_err(io(&partial.data))?;
+        failpoint::hit("download.before-verify");
         if let Err(e) = check(job, &digests) {
             partial.remove();
             return Err(e);
         }
-        let file = std::fs::File::open(&partial.data).map_err(io(&partial.data))?;
-        file.sync_all().map_err(io(&partial.data))?;
         Ok(Downloaded {
             data: partial.data.clone(),
             digests,
@@ -501,6 +510,9 @@ impl Run {
             // Saved under the lock: one writer at a time, never an older state last. It also
             // records how far the other chunks in flight have got.
             let _ = self.partial.save(&c.state);
+            if c.count() > 1 {
+                failpoint::hit("download.after-first-chunk");
+            }
         }
     }
 
@@ -734,6 +746,12 @@ impl Run {
 
     fn transport(&self, err: reqwest::Error) -> Failure {
         let host = self.job.url.host_str().unwrap_or("the server").to_owned();
+        if err.is_connect() && err.is_timeout() {
+            return Failure::Transient(FetchError::ConnectTimeout {
+                host,
+                secs: self.engine.config.connect,
+            });
+        }
         if err.is_timeout() {
             return Failure::Transient(FetchError::Stalled {
                 host,
@@ -742,7 +760,13 @@ impl Run {
         }
         let transient = is_transient(&err);
         let detail = crate::sources::url::error_chain(&err.without_url());
-        let e = FetchError::Transport(format!("connection to {host} failed: {detail}"));
+        let e = if detail.to_ascii_lowercase().contains("certificate") {
+            FetchError::Transport(format!(
+                "the TLS certificate of {host} was rejected: {detail}"
+            ))
+        } else {
+            FetchError::Transport(format!("connection to {host} failed: {detail}"))
+        };
         if transient {
             Failure::Transient(e)
         } else {
@@ -839,9 +863,45 @@ fn check(job: &FileJob, digests: &Digests) -> Result<(), FetchError> {
     Ok(())
 }
 
+/// Makes a partial writable again: an apply killed between protecting a verified file for
+/// publishing and renaming it into `blobs/` leaves it read-only, which would block the resume.
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().readonly() => {
+            let mode = meta.permissions().mode() | 0o200;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> FetchError + '_ {
     move |source| FetchError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_left_read_only_by_a_killed_publish_becomes_writable_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let part = dir.path().join("x.part");
+        std::fs::write(&part, b"verified bytes").expect("write");
+        let mut perms = std::fs::metadata(&part).expect("meta").permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&part, perms).expect("chmod");
+        writable(&part).expect("writable");
+        assert!(
+            !std::fs::metadata(&part)
+                .expect("meta")
+                .permissions()
+                .readonly()
+        );
+        writable(&dir.path().join("missing.part")).expect("a missing partial is fine");
     }
 }

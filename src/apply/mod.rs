@@ -415,7 +415,10 @@ impl Executor<'_> {
                 Ok(downloaded) => {
                     let digest = downloaded.digests.sha256;
                     match self.store.publish_blob(&downloaded.data, &digest) {
-                        Ok(_) => downloaded.published(),
+                        Ok(_) => {
+                            crate::failpoint::hit("download.after-publish");
+                            downloaded.published();
+                        }
                         Err(e) => {
                             for (model, _, _) in &group.targets {
                                 self.fail(
@@ -531,6 +534,7 @@ impl Executor<'_> {
                     }
                     match self.store.point_active(kind, to) {
                         Ok(()) => {
+                            crate::failpoint::hit("swap.before-active-json");
                             self.reporter.step(&format!("{kind} is now {to}"));
                             if let Ok(mut o) = outcome.lock() {
                                 o.swaps += 1;

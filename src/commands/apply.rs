@@ -38,6 +38,10 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     }
     project.check_locked()?;
     let store = &project.store;
+    let cleared = store.clear_interrupted()?;
+    if cleared > 0 {
+        eprintln!("Removed {cleared} leftovers of an interrupted apply.");
+    }
 
     let cache_path = store.stat_cache_path();
     let mut cache = StatCache::load(&cache_path);
@@ -130,6 +134,7 @@ pub(crate) fn execute(
             connections: usize::from(connections),
             retry: project.settings.net.retry,
             stall: project.settings.net.read_timeout,
+            connect: project.settings.net.connect_timeout,
             ..EngineConfig::default()
         },
         store.tmp_dir(),

@@ -313,6 +313,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
     for warning in &settings.warnings {
         eprintln!("warning: {warning}");
     }
+    crate::failpoint::arm(settings.failpoint.clone());
     match cli.command {
         crate::cli::Command::Plan(args) => plan::run(settings, &args),
         crate::cli::Command::Apply(args) => apply::run(settings, &args),

@@ -113,8 +113,14 @@ fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option
 /// Asks the server for the file's size and validators.
 async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
     let shown = redact(url.as_str());
-    let send_err =
-        |e: reqwest::Error| format!("cannot reach `{shown}`: {}", error_chain(&e.without_url()));
+    let host = url.host_str().unwrap_or("the server").to_owned();
+    let send_err = |e: reqwest::Error| {
+        if e.is_connect() && e.is_timeout() {
+            format!("cannot reach `{shown}`: connect timeout to {host}")
+        } else {
+            format!("cannot reach `{shown}`: {}", error_chain(&e.without_url()))
+        }
+    };
     let resp = ctx
         .client
         .head(url.clone())

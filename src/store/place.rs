@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use super::Store;
 use crate::digest::Sha256;
 use crate::durable;
+use crate::failpoint;
 use crate::names::{ModelId, RelPath, TypeName};
+
+/// The name prefix of a model directory renamed into `tmp/` to be deleted.
+const TRASH: &str = "deleted-";
 
 /// A change to the store failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -104,7 +108,9 @@ impl Store {
         let shard = blob.parent().unwrap_or(self.root()).to_path_buf();
         ensure_dir(self.root(), &shard)?;
         set_read_only(temp).map_err(err("protect", temp))?;
+        failpoint::hit("download.before-rename");
         fs::rename(temp, &blob).map_err(err("publish", &blob))?;
+        failpoint::hit("download.before-dir-fsync");
         durable::sync_dir(&shard).map_err(err("sync", &shard))?;
         Ok(blob)
     }
@@ -183,12 +189,25 @@ impl Store {
         }
         let trash = self
             .tmp_dir()
-            .join(format!("deleted-{kind}-{id}-{}", std::process::id()));
+            .join(format!("{TRASH}{kind}-{id}-{}", std::process::id()));
         ensure_dir(self.root(), &self.tmp_dir())?;
         fs::rename(&dir, &trash).map_err(err("remove", &dir))?;
         let parent = dir.parent().unwrap_or(self.root()).to_path_buf();
         durable::sync_dir(&parent).map_err(err("sync", &parent))?;
-        fs::remove_dir_all(&trash).map_err(err("remove", &trash))
+        remove_aside(&trash).map_err(err("remove", &trash))
+    }
+
+    /// Removes what a killed apply left half done: model directories it had renamed aside to
+    /// delete, and temporary siblings of pointers and state files it had not renamed yet.
+    /// Call it holding the store lock, so none of them belongs to a running apply (C3, C4).
+    /// Returns how many entries went.
+    pub fn clear_interrupted(&self) -> Result<usize, PlaceError> {
+        let trash = |name: &str, dir: bool| dir && name.starts_with(TRASH);
+        let temp = |name: &str, dir: bool| !dir && durable::is_temp_sibling(name);
+        Ok(remove_leftovers(&self.tmp_dir(), trash)?
+            + remove_leftovers(&self.active_dir(), temp)?
+            + remove_leftovers(&self.state_dir(), temp)?
+            + remove_leftovers(self.root(), temp)?)
     }
 
     /// Points `active/<type>` at a model directory (atomic symlink replacement + fsync).
@@ -216,6 +235,53 @@ impl Store {
         }
         durable::sync_dir(&self.active_dir()).map_err(err("sync", &self.active_dir()))
     }
+}
+
+/// Removes the entries of `dir` that `leftover(name, is_dir)` picks; a missing `dir` has none.
+fn remove_leftovers(
+    dir: &Path,
+    leftover: impl Fn(&str, bool) -> bool,
+) -> Result<usize, PlaceError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| leftover(n, is_dir))
+        {
+            continue;
+        }
+        let path = entry.path();
+        let result = if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        result.map_err(err("remove", &path))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Deletes a model directory renamed aside, entry by entry (a subdirectory with
+/// `remove_dir_all`, which never follows symlinks), then the directory itself.
+fn remove_aside(dir: &Path) -> io::Result<()> {
+    for (n, entry) in fs::read_dir(dir)?.enumerate() {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+        if n == 0 {
+            failpoint::hit("delete.midway");
+        }
+    }
+    fs::remove_dir(dir)
 }
 
 /// Blobs are read-only: a consumer opening a model file for writing cannot corrupt the store.

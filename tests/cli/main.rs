@@ -5,6 +5,8 @@
 
 mod apply;
 mod apply_faults;
+mod crash;
+mod disk_faults;
 mod faults;
 mod gc;
 mod hostile;
@@ -16,5 +18,6 @@ mod properties;
 mod repository;
 mod status;
 mod support;
+mod unreachable;
 mod url_source;
 mod verify;

@@ -17,27 +17,44 @@ use crate::faults::{CHUNK, pseudo_random};
 use crate::support::{Project, sha256_hex};
 
 /// A running nginx serving `www/` of its directory.
-struct Nginx {
+pub struct Nginx {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    scheme: &'static str,
+}
+
+/// A server certificate and its key (PEM files), for nginx over https.
+pub struct ServerCert<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
 }
 
 /// One line of the access log.
 #[derive(Debug)]
-struct Logged {
-    method: String,
-    path: String,
-    range: String,
-    if_range: String,
-    status: u16,
-    bytes: u64,
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    pub range: String,
+    pub if_range: String,
+    pub status: u16,
+    pub bytes: u64,
 }
 
 impl Nginx {
     /// Starts nginx, or returns `None` (after saying why) when it is not installed and this
     /// is not CI.
     fn start() -> Option<Self> {
+        Self::launch(None)
+    }
+
+    /// nginx speaking only https with `cert`; `/downgrade.bin` redirects to `http://` on the
+    /// same port (where nginx would answer 400 and log it, were it followed).
+    pub fn start_tls(cert: &ServerCert<'_>) -> Option<Self> {
+        Self::launch(Some(cert))
+    }
+
+    fn launch(tls: Option<&ServerCert<'_>>) -> Option<Self> {
         let Some(binary) = find_nginx() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -49,6 +66,10 @@ impl Nginx {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("www")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("tmp")).expect("mkdir");
+        if let Some(tls) = tls {
+            std::fs::copy(tls.cert, dir.path().join("cert.pem")).expect("copy cert");
+            std::fs::copy(tls.key, dir.path().join("key.pem")).expect("copy key");
+        }
         let mut last_error = String::new();
         // A free port can be taken between our probe and nginx's bind: try a few.
         for _ in 0..5 {
@@ -56,7 +77,7 @@ impl Nginx {
                 .and_then(|l| l.local_addr())
                 .expect("free port")
                 .port();
-            write_config(dir.path(), port);
+            write_config(dir.path(), port, tls.is_some());
             let d = dir.path();
             let mut child = Command::new(&binary)
                 .arg("-p")
@@ -76,7 +97,13 @@ impl Nginx {
                     break;
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Self { child, port, dir });
+                    let scheme = if tls.is_some() { "https" } else { "http" };
+                    return Some(Self {
+                        child,
+                        port,
+                        dir,
+                        scheme,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -87,15 +114,20 @@ impl Nginx {
         panic!("nginx did not start:\n{last_error}");
     }
 
-    fn www(&self, name: &str) -> PathBuf {
+    pub fn www(&self, name: &str) -> PathBuf {
         self.dir.path().join("www").join(name)
     }
 
-    fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
+    pub fn url(&self, name: &str) -> String {
+        format!("{}://127.0.0.1:{}/{name}", self.scheme, self.port)
     }
 
-    fn log(&self) -> Vec<Logged> {
+    /// nginx's error log (TLS handshake failures are logged at `info`).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
         let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
         text.lines()
             .map(|line| {
@@ -129,10 +161,19 @@ fn find_nginx() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn write_config(dir: &Path, port: u16) {
+fn write_config(dir: &Path, port: u16, tls: bool) {
     let d = dir.display();
+    let server = if tls {
+        format!(
+            "server {{ listen 127.0.0.1:{port} ssl; root {d}/www;\n\
+               ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;\n\
+               location = /downgrade.bin {{ return 302 http://127.0.0.1:{port}/w.bin; }} }}"
+        )
+    } else {
+        format!("server {{ listen 127.0.0.1:{port}; root {d}/www; }}")
+    };
     let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n\
            log_format t escape=none '$request_method\\t$uri\\t$http_range\\t$http_if_range\\t$status\\t$body_bytes_sent';\n\
@@ -140,7 +181,7 @@ fn write_config(dir: &Path, port: u16) {
            client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
            fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n\
            sendfile on;\n\
-           server {{ listen 127.0.0.1:{port}; root {d}/www; }}\n\
+           {server}\n\
          }}\n"
     );
     std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
