@@ -5,6 +5,8 @@
 
 mod apply;
 mod apply_faults;
+mod fake_hub;
+mod fake_hub_selftest;
 mod faults;
 mod gc;
 mod hostile;
