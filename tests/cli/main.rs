@@ -7,6 +7,8 @@ mod apply;
 mod apply_faults;
 mod crash;
 mod disk_faults;
+mod fake_hub;
+mod fake_hub_selftest;
 mod faults;
 mod gc;
 mod hostile;
