@@ -11,6 +11,7 @@ mod fake_hub;
 mod fake_hub_selftest;
 mod faults;
 mod gc;
+mod hf_source;
 mod hostile;
 mod lock;
 mod manifest_errors;
