@@ -191,7 +191,12 @@ mod tests {
                         size: 1,
                         sha256: None,
                         md5: None,
-                        git_oid: None,
+                        git_oid: Some(
+                            crate::digest::GitOid::parse(
+                                "2f9618c3a19b9a61add74f70bfb121335aeef666",
+                            )
+                            .expect("oid"),
+                        ),
                     },
                 ],
             },

@@ -102,21 +102,25 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Whether a reqwest error is worth retrying: connection trouble and timeouts are, a TLS or
-/// certificate problem, a bad URL or a redirect refused by policy are not.
+/// Whether a reqwest error is worth retrying: connection trouble and timeouts are; a TLS or
+/// certificate problem, a host name that does not resolve, a bad URL or a redirect refused by
+/// policy are not (waiting does not fix them, and a machine without network should hear so at
+/// once rather than after the whole backoff).
 pub fn is_transient(err: &reqwest::Error) -> bool {
     if err.is_builder() || err.is_redirect() {
         return false;
     }
     let chain = crate::sources::url::error_chain(err).to_ascii_lowercase();
-    let tls = [
+    let fatal = [
+        "dns error",
+        "failed to lookup address",
         "certificate",
         "tls",
         "handshake",
         "invalidcertificate",
         "unknownissuer",
     ];
-    !tls.iter().any(|t| chain.contains(t))
+    !fatal.iter().any(|t| chain.contains(t))
 }
 
 #[cfg(test)]

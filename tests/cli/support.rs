@@ -85,6 +85,8 @@ impl Project {
             .env_remove("MODELCTL_HTTP_RETRIES")
             .env_remove("MODELCTL_HTTP_RETRY_BASE_MS")
             .env_remove("MODELCTL_LOCK_TIMEOUT")
+            .env_remove("MODELCTL_TEST_PYTHON")
+            .env_remove("MODELCTL_FAILPOINT")
             .env_remove("HF_ENDPOINT")
             .env_remove("HF_TOKEN")
             .env_remove("HUGGING_FACE_HUB_TOKEN")
