@@ -599,3 +599,56 @@ fn datasets_and_relative_redirects_work_too() {
         hub.requests().iter().map(|r| r.path()).collect::<Vec<_>>()
     );
 }
+
+/// T2: the token appears in no output of any command, failing ones included, nor in any file
+/// modelctl writes.
+#[test]
+fn the_token_never_appears_in_any_output_or_file() {
+    let s = setup("hf_cache: true\n");
+    let commands: &[&[&str]] = &[
+        &["plan", "--json"],
+        &["apply", "--yes", "--json"],
+        &["status", "--json"],
+        &["lock", "--check"],
+        &["update"],
+        &["outdated", "--json"],
+        &["verify", "--json"],
+        &["gc", "--dry-run"],
+        &["plan", "--out", "saved.plan"],
+    ];
+    for args in commands {
+        s.run(args); // `run` fails the test when the sentinel shows up
+    }
+    s.hub.repo(RepoKind::Model, "org/sd").gated();
+    s.project.write(
+        "models.yaml",
+        "version: 1\nmodels:\n  sd:\n    type: image_gen\n    source: { hf: org/sd, include: [\"*.md\"] }\n",
+    );
+    let failing = s.run(&["apply", "--yes"]);
+    assert_eq!(failing.code, 1, "{}", failing.stderr);
+    let verbose = s.run_with(
+        &["apply", "--yes"],
+        &[("RUST_BACKTRACE", "1"), ("RUST_LOG", "trace")],
+    );
+    assert_eq!(verbose.code, 1);
+
+    let mut stack = vec![s.project.root().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).expect("meta");
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).expect("read");
+                assert!(
+                    !bytes
+                        .windows(SENTINEL.len())
+                        .any(|w| w == SENTINEL.as_bytes()),
+                    "the token is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
