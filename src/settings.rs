@@ -32,6 +32,8 @@ pub struct Settings {
     /// A testing hook, like git's `GIT_TEST_*` variables: `MODELCTL_FAILPOINT=<name>` makes the
     /// process abort at that failpoint (see [`crate::failpoint`]; the crash tests use it).
     pub failpoint: Option<String>,
+    /// `OLLAMA_HOST`: where the Ollama daemon listens (default `127.0.0.1:11434`).
+    pub ollama_host: Option<String>,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -86,6 +88,7 @@ impl Settings {
             hf: std::sync::Arc::new(hf),
             warnings,
             failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
+            ollama_host: env("OLLAMA_HOST"),
         }
     }
 

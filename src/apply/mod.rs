@@ -27,6 +27,8 @@ use crate::lock::Lockfile;
 use crate::manifest::Manifest;
 use crate::names::{ModelId, RelPath, TypeName};
 use crate::plan::{Action, ModelStatus, Plan};
+use crate::sources::ollama::OllamaRef;
+use crate::sources::ollama::daemon::Daemon;
 use crate::store::{ActivePointer, StatCache, Store};
 
 /// Everything the executor works with.
@@ -45,6 +47,8 @@ pub struct Executor<'a> {
     pub manifest_dir: std::path::PathBuf,
     /// The Hub's endpoint and token, for `hf` models.
     pub hf: Arc<crate::sources::hf::HubConfig>,
+    /// The Ollama daemon, or why there is none to talk to.
+    pub ollama: Result<Daemon, String>,
 }
 
 /// What happened.
@@ -93,8 +97,8 @@ impl Executor<'_> {
         self.acquire(plan, &kinds, &outcome).await;
         if !self.cancel.load(Ordering::Relaxed) {
             self.share_hf_cache(plan, &kinds, &outcome);
-            self.pointers(plan, &outcome);
-            self.deletions(plan, &outcome);
+            self.pointers(plan, &outcome).await;
+            self.deletions(plan, &outcome).await;
         }
         let mut out = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
         out.interrupted = self.cancel.load(Ordering::Relaxed);
@@ -177,6 +181,9 @@ impl Executor<'_> {
                     );
                 }
                 Action::Verify { path, .. } => self.verify(outcome, kind, model, path).await,
+                Action::Pull {
+                    name, digest, size, ..
+                } => self.pull(outcome, kind, model, name, digest, *size).await,
                 Action::DeleteFile { path, .. } => {
                     match self.store.remove_model_entry(kind, model, path) {
                         Ok(()) => self
@@ -355,6 +362,87 @@ impl Executor<'_> {
         }
     }
 
+    /// The daemon and the parsed name, for one Ollama action.
+    fn ollama_call(&self, name: &str) -> Result<(&Daemon, OllamaRef), String> {
+        let daemon = self.ollama.as_ref().map_err(Clone::clone)?;
+        let parsed = OllamaRef::parse(name)
+            .map_err(|e| format!("`{name}` is not an Ollama model name: {e}"))?;
+        Ok((daemon, parsed))
+    }
+
+    /// Pulls through the daemon, checks the digest it reports against the lock, and records
+    /// the model in its store directory.
+    async fn pull(
+        &self,
+        outcome: &Mutex<Outcome>,
+        kind: &TypeName,
+        model: &ModelId,
+        name: &str,
+        digest: &Sha256,
+        size: u64,
+    ) {
+        let (daemon, parsed) = match self.ollama_call(name) {
+            Ok(call) => call,
+            Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
+        };
+        let label = FileLabel {
+            model: model.to_string(),
+            path: name.to_owned(),
+            size,
+        };
+        let started = Instant::now();
+        let progress = self.reporter.start(&label);
+        let report = |done: u64, _total: u64| progress.set(done);
+        if let Err(why) = daemon.pull(&parsed, &report).await {
+            return self.fail(
+                outcome,
+                model,
+                &format!("cannot pull `{name}` through Ollama: {why}"),
+            );
+        }
+        let reported = daemon
+            .installed()
+            .await
+            .map(|list| list.into_iter().find(|i| i.name.same_model(&parsed)));
+        match reported {
+            Ok(Some(i)) if i.digest == *digest => {}
+            Ok(Some(i)) => {
+                return self.fail(outcome, model, &format!(
+                    "Ollama pulled `{name}` as {}, but models.lock pins {}: the tag moved upstream; \
+                     run `modelctl update {model}` to pin the new one",
+                    i.digest.short(),
+                    digest.short()
+                ));
+            }
+            Ok(None) => {
+                return self.fail(
+                    outcome,
+                    model,
+                    &format!("after pulling, the Ollama daemon does not list `{name}`"),
+                );
+            }
+            Err(why) => {
+                return self.fail(
+                    outcome,
+                    model,
+                    &format!("cannot check the pull of `{name}`: {why}"),
+                );
+            }
+        }
+        let descriptor = crate::store::OllamaDescriptor {
+            ollama: name.to_owned(),
+            digest: *digest,
+        };
+        if let Err(e) = self.store.write_ollama_descriptor(kind, model, &descriptor) {
+            return self.fail(outcome, model, &format!("cannot record `{model}`: {e}"));
+        }
+        self.reporter.done(&label, &digest.hex(), started.elapsed());
+        if let Ok(mut o) = outcome.lock() {
+            o.downloaded_files += 1;
+            o.downloaded_bytes += size;
+        }
+    }
+
     fn job_for(
         &self,
         model: &ModelId,
@@ -513,7 +601,7 @@ impl Executor<'_> {
     }
 
     /// Pointer swaps, Ollama loads and hooks, in plan order.
-    fn pointers(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
+    async fn pointers(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
         let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
         // The pointer change a hook belongs to, for rollback.
         let mut last: Option<(TypeName, Option<ModelId>, Option<ModelId>, bool)> = None;
@@ -562,14 +650,34 @@ impl Executor<'_> {
                     }
                 }
                 Action::Load { model, name } | Action::Unload { model, name } => {
-                    let verb = if matches!(action, Action::Load { .. }) {
-                        "load"
-                    } else {
-                        "unload"
+                    let load = matches!(action, Action::Load { .. });
+                    if load && failed.contains(model) {
+                        continue;
+                    }
+                    let keep_alive =
+                        self.manifest
+                            .models
+                            .get(model)
+                            .and_then(|e| match &e.source {
+                                crate::manifest::Source::Ollama(o) => o.keep_alive.clone(),
+                                _ => None,
+                            });
+                    let done = match self.ollama_call(name) {
+                        Ok((daemon, parsed)) if load => {
+                            daemon.load(&parsed, keep_alive.as_deref()).await
+                        }
+                        Ok((daemon, parsed)) => daemon.unload(&parsed).await,
+                        Err(why) => Err(why),
                     };
-                    self.error(outcome, Some(model), &format!(
-                        "cannot {verb} `{name}`: talking to the Ollama daemon is not part of this build of modelctl yet"
-                    ));
+                    let verb = if load { "load" } else { "unload" };
+                    match done {
+                        Ok(()) => self.reporter.step(&format!("{verb}ed {name} in Ollama")),
+                        Err(why) => self.error(
+                            outcome,
+                            Some(model),
+                            &format!("cannot {verb} `{name}`: {why}"),
+                        ),
+                    }
                 }
                 Action::Hook {
                     model,
@@ -668,10 +776,13 @@ impl Executor<'_> {
     }
 
     /// Model deletions, never of a model that is still active.
-    fn deletions(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
+    async fn deletions(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
         let pointers = self.pointers_on_disk();
+        // A model Ollama could not remove keeps its directory, so it is not forgotten.
+        let mut kept: BTreeSet<ModelId> = BTreeSet::new();
         for action in &plan.actions {
             match action {
+                Action::Delete { model, .. } if kept.contains(model) => {}
                 Action::Delete { model, kind, .. } => {
                     if pointers.get(kind) == Some(&ActivePointer::Model(model.clone())) {
                         self.error(outcome, Some(model), &format!(
@@ -686,15 +797,30 @@ impl Executor<'_> {
                                 o.deleted += 1;
                             }
                         }
-                        Err(e) => self.error(outcome, Some(model), &format!("cannot delete `{model}`: {e}")),
+                        Err(e) => self.error(
+                            outcome,
+                            Some(model),
+                            &format!("cannot delete `{model}`: {e}"),
+                        ),
                     }
                 }
-                Action::Remove { model, name } => self.error(outcome, Some(model), &format!(
-                    "cannot remove `{name}` from Ollama: talking to the Ollama daemon is not part of this build of modelctl yet"
-                )),
-                Action::Pull { model, name, .. } => self.fail(outcome, model, &format!(
-                    "cannot pull `{name}`: pulling through Ollama is not part of this build of modelctl yet"
-                )),
+                Action::Remove { model, name } => {
+                    let removed = match self.ollama_call(name) {
+                        Ok((daemon, parsed)) => daemon.delete(&parsed).await,
+                        Err(why) => Err(why),
+                    };
+                    match removed {
+                        Ok(()) => self.reporter.step(&format!("removed {name} from Ollama")),
+                        Err(why) => {
+                            kept.insert(model.clone());
+                            self.error(
+                                outcome,
+                                Some(model),
+                                &format!("cannot remove `{name}` from Ollama: {why}"),
+                            );
+                        }
+                    }
+                }
                 _ => {}
             }
         }

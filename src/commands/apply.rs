@@ -152,6 +152,7 @@ pub(crate) fn execute(
         cache: &cache,
         manifest_dir: project.settings.manifest_dir(),
         hf: project.settings.hf.clone(),
+        ollama: project.daemon(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,6 +26,8 @@ use crate::settings::Settings;
 use crate::sources::Resolution;
 use crate::sources::ResolveContext;
 use crate::sources::hf::cache::{CacheView, HfCache};
+use crate::sources::ollama::DaemonView;
+use crate::sources::ollama::daemon::Daemon;
 use crate::store::{StatCache, Store, StoreState};
 
 /// Exit code for "changes present" (`plan --detailed-exitcode`) and "out of date" checks.
@@ -97,6 +99,7 @@ impl Project {
         let resolutions = self.resolve_unpinned()?;
         let facts = crate::system::gather(self.store.root());
         let hf_cache = self.hf_cache_view(&resolutions);
+        let daemon = self.daemon_view(state);
         let mut plan = crate::plan::plan(crate::plan::PlanInput {
             manifest: &self.manifest,
             lock: &self.lock,
@@ -104,9 +107,42 @@ impl Project {
             state,
             facts: &facts,
             hf_cache: &hf_cache,
+            daemon: &daemon,
         });
         self.check_upstream(&mut plan)?;
         Ok(plan)
+    }
+
+    /// A client for the Ollama daemon at `OLLAMA_HOST`.
+    pub fn daemon(&self) -> std::result::Result<Daemon, String> {
+        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())?;
+        Daemon::new(base, self.settings.net.connect_timeout)
+    }
+
+    /// What the Ollama daemon has, when an Ollama model is declared or in the store.
+    fn daemon_view(&self, state: &StoreState) -> DaemonView {
+        let declared = self
+            .manifest
+            .models
+            .values()
+            .any(|e| matches!(e.source, crate::manifest::Source::Ollama(_)));
+        let present = state.models.values().any(|m| m.ollama.is_some());
+        if !(declared || present) || self.settings.network.offline {
+            return DaemonView::NotAsked;
+        }
+        let daemon = match self.daemon() {
+            Ok(daemon) => daemon,
+            Err(why) => return DaemonView::Unreachable(why),
+        };
+        let installed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(daemon.installed()));
+        match installed {
+            Ok(list) => DaemonView::from_installed(&list),
+            Err(why) => DaemonView::Unreachable(why),
+        }
     }
 
     /// What the Hugging Face cache holds for the declared `hf` models (pinned by the lock, or
@@ -153,9 +189,12 @@ impl Project {
             .models
             .iter()
             .filter(|m| {
-                m.actions
-                    .iter()
-                    .any(|a| matches!(a, crate::plan::Action::Download { .. }))
+                m.actions.iter().any(|a| {
+                    matches!(
+                        a,
+                        crate::plan::Action::Download { .. } | crate::plan::Action::Pull { .. }
+                    )
+                })
             })
             .filter(|m| self.lock.models.contains_key(&m.id))
             .map(|m| m.id.clone())
@@ -175,6 +214,15 @@ impl Project {
             ) else {
                 continue;
             };
+            if let crate::manifest::Source::Ollama(source) = &entry.source {
+                // Pulling a moved tag would put something else into Ollama: always an error.
+                match runtime.block_on(ollama_drift(&ctx, &id, source, locked)) {
+                    Some((notice, true)) => plan.errors.push(notice),
+                    Some((notice, false)) => plan.warnings.push(notice),
+                    None => {}
+                }
+                continue;
+            }
             let crate::manifest::Source::Url(source) = &entry.source else {
                 continue;
             };
@@ -293,6 +341,46 @@ impl Project {
             out
         }))
     }
+}
+
+/// Whether an Ollama tag still names the locked manifest: an error when it moved, a warning
+/// when the registry cannot say (the daemon may still have the pinned model).
+async fn ollama_drift(
+    ctx: &ResolveContext,
+    id: &ModelId,
+    source: &crate::manifest::OllamaSource,
+    locked: &crate::lock::LockedModel,
+) -> Option<(crate::plan::Notice, bool)> {
+    let LockedSource::Ollama { digest, .. } = &locked.source else {
+        return None;
+    };
+    let (message, moved) = match crate::sources::ollama::resolve(ctx, source).await {
+        Ok(LockedSource::Ollama { digest: now, .. }) if now == *digest => return None,
+        Ok(LockedSource::Ollama { digest: now, .. }) => (
+            format!(
+                "`{}` moved upstream: the registry now serves {}, models.lock pins {};              run `modelctl update {id}` to pin the new one, then apply",
+                source.ollama,
+                now.short(),
+                digest.short()
+            ),
+            true,
+        ),
+        Ok(_) => return None,
+        Err(why) => (
+            format!(
+                "cannot check `{}` against the registry before pulling it: {why}",
+                source.ollama
+            ),
+            false,
+        ),
+    };
+    Some((
+        crate::plan::Notice {
+            model: Some(id.clone()),
+            message,
+        },
+        moved,
+    ))
 }
 
 /// `--locked` was passed but the lock would change.

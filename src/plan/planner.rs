@@ -7,6 +7,7 @@ use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::manifest::{Manifest, ModelEntry, Source};
 use crate::sources::Resolution;
 use crate::sources::hf::cache::CacheView;
+use crate::sources::ollama::DaemonView;
 use crate::store::{ActivePointer, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
 use crate::units::{human_bytes, human_memory};
@@ -23,6 +24,8 @@ pub struct PlanInput<'a> {
     pub facts: &'a SystemFacts,
     /// What the Hugging Face cache holds for the declared `hf` models.
     pub hf_cache: &'a CacheView,
+    /// What the Ollama daemon has.
+    pub daemon: &'a DaemonView,
 }
 
 /// Computes the plan.
@@ -171,7 +174,14 @@ impl Planner {
             layers,
         } = &locked.source
         {
-            if present.ollama.as_ref().map(|d| d.digest) != Some(*digest) {
+            if let DaemonView::Unreachable(why) = input.daemon {
+                self.warnings.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!("cannot tell whether Ollama has `{ollama}`: {why}"),
+                });
+            }
+            let described = present.ollama.as_ref().map(|d| d.digest) == Some(*digest);
+            if !described || input.daemon.has(ollama, digest) == Some(false) {
                 actions.push(Action::Pull {
                     model: id.clone(),
                     name: ollama.clone(),
@@ -424,6 +434,17 @@ impl Planner {
                 if !desired_blobs.contains(&file.sha256) && counted.insert(file.sha256) {
                     freed += input.state.blobs.get(&file.sha256).copied().unwrap_or(0);
                 }
+            }
+            if let (Some(d), DaemonView::Unreachable(why)) = (&present.ollama, input.daemon) {
+                // Never delete from uncertainty: the model stays until the daemon can be asked.
+                self.warnings.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "`{id}` ({}) is no longer declared, but is kept until the Ollama daemon can remove it: {why}",
+                        d.ollama
+                    ),
+                });
+                continue;
             }
             if let Some(d) = &present.ollama {
                 out.push(Action::Remove {

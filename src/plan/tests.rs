@@ -165,6 +165,7 @@ fn run(m: &Manifest, lock: &Lockfile, state: &StoreState) -> Plan {
         state,
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
+        daemon: &Default::default(),
     })
 }
 
@@ -348,6 +349,7 @@ fn an_unpinned_model_is_reported_and_gets_no_file_actions() {
         state: &StoreState::default(),
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
+        daemon: &Default::default(),
     });
     let a = plan
         .models
@@ -390,6 +392,7 @@ fn a_changed_entry_is_re_resolved_and_shown_as_a_diff() {
         state: &store_with(&m, &["a", "b"], &[("image_gen", "b")]),
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
+        daemon: &Default::default(),
     });
     assert_eq!(
         plan.lock_changes,
@@ -420,6 +423,7 @@ fn a_plan_that_does_not_fit_on_disk_is_refused() {
         state: &StoreState::default(),
         facts: &facts(1500),
         hf_cache: &Default::default(),
+        daemon: &Default::default(),
     });
     assert_eq!(plan.disk.peak_bytes, 2000);
     assert!(!plan.disk.fits);
@@ -492,6 +496,7 @@ fn rendered_plan_snapshot() {
         state: &state,
         facts: &facts(100_000_000_000),
         hf_cache: &Default::default(),
+        daemon: &Default::default(),
     });
     insta::assert_snapshot!(render_text(&plan, Style::Plain));
     insta::assert_json_snapshot!(plan);

@@ -43,9 +43,7 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     let result = match &entry.source {
         Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
         Source::Hf(source) => hf::resolve(ctx, source, &entry.files).await,
-        Source::Ollama(_) => Err("this build of modelctl cannot resolve Ollama tags yet, \
-             so the manifest digest and layers are unknown"
-            .to_owned()),
+        Source::Ollama(source) => ollama::resolve(ctx, source).await.map(|l| (l, Vec::new())),
     };
     match result {
         Ok((source, files)) => Resolution::Resolved(LockedModel {

@@ -151,6 +151,23 @@ impl Store {
         durable::sync_dir(&parent).map_err(err("sync", &parent))
     }
 
+    /// Records which Ollama model a model directory stands for (`ollama.json`, replaced
+    /// atomically).
+    pub fn write_ollama_descriptor(
+        &self,
+        kind: &TypeName,
+        id: &ModelId,
+        descriptor: &super::OllamaDescriptor,
+    ) -> Result<(), PlaceError> {
+        let dir = self.model_dir(kind, id);
+        ensure_dir(self.root(), &dir)?;
+        let path = dir.join(super::OLLAMA_DESCRIPTOR);
+        let mut bytes = serde_json::to_vec_pretty(descriptor)
+            .map_err(|e| err("encode", &path)(io::Error::other(e)))?;
+        bytes.push(b'\n');
+        durable::write_atomic(&path, &bytes).map_err(err("write", &path))
+    }
+
     /// Removes one entry of a model directory (a file or a symlink, never its target).
     pub fn remove_model_entry(
         &self,

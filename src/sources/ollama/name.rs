@@ -3,7 +3,8 @@
 //! `llama3` means `registry.ollama.ai/library/llama3:latest`; `user/m:tag` lives in namespace
 //! `user`; `host:port/ns/m:tag` names another registry. Each part follows Ollama's own rules
 //! (`types/model/name.go`), which also makes it safe as a path component in Ollama's on-disk
-//! layout (`manifests/<host>/<ns>/<model>/<tag>`).
+//! layout (`manifests/<host>/<ns>/<model>/<tag>`). A leading `http://` names a registry
+//! reached without TLS (Ollama's `--insecure`); `https://` is the default.
 
 use std::fmt;
 
@@ -20,6 +21,8 @@ pub struct OllamaRef {
     pub namespace: String,
     pub model: String,
     pub tag: String,
+    /// The registry is plain http (`http://host/ns/m:tag`).
+    pub insecure: bool,
 }
 
 fn check_part(part: &str, what: &str, max: usize, dots: bool) -> Result<(), NameError> {
@@ -42,6 +45,11 @@ fn check_part(part: &str, what: &str, max: usize, dots: bool) -> Result<(), Name
 impl OllamaRef {
     /// Parses `[host/][namespace/]model[:tag]` and fills in Ollama's defaults.
     pub fn parse(text: &str) -> Result<Self, NameError> {
+        let (text, insecure) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, true),
+            (_, Some(rest)) => (rest, false),
+            _ => (text, false),
+        };
         let last_slash = text.rfind('/');
         let (path, tag) = match text.rfind(':') {
             Some(i) if last_slash.is_none_or(|s| i > s) => (&text[..i], &text[i + 1..]),
@@ -77,7 +85,19 @@ impl OllamaRef {
             namespace: namespace.to_owned(),
             model: model.to_owned(),
             tag: tag.to_owned(),
+            insecure,
         })
+    }
+
+    /// `https://host` (or `http://` for an insecure registry).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// Whether `other` names the same model, as Ollama matches names (case-insensitively).
+    pub fn same_model(&self, other: &OllamaRef) -> bool {
+        self.to_string().eq_ignore_ascii_case(&other.to_string())
     }
 
     /// The shortest form Ollama displays (`llama3:8b`, `user/m:tag`, `host/ns/m:tag`).

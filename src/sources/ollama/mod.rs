@@ -1,0 +1,76 @@
+//! `ollama` sources: a model served by the Ollama daemon, pinned to its manifest digest.
+//!
+//! Resolving asks the registry for the tag's manifest ([`registry`]): the lock records the
+//! sha256 of the manifest bytes and every layer. Applying asks the daemon ([`daemon`]) to pull,
+//! then checks that the digest it reports is the locked one; a model directory in the store
+//! (`models/llm/<id>/ollama.json`) records which Ollama model and digest the id stands for, so
+//! `status`, `active.json` and the swap logic treat Ollama models like any other. What the
+//! daemon has is gathered before planning ([`DaemonView`]); an unreachable daemon is reported
+//! per model and never turns into a deletion.
+
+pub mod daemon;
+mod name;
+pub mod registry;
+
+use std::collections::BTreeMap;
+
+pub use name::{DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, OllamaRef};
+
+use super::ResolveContext;
+use crate::digest::Sha256;
+use crate::lock::LockedSource;
+use crate::manifest::OllamaSource;
+
+/// Resolves an `ollama` source: the tag's manifest digest and layers, from the registry.
+pub async fn resolve(ctx: &ResolveContext, source: &OllamaSource) -> Result<LockedSource, String> {
+    let name = OllamaRef::parse(&source.ollama)
+        .map_err(|e| format!("`{}` is not an Ollama model name: {e}", source.ollama))?;
+    if ctx.offline {
+        return Err(format!(
+            "the network is off (`--offline` or `--frozen`), so the registry cannot say what `{}` is; run `modelctl lock` online once and commit models.lock",
+            name.display_shortest()
+        ));
+    }
+    let manifest = registry::manifest(&ctx.client, &name).await?;
+    Ok(LockedSource::Ollama {
+        ollama: source.ollama.clone(),
+        digest: manifest.digest,
+        layers: manifest.layers,
+    })
+}
+
+/// What the daemon has, as the planner sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum DaemonView {
+    /// Not asked: no Ollama model is declared or present, or the network is off.
+    #[default]
+    NotAsked,
+    /// It could not be reached; the text says why and what to do.
+    Unreachable(String),
+    /// Its models, by full name (`registry.ollama.ai/library/llama3:8b`), with their digests.
+    Reachable(BTreeMap<String, Sha256>),
+}
+
+impl DaemonView {
+    /// Whether the daemon has `name` at `digest` (`None` when that is not known).
+    pub fn has(&self, name: &str, digest: &Sha256) -> Option<bool> {
+        let DaemonView::Reachable(models) = self else {
+            return None;
+        };
+        let full = OllamaRef::parse(name)
+            .ok()?
+            .to_string()
+            .to_ascii_lowercase();
+        Some(models.get(&full) == Some(digest))
+    }
+
+    /// The view from the daemon's `/api/tags`.
+    pub fn from_installed(installed: &[daemon::Installed]) -> Self {
+        DaemonView::Reachable(
+            installed
+                .iter()
+                .map(|i| (i.name.to_string().to_ascii_lowercase(), i.digest))
+                .collect(),
+        )
+    }
+}

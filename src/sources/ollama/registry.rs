@@ -1,0 +1,301 @@
+//! The Ollama registry (the OCI distribution API, PROTOCOLS.md §3): what a tag is now.
+//!
+//! A tag resolves to its manifest; the sha256 of the manifest's bytes is the model's digest
+//! (what `ollama list` shows), and the manifest lists the layers and the config blob. Every
+//! digest, size and media type in it is validated before anything else happens, for all layers
+//! at once (RELIABILITY S2: `sha256:../../x`, 63 hex digits, negative or huge sizes are refused
+//! with the manifest, never half-used). A `401` with a bearer challenge is answered once, and
+//! only when the challenge's realm is on the registry's own host: a realm elsewhere would learn
+//! which models this machine pulls, or phish a credential.
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use serde::Deserialize;
+
+use super::OllamaRef;
+use crate::digest::Sha256;
+use crate::lock::LockedLayer;
+use crate::sources::url::error_chain;
+
+/// The manifest media type the daemon asks for.
+pub const MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Largest manifest read.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Largest layer accepted (4 TiB): anything bigger is a lie, not a model.
+const MAX_LAYER: u64 = 4 << 40;
+/// Most layers accepted.
+const MAX_LAYERS: usize = 1024;
+
+/// A tag's manifest, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// sha256 of the manifest bytes.
+    pub digest: Sha256,
+    /// The layers, then the config blob.
+    pub layers: Vec<LockedLayer>,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    config: WireLayer,
+    #[serde(default)]
+    layers: Vec<WireLayer>,
+}
+
+#[derive(Deserialize)]
+struct WireLayer {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: String,
+    size: i128,
+}
+
+/// Fetches and validates the manifest of `name`'s tag.
+pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Manifest, String> {
+    let url = format!(
+        "{}/v2/{}/{}/manifests/{}",
+        name.base_url(),
+        name.namespace,
+        name.model,
+        name.tag
+    );
+    let shown = name.to_string();
+    let send = |token: Option<String>| {
+        let mut request = client.get(&url).header(ACCEPT, MANIFEST_TYPE);
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        request.send()
+    };
+    let unreachable = |e: reqwest::Error| {
+        format!(
+            "cannot reach the registry {}: {}",
+            name.host,
+            error_chain(&e.without_url())
+        )
+    };
+    let mut response = send(None).await.map_err(unreachable)?;
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(challenge) = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+    {
+        let token = bearer_token(client, name, challenge).await?;
+        response = send(Some(token)).await.map_err(unreachable)?;
+    }
+    match response.status() {
+        s if s.is_success() => {}
+        StatusCode::NOT_FOUND => {
+            return Err(format!(
+                "`{shown}` does not exist in the registry (HTTP 404): check the model name and tag on https://ollama.com/library"
+            ));
+        }
+        s => return Err(format!("the registry answered {s} for `{shown}`")),
+    }
+    let bytes = read_limited(response, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| format!("reading the manifest of `{shown}` failed: {e}"))?;
+    parse(&bytes).map_err(|e| format!("the registry's manifest of `{shown}` is refused: {e}"))
+}
+
+/// Validates manifest bytes: every layer, before any is used.
+pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+    let wire: Wire =
+        serde_json::from_slice(bytes).map_err(|e| format!("it is not a manifest: {e}"))?;
+    if wire.layers.len() > MAX_LAYERS {
+        return Err(format!("it lists {} layers", wire.layers.len()));
+    }
+    let layers = wire
+        .layers
+        .iter()
+        .chain(std::iter::once(&wire.config))
+        .map(layer)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Manifest {
+        digest: Sha256::of(bytes),
+        layers,
+    })
+}
+
+fn layer(wire: &WireLayer) -> Result<LockedLayer, String> {
+    let hex = wire.digest.strip_prefix("sha256:").ok_or_else(|| {
+        format!(
+            "layer digest `{}` is not `sha256:<64 hex>`",
+            wire.digest.escape_debug()
+        )
+    })?;
+    let digest = Sha256::parse(hex)
+        .map_err(|e| format!("layer digest `{}`: {e}", wire.digest.escape_debug()))?;
+    let size = u64::try_from(wire.size)
+        .ok()
+        .filter(|s| *s <= MAX_LAYER)
+        .ok_or_else(|| {
+            format!(
+                "layer {} has the impossible size {}",
+                digest.short(),
+                wire.size
+            )
+        })?;
+    let media_ok = !wire.media_type.is_empty()
+        && wire.media_type.len() <= 128
+        && wire
+            .media_type
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./+-_".contains(c));
+    if !media_ok {
+        return Err(format!(
+            "layer {} has the media type `{}`",
+            digest.short(),
+            wire.media_type.escape_debug()
+        ));
+    }
+    Ok(LockedLayer {
+        media_type: wire.media_type.clone(),
+        digest,
+        size,
+    })
+}
+
+/// Answers a `Bearer realm=…,service=…,scope=…` challenge with an anonymous token, but only
+/// from a realm on the registry's own host.
+async fn bearer_token(
+    client: &reqwest::Client,
+    name: &OllamaRef,
+    challenge: &str,
+) -> Result<String, String> {
+    let params = challenge_params(challenge).ok_or_else(|| {
+        format!(
+            "the registry {} sent an unreadable auth challenge",
+            name.host
+        )
+    })?;
+    let realm = params
+        .iter()
+        .find(|(k, _)| k == "realm")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| format!("the registry {}'s auth challenge has no realm", name.host))?;
+    let realm_url = url::Url::parse(&realm)
+        .map_err(|_| format!("the registry {}'s auth realm is not a URL", name.host))?;
+    let registry_host = name.host.split(':').next().unwrap_or(&name.host);
+    if realm_url.host_str() != Some(registry_host) {
+        return Err(format!(
+            "the registry {} asks to authenticate at another host ({}); refusing",
+            name.host,
+            realm_url.host_str().unwrap_or("?")
+        ));
+    }
+    let mut realm_url = realm_url;
+    realm_url
+        .query_pairs_mut()
+        .extend_pairs(params.iter().filter(|(k, _)| k != "realm"));
+    let response = client.get(realm_url).send().await.map_err(|e| {
+        format!(
+            "cannot get a registry token: {}",
+            error_chain(&e.without_url())
+        )
+    })?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "the registry {} refused a token ({}): the model may be private",
+            name.host,
+            response.status()
+        ));
+    }
+    #[derive(Deserialize)]
+    struct TokenReply {
+        #[serde(alias = "access_token")]
+        token: String,
+    }
+    let bytes = read_limited(response, 64 << 10).await?;
+    serde_json::from_slice::<TokenReply>(&bytes)
+        .map(|t| t.token)
+        .map_err(|e| format!("the registry's token answer is not JSON with a token: {e}"))
+}
+
+/// `Bearer realm="…",service="…"` → [(realm, …), (service, …)].
+fn challenge_params(challenge: &str) -> Option<Vec<(String, String)>> {
+    let rest = challenge.trim().strip_prefix("Bearer ")?;
+    let mut out = Vec::new();
+    for part in rest.split(',') {
+        let (key, value) = part.split_once('=')?;
+        out.push((
+            key.trim().to_ascii_lowercase(),
+            value.trim().trim_matches('"').to_owned(),
+        ));
+    }
+    Some(out)
+}
+
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
+        let Some(chunk) = chunk else { break };
+        if bytes.len() + chunk.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_with(digest: &str, size: i128) -> Vec<u8> {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "digest": format!("sha256:{}", "c".repeat(64)), "size": 485},
+            "layers": [
+                {"mediaType": "application/vnd.ollama.image.model",
+                 "digest": format!("sha256:{}", "a".repeat(64)), "size": 100},
+                {"mediaType": "application/vnd.ollama.image.license", "digest": digest, "size": size}
+            ]
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_good_manifest_is_pinned_by_the_hash_of_its_bytes() {
+        let bytes = manifest_with(&format!("sha256:{}", "b".repeat(64)), 12);
+        let m = parse(&bytes).expect("valid");
+        assert_eq!(m.digest, Sha256::of(&bytes));
+        assert_eq!(m.layers.len(), 3, "two layers and the config");
+        assert_eq!(m.layers[2].size, 485);
+    }
+
+    #[test]
+    fn hostile_layers_refuse_the_whole_manifest() {
+        for (digest, size) in [
+            ("sha256:../../x".to_owned(), 1),
+            (format!("sha256:{}", "b".repeat(63)), 1),
+            (format!("sha512:{}", "b".repeat(64)), 1),
+            (format!("sha256:{}", "b".repeat(64)), -1),
+            (format!("sha256:{}", "b".repeat(64)), 1 << 62),
+        ] {
+            assert!(
+                parse(&manifest_with(&digest, size)).is_err(),
+                "{digest} {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn challenges_are_read() {
+        let p = challenge_params(r#"Bearer realm="https://r.example/token",service="r",scope="repository:library/m:pull""#)
+            .expect("params");
+        assert_eq!(
+            p[0],
+            ("realm".to_owned(), "https://r.example/token".to_owned())
+        );
+        assert_eq!(p[2].1, "repository:library/m:pull");
+    }
+}
