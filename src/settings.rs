@@ -34,6 +34,8 @@ pub struct Settings {
     pub failpoint: Option<String>,
     /// `OLLAMA_HOST`: where the Ollama daemon listens (default `127.0.0.1:11434`).
     pub ollama_host: Option<String>,
+    /// `OLLAMA_MODELS`: Ollama's model directory, filled directly when no daemon runs.
+    pub ollama_models: Option<PathBuf>,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -89,6 +91,7 @@ impl Settings {
             warnings,
             failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
             ollama_host: env("OLLAMA_HOST"),
+            ollama_models: env("OLLAMA_MODELS").map(|p| absolute(PathBuf::from(p))),
         }
     }
 

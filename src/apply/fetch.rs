@@ -102,6 +102,25 @@ pub trait FileProgress: Send + Sync {
     fn retrying(&self, why: &str);
 }
 
+/// Progress of one part of a larger transfer (a layer of an Ollama model): its counts are
+/// reported on top of what the earlier parts already brought.
+pub struct PartProgress {
+    pub before: u64,
+    pub whole: Arc<dyn FileProgress>,
+}
+
+impl FileProgress for PartProgress {
+    fn add(&self, bytes: u64) {
+        self.whole.add(bytes);
+    }
+    fn set(&self, bytes: u64) {
+        self.whole.set(self.before + bytes);
+    }
+    fn retrying(&self, why: &str) {
+        self.whole.retrying(why);
+    }
+}
+
 /// A downloaded, verified and fsynced file, ready to be published by rename.
 #[derive(Debug)]
 pub struct Downloaded {
@@ -189,6 +208,11 @@ impl Engine {
             permits,
             cancel,
         }
+    }
+
+    /// The HTTP client downloads use (for the metadata requests that go with them).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// Downloads `job` into a verified file in the temporary directory.

@@ -29,6 +29,7 @@ use crate::names::{ModelId, RelPath, TypeName};
 use crate::plan::{Action, ModelStatus, Plan};
 use crate::sources::ollama::OllamaRef;
 use crate::sources::ollama::daemon::Daemon;
+use crate::sources::ollama::layout::OllamaDir;
 use crate::store::{ActivePointer, StatCache, Store};
 
 /// Everything the executor works with.
@@ -49,6 +50,8 @@ pub struct Executor<'a> {
     pub hf: Arc<crate::sources::hf::HubConfig>,
     /// The Ollama daemon, or why there is none to talk to.
     pub ollama: Result<Daemon, String>,
+    /// `OLLAMA_MODELS`, filled directly from the registry when no daemon answers.
+    pub ollama_dir: Option<OllamaDir>,
 }
 
 /// What happened.
@@ -370,8 +373,25 @@ impl Executor<'_> {
         Ok((daemon, parsed))
     }
 
-    /// Pulls through the daemon, checks the digest it reports against the lock, and records
-    /// the model in its store directory.
+    /// Removes an Ollama model: through the daemon, or from `OLLAMA_MODELS` when none runs
+    /// (its manifest; Ollama prunes the blobs no manifest uses).
+    async fn remove_ollama(&self, name: &str) -> Result<(), String> {
+        let (daemon, parsed) = self.ollama_call(name)?;
+        match (daemon.installed().await, &self.ollama_dir) {
+            (Err(_), Some(dir)) => match std::fs::remove_file(dir.manifest_path(&parsed)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+                    "cannot remove `{}`: {e}",
+                    dir.manifest_path(&parsed).display()
+                )),
+                _ => Ok(()),
+            },
+            _ => daemon.delete(&parsed).await,
+        }
+    }
+
+    /// Pulls through the daemon (or, with none running and `OLLAMA_MODELS` set, from the
+    /// registry directly), checks the digest against the lock, and records the model in its
+    /// store directory.
     async fn pull(
         &self,
         outcome: &Mutex<Outcome>,
@@ -392,42 +412,27 @@ impl Executor<'_> {
         };
         let started = Instant::now();
         let progress = self.reporter.start(&label);
-        let report = |done: u64, _total: u64| progress.set(done);
-        if let Err(why) = daemon.pull(&parsed, &report).await {
-            return self.fail(
-                outcome,
-                model,
-                &format!("cannot pull `{name}` through Ollama: {why}"),
-            );
-        }
-        let reported = daemon
-            .installed()
-            .await
-            .map(|list| list.into_iter().find(|i| i.name.same_model(&parsed)));
-        match reported {
-            Ok(Some(i)) if i.digest == *digest => {}
-            Ok(Some(i)) => {
-                return self.fail(outcome, model, &format!(
-                    "Ollama pulled `{name}` as {}, but models.lock pins {}: the tag moved upstream; \
-                     run `modelctl update {model}` to pin the new one",
-                    i.digest.short(),
-                    digest.short()
-                ));
+        let daemon_up = daemon.installed().await.is_ok();
+        let pulled = match (daemon_up, &self.ollama_dir) {
+            (false, Some(dir)) => self
+                .pull_direct(&parsed, digest, dir, progress)
+                .await
+                .map_err(|why| {
+                    format!(
+                        "cannot pull `{name}` into `{}`: {why}",
+                        dir.root().display()
+                    )
+                }),
+            _ => {
+                let report = |done: u64, _total: u64| progress.set(done);
+                match daemon.pull(&parsed, &report).await {
+                    Ok(()) => self.check_pulled(daemon, &parsed, model, digest).await,
+                    Err(why) => Err(format!("cannot pull `{name}` through Ollama: {why}")),
+                }
             }
-            Ok(None) => {
-                return self.fail(
-                    outcome,
-                    model,
-                    &format!("after pulling, the Ollama daemon does not list `{name}`"),
-                );
-            }
-            Err(why) => {
-                return self.fail(
-                    outcome,
-                    model,
-                    &format!("cannot check the pull of `{name}`: {why}"),
-                );
-            }
+        };
+        if let Err(why) = pulled {
+            return self.fail(outcome, model, &why);
         }
         let descriptor = crate::store::OllamaDescriptor {
             ollama: name.to_owned(),
@@ -441,6 +446,86 @@ impl Executor<'_> {
             o.downloaded_files += 1;
             o.downloaded_bytes += size;
         }
+    }
+
+    /// The digest the daemon reports after a pull must be the locked one.
+    async fn check_pulled(
+        &self,
+        daemon: &Daemon,
+        name: &OllamaRef,
+        model: &ModelId,
+        digest: &Sha256,
+    ) -> Result<(), String> {
+        let listed = daemon
+            .installed()
+            .await
+            .map_err(|why| format!("cannot check the pull of `{name}`: {why}"))?;
+        match listed.into_iter().find(|i| i.name.same_model(name)) {
+            Some(i) if i.digest == *digest => Ok(()),
+            Some(i) => Err(format!(
+                "Ollama pulled `{}` as {}, but models.lock pins {}: the tag moved upstream; \
+                 run `modelctl update {model}` to pin the new one",
+                name.display_shortest(),
+                i.digest.short(),
+                digest.short()
+            )),
+            None => Err(format!(
+                "after pulling, the Ollama daemon does not list `{}`",
+                name.display_shortest()
+            )),
+        }
+    }
+
+    /// Pulls from the registry into `OLLAMA_MODELS`: the manifest must hash to the locked
+    /// digest; each missing layer goes through the download engine (ranged, resumable,
+    /// verified) and is renamed into `blobs/`; the manifest is written last.
+    async fn pull_direct(
+        &self,
+        name: &OllamaRef,
+        digest: &Sha256,
+        dir: &OllamaDir,
+        progress: Arc<dyn fetch::FileProgress>,
+    ) -> Result<(), String> {
+        let manifest =
+            crate::sources::ollama::registry::manifest(self.engine.client(), name).await?;
+        if manifest.digest != *digest {
+            return Err(format!(
+                "the registry now serves {} for it, but models.lock pins {}: the tag moved upstream; \
+                 run `modelctl update` to pin the new one",
+                manifest.digest.short(),
+                digest.short()
+            ));
+        }
+        let mut before = 0;
+        for layer in &manifest.layers {
+            if !dir.has_blob(&layer.digest, layer.size) {
+                let job = FileJob {
+                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
+                    size: layer.size,
+                    sha256: Some(layer.digest),
+                    md5: None,
+                    etag: None,
+                    token: None,
+                    explain: None,
+                };
+                let part = Arc::new(fetch::PartProgress {
+                    before,
+                    whole: progress.clone(),
+                });
+                let downloaded = self
+                    .engine
+                    .fetch(&job, part)
+                    .await
+                    .map_err(|e| format!("layer {}: {e}", layer.digest.short()))?;
+                dir.place_blob(&downloaded.data, &layer.digest)
+                    .map_err(|e| format!("cannot place layer {}: {e}", layer.digest.short()))?;
+                downloaded.published();
+            }
+            before += layer.size;
+            progress.set(before);
+        }
+        dir.write_manifest(name, &manifest.bytes)
+            .map_err(|e| format!("cannot write the manifest: {e}"))
     }
 
     fn job_for(
@@ -805,10 +890,7 @@ impl Executor<'_> {
                     }
                 }
                 Action::Remove { model, name } => {
-                    let removed = match self.ollama_call(name) {
-                        Ok((daemon, parsed)) => daemon.delete(&parsed).await,
-                        Err(why) => Err(why),
-                    };
+                    let removed = self.remove_ollama(name).await;
                     match removed {
                         Ok(()) => self.reporter.step(&format!("removed {name} from Ollama")),
                         Err(why) => {

@@ -153,6 +153,11 @@ pub(crate) fn execute(
         manifest_dir: project.settings.manifest_dir(),
         hf: project.settings.hf.clone(),
         ollama: project.daemon(),
+        ollama_dir: project
+            .settings
+            .ollama_models
+            .as_ref()
+            .map(crate::sources::ollama::layout::OllamaDir::new),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

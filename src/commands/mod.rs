@@ -139,10 +139,34 @@ impl Project {
             .build()
             .map_err(|e| e.to_string())
             .and_then(|rt| rt.block_on(daemon.installed()));
-        match installed {
-            Ok(list) => DaemonView::from_installed(&list),
-            Err(why) => DaemonView::Unreachable(why),
+        match (installed, &self.settings.ollama_models) {
+            (Ok(list), _) => DaemonView::from_installed(&list),
+            (Err(_), Some(dir)) => self.ollama_directory_view(dir),
+            (Err(why), None) => DaemonView::Unreachable(format!(
+                "{why}; or set OLLAMA_MODELS to pull into Ollama's directory without a daemon"
+            )),
         }
+    }
+
+    /// The declared Ollama models whose manifests are in `OLLAMA_MODELS`.
+    fn ollama_directory_view(&self, dir: &std::path::Path) -> DaemonView {
+        let layout = crate::sources::ollama::layout::OllamaDir::new(dir);
+        let models = self
+            .manifest
+            .models
+            .values()
+            .filter_map(|e| match &e.source {
+                crate::manifest::Source::Ollama(o) => {
+                    crate::sources::ollama::OllamaRef::parse(&o.ollama).ok()
+                }
+                _ => None,
+            })
+            .filter_map(|name| {
+                let digest = layout.manifest_digest(&name)?;
+                Some((name.to_string().to_ascii_lowercase(), digest))
+            })
+            .collect();
+        DaemonView::Directory(models)
     }
 
     /// What the Hugging Face cache holds for the declared `hf` models (pinned by the lock, or

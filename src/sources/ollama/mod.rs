@@ -6,9 +6,12 @@
 //! (`models/llm/<id>/ollama.json`) records which Ollama model and digest the id stands for, so
 //! `status`, `active.json` and the swap logic treat Ollama models like any other. What the
 //! daemon has is gathered before planning ([`DaemonView`]); an unreachable daemon is reported
-//! per model and never turns into a deletion.
+//! per model and never turns into a deletion. Without a daemon but with `OLLAMA_MODELS` set,
+//! `apply` pulls from the registry itself into Ollama's on-disk layout ([`layout`]), through
+//! the same download engine as every other file, so a later `ollama serve` finds the model.
 
 pub mod daemon;
+pub mod layout;
 mod name;
 pub mod registry;
 
@@ -49,12 +52,15 @@ pub enum DaemonView {
     Unreachable(String),
     /// Its models, by full name (`registry.ollama.ai/library/llama3:8b`), with their digests.
     Reachable(BTreeMap<String, Sha256>),
+    /// No daemon, but `OLLAMA_MODELS` is set: the models whose manifests are in that
+    /// directory, which `apply` fills by pulling from the registry itself.
+    Directory(BTreeMap<String, Sha256>),
 }
 
 impl DaemonView {
     /// Whether the daemon has `name` at `digest` (`None` when that is not known).
     pub fn has(&self, name: &str, digest: &Sha256) -> Option<bool> {
-        let DaemonView::Reachable(models) = self else {
+        let (DaemonView::Reachable(models) | DaemonView::Directory(models)) = self else {
             return None;
         };
         let full = OllamaRef::parse(name)

@@ -33,6 +33,8 @@ pub struct Manifest {
     pub digest: Sha256,
     /// The layers, then the config blob.
     pub layers: Vec<LockedLayer>,
+    /// The bytes, verbatim (what Ollama stores as the manifest file).
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +101,18 @@ pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Mani
     parse(&bytes).map_err(|e| format!("the registry's manifest of `{shown}` is refused: {e}"))
 }
 
+/// Where a blob of `name`'s repository is (the registry redirects to its CDN).
+pub fn blob_url(name: &OllamaRef, digest: &Sha256) -> Result<url::Url, String> {
+    let text = format!(
+        "{}/v2/{}/{}/blobs/sha256:{}",
+        name.base_url(),
+        name.namespace,
+        name.model,
+        digest.hex()
+    );
+    url::Url::parse(&text).map_err(|e| format!("cannot build the blob URL of `{name}`: {e}"))
+}
+
 /// Validates manifest bytes: every layer, before any is used.
 pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     let wire: Wire =
@@ -115,6 +129,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     Ok(Manifest {
         digest: Sha256::of(bytes),
         layers,
+        bytes: bytes.to_vec(),
     })
 }
 
