@@ -1,4 +1,5 @@
-//! `modelctl status`: each model as declared, locked, present and active. No network.
+//! `modelctl status`: each model as declared, locked, present and active. No network; the
+//! local Ollama daemon, when one answers, says which Ollama models are loaded in memory.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,11 +34,15 @@ struct ModelStatus {
     active: bool,
     /// models.yaml wants this model active.
     wants_active: bool,
+    /// For Ollama models, when the daemon answered: loaded in memory now (`/api/ps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    loaded: Option<bool>,
 }
 
 pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
     let state = project.scan()?;
+    let loaded = loaded_models(&project);
     let mut rows = Vec::new();
     for (id, entry) in &project.manifest.models {
         let present = state.models.get(&(entry.kind.clone(), id.clone()));
@@ -59,6 +64,13 @@ pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
             size: locked.map_or(0, LockedModel::total_size),
             active: matches!(state.active.get(&entry.kind), Some(ActivePointer::Model(a)) if a == id),
             wants_active: project.manifest.active.get(&entry.kind) == Some(id),
+            loaded: match (&entry.source, &loaded) {
+                (crate::manifest::Source::Ollama(o), Some(names)) => Some(
+                    crate::sources::ollama::OllamaRef::parse(&o.ollama)
+                        .is_ok_and(|want| names.iter().any(|n| n.same_model(&want))),
+                ),
+                _ => None,
+            },
         });
     }
     for ((kind, id), present) in &state.models {
@@ -82,6 +94,7 @@ pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
             size: present.size(),
             active: matches!(state.active.get(kind), Some(ActivePointer::Model(a)) if a == id),
             wants_active: false,
+            loaded: None,
         });
     }
 
@@ -94,6 +107,24 @@ pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
             .into_diagnostic()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the Ollama daemon has loaded, when an Ollama model is declared and a daemon answers.
+fn loaded_models(project: &Project) -> Option<Vec<crate::sources::ollama::OllamaRef>> {
+    let any = project
+        .manifest
+        .models
+        .values()
+        .any(|e| matches!(e.source, crate::manifest::Source::Ollama(_)));
+    if !any {
+        return None;
+    }
+    let daemon = project.daemon().ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(daemon.loaded()).ok()
 }
 
 /// How much of a locked model is on disk.
@@ -156,10 +187,10 @@ fn render_table(rows: &[ModelStatus]) -> String {
                 (true, false) => "yes (to deactivate)",
                 (false, false) => "",
             };
-            let state = if r.declared && !r.locked {
-                format!("{} (unlocked)", r.state)
-            } else {
-                r.state.to_owned()
+            let state = match (r.declared && !r.locked, r.loaded) {
+                (true, _) => format!("{} (unlocked)", r.state),
+                (false, Some(true)) => format!("{}, loaded", r.state),
+                _ => r.state.to_owned(),
             };
             [
                 r.id.to_string(),

@@ -144,6 +144,28 @@ impl Daemon {
             .collect())
     }
 
+    /// The models loaded in memory now (`/api/ps`).
+    pub async fn loaded(&self) -> Result<Vec<OllamaRef>, String> {
+        let response = self
+            .client
+            .get(self.url("/api/ps"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let body = self.json_body(response, "list loaded models").await?;
+        Ok(body
+            .get("models")
+            .and_then(Value::as_array)
+            .map(|models| {
+                models
+                    .iter()
+                    .filter_map(|m| m.get("name").and_then(Value::as_str))
+                    .filter_map(|n| OllamaRef::parse(n).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Pulls `name`, reporting the bytes completed over all layers and their total.
     pub async fn pull(
         &self,
