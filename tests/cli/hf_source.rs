@@ -516,15 +516,22 @@ fn python_loads_it_offline(cache: &Path) {
     eprintln!("huggingface_hub loaded the shared files offline");
 }
 
-#[test]
-fn a_blob_already_in_the_hf_cache_is_verified_and_reused_instead_of_downloaded() {
-    let s = setup("");
-    let sha = sha256_hex(&weights());
+/// Puts `bytes` into the HF cache as the blob of the weights' sha256 (as a download by
+/// `huggingface_hub` would have, which never checks the content).
+fn put_in_hf_cache(s: &Setup, bytes: &[u8]) -> PathBuf {
     let blobs = s
         .project
         .path(".cache/huggingface/hub/models--org--sd/blobs");
     std::fs::create_dir_all(&blobs).expect("mkdir");
-    std::fs::write(blobs.join(&sha), weights()).expect("write");
+    let path = blobs.join(sha256_hex(&weights()));
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+#[test]
+fn a_blob_already_in_the_hf_cache_is_verified_and_reused_instead_of_downloaded() {
+    let s = setup("");
+    let cached = put_in_hf_cache(&s, &weights());
 
     let plan = s.run(&["plan"]);
     assert!(
@@ -543,7 +550,7 @@ fn a_blob_already_in_the_hf_cache_is_verified_and_reused_instead_of_downloaded()
         weights()
     );
     assert_ne!(
-        std::fs::metadata(blobs.join(&sha)).expect("cache").ino(),
+        std::fs::metadata(&cached).expect("cache").ino(),
         std::fs::metadata(s.model_file("unet/diffusion_pytorch_model.safetensors"))
             .expect("store")
             .ino(),
@@ -554,14 +561,9 @@ fn a_blob_already_in_the_hf_cache_is_verified_and_reused_instead_of_downloaded()
 #[test]
 fn a_corrupt_blob_in_the_hf_cache_is_not_trusted() {
     let s = setup("");
-    let sha = sha256_hex(&weights());
-    let blobs = s
-        .project
-        .path(".cache/huggingface/hub/models--org--sd/blobs");
-    std::fs::create_dir_all(&blobs).expect("mkdir");
     let mut bad = weights();
     bad[10] ^= 0xff;
-    std::fs::write(blobs.join(&sha), &bad).expect("write");
+    put_in_hf_cache(&s, &bad);
 
     let run = s.run(&["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
