@@ -9,6 +9,8 @@ mod crash;
 mod disk_faults;
 mod fake_hub;
 mod fake_hub_selftest;
+mod fake_ollama;
+mod fake_ollama_selftest;
 mod faults;
 mod gc;
 mod hf_source;
