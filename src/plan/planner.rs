@@ -370,6 +370,16 @@ impl Planner {
                 }),
                 (None, None) => continue,
             }
+            // The new model is loaded before the old one is unloaded: the service never has
+            // neither.
+            if let Some(new) = want
+                && let Some(name) = ollama_name(input, kind, new)
+            {
+                out.push(Action::Load {
+                    model: new.clone(),
+                    name,
+                });
+            }
             if let Some(old) = have_id {
                 if let Some(name) = ollama_name(input, kind, old) {
                     out.push(Action::Unload {
@@ -389,24 +399,17 @@ impl Planner {
                     });
                 }
             }
-            if let Some(new) = want {
-                if let Some(name) = ollama_name(input, kind, new) {
-                    out.push(Action::Load {
-                        model: new.clone(),
-                        name,
-                    });
-                }
-                if let Some(cmd) = manifest
+            if let Some(new) = want
+                && let Some(cmd) = manifest
                     .models
                     .get(new)
                     .and_then(|e| e.hooks.activate.clone())
-                {
-                    out.push(Action::Hook {
-                        model: new.clone(),
-                        event: "activate".into(),
-                        command: cmd,
-                    });
-                }
+            {
+                out.push(Action::Hook {
+                    model: new.clone(),
+                    event: "activate".into(),
+                    command: cmd,
+                });
             }
         }
         out

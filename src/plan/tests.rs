@@ -272,7 +272,7 @@ fn planner_cases() {
             manifest: o.clone(),
             lock: olock.clone(),
             state: store_with(&o, &["small", "big"], &[("llm", "small")]),
-            expect: &["swap llm", "unload small", "load big"],
+            expect: &["swap llm", "load big", "unload small"],
         },
         Case {
             name: "a missing Ollama model is pulled",

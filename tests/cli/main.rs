@@ -18,6 +18,7 @@ mod hostile;
 mod lock;
 mod manifest_errors;
 mod nginx;
+mod ollama_source;
 mod plan;
 mod properties;
 mod repository;
