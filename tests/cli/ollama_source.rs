@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::fake_ollama::{
-    FakeOllama, FakeRegistry, MEDIA_MODEL, MEDIA_TEMPLATE, sample_config, sha256_hex,
+    FakeOllama, FakeRegistry, MEDIA_MODEL, MEDIA_TEMPLATE, PullFault, sample_config, sha256_hex,
 };
 use crate::support::Project;
 
@@ -342,4 +342,27 @@ fn an_auth_realm_on_another_host_is_refused() {
     let run = s.run(&["lock"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(s.registry.tokens_issued().len(), 1);
+}
+
+#[test]
+fn an_error_line_in_the_pull_stream_fails_the_model_and_records_nothing() {
+    let s = Setup::new(&[("small:1b", 3), ("big:8b", 5)], TWO);
+    s.daemon
+        .fail_pull(&s.name("big:8b"), PullFault::DigestMismatch, 1);
+    let run = s.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("big") && run.stderr.contains("digest mismatch"),
+        "{}",
+        run.stderr
+    );
+    assert!(!s.project.path("models/models/llm/big/ollama.json").exists());
+    assert!(
+        s.project
+            .path("models/models/llm/small/ollama.json")
+            .exists(),
+        "the other model is not held back"
+    );
+    let retry = s.run(&["apply", "--yes"]);
+    assert_eq!(retry.code, 0, "{}", retry.stderr);
 }
