@@ -18,6 +18,7 @@ mod hostile;
 mod lock;
 mod manifest_errors;
 mod nginx;
+mod oci_registry;
 mod ollama_source;
 mod plan;
 mod properties;
