@@ -63,6 +63,8 @@ pub enum Command {
     Update(UpdateArgs),
     /// Show which locked models have a newer version upstream, and what updating would fetch
     Outdated(OutdatedArgs),
+    /// Show one model: its pin, files, activity, requirements and whether this machine meets them
+    Show(ShowArgs),
     /// Re-hash the store and report every file that differs from models.lock
     Verify(VerifyArgs),
     /// Remove blobs no model uses and stale partial downloads
@@ -115,6 +117,16 @@ pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

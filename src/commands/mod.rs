@@ -10,6 +10,7 @@ pub mod lock;
 pub mod outdated;
 pub mod plan;
 pub mod schema;
+pub mod show;
 pub mod status;
 pub mod update;
 pub mod verify;
@@ -433,6 +434,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
         crate::cli::Command::Update(args) => update::run(settings, &args),
         crate::cli::Command::Outdated(args) => outdated::run(settings, &args),
+        crate::cli::Command::Show(args) => show::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),

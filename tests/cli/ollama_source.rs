@@ -366,3 +366,44 @@ fn an_error_line_in_the_pull_stream_fails_the_model_and_records_nothing() {
     let retry = s.run(&["apply", "--yes"]);
     assert_eq!(retry.code, 0, "{}", retry.stderr);
 }
+
+#[test]
+fn show_tells_the_pin_the_daemon_s_view_and_whether_the_machine_fits() {
+    let yaml = TWO.replace(
+        "source: { ollama: \"{reg}/small:1b\", keep_alive: 10m }",
+        "source: { ollama: \"{reg}/small:1b\", keep_alive: 10m }\n    requires: { gpu_memory: 8GiB }",
+    );
+    let s = Setup::new(&[("small:1b", 3), ("big:8b", 5)], &yaml);
+    assert_eq!(s.run(&["apply", "--yes"]).code, 0);
+    let run = s.run(&["show", "small", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let shown: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(shown["active"], json!(true), "{shown}");
+    assert!(
+        shown["pinned"]
+            .as_str()
+            .expect("pin")
+            .starts_with("manifest sha256:")
+    );
+    assert_eq!(shown["ollama"]["loaded"], json!(true), "{shown}");
+    assert!(shown["ollama"]["details"].is_object(), "{shown}");
+    assert!(
+        shown["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .all(|f| f["present"] == json!(true)),
+        "{shown}"
+    );
+    let reasons = shown["compatibility"]["reasons"].to_string();
+    assert!(reasons.contains("needs 8.0 GiB of GPU memory"), "{reasons}");
+    let text = s.run(&["show", "small"]);
+    assert!(text.stdout.contains("ollama:   loaded"), "{}", text.stdout);
+    let missing = s.run(&["show", "smal"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("did you mean `small`"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -144,6 +144,19 @@ impl Daemon {
             .collect())
     }
 
+    /// What the daemon says about an installed model (`/api/show`).
+    pub async fn show(&self, name: &OllamaRef) -> Result<Value, String> {
+        let response = self
+            .client
+            .post(self.url("/api/show"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json!({"model": name.pull_name()}).to_string())
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.json_body(response, "show the model").await
+    }
+
     /// The models loaded in memory now (`/api/ps`).
     pub async fn loaded(&self) -> Result<Vec<OllamaRef>, String> {
         let response = self
