@@ -45,7 +45,7 @@ pub struct FileJob {
     /// The validator from the lock, sent as `If-Range` so a changed file is never spliced.
     pub etag: Option<String>,
     /// Sent as `Authorization: Bearer` (reqwest drops it when a redirect leaves the origin).
-    pub token: Option<crate::sources::hf::Token>,
+    pub token: Option<crate::net::Token>,
     /// Source-specific advice for a failed status (a gated Hub model, a missing revision).
     pub explain: Option<Arc<dyn ExplainStatus>>,
 }

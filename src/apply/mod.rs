@@ -505,7 +505,7 @@ impl Executor<'_> {
                     sha256: Some(layer.digest),
                     md5: None,
                     etag: None,
-                    token: None,
+                    token: manifest.token.clone(),
                     explain: None,
                 };
                 let part = Arc::new(fetch::PartProgress {

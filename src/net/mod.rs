@@ -11,6 +11,40 @@ pub mod retry;
 
 pub const USER_AGENT: &str = concat!("modelctl/", env!("CARGO_PKG_VERSION"));
 
+/// A secret sent as `Authorization: Bearer` (a Hub token, a registry's pull token), and where
+/// it came from. The value is private and `Debug` hides it, so no log line, error chain or
+/// panic message can print it; reqwest drops the header on redirects to another origin.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    value: String,
+    origin: String,
+}
+
+impl Token {
+    pub fn new(value: impl Into<String>, origin: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            origin: origin.into(),
+        }
+    }
+
+    /// The secret itself; only for the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// Where it was found, for messages (`HF_TOKEN`, a file path, a registry).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(from {}, value hidden)", self.origin)
+    }
+}
+
 /// Settings of the client; tests shorten the timeouts.
 #[derive(Debug, Clone)]
 pub struct NetConfig {

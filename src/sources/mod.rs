@@ -62,7 +62,7 @@ pub struct Located {
     /// A validator for `If-Range`, when the lock has one.
     pub etag: Option<String>,
     /// The token to send (only to the URL's own origin; redirects elsewhere drop it).
-    pub token: Option<hf::Token>,
+    pub token: Option<crate::net::Token>,
     /// Turns failed statuses into source-specific advice.
     pub explain: Option<Arc<dyn crate::apply::fetch::ExplainStatus>>,
 }

@@ -407,3 +407,41 @@ fn show_tells_the_pin_the_daemon_s_view_and_whether_the_machine_fits() {
         missing.stderr
     );
 }
+
+#[test]
+fn a_registry_that_wants_a_token_gets_it_for_blobs_too_but_its_cdn_does_not() {
+    let s = Setup::new(
+        &[("small:1b", 3)],
+        "version: 1\nmodels:\n  small:\n    type: llm\n    source: { ollama: \"{reg}/small:1b\" }\n",
+    );
+    s.registry.require_auth();
+    let dir = s.project.path("ollama-models");
+    let dir_text = dir.display().to_string();
+    let env = [
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+        ("OLLAMA_MODELS", dir_text.as_str()),
+    ];
+    let run = s.run_with(&["apply", "--yes"], &env);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let blob_requests: Vec<_> = s
+        .registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.path().contains("/blobs/"))
+        .collect();
+    assert!(!blob_requests.is_empty());
+    assert!(
+        blob_requests
+            .iter()
+            .all(|r| r.header("authorization").is_some())
+    );
+    assert!(
+        s.registry
+            .cdn_requests()
+            .iter()
+            .all(|r| r.header("authorization").is_none()),
+        "the token stays with the registry"
+    );
+    let token = s.registry.tokens_issued().pop().expect("a token");
+    assert!(!run.stderr.contains(&token) && !run.stdout.contains(&token));
+}

@@ -7,33 +7,9 @@
 //! `Authorization` header to the Hub endpoint (reqwest drops it on redirects to another origin,
 //! such as the CDN), and never over plain http to a host other than this machine.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A secret token and where it was found.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token {
-    value: String,
-    origin: String,
-}
-
-impl Token {
-    /// The secret itself; only for the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.value
-    }
-
-    /// Where it was found, for messages (`HF_TOKEN`, a file path).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Token(from {}, value hidden)", self.origin)
-    }
-}
+pub use crate::net::Token;
 
 /// The token found, and a warning about how it is stored, if any.
 #[derive(Debug, Default)]
@@ -49,10 +25,7 @@ pub fn discover(env: &dyn Fn(&str) -> Option<String>, hf_home: &Path) -> Discove
             && !value.is_empty()
         {
             return Discovered {
-                token: Some(Token {
-                    value,
-                    origin: name.to_owned(),
-                }),
+                token: Some(Token::new(value, name)),
                 warning: None,
             };
         }
@@ -74,10 +47,7 @@ fn read_file(path: &Path) -> Discovered {
     }
     Discovered {
         warning: loose_permissions(path),
-        token: Some(Token {
-            value,
-            origin: path.display().to_string(),
-        }),
+        token: Some(Token::new(value, path.display().to_string())),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Manifest {
     pub layers: Vec<LockedLayer>,
     /// The bytes, verbatim (what Ollama stores as the manifest file).
     pub bytes: Vec<u8>,
+    /// The pull token the registry issued for this repository, if it asked for one; blob
+    /// requests carry it too.
+    pub token: Option<crate::net::Token>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +80,7 @@ pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Mani
         )
     };
     let mut response = send(None).await.map_err(unreachable)?;
+    let mut issued = None;
     if response.status() == StatusCode::UNAUTHORIZED
         && let Some(challenge) = response
             .headers()
@@ -84,7 +88,11 @@ pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Mani
             .and_then(|v| v.to_str().ok())
     {
         let token = bearer_token(client, name, challenge).await?;
-        response = send(Some(token)).await.map_err(unreachable)?;
+        response = send(Some(token.clone())).await.map_err(unreachable)?;
+        issued = Some(crate::net::Token::new(
+            token,
+            format!("the registry {}", name.host),
+        ));
     }
     match response.status() {
         s if s.is_success() => {}
@@ -98,7 +106,10 @@ pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Mani
     let bytes = read_limited(response, MAX_MANIFEST_BYTES)
         .await
         .map_err(|e| format!("reading the manifest of `{shown}` failed: {e}"))?;
-    parse(&bytes).map_err(|e| format!("the registry's manifest of `{shown}` is refused: {e}"))
+    let mut manifest = parse(&bytes)
+        .map_err(|e| format!("the registry's manifest of `{shown}` is refused: {e}"))?;
+    manifest.token = issued;
+    Ok(manifest)
 }
 
 /// Where a blob of `name`'s repository is (the registry redirects to its CDN).
@@ -130,6 +141,7 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         digest: Sha256::of(bytes),
         layers,
         bytes: bytes.to_vec(),
+        token: None,
     })
 }
 
