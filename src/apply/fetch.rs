@@ -2,19 +2,16 @@
 //!
 //! A file is split into chunks fetched over several connections at once (`Range` requests,
 //! with `If-Range` when the lock knows the `ETag`), written in place into a data file sized to
-//! the locked size, and hashed in order as its complete prefix grows ([`PrefixHasher`]): every
-//! network buffer, once written, is handed to the hasher as it is (refcounted, no copy), which
-//! hashes it from memory when it lies near the hashed prefix and otherwise reads it back from
-//! the file once the prefix reaches it. Every chunk retries on its own, resuming where its
-//! bytes stopped. Completed chunks (and how far unfinished ones got) are recorded
-//! ([`PartialFiles`]) so a killed apply resumes instead of starting over. Small files are one
-//! chunk. The engine trusts only the lock: it never writes past the locked size, checks every
-//! `Content-Range`, refuses encoded bodies, and treats a server that ignores `Range` (a `200`
-//! to a ranged request) by restarting the file from byte 0 in one stream, never by appending.
-//! The result is accepted only when its sha256 (and md5, where the lock has only that)
-//! matches; otherwise the partial is deleted and the error says what was expected and found.
-//! Where the lock has no checksum, its strong `ETag` pins the file instead: a response under
-//! another `ETag` is refused, never hashed and learned into the lock.
+//! the locked size, and hashed in order as its complete prefix grows ([`PrefixHasher`]). Every
+//! chunk retries on its own, resuming where its bytes stopped. Completed chunks (and how far
+//! unfinished ones got) are recorded ([`PartialFiles`]) so a killed apply resumes instead of
+//! starting over. Small files are one chunk. The engine trusts only the lock: it never writes
+//! past the locked size, checks every `Content-Range`, refuses encoded bodies, and treats a
+//! server that ignores `Range` (a `200` to a ranged request) by restarting the file from byte 0
+//! in one stream, never by appending. The result is accepted only when its sha256 (and md5,
+//! where the lock has only that) matches; otherwise the partial is deleted and the error says
+//! what was expected and found. Where the lock has no checksum, its strong `ETag` pins the file
+//! instead: a response under another `ETag` is refused, never hashed and learned into the lock.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -663,10 +660,8 @@ impl Run {
             self.file
                 .write_all_at(&bytes, offset)
                 .map_err(|e| Failure::Fatal(io(&self.partial.data)(e)))?;
-            let len = bytes.len() as u64;
-            self.hasher.offer(offset, bytes);
-            offset += len;
-            self.progress.add(len);
+            offset += bytes.len() as u64;
+            self.progress.add(bytes.len() as u64);
             if let Ok(mut c) = self.chunks.lock() {
                 c.state.progress.insert(index, offset - start);
                 self.hasher.advance(c.prefix());
