@@ -3,15 +3,16 @@
 //! A file is split into chunks fetched over several connections at once (`Range` requests,
 //! with `If-Range` when the lock knows the `ETag`), written in place into a data file sized to
 //! the locked size, and hashed in order as its complete prefix grows ([`PrefixHasher`]). Every
-//! chunk retries on its own, resuming where its bytes stopped. Completed chunks are recorded
-//! ([`PartialFiles`]) so a killed apply resumes instead of starting over. Small files are one
-//! chunk. The engine trusts only the lock: it never writes past the locked size, checks every
-//! `Content-Range`, refuses encoded bodies, and treats a server that ignores `Range` (a `200`
-//! to a ranged request) by restarting the file from byte 0 in one stream, never by appending.
-//! The data file is fsynced, then accepted only when its sha256 (and md5, where the lock has
-//! only that) matches; otherwise the partial is deleted and the error says what was expected
-//! and found. Where the lock has no checksum, its strong `ETag` pins the file instead: a
-//! response under another `ETag` is refused, never hashed and learned into the lock.
+//! chunk retries on its own, resuming where its bytes stopped. Completed chunks (and how far
+//! unfinished ones got) are recorded ([`PartialFiles`]) so a killed apply resumes instead of
+//! starting over. Small files are one chunk. The engine trusts only the lock: it never writes
+//! past the locked size, checks every `Content-Range`, refuses encoded bodies, and treats a
+//! server that ignores `Range` (a `200` to a ranged request) by restarting the file from byte 0
+//! in one stream, never by appending. The data file is fsynced, then accepted only when its
+//! sha256 (and md5, where the lock has only that) matches; otherwise the partial is deleted and
+//! the error says what was expected and found. Where the lock has no checksum, its strong
+//! `ETag` pins the file instead: a response under another `ETag` is refused, never hashed and
+//! learned into the lock.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -367,12 +368,8 @@ impl Engine {
         let _ = partial.save(&run.snapshot());
         let run = Arc::into_inner(run)
             .ok_or_else(|| FetchError::Transport("a download task outlived its file".into()))?;
-        let hasher = run
-            .hasher
-            .into_inner()
-            .map_err(|_| FetchError::Transport("the hasher was poisoned".into()))?;
         outcome?;
-        let digests = hasher.finish().map_err(io(&partial.data))?;
+        let digests = run.hasher.finish().map_err(io(&partial.data))?;
         if digests.bytes != job.size {
             return Err(FetchError::SizeChanged {
                 expected: job.size,
@@ -393,7 +390,7 @@ struct Run {
     file: std::fs::File,
     partial: PartialFiles,
     chunks: Mutex<Chunks>,
-    hasher: Mutex<PrefixHasher>,
+    hasher: PrefixHasher,
     progress: Arc<dyn FileProgress>,
     failed: AtomicBool,
 }
@@ -402,6 +399,8 @@ struct Run {
 struct Chunks {
     state: PartialState,
     queue: VecDeque<u64>,
+    /// No chunk before this one is unfinished (a hint: `done` only grows, except on restart).
+    first_open: u64,
 }
 
 impl Chunks {
@@ -416,11 +415,11 @@ impl Chunks {
     }
 
     /// The end of the complete prefix of the file.
-    fn prefix(&self) -> u64 {
-        let mut index = 0;
-        while self.state.done.contains(&index) {
-            index += 1;
+    fn prefix(&mut self) -> u64 {
+        while self.state.done.contains(&self.first_open) {
+            self.first_open += 1;
         }
+        let index = self.first_open;
         let (start, end) = self.range(index);
         if start >= self.state.size {
             return self.state.size;
@@ -455,6 +454,7 @@ impl Run {
         let mut chunks = Chunks {
             state,
             queue: VecDeque::new(),
+            first_open: 0,
         };
         chunks.queue = (0..chunks.count())
             .filter(|i| !chunks.state.done.contains(i))
@@ -467,7 +467,7 @@ impl Run {
             file,
             partial,
             chunks: Mutex::new(chunks),
-            hasher: Mutex::new(hasher),
+            hasher,
             progress,
             failed: AtomicBool::new(false),
         }
@@ -528,9 +528,7 @@ impl Run {
             };
             c.state.progress.remove(&index);
             c.state.done.insert(index);
-            if let Ok(h) = self.hasher.lock() {
-                h.advance(c.prefix());
-            }
+            self.hasher.advance(c.prefix());
             // Saved under the lock: one writer at a time, never an older state last. It also
             // records how far the other chunks in flight have got.
             let _ = self.partial.save(&c.state);
@@ -551,10 +549,9 @@ impl Run {
             c.state.done.clear();
             c.state.progress.clear();
             c.queue.clear();
+            c.first_open = 0;
         }
-        if let Ok(h) = self.hasher.lock() {
-            h.reset();
-        }
+        self.hasher.reset();
         self.progress.set(0);
         self.fetch_chunk(0, true).await?;
         let Ok(mut c) = self.chunks.lock() else {
@@ -562,9 +559,7 @@ impl Run {
         };
         c.state.progress.remove(&0);
         c.state.done.insert(0);
-        if let Ok(h) = self.hasher.lock() {
-            h.advance(c.prefix());
-        }
+        self.hasher.advance(c.prefix());
         Ok(())
     }
 
@@ -697,9 +692,7 @@ impl Run {
                     if let Ok(mut c) = self.chunks.lock() {
                         c.state.progress.insert(index, 0);
                     }
-                    if let Ok(h) = self.hasher.lock() {
-                        h.reset();
-                    }
+                    self.hasher.reset();
                     self.progress.set(0);
                 }
                 0
@@ -730,9 +723,7 @@ impl Run {
             self.progress.add(bytes.len() as u64);
             if let Ok(mut c) = self.chunks.lock() {
                 c.state.progress.insert(index, offset - start);
-                if let Ok(h) = self.hasher.lock() {
-                    h.advance(c.prefix());
-                }
+                self.hasher.advance(c.prefix());
             }
         }
         if offset < end {
