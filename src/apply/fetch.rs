@@ -8,7 +8,11 @@
 //! starting over. Small files are one chunk. The engine trusts only the lock: it never writes
 //! past the locked size, checks every `Content-Range`, refuses encoded bodies, and treats a
 //! server that ignores `Range` (a `200` to a ranged request) by restarting the file from byte 0
-//! in one stream, never by appending. The data file is fsynced, then accepted only when its
+//! in one stream, never by appending. Once a request has been redirected (the Hub sends LFS
+//! files to its CDN, release pages send files to signed storage URLs), later chunks go to
+//! where it led, with no credentials unless that is the original origin; an answer of 401,
+//! 403, 404 or 410 there (an expired signature) sends the next attempt through the origin
+//! again. The data file is fsynced, then accepted only when its
 //! sha256 (and md5, where the lock has only that) matches; otherwise the partial is deleted and
 //! the error says what was expected and found. Where the lock has no checksum, its strong
 //! `ETag` pins the file instead: a response under another `ETag` is refused, never hashed and
@@ -393,6 +397,9 @@ struct Run {
     hasher: PrefixHasher,
     progress: Arc<dyn FileProgress>,
     failed: AtomicBool,
+    /// Where the job's URL redirected to (a CDN's signed URL): later chunks go there directly
+    /// instead of through the origin once per chunk, and back to the origin if it expires.
+    location: Mutex<Option<url::Url>>,
 }
 
 /// Which chunks are done, and how far the first unfinished one has got.
@@ -470,6 +477,7 @@ impl Run {
             hasher,
             progress,
             failed: AtomicBool::new(false),
+            location: Mutex::new(None),
         }
     }
 
@@ -625,8 +633,12 @@ impl Run {
         if from >= end {
             return Ok(());
         }
-        let mut request = self.engine.client.get(self.job.url.clone());
-        if let Some(token) = &self.job.token {
+        let learned = self.location.lock().ok().and_then(|l| l.clone());
+        let url = learned.clone().unwrap_or_else(|| self.job.url.clone());
+        let mut request = self.engine.client.get(url.clone());
+        if let Some(token) = &self.job.token
+            && url.origin() == self.job.url.origin()
+        {
             request = request.bearer_auth(token.expose());
         }
         let ranged = !(whole && from == 0);
@@ -638,6 +650,22 @@ impl Run {
         }
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
+        if learned.is_some() && matches!(status.as_u16(), 401 | 403 | 404 | 410) {
+            // A signed URL expired: ask the origin for a fresh one.
+            if let Ok(mut l) = self.location.lock() {
+                *l = None;
+            }
+            return Err(Failure::Transient(FetchError::Http(format!(
+                "the redirected URL answered {status}; asking the origin again"
+            ))));
+        }
+        if learned.is_none()
+            && status.is_success()
+            && response.url() != &self.job.url
+            && let Ok(mut l) = self.location.lock()
+        {
+            *l = Some(response.url().clone());
+        }
         if status.is_success() {
             self.check_validator(&response)?;
         }

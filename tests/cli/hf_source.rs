@@ -654,3 +654,34 @@ fn the_token_never_appears_in_any_output_or_file() {
         }
     }
 }
+
+#[test]
+fn chunks_of_a_large_file_go_to_the_cdn_directly_after_the_first_redirect() {
+    let hub = FakeHub::start();
+    let big: Vec<u8> = (0..20_000_000u32).map(|i| (i % 241) as u8).collect();
+    hub.repo(RepoKind::Model, "org/big")
+        .commit(&[("model.safetensors", &big, Lfs::Yes)]);
+    let project = Project::with_manifest(
+        "version: 1\nmodels:\n  big:\n    type: llm\n    source: { hf: org/big }\n",
+    );
+    let run = project.run_env(
+        &["apply", "--yes", "--connections", "2"],
+        &[("HF_ENDPOINT", &hub.url())],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let through_hub = hub
+        .requests()
+        .iter()
+        .filter(|r| r.path().contains("/resolve/"))
+        .count();
+    let chunks = hub.cdn_requests().len();
+    assert!(chunks >= 5, "20 MB in 4 MiB chunks: {chunks} CDN requests");
+    assert!(
+        through_hub <= 2,
+        "one redirect per connection, not one per chunk: {through_hub} hub requests for {chunks} chunks"
+    );
+    assert_eq!(
+        std::fs::read(project.path("models/models/llm/big/model.safetensors")).expect("read"),
+        big
+    );
+}
