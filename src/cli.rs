@@ -65,6 +65,10 @@ pub enum Command {
     Outdated(OutdatedArgs),
     /// Show one model: its pin, files, activity, requirements and whether this machine meets them
     Show(ShowArgs),
+    /// Show this machine's GPUs, memory and disk, and whether the active models fit
+    Doctor(DoctorArgs),
+    /// Show the store's bytes per type and model, shared bytes, and what could be reclaimed
+    Storage(StorageArgs),
     /// Re-hash the store and report every file that differs from models.lock
     Verify(VerifyArgs),
     /// Remove blobs no model uses and stale partial downloads
@@ -117,6 +121,20 @@ pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

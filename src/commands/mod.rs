@@ -5,6 +5,7 @@
 //! and `--offline` rules) lives here too, because `plan`, `lock`, `update` and `apply` share it.
 
 pub mod apply;
+pub mod doctor;
 pub mod gc;
 pub mod lock;
 pub mod outdated;
@@ -12,6 +13,7 @@ pub mod plan;
 pub mod schema;
 pub mod show;
 pub mod status;
+pub mod storage;
 pub mod update;
 pub mod verify;
 
@@ -435,6 +437,8 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Update(args) => update::run(settings, &args),
         crate::cli::Command::Outdated(args) => outdated::run(settings, &args),
         crate::cli::Command::Show(args) => show::run(settings, &args),
+        crate::cli::Command::Doctor(args) => doctor::run(settings, &args),
+        crate::cli::Command::Storage(args) => storage::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),

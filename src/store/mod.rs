@@ -20,6 +20,7 @@ mod lock;
 mod place;
 mod scan;
 mod stat_cache;
+pub mod usage;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

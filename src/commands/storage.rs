@@ -1,0 +1,89 @@
+//! `modelctl storage [--json]`: bytes per type and per model, shared blobs counted once, and
+//! what `apply` and `gc` could reclaim. Reads the store only.
+
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic, Result};
+
+use super::Project;
+use crate::cli::StorageArgs;
+use crate::settings::Settings;
+use crate::store::usage::{Usage, usage};
+use crate::units::human_bytes;
+
+pub fn run(settings: Settings, args: &StorageArgs) -> Result<ExitCode> {
+    let project = Project::load(settings)?;
+    let state = project.scan()?;
+    let report = usage(&state, &project.manifest);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).into_diagnostic()?
+        );
+    } else {
+        print!(
+            "{}",
+            render(&report, &project.store.root().display().to_string())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(u: &Usage, root: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} in `{root}`", human_bytes(u.blob_bytes));
+    if u.models.is_empty() {
+        let _ = writeln!(out, "  no models in the store");
+    }
+    for t in &u.types {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>10}  {} model{}",
+            t.kind.as_str(),
+            human_bytes(t.bytes),
+            t.models,
+            if t.models == 1 { "" } else { "s" }
+        );
+        for m in u.models.iter().filter(|m| m.kind == t.kind) {
+            let shared = m.size - m.unique.min(m.size);
+            let note = match (shared, m.declared) {
+                (0, true) => String::new(),
+                (s, true) => format!("  ({} shared)", human_bytes(s)),
+                (_, false) => "  (no longer declared)".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "    {:<22} {:>10}{note}",
+                m.id.as_str(),
+                human_bytes(m.size)
+            );
+        }
+    }
+    if u.shared_bytes > 0 {
+        let _ = writeln!(
+            out,
+            "Shared between models (counted once): {}",
+            human_bytes(u.shared_bytes)
+        );
+    }
+    let r = &u.reclaimable;
+    if r.total == 0 {
+        let _ = writeln!(out, "Nothing to reclaim.");
+    } else {
+        let _ = writeln!(out, "Reclaimable: {}", human_bytes(r.total));
+        for (bytes, what) in [
+            (r.unlinked_blobs, "blobs no model links (`modelctl gc`)"),
+            (r.partials, "partial downloads (`modelctl gc` once stale)"),
+            (
+                r.undeclared_models,
+                "models no longer declared (`modelctl apply`, then `gc`)",
+            ),
+        ] {
+            if bytes > 0 {
+                let _ = writeln!(out, "  {:>10}  {what}", human_bytes(bytes));
+            }
+        }
+    }
+    out
+}
