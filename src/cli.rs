@@ -65,6 +65,8 @@ pub enum Command {
     Outdated(OutdatedArgs),
     /// Show one model: its pin, files, activity, requirements and whether this machine meets them
     Show(ShowArgs),
+    /// Keep the store matching models.yaml: apply on every save, repair drift, swap active models
+    Watch(WatchArgs),
     /// Show this machine's GPUs, memory and disk, and whether the active models fit
     Doctor(DoctorArgs),
     /// Show the store's bytes per type and model, shared bytes, and what could be reclaimed
@@ -121,6 +123,22 @@ pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Also carry out deletions (models no longer declared); without it they are only reported
+    #[arg(long)]
+    pub prune: bool,
+    /// Seconds between drift checks of the store (a file deleted or altered is repaired)
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub interval: f64,
+    /// Files downloaded at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Connections in all; a large file is fetched over several at once
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod status;
 pub mod storage;
 pub mod update;
 pub mod verify;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -437,6 +438,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Update(args) => update::run(settings, &args),
         crate::cli::Command::Outdated(args) => outdated::run(settings, &args),
         crate::cli::Command::Show(args) => show::run(settings, &args),
+        crate::cli::Command::Watch(args) => watch::run(settings, &args),
         crate::cli::Command::Doctor(args) => doctor::run(settings, &args),
         crate::cli::Command::Storage(args) => storage::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),

@@ -28,3 +28,4 @@ mod support;
 mod unreachable;
 mod url_source;
 mod verify;
+mod watch;

@@ -1,0 +1,255 @@
+//! `modelctl watch [--prune] [--interval SECS]`: keep the store true to models.yaml.
+//!
+//! A level-triggered loop: each round loads the manifest and lock, scans the store, plans and
+//! applies, whatever woke it (a save of models.yaml or models.lock, the drift timer, the
+//! start). It watches the manifest's directory, not the file, because editors save by rename
+//! (notify-debouncer-full merges the burst of events a save makes). Rounds never overlap, and
+//! events that arrive during one are merged into the next. A models.yaml that is missing,
+//! empty or invalid is reported and ignored: the store keeps its last good state, and the
+//! loop carries on once the file is fixed. Deletions are only shown unless `--prune` is given.
+//! A failed round is retried with a growing pause (up to a minute) instead of ending the loop;
+//! Ctrl-C ends it after the current step.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::Duration;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+use notify::RecursiveMode;
+
+use super::Project;
+use super::apply::{ExecOptions, execute, reporter_for, write_lock};
+use crate::cli::WatchArgs;
+use crate::plan::Action;
+use crate::settings::Settings;
+use crate::store::StatCache;
+
+/// Quiet time that ends a burst of file events.
+const DEBOUNCE: Duration = Duration::from_millis(400);
+/// Longest pause after failed rounds.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What woke the loop.
+enum Wake {
+    Changed(PathBuf),
+    Timer,
+    Quit,
+}
+
+pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
+    let dir = settings.manifest_dir();
+    let watched: Vec<PathBuf> = vec![settings.manifest_path.clone(), settings.lock_path.clone()];
+    let (tx, events) = channel();
+    let mut debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, tx)
+        .into_diagnostic()
+        .wrap_err("cannot start watching files")?;
+    debouncer
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot watch `{}`", dir.display()))?;
+    let quit = ctrl_c_flag();
+    let interval = Duration::from_secs_f64(args.interval.max(1.0));
+    eprintln!(
+        "watching `{}` (drift check every {}); Ctrl-C to stop",
+        settings.manifest_path.display(),
+        crate::apply::progress::seconds(interval)
+    );
+    let mut failures = 0u32;
+    let mut reason = "start".to_owned();
+    loop {
+        if quit.load(Ordering::Relaxed) {
+            break;
+        }
+        match round(&settings, args, &reason) {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                eprintln!("{e:?}");
+            }
+        }
+        let wait = if failures == 0 {
+            interval
+        } else {
+            (Duration::from_secs(1) * 2u32.saturating_pow(failures - 1)).min(MAX_BACKOFF)
+        };
+        match next_wake(&events, &watched, wait, &quit) {
+            Wake::Changed(path) => reason = format!("`{}` changed", display_name(&path)),
+            Wake::Timer if failures > 0 => reason = "retrying after an error".to_owned(),
+            Wake::Timer => reason = String::new(),
+            Wake::Quit => break,
+        }
+    }
+    eprintln!("watch stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One round: plan and apply, without deletions unless `--prune`. An unreadable manifest is
+/// reported and skipped, so the store keeps its last good state.
+fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
+    let project = match Project::load(settings.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e:?}");
+            eprintln!(
+                "models.yaml cannot be used as it is; keeping the store as it was until it is fixed"
+            );
+            return Ok(());
+        }
+    };
+    project.check_locked()?;
+    project.store.check_writable()?;
+    let _lock = project.lock_store()?;
+    let mut cache = StatCache::load(&project.store.stat_cache_path());
+    let state = project.scan_with(&mut cache)?;
+    let mut plan = project.plan(&state)?;
+    let held = if args.prune {
+        0
+    } else {
+        hold_deletions(&mut plan)
+    };
+    if !plan.errors.is_empty() {
+        for e in &plan.errors {
+            eprintln!("error: {}", e.message);
+        }
+        return Err(miette::miette!("the plan cannot be applied"));
+    }
+    if !plan
+        .actions
+        .iter()
+        .any(|a| !matches!(a, Action::Hook { .. }))
+        && plan.lock_changes.is_empty()
+    {
+        let _ = cache.save(&project.store.stat_cache_path());
+        if !reason.is_empty() {
+            eprintln!("{reason}: up to date");
+        }
+        return Ok(());
+    }
+    let why = if reason.is_empty() {
+        "drift found"
+    } else {
+        reason
+    };
+    eprintln!(
+        "{why}: applying {} action{}{}",
+        plan.actions.len(),
+        if plan.actions.len() == 1 { "" } else { "s" },
+        if held > 0 {
+            format!(
+                " ({held} deletion{} held back; --prune carries them out)",
+                if held == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        }
+    );
+    let next_lock = plan.next_lock.clone();
+    let reporter = reporter_for(&None, plan.totals.download_bytes);
+    let (outcome, elapsed, cache) = execute(
+        &project,
+        &plan,
+        &next_lock,
+        reporter.clone(),
+        ExecOptions {
+            jobs: args.jobs,
+            connections: args.connections,
+        },
+        cache,
+    )?;
+    let note = write_lock(&project, &next_lock, &outcome)?;
+    let code = super::apply::finish(
+        &project,
+        cache,
+        &outcome,
+        elapsed,
+        note,
+        reporter.as_ref(),
+        "Applied",
+    )?;
+    if code == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(miette::miette!("the round did not complete; it is retried"))
+    }
+}
+
+/// Removes model deletions from the plan (the models stay until `--prune`); returns how many.
+fn hold_deletions(plan: &mut crate::plan::Plan) -> usize {
+    let before = plan.actions.len();
+    plan.actions
+        .retain(|a| !matches!(a, Action::Delete { .. } | Action::Remove { .. }));
+    before - plan.actions.len()
+}
+
+/// Waits for a change to a watched file, the timer, or Ctrl-C; a burst of changes is one wake.
+fn next_wake(
+    events: &Receiver<notify_debouncer_full::DebounceEventResult>,
+    watched: &[PathBuf],
+    wait: Duration,
+    quit: &AtomicBool,
+) -> Wake {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if quit.load(Ordering::Relaxed) {
+            return Wake::Quit;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Wake::Timer;
+        }
+        match events.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(Ok(batch)) => {
+                let hit = batch
+                    .iter()
+                    .flat_map(|e| e.paths.iter())
+                    .find(|p| watched.iter().any(|w| same_file(p, w)))
+                    .cloned();
+                if let Some(path) = hit {
+                    while events.try_recv().is_ok() {}
+                    return Wake::Changed(path);
+                }
+            }
+            Ok(Err(errors)) => {
+                for e in errors {
+                    eprintln!("warning: file watching: {e}");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Wake::Quit,
+        }
+    }
+}
+
+fn same_file(event: &Path, watched: &Path) -> bool {
+    event == watched
+        || (event.file_name() == watched.file_name() && event.parent() == watched.parent())
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A flag Ctrl-C sets (a second Ctrl-C during an apply quits at once, as `apply` does).
+fn ctrl_c_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                set.store(true, Ordering::Relaxed);
+            }
+        });
+    });
+    flag
+}
