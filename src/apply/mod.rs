@@ -7,10 +7,14 @@
 //! place; an old model is deleted only after the pointer that replaced it is durable, and a
 //! model that is still active (because its replacement failed) is kept. Failures are
 //! collected per model instead of stopping everything, so one bad URL does not block the rest.
+//! Ollama pulls and removals ([`ollama`]) and the Hugging Face cache ([`hf_cache`]) have their
+//! own files.
 
 pub mod activate;
 pub mod fetch;
 mod hasher;
+mod hf_cache;
+mod ollama;
 mod partial;
 pub mod progress;
 
@@ -27,7 +31,6 @@ use crate::lock::Lockfile;
 use crate::manifest::Manifest;
 use crate::names::{ModelId, RelPath, TypeName};
 use crate::plan::{Action, ModelStatus, Plan};
-use crate::sources::ollama::OllamaRef;
 use crate::sources::ollama::daemon::Daemon;
 use crate::sources::ollama::layout::OllamaDir;
 use crate::store::{ActivePointer, StatCache, Store};
@@ -270,262 +273,6 @@ impl Executor<'_> {
                 &format!("cannot link `{model}/{path}`: {e}"),
             ),
         }
-    }
-
-    /// Takes a blob from the Hugging Face cache into the store, after checking its sha256
-    /// (the cache's writers never verify). With `hf_cache: true` the store shares the cache's
-    /// inode (one copy); otherwise it gets its own copy and the cache's file is left alone.
-    async fn import_cached(&self, cached: &std::path::Path, sha256: &Sha256) -> Result<(), String> {
-        let temp =
-            self.store
-                .tmp_dir()
-                .join(format!("{}.hf-cache-{}", sha256.hex(), std::process::id()));
-        let _ = std::fs::remove_file(&temp);
-        let share = self.manifest.hf_cache;
-        let (from, to, want) = (cached.to_owned(), temp.clone(), *sha256);
-        let checked = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let linked = share && std::fs::hard_link(&from, &to).is_ok();
-            if !linked {
-                std::fs::copy(&from, &to).map_err(|e| format!("cannot copy it: {e}"))?;
-                std::fs::File::open(&to)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| format!("cannot sync the copy: {e}"))?;
-            }
-            let got = crate::store::hash_file(&to).map_err(|e| e.to_string())?;
-            if got != want {
-                return Err(format!("its sha256 is {got}, not the locked {want}"));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| format!("the import task failed: {e}"))
-        .and_then(|r| r);
-        if let Err(why) = checked {
-            let _ = std::fs::remove_file(&temp);
-            return Err(why);
-        }
-        self.store
-            .publish_blob(&temp, sha256)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Lays the models the plan shares out in the Hugging Face cache, once their files are in.
-    fn share_hf_cache(
-        &self,
-        plan: &Plan,
-        kinds: &BTreeMap<ModelId, TypeName>,
-        outcome: &Mutex<Outcome>,
-    ) {
-        let cache = crate::sources::hf::cache::HfCache::new(&self.hf.cache_dir);
-        for action in &plan.actions {
-            let Action::ShareHfCache { model, repo, .. } = action else {
-                continue;
-            };
-            if outcome.lock().is_ok_and(|o| o.failed.contains(model)) {
-                continue;
-            }
-            let (Some(kind), Some(entry), Some(locked)) = (
-                kinds.get(model),
-                self.manifest.models.get(model),
-                self.lock.models.get(model),
-            ) else {
-                continue;
-            };
-            let (
-                crate::manifest::Source::Hf(source),
-                crate::lock::LockedSource::Hf {
-                    revision, commit, ..
-                },
-            ) = (&entry.source, &locked.source)
-            else {
-                continue;
-            };
-            // The model's files are hardlinks of the blobs: the same inodes.
-            let dir = self.store.model_dir(kind, model);
-            let blob_of = |f: &crate::lock::LockedFile| Some(f.path.under(&dir));
-            let hf_repo = crate::sources::hf::Repo::of(source);
-            match cache.share(&hf_repo, revision, commit, &locked.files, &blob_of) {
-                Ok(done) if done.copied > 0 => self.reporter.step(&format!(
-                    "shared {model} with the HF cache as {repo} ({} copied: the cache is on another filesystem)",
-                    done.copied
-                )),
-                Ok(_) => self
-                    .reporter
-                    .step(&format!("shared {model} with the HF cache as {repo}")),
-                Err(e) => self.fail(
-                    outcome,
-                    model,
-                    &format!(
-                        "cannot share `{model}` with the HF cache at `{}`: {e}",
-                        self.hf.cache_dir.display()
-                    ),
-                ),
-            }
-        }
-    }
-
-    /// The daemon and the parsed name, for one Ollama action.
-    fn ollama_call(&self, name: &str) -> Result<(&Daemon, OllamaRef), String> {
-        let daemon = self.ollama.as_ref().map_err(Clone::clone)?;
-        let parsed = OllamaRef::parse(name)
-            .map_err(|e| format!("`{name}` is not an Ollama model name: {e}"))?;
-        Ok((daemon, parsed))
-    }
-
-    /// Removes an Ollama model: through the daemon, or from `OLLAMA_MODELS` when none runs
-    /// (its manifest; Ollama prunes the blobs no manifest uses).
-    async fn remove_ollama(&self, name: &str) -> Result<(), String> {
-        let (daemon, parsed) = self.ollama_call(name)?;
-        match (daemon.installed().await, &self.ollama_dir) {
-            (Err(_), Some(dir)) => match std::fs::remove_file(dir.manifest_path(&parsed)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
-                    "cannot remove `{}`: {e}",
-                    dir.manifest_path(&parsed).display()
-                )),
-                _ => Ok(()),
-            },
-            _ => daemon.delete(&parsed).await,
-        }
-    }
-
-    /// Pulls through the daemon (or, with none running and `OLLAMA_MODELS` set, from the
-    /// registry directly), checks the digest against the lock, and records the model in its
-    /// store directory.
-    async fn pull(
-        &self,
-        outcome: &Mutex<Outcome>,
-        kind: &TypeName,
-        model: &ModelId,
-        name: &str,
-        digest: &Sha256,
-        size: u64,
-    ) {
-        let (daemon, parsed) = match self.ollama_call(name) {
-            Ok(call) => call,
-            Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
-        };
-        let label = FileLabel {
-            model: model.to_string(),
-            path: name.to_owned(),
-            size,
-        };
-        let started = Instant::now();
-        let progress = self.reporter.start(&label);
-        let daemon_up = daemon.installed().await.is_ok();
-        let pulled = match (daemon_up, &self.ollama_dir) {
-            (false, Some(dir)) => self
-                .pull_direct(&parsed, digest, dir, progress)
-                .await
-                .map_err(|why| {
-                    format!(
-                        "cannot pull `{name}` into `{}`: {why}",
-                        dir.root().display()
-                    )
-                }),
-            _ => {
-                let report = |done: u64, _total: u64| progress.set(done);
-                match daemon.pull(&parsed, &report).await {
-                    Ok(()) => self.check_pulled(daemon, &parsed, model, digest).await,
-                    Err(why) => Err(format!("cannot pull `{name}` through Ollama: {why}")),
-                }
-            }
-        };
-        if let Err(why) = pulled {
-            return self.fail(outcome, model, &why);
-        }
-        let descriptor = crate::store::OllamaDescriptor {
-            ollama: name.to_owned(),
-            digest: *digest,
-        };
-        if let Err(e) = self.store.write_ollama_descriptor(kind, model, &descriptor) {
-            return self.fail(outcome, model, &format!("cannot record `{model}`: {e}"));
-        }
-        self.reporter.done(&label, &digest.hex(), started.elapsed());
-        if let Ok(mut o) = outcome.lock() {
-            o.downloaded_files += 1;
-            o.downloaded_bytes += size;
-        }
-    }
-
-    /// The digest the daemon reports after a pull must be the locked one.
-    async fn check_pulled(
-        &self,
-        daemon: &Daemon,
-        name: &OllamaRef,
-        model: &ModelId,
-        digest: &Sha256,
-    ) -> Result<(), String> {
-        let listed = daemon
-            .installed()
-            .await
-            .map_err(|why| format!("cannot check the pull of `{name}`: {why}"))?;
-        match listed.into_iter().find(|i| i.name.same_model(name)) {
-            Some(i) if i.digest == *digest => Ok(()),
-            Some(i) => Err(format!(
-                "Ollama pulled `{}` as {}, but models.lock pins {}: the tag moved upstream; \
-                 run `modelctl update {model}` to pin the new one",
-                name.display_shortest(),
-                i.digest.short(),
-                digest.short()
-            )),
-            None => Err(format!(
-                "after pulling, the Ollama daemon does not list `{}`",
-                name.display_shortest()
-            )),
-        }
-    }
-
-    /// Pulls from the registry into `OLLAMA_MODELS`: the manifest must hash to the locked
-    /// digest; each missing layer goes through the download engine (ranged, resumable,
-    /// verified) and is renamed into `blobs/`; the manifest is written last.
-    async fn pull_direct(
-        &self,
-        name: &OllamaRef,
-        digest: &Sha256,
-        dir: &OllamaDir,
-        progress: Arc<dyn fetch::FileProgress>,
-    ) -> Result<(), String> {
-        let manifest =
-            crate::sources::ollama::registry::manifest(self.engine.client(), name).await?;
-        if manifest.digest != *digest {
-            return Err(format!(
-                "the registry now serves {} for it, but models.lock pins {}: the tag moved upstream; \
-                 run `modelctl update` to pin the new one",
-                manifest.digest.short(),
-                digest.short()
-            ));
-        }
-        let mut before = 0;
-        for layer in &manifest.layers {
-            if !dir.has_blob(&layer.digest, layer.size) {
-                let job = FileJob {
-                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
-                    size: layer.size,
-                    sha256: Some(layer.digest),
-                    md5: None,
-                    etag: None,
-                    token: manifest.token.clone(),
-                    explain: None,
-                };
-                let part = Arc::new(fetch::PartProgress {
-                    before,
-                    whole: progress.clone(),
-                });
-                let downloaded = self
-                    .engine
-                    .fetch(&job, part)
-                    .await
-                    .map_err(|e| format!("layer {}: {e}", layer.digest.short()))?;
-                dir.place_blob(&downloaded.data, &layer.digest)
-                    .map_err(|e| format!("cannot place layer {}: {e}", layer.digest.short()))?;
-                downloaded.published();
-            }
-            before += layer.size;
-            progress.set(before);
-        }
-        dir.write_manifest(name, &manifest.bytes)
-            .map_err(|e| format!("cannot write the manifest: {e}"))
     }
 
     fn job_for(

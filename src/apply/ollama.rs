@@ -1,0 +1,180 @@
+//! The executor's side of Ollama models: pull (through the daemon, or from the registry into
+//! `OLLAMA_MODELS` when none runs) with the digest checked against the lock, and removal.
+//! Loads and unloads happen with the pointer swaps, in `pointers`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::fetch::{self, FileJob};
+use super::progress::FileLabel;
+use super::{Executor, Outcome};
+use crate::digest::Sha256;
+use crate::names::{ModelId, TypeName};
+use crate::sources::ollama::OllamaRef;
+use crate::sources::ollama::daemon::Daemon;
+use crate::sources::ollama::layout::OllamaDir;
+
+impl Executor<'_> {
+    /// The daemon and the parsed name, for one Ollama action.
+    pub(super) fn ollama_call(&self, name: &str) -> Result<(&Daemon, OllamaRef), String> {
+        let daemon = self.ollama.as_ref().map_err(Clone::clone)?;
+        let parsed = OllamaRef::parse(name)
+            .map_err(|e| format!("`{name}` is not an Ollama model name: {e}"))?;
+        Ok((daemon, parsed))
+    }
+
+    /// Removes an Ollama model: through the daemon, or from `OLLAMA_MODELS` when none runs
+    /// (its manifest; Ollama prunes the blobs no manifest uses).
+    pub(super) async fn remove_ollama(&self, name: &str) -> Result<(), String> {
+        let (daemon, parsed) = self.ollama_call(name)?;
+        match (daemon.installed().await, &self.ollama_dir) {
+            (Err(_), Some(dir)) => match std::fs::remove_file(dir.manifest_path(&parsed)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
+                    "cannot remove `{}`: {e}",
+                    dir.manifest_path(&parsed).display()
+                )),
+                _ => Ok(()),
+            },
+            _ => daemon.delete(&parsed).await,
+        }
+    }
+
+    /// Pulls through the daemon (or, with none running and `OLLAMA_MODELS` set, from the
+    /// registry directly), checks the digest against the lock, and records the model in its
+    /// store directory.
+    pub(super) async fn pull(
+        &self,
+        outcome: &Mutex<Outcome>,
+        kind: &TypeName,
+        model: &ModelId,
+        name: &str,
+        digest: &Sha256,
+        size: u64,
+    ) {
+        let (daemon, parsed) = match self.ollama_call(name) {
+            Ok(call) => call,
+            Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
+        };
+        let label = FileLabel {
+            model: model.to_string(),
+            path: name.to_owned(),
+            size,
+        };
+        let started = Instant::now();
+        let progress = self.reporter.start(&label);
+        let daemon_up = daemon.installed().await.is_ok();
+        let pulled = match (daemon_up, &self.ollama_dir) {
+            (false, Some(dir)) => self
+                .pull_direct(&parsed, digest, dir, progress)
+                .await
+                .map_err(|why| {
+                    format!(
+                        "cannot pull `{name}` into `{}`: {why}",
+                        dir.root().display()
+                    )
+                }),
+            _ => {
+                let report = |done: u64, _total: u64| progress.set(done);
+                match daemon.pull(&parsed, &report).await {
+                    Ok(()) => self.check_pulled(daemon, &parsed, model, digest).await,
+                    Err(why) => Err(format!("cannot pull `{name}` through Ollama: {why}")),
+                }
+            }
+        };
+        if let Err(why) = pulled {
+            return self.fail(outcome, model, &why);
+        }
+        let descriptor = crate::store::OllamaDescriptor {
+            ollama: name.to_owned(),
+            digest: *digest,
+        };
+        if let Err(e) = self.store.write_ollama_descriptor(kind, model, &descriptor) {
+            return self.fail(outcome, model, &format!("cannot record `{model}`: {e}"));
+        }
+        self.reporter.done(&label, &digest.hex(), started.elapsed());
+        if let Ok(mut o) = outcome.lock() {
+            o.downloaded_files += 1;
+            o.downloaded_bytes += size;
+        }
+    }
+
+    /// The digest the daemon reports after a pull must be the locked one.
+    async fn check_pulled(
+        &self,
+        daemon: &Daemon,
+        name: &OllamaRef,
+        model: &ModelId,
+        digest: &Sha256,
+    ) -> Result<(), String> {
+        let listed = daemon
+            .installed()
+            .await
+            .map_err(|why| format!("cannot check the pull of `{name}`: {why}"))?;
+        match listed.into_iter().find(|i| i.name.same_model(name)) {
+            Some(i) if i.digest == *digest => Ok(()),
+            Some(i) => Err(format!(
+                "Ollama pulled `{}` as {}, but models.lock pins {}: the tag moved upstream; \
+                 run `modelctl update {model}` to pin the new one",
+                name.display_shortest(),
+                i.digest.short(),
+                digest.short()
+            )),
+            None => Err(format!(
+                "after pulling, the Ollama daemon does not list `{}`",
+                name.display_shortest()
+            )),
+        }
+    }
+
+    /// Pulls from the registry into `OLLAMA_MODELS`: the manifest must hash to the locked
+    /// digest; each missing layer goes through the download engine (ranged, resumable,
+    /// verified) and is renamed into `blobs/`; the manifest is written last.
+    async fn pull_direct(
+        &self,
+        name: &OllamaRef,
+        digest: &Sha256,
+        dir: &OllamaDir,
+        progress: Arc<dyn fetch::FileProgress>,
+    ) -> Result<(), String> {
+        let manifest =
+            crate::sources::ollama::registry::manifest(self.engine.client(), name).await?;
+        if manifest.digest != *digest {
+            return Err(format!(
+                "the registry now serves {} for it, but models.lock pins {}: the tag moved upstream; \
+                 run `modelctl update` to pin the new one",
+                manifest.digest.short(),
+                digest.short()
+            ));
+        }
+        let mut before = 0;
+        for layer in &manifest.layers {
+            if !dir.has_blob(&layer.digest, layer.size) {
+                let job = FileJob {
+                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
+                    size: layer.size,
+                    sha256: Some(layer.digest),
+                    md5: None,
+                    etag: None,
+                    token: manifest.token.clone(),
+                    explain: None,
+                };
+                let part = Arc::new(fetch::PartProgress {
+                    before,
+                    whole: progress.clone(),
+                });
+                let downloaded = self
+                    .engine
+                    .fetch(&job, part)
+                    .await
+                    .map_err(|e| format!("layer {}: {e}", layer.digest.short()))?;
+                dir.place_blob(&downloaded.data, &layer.digest)
+                    .map_err(|e| format!("cannot place layer {}: {e}", layer.digest.short()))?;
+                downloaded.published();
+            }
+            before += layer.size;
+            progress.set(before);
+        }
+        dir.write_manifest(name, &manifest.bytes)
+            .map_err(|e| format!("cannot write the manifest: {e}"))
+    }
+}
