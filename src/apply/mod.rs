@@ -7,7 +7,7 @@
 //! place; an old model is deleted only after the pointer that replaced it is durable, and a
 //! model that is still active (because its replacement failed) is kept. Failures are
 //! collected per model instead of stopping everything, so one bad URL does not block the rest.
-//! Ollama pulls and removals ([`ollama`]) and the Hugging Face cache ([`hf_cache`]) have their
+//! Ollama pulls and removals (`ollama.rs`) and the Hugging Face cache (`hf_cache.rs`) have their
 //! own files.
 
 pub mod activate;
