@@ -57,15 +57,7 @@ pub struct FileJob {
 
 /// Turns a final HTTP failure into a message with the fix, for one source.
 pub trait ExplainStatus: std::fmt::Debug + Send + Sync {
-    /// `code` and `message` are the server's `X-Error-Code` and `X-Error-Message`; `why` is
-    /// the retry policy's summary (`HTTP 403`).
-    fn explain(
-        &self,
-        status: StatusCode,
-        code: Option<&str>,
-        message: Option<&str>,
-        why: &str,
-    ) -> String;
+    fn explain(&self, refusal: &crate::net::Refusal<'_>) -> String;
 }
 
 /// Tuning of the engine.
@@ -584,12 +576,12 @@ impl Run {
                     match policy.on_status(status.as_u16(), info.retry_after.as_deref(), attempt) {
                         Verdict::GiveUp(why) => {
                             let message = match &self.job.explain {
-                                Some(explain) => explain.explain(
+                                Some(explain) => explain.explain(&crate::net::Refusal {
                                     status,
-                                    info.code.as_deref(),
-                                    info.message.as_deref(),
-                                    &why,
-                                ),
+                                    code: info.code.as_deref(),
+                                    message: info.message.as_deref(),
+                                    why: &why,
+                                }),
                                 None => status_hint(status, &why),
                             };
                             return Err(FetchError::Http(message));

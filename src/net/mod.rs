@@ -45,6 +45,18 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A final, non-retried HTTP failure, as a source explains it to the user.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    pub status: reqwest::StatusCode,
+    /// `X-Error-Code` (the Hub classifies its errors with it).
+    pub code: Option<&'a str>,
+    /// `X-Error-Message`.
+    pub message: Option<&'a str>,
+    /// The retry policy's summary (`HTTP 404`, `HTTP 503, failed after 6 attempts`).
+    pub why: &'a str,
+}
+
 /// Settings of the client; tests shorten the timeouts.
 #[derive(Debug, Clone)]
 pub struct NetConfig {

@@ -161,10 +161,12 @@ impl HubApi<'_> {
                                 repo,
                                 revision,
                                 None,
-                                status,
-                                code.as_deref(),
-                                message.as_deref(),
-                                &why,
+                                &crate::net::Refusal {
+                                    status,
+                                    code: code.as_deref(),
+                                    message: message.as_deref(),
+                                    why: &why,
+                                },
                             )));
                         }
                     }

@@ -21,6 +21,8 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 
+use crate::net::Refusal;
+
 pub use api::{HubApi, HubError};
 pub use filter::FileFilter;
 pub use token::Token;
@@ -318,20 +320,20 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
-/// A failed Hub request explained, with the fix. `why` is the retry policy's summary
-/// (`HTTP 404`, `HTTP 503, failed after 6 attempts`); `code` and `message` are the Hub's
-/// `X-Error-Code` and `X-Error-Message`.
-#[allow(clippy::too_many_arguments)]
+/// A failed Hub request explained, with the fix (the Hub's `X-Error-Code` decides which).
 pub fn explain(
     config: &HubConfig,
     repo: &Repo,
     revision: Option<&str>,
     path: Option<&str>,
-    status: StatusCode,
-    code: Option<&str>,
-    message: Option<&str>,
-    why: &str,
+    refusal: &Refusal<'_>,
 ) -> String {
+    let Refusal {
+        status,
+        code,
+        message,
+        why,
+    } = *refusal;
     let id = &repo.id;
     let said = message
         .map(|m| format!(" (the Hub says: {m})"))
@@ -397,22 +399,13 @@ pub struct FileContext {
 }
 
 impl crate::apply::fetch::ExplainStatus for FileContext {
-    fn explain(
-        &self,
-        status: StatusCode,
-        code: Option<&str>,
-        message: Option<&str>,
-        why: &str,
-    ) -> String {
+    fn explain(&self, refusal: &Refusal<'_>) -> String {
         explain(
             &self.config,
             &self.repo,
             Some(&self.commit),
             Some(&self.path),
-            status,
-            code,
-            message,
-            why,
+            refusal,
         )
     }
 }
@@ -567,10 +560,12 @@ mod tests {
             &repo,
             None,
             None,
-            StatusCode::FORBIDDEN,
-            Some("GatedRepo"),
-            None,
-            "HTTP 403",
+            &Refusal {
+                status: StatusCode::FORBIDDEN,
+                code: Some("GatedRepo"),
+                message: None,
+                why: "HTTP 403",
+            },
         );
         assert!(
             gated.contains("accept its license at https://huggingface.co/org/name"),
@@ -581,10 +576,12 @@ mod tests {
             &repo,
             None,
             None,
-            StatusCode::NOT_FOUND,
-            Some("RepoNotFound"),
-            None,
-            "HTTP 404",
+            &Refusal {
+                status: StatusCode::NOT_FOUND,
+                code: Some("RepoNotFound"),
+                message: None,
+                why: "HTTP 404",
+            },
         );
         assert!(missing.contains("HF_TOKEN"), "{missing}");
         let rev = explain(
@@ -592,10 +589,12 @@ mod tests {
             &repo,
             Some("v9"),
             None,
-            StatusCode::NOT_FOUND,
-            Some("RevisionNotFound"),
-            None,
-            "HTTP 404",
+            &Refusal {
+                status: StatusCode::NOT_FOUND,
+                code: Some("RevisionNotFound"),
+                message: None,
+                why: "HTTP 404",
+            },
         );
         assert!(rev.contains("revision `v9`"), "{rev}");
     }
