@@ -63,6 +63,8 @@ pub enum Command {
     Update(UpdateArgs),
     /// Show which locked models have a newer version upstream, and what updating would fetch
     Outdated(OutdatedArgs),
+    /// List the declared models (of one type with `--type`), as `status` shows them
+    List(ListArgs),
     /// Show one model: its pin, files, activity, requirements and whether this machine meets them
     Show(ShowArgs),
     /// Keep the store matching models.yaml: apply on every save, repair drift, swap active models
@@ -77,6 +79,8 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
+    /// Print a shell completion script (`modelctl completions bash > /etc/bash_completion.d/modelctl`)
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +127,23 @@ pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only models of this type
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! and `--offline` rules) lives here too, because `plan`, `lock`, `update` and `apply` share it.
 
 pub mod apply;
+pub mod completions;
 pub mod doctor;
 pub mod gc;
 pub mod lock;
@@ -437,6 +438,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Lock(args) => lock::run(settings, &args),
         crate::cli::Command::Update(args) => update::run(settings, &args),
         crate::cli::Command::Outdated(args) => outdated::run(settings, &args),
+        crate::cli::Command::List(args) => status::list(settings, &args),
         crate::cli::Command::Show(args) => show::run(settings, &args),
         crate::cli::Command::Watch(args) => watch::run(settings, &args),
         crate::cli::Command::Doctor(args) => doctor::run(settings, &args),
@@ -444,5 +446,6 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
+        crate::cli::Command::Completions(args) => completions::run(&args),
     }
 }

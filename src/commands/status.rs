@@ -8,7 +8,7 @@ use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 
 use super::Project;
-use crate::cli::StatusArgs;
+use crate::cli::{ListArgs, StatusArgs};
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::names::{ModelId, TypeName};
 use crate::settings::Settings;
@@ -40,7 +40,26 @@ struct ModelStatus {
 }
 
 pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
+    report(settings, args.json, None)
+}
+
+/// `modelctl list [--type T]`: the same rows, optionally of one type only.
+pub fn list(settings: Settings, args: &ListArgs) -> Result<ExitCode> {
+    report(settings, args.json, args.kind.as_deref())
+}
+
+fn report(settings: Settings, json: bool, only: Option<&str>) -> Result<ExitCode> {
     let project = Project::load(settings)?;
+    if let Some(kind) = only
+        && !project.manifest.known_types().iter().any(|t| t == kind)
+    {
+        let known = project.manifest.known_types();
+        let help = match crate::diagnostic::closest(kind, known.iter().map(String::as_str)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("the types are {}", known.join(", ")),
+        };
+        return Err(miette::miette!(help = help, "no model type `{kind}`"));
+    }
     let state = project.scan()?;
     let loaded = loaded_models(&project);
     let mut rows = Vec::new();
@@ -98,8 +117,11 @@ pub fn run(settings: Settings, args: &StatusArgs) -> Result<ExitCode> {
         });
     }
 
+    if let Some(kind) = only {
+        rows.retain(|r| r.kind.as_str() == kind);
+    }
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if json {
         let text = serde_json::to_string_pretty(&rows).into_diagnostic()?;
         writeln!(out, "{text}").into_diagnostic()?;
     } else {

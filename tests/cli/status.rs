@@ -84,3 +84,38 @@ fn storage_counts_shared_blobs_once_and_doctor_reports_the_machine() {
     assert!(d["free_disk"].as_u64().is_some(), "{d}");
     assert!(d["gpus"]["status"].is_string(), "{d}");
 }
+
+#[test]
+fn list_filters_by_type_and_completions_cover_every_command() {
+    let project = Project::with_manifest(
+        "version: 1\nmodels:\n  a:\n    type: tts\n    source: { url: 'https://example.com/a.bin' }\n  b:\n    type: llm\n    source: { url: 'https://example.com/b.bin' }\n",
+    );
+    let run = project.run(&["list", "--type", "llm", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let ids: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["b"]);
+    let typo = project.run(&["list", "--type", "lm"]);
+    assert_eq!(typo.code, 1);
+    assert!(
+        typo.stderr.contains("did you mean `llm`"),
+        "{}",
+        typo.stderr
+    );
+
+    let bash = project.run(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    for command in [
+        "plan", "apply", "watch", "outdated", "doctor", "storage", "show",
+    ] {
+        assert!(
+            bash.stdout.contains(command),
+            "{command} missing from completions"
+        );
+    }
+}
