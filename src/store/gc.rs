@@ -55,6 +55,12 @@ pub struct Garbage {
     identity: (u64, u64),
 }
 
+/// The download a staging entry belongs to: `<key>` of `<key>.part`, `<key>.part.json` and
+/// `<key>.part.json.<tmp>`.
+fn download_key(name: &str) -> &str {
+    name.split(".part").next().unwrap_or(name)
+}
+
 /// Why blobs and partials were kept, by count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Kept {
@@ -326,14 +332,23 @@ pub fn find_garbage(
 
     let tmp = store.tmp_dir();
     if real_chain(&[store.state_dir(), tmp.clone()])? {
-        for (name, meta, path) in entries(&tmp)? {
+        let listed = entries(&tmp)?;
+        // A download's data file, state file and state temporaries age together: a state
+        // saved a minute ago keeps the data file it describes, however old that is.
+        let young: HashSet<&str> = listed
+            .iter()
+            .filter(|(_, meta, _)| is_young(meta, options))
+            .map(|(name, _, _)| download_key(name))
+            .collect();
+        for (name, meta, path) in &listed {
+            let (meta, path) = (meta.clone(), path.clone());
             let rel = format!(".modelctl/tmp/{name}");
             if !meta.is_file() {
                 found.skipped.push(Skipped {
                     path: rel,
                     found: EntryKind::of(&meta),
                 });
-            } else if is_young(&meta, options) {
+            } else if young.contains(download_key(name)) {
                 found.kept.young_partials += 1;
             } else {
                 found.partials.push(Garbage {
@@ -534,6 +549,29 @@ mod tests {
         let store = Store::new(dir.path().join("store"));
         fs::create_dir_all(store.models_dir().join("llm/m")).expect("mkdir");
         (dir, store)
+    }
+
+    #[test]
+    fn a_download_s_data_and_state_files_age_together() {
+        let (_dir, store) = store();
+        fs::create_dir_all(store.tmp_dir()).expect("mkdir");
+        let tmp = store.tmp_dir();
+        for name in ["k.part", "k.part.json", "gone.part", "gone.part.json"] {
+            fs::write(tmp.join(name), b"x").expect("write");
+        }
+        // `k`'s data is old but its state was just saved: a download in flight.
+        age(&tmp.join("k.part"), 2 * HOUR);
+        age(&tmp.join("gone.part"), 2 * HOUR);
+        age(&tmp.join("gone.part.json"), 2 * HOUR);
+        let lock = HashSet::new();
+        let found = find_garbage(&store, &mut StatCache::default(), &options(&lock)).expect("find");
+        let mut stale: Vec<&str> = found.partials.iter().map(|g| g.path.as_str()).collect();
+        stale.sort_unstable();
+        assert_eq!(
+            stale,
+            [".modelctl/tmp/gone.part", ".modelctl/tmp/gone.part.json"]
+        );
+        assert_eq!(found.kept.young_partials, 2);
     }
 
     #[test]
