@@ -5,6 +5,7 @@
 //! and `--offline` rules) lives here too, because `plan`, `lock`, `update` and `apply` share it.
 
 pub mod apply;
+pub mod edit;
 pub mod gc;
 pub mod lock;
 pub mod outdated;
@@ -438,5 +439,10 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
+        crate::cli::Command::Activate(args) => edit::activate(&settings, &args),
+        crate::cli::Command::Deactivate(args) => edit::deactivate(&settings, &args),
+        crate::cli::Command::Config(args) => edit::config(&settings, &args),
+        crate::cli::Command::Remove(args) => edit::remove(&settings, &args),
+        crate::cli::Command::Add(args) => edit::add(&settings, &args),
     }
 }
