@@ -329,3 +329,33 @@ fn removing_a_base_model_is_refused_while_an_adapter_uses_it() {
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
     assert_eq!(after, manifest);
 }
+
+#[test]
+fn config_values_that_only_look_special_stay_strings() {
+    let (run, after) = edit(&[
+        "config", "voice-b", "a=null", "b=yes", "c=x: y", "d=#c", "e=",
+    ]);
+    assert_written(&run);
+    assert_eq!(
+        after,
+        manifest_with(&[(
+            "      ollama: \"voice:b\"\n",
+            "      ollama: \"voice:b\"\n    config:\n      a: 'null'\n      b: 'yes'\n      \
+             c: 'x: y'\n      d: '#c'\n      e: ''\n"
+        )])
+    );
+}
+
+#[test]
+fn flow_mappings_are_edited_in_flow_style() {
+    let manifest =
+        "version: 1\nmodels:\n  l: { type: llm, source: { ollama: \"a:1\" } }\nactive: { }\n";
+    let project = Project::with_manifest(manifest);
+    assert_eq!(project.run(&["activate", "l"]).code, 0);
+    assert_eq!(project.run(&["config", "l", "ctx=3"]).code, 0);
+    assert_eq!(
+        project.read("models.yaml"),
+        "version: 1\nmodels:\n  l: { type: llm, source: { ollama: \"a:1\" }, config: {ctx: 3} }\n\
+         active: { llm: l}\n"
+    );
+}
