@@ -81,6 +81,85 @@ pub enum Command {
     Schema,
     /// Print a shell completion script (`modelctl completions bash > /etc/bash_completion.d/modelctl`)
     Completions(CompletionsArgs),
+    /// Make a model the active one of its type in models.yaml
+    Activate(ActivateArgs),
+    /// Remove a type's active model from models.yaml
+    Deactivate(DeactivateArgs),
+    /// Set or unset keys of a model's `config` in models.yaml
+    Config(ConfigArgs),
+    /// Remove a model (and its `active` entry) from models.yaml
+    Remove(RemoveArgs),
+    /// Declare a new model in models.yaml
+    Add(AddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The model
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// The type to activate it as (default: its own type; any other is refused)
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeactivateArgs {
+    /// A type, or the id of an active model
+    #[arg(value_name = "TYPE|ID")]
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The model
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Keys to set; values are YAML scalars (numbers, `true`/`false`, otherwise strings)
+    #[arg(value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Keys to remove
+    #[arg(long, value_name = "KEY")]
+    pub unset: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The model
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama"])))]
+pub struct AddArgs {
+    /// The new model's id
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Its type: a built-in type or one declared under `types:`
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: String,
+    /// A HuggingFace Hub repository, `org/name`
+    #[arg(long, value_name = "ORG/NAME")]
+    pub hf: Option<String>,
+    /// The Hub branch, tag or commit (default `main`)
+    #[arg(long, value_name = "REV", requires = "hf")]
+    pub revision: Option<String>,
+    /// Glob patterns of Hub files to fetch (default: every file)
+    #[arg(long, value_name = "GLOB", requires = "hf", num_args = 1..)]
+    pub include: Vec<String>,
+    /// The URL of a single file
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The expected SHA-256 of the URL's file
+    #[arg(long, value_name = "HEX", requires = "url")]
+    pub sha256: Option<String>,
+    /// An Ollama model, `name:tag`
+    #[arg(long, value_name = "NAME")]
+    pub ollama: Option<String>,
+    /// A human description
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Args)]

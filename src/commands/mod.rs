@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod completions;
 pub mod doctor;
+pub mod edit;
 pub mod gc;
 pub mod lock;
 pub mod outdated;
@@ -447,5 +448,10 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(),
         crate::cli::Command::Completions(args) => completions::run(&args),
+        crate::cli::Command::Activate(args) => edit::activate(&settings, &args),
+        crate::cli::Command::Deactivate(args) => edit::deactivate(&settings, &args),
+        crate::cli::Command::Config(args) => edit::config(&settings, &args),
+        crate::cli::Command::Remove(args) => edit::remove(&settings, &args),
+        crate::cli::Command::Add(args) => edit::add(&settings, &args),
     }
 }

@@ -73,12 +73,17 @@ pub(super) fn select_ids(project: &Project, named: &[String]) -> Result<Vec<Mode
 
 /// A named id that models.yaml declares, or an error with the closest one.
 fn declared(project: &Project, text: &str) -> Result<ModelId> {
+    declared_in(&project.manifest, text)
+}
+
+/// A named id that `manifest` declares, or an error with the closest one.
+pub(super) fn declared_in(manifest: &crate::manifest::Manifest, text: &str) -> Result<ModelId> {
     if let Ok(id) = ModelId::parse(text)
-        && project.manifest.models.contains_key(&id)
+        && manifest.models.contains_key(&id)
     {
         return Ok(id);
     }
-    let names = project.manifest.models.keys().map(ModelId::as_str);
+    let names = manifest.models.keys().map(ModelId::as_str);
     let help = match crate::diagnostic::closest(text, names) {
         Some(near) => format!("did you mean `{near}`?"),
         None => "`modelctl status` lists the declared models".to_owned(),

@@ -2,9 +2,11 @@
 //!
 //! `load` reads the file under a size limit, parses it into a spanned tree (`node`), and
 //! validates the tree into a [`Manifest`] (`validate`), reporting every problem of the file at
-//! once. `schema` turns the manifest types into the JSON Schema that editors use through the
-//! `yaml-language-server` modeline. Nothing here touches the store or the network.
+//! once. `edit` changes the file in place, for the commands that edit it. `schema` turns the
+//! manifest types into the JSON Schema that editors use through the `yaml-language-server`
+//! modeline. Nothing here touches the store or the network.
 
+pub mod edit;
 mod model;
 mod node;
 mod schema;
@@ -51,6 +53,13 @@ pub enum ManifestError {
 
 /// Reads and validates the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = read_text(path)?;
+    let name = display_name(path);
+    parse_str(&text, &name).map_err(ManifestError::Invalid)
+}
+
+/// Reads the manifest's text under the size limit, refusing what is not UTF-8.
+pub fn read_text(path: &Path) -> Result<String, ManifestError> {
     let read_err = |source| ManifestError::Read {
         path: path.to_owned(),
         source,
@@ -68,11 +77,9 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
             limit: node::MAX_FILE_BYTES,
         });
     }
-    let text = String::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8 {
+    String::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8 {
         path: path.to_owned(),
-    })?;
-    let name = display_name(path);
-    parse_str(&text, &name).map_err(ManifestError::Invalid)
+    })
 }
 
 /// Validates manifest text; `name` is how diagnostics refer to the file.

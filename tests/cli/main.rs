@@ -7,6 +7,7 @@ mod apply;
 mod apply_faults;
 mod crash;
 mod disk_faults;
+mod edit;
 mod fake_hub;
 mod fake_hub_selftest;
 mod fake_ollama;
