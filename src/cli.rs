@@ -69,6 +69,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Keep the store matching models.yaml: apply on every save, repair drift, swap active models
     Watch(WatchArgs),
+    /// Serve the HTTP API (read-only in this build: models, the active ones, storage, the plan)
+    Serve(ServeArgs),
     /// Show this machine's GPUs, memory and disk, and whether the active models fit
     Doctor(DoctorArgs),
     /// Show the store's bytes per type and model, shared bytes, and what could be reclaimed
@@ -239,6 +241,13 @@ pub struct WatchArgs {
     /// Connections in all; a large file is fetched over several at once
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; anything but loopback exposes the API to the network
+    #[arg(long, default_value = "127.0.0.1:7420", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 //! models.yaml ──manifest──▶ Manifest ─┐
 //! models.lock ──lock──────▶ Lockfile ─┼──▶ plan::plan() ──▶ Plan ──▶ apply ──▶ store + lock
 //! store ───────store::scan▶ StoreState┘      (pure)
-//!      sources::resolve (url now; hf and ollama in their own modules) ──▶ lock entries
+//!      sources::resolve (hf, url, ollama) ──▶ lock entries
 //! ```
 //!
 //! - [`manifest`] reads and validates `models.yaml`, reporting every problem at its line.
@@ -18,8 +18,10 @@
 //! - [`names`] and [`digest`] validate every name and hash before it can reach a path;
 //!   [`durable`] is the one way files are replaced; [`failpoint`] lets crash tests kill it
 //!   between any two of those steps.
-//! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this.
+//! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this; [`api`]
+//!   serves the same facts over HTTP.
 
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod commands;

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod outdated;
 pub mod plan;
 pub mod schema;
+pub mod serve;
 pub mod show;
 pub mod status;
 pub mod storage;
@@ -442,6 +443,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::List(args) => status::list(settings, &args),
         crate::cli::Command::Show(args) => show::run(settings, &args),
         crate::cli::Command::Watch(args) => watch::run(settings, &args),
+        crate::cli::Command::Serve(args) => serve::run(settings, &args),
         crate::cli::Command::Doctor(args) => doctor::run(settings, &args),
         crate::cli::Command::Storage(args) => storage::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),

@@ -20,7 +20,7 @@ use crate::system::{GpuFacts, SystemFacts};
 use crate::units::{human_bytes, human_memory};
 
 #[derive(Debug, Serialize)]
-struct Shown {
+pub(crate) struct Shown {
     id: ModelId,
     #[serde(rename = "type")]
     kind: String,
@@ -34,8 +34,8 @@ struct Shown {
     active: bool,
     wants_active: bool,
     files: Vec<ShownFile>,
-    requires: Requirements,
-    compatibility: Compatibility,
+    pub(crate) requires: Requirements,
+    pub(crate) compatibility: Compatibility,
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     config: serde_json::Map<String, Value>,
     /// What the Ollama daemon says, when it answers.
@@ -53,7 +53,7 @@ struct ShownFile {
 }
 
 #[derive(Debug, Serialize)]
-struct Requirements {
+pub(crate) struct Requirements {
     #[serde(skip_serializing_if = "Option::is_none")]
     gpu_memory: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +63,7 @@ struct Requirements {
 /// Whether this machine meets the requirements: `true`, `false`, or unknown (`null`), each
 /// with the reason.
 #[derive(Debug, Serialize)]
-struct Compatibility {
+pub(crate) struct Compatibility {
     fits: Option<bool>,
     reasons: Vec<String>,
 }
@@ -74,6 +74,21 @@ pub fn run(settings: Settings, args: &ShowArgs) -> Result<ExitCode> {
         .into_iter()
         .next()
         .ok_or_else(|| miette::miette!("no model `{}` in models.yaml", args.id))?;
+    let shown = shown(&project, &id)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&shown).into_diagnostic()?
+        );
+    } else {
+        print!("{}", render(&shown));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything `show` says about a declared model.
+pub(crate) fn shown(project: &Project, id: &ModelId) -> Result<Shown> {
+    let id = id.clone();
     let Some(entry) = project.manifest.models.get(&id) else {
         return Err(miette::miette!("no model `{id}` in models.yaml"));
     };
@@ -101,17 +116,9 @@ pub fn run(settings: Settings, args: &ShowArgs) -> Result<ExitCode> {
         },
         compatibility: compatibility(entry, &facts),
         config: entry.config.clone().into_iter().collect(),
-        ollama: ollama_details(&project, entry),
+        ollama: ollama_details(project, entry),
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&shown).into_diagnostic()?
-        );
-    } else {
-        print!("{}", render(&shown));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(shown)
 }
 
 fn pin(locked: &LockedModel) -> String {

@@ -17,16 +17,16 @@ use crate::units::human_bytes;
 
 /// One row of `status`.
 #[derive(Debug, Serialize)]
-struct ModelStatus {
+pub(crate) struct ModelStatus {
     id: ModelId,
     #[serde(rename = "type")]
-    kind: TypeName,
+    pub(crate) kind: TypeName,
     source: String,
     declared: bool,
     /// Pinned in models.lock by an entry resolved from the current manifest entry.
     locked: bool,
     /// installed | not_installed | partial | drifted | unknown | undeclared
-    state: &'static str,
+    pub(crate) state: &'static str,
     files_present: usize,
     files_total: usize,
     size: u64,
@@ -60,8 +60,25 @@ fn report(settings: Settings, json: bool, only: Option<&str>) -> Result<ExitCode
         };
         return Err(miette::miette!(help = help, "no model type `{kind}`"));
     }
+    let mut rows = rows(&project)?;
+    if let Some(kind) = only {
+        rows.retain(|r| r.kind.as_str() == kind);
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(&rows).into_diagnostic()?;
+        writeln!(out, "{text}").into_diagnostic()?;
+    } else {
+        out.write_all(render_table(&rows).as_bytes())
+            .into_diagnostic()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every declared model and every undeclared one in the store, as `status` shows them.
+pub(crate) fn rows(project: &Project) -> Result<Vec<ModelStatus>> {
     let state = project.scan()?;
-    let loaded = loaded_models(&project);
+    let loaded = loaded_models(project);
     let mut rows = Vec::new();
     for (id, entry) in &project.manifest.models {
         let present = state.models.get(&(entry.kind.clone(), id.clone()));
@@ -116,19 +133,7 @@ fn report(settings: Settings, json: bool, only: Option<&str>) -> Result<ExitCode
             loaded: None,
         });
     }
-
-    if let Some(kind) = only {
-        rows.retain(|r| r.kind.as_str() == kind);
-    }
-    let mut out = std::io::stdout().lock();
-    if json {
-        let text = serde_json::to_string_pretty(&rows).into_diagnostic()?;
-        writeln!(out, "{text}").into_diagnostic()?;
-    } else {
-        out.write_all(render_table(&rows).as_bytes())
-            .into_diagnostic()?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(rows)
 }
 
 /// What the Ollama daemon has loaded, when an Ollama model is declared and a daemon answers.

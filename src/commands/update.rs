@@ -77,7 +77,7 @@ fn declared(project: &Project, text: &str) -> Result<ModelId> {
 }
 
 /// A named id that `manifest` declares, or an error with the closest one.
-pub(super) fn declared_in(manifest: &crate::manifest::Manifest, text: &str) -> Result<ModelId> {
+pub(crate) fn declared_in(manifest: &crate::manifest::Manifest, text: &str) -> Result<ModelId> {
     if let Ok(id) = ModelId::parse(text)
         && manifest.models.contains_key(&id)
     {

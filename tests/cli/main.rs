@@ -3,6 +3,7 @@
 //! One test binary (cargo's and uv's layout); each module covers one area, and `support`
 //! builds the projects, runs the binary with a clean environment and serves fake HTTP.
 
+mod api;
 mod apply;
 mod apply_faults;
 mod crash;

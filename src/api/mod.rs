@@ -1,0 +1,59 @@
+//! The HTTP API (`modelctl serve`): what services ask to find their active model, and what
+//! dashboards show.
+//!
+//! It listens on 127.0.0.1:7420 by default. Every request is checked before it reaches a
+//! handler ([`guard`]): the `Host` must name this machine (or the address it was told to listen
+//! on), which defeats DNS rebinding, and a request with an `Origin` must come from the API's
+//! own origin, so a web page cannot drive it from a browser. Handlers read models.yaml,
+//! models.lock and the store afresh on each request (the scan is cheap thanks to the stat
+//! cache), on a blocking thread, and answer JSON; errors are `{"error": "..."}` with a status
+//! that says whose fault it was.
+
+mod guard;
+mod models;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::settings::Settings;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct ApiState {
+    pub settings: Settings,
+    /// The address the server listens on, for the `Host` check.
+    pub listen: SocketAddr,
+}
+
+/// The routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/models", get(models::list))
+        .route("/api/models/storage/info", get(models::storage))
+        .route("/api/models/active/{kind}", get(models::active))
+        .route("/api/models/{id}", get(models::get))
+        .route("/api/models/{id}/requirements", get(models::requirements))
+        .route("/api/models/{id}/compatibility", get(models::compatibility))
+        .route("/api/plan", get(models::plan))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ))
+        .with_state(state)
+}
+
+/// Serves until Ctrl-C.
+pub async fn serve(settings: Settings, listen: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listen = listener.local_addr()?;
+    eprintln!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
+    let state = Arc::new(ApiState { settings, listen });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

@@ -1,0 +1,174 @@
+//! The read side of the API: models as `status` lists them, one model as `show` describes it,
+//! its requirements and whether this machine meets them, the active model of a type, storage
+//! and the plan. Each request reads the project afresh on a blocking thread.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::ApiState;
+use crate::commands::Project;
+use crate::names::ModelId;
+use crate::store::ActivePointer;
+
+/// A failed request: its status and what to say.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn internal(report: miette::Report) -> Self {
+        Self(StatusCode::INTERNAL_SERVER_ERROR, render(&report))
+    }
+
+    fn not_found(report: miette::Report) -> Self {
+        Self(StatusCode::NOT_FOUND, render(&report))
+    }
+}
+
+/// A diagnostic as one line: the message, then its help.
+fn render(report: &miette::Report) -> String {
+    match report.help() {
+        Some(help) => format!("{report}; {help}"),
+        None => report.to_string(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, &self.1).into_response()
+    }
+}
+
+/// `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: &str) -> (StatusCode, Json<serde_json::Value>) {
+    (status, Json(json!({ "error": message })))
+}
+
+/// Runs `f` on the project, off the async threads, and answers its result as JSON.
+async fn blocking<T, F>(state: Arc<ApiState>, f: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Project) -> Result<T, ApiError> + Send + 'static,
+{
+    let settings = state.settings.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let project = Project::load(settings).map_err(ApiError::internal)?;
+        f(&project)
+    })
+    .await;
+    match joined {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request's task failed",
+        )
+        .into_response(),
+    }
+}
+
+/// A declared model, or 404 with the closest id.
+fn declared(project: &Project, id: &str) -> Result<ModelId, ApiError> {
+    crate::commands::update::declared_in(&project.manifest, id).map_err(ApiError::not_found)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Filter {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /api/models[?type=T][&status=S]`: the rows of `modelctl status --json`.
+pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filter>) -> Response {
+    blocking(state, move |project| {
+        let mut rows = crate::commands::status::rows(project).map_err(ApiError::internal)?;
+        if let Some(kind) = &filter.kind {
+            rows.retain(|r| r.kind.as_str() == kind);
+        }
+        if let Some(status) = &filter.status {
+            rows.retain(|r| r.state == status);
+        }
+        Ok(rows)
+    })
+    .await
+}
+
+/// `GET /api/models/{id}`: what `modelctl show ID --json` says.
+pub async fn get(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    blocking(state, move |project| {
+        let id = declared(project, &id)?;
+        crate::commands::show::shown(project, &id).map_err(ApiError::internal)
+    })
+    .await
+}
+
+/// `GET /api/models/{id}/requirements`.
+pub async fn requirements(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    blocking(state, move |project| {
+        let id = declared(project, &id)?;
+        let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
+        Ok(shown.requires)
+    })
+    .await
+}
+
+/// `GET /api/models/{id}/compatibility`: whether this machine meets the requirements.
+pub async fn compatibility(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    blocking(state, move |project| {
+        let id = declared(project, &id)?;
+        let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
+        Ok(shown.compatibility)
+    })
+    .await
+}
+
+/// `GET /api/models/active/{type}`: the model `active/<type>` points at, and its path.
+pub async fn active(State(state): State<Arc<ApiState>>, Path(kind): Path<String>) -> Response {
+    blocking(state, move |project| {
+        let (pointers, _) = crate::store::read_active(&project.store)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let found = pointers
+            .iter()
+            .find(|(k, _)| k.as_str() == kind)
+            .and_then(|(k, p)| match p {
+                ActivePointer::Model(id) => Some((k.clone(), id.clone())),
+                ActivePointer::Broken(_) => None,
+            });
+        match found {
+            Some((k, id)) => Ok(json!({
+                "type": k,
+                "id": id,
+                "path": project.store.model_dir(&k, &id),
+                "stable_path": project.store.active_link(&k),
+            })),
+            None => Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no model is active for type `{kind}`"),
+            )),
+        }
+    })
+    .await
+}
+
+/// `GET /api/models/storage/info`: what `modelctl storage --json` says.
+pub async fn storage(State(state): State<Arc<ApiState>>) -> Response {
+    blocking(state, move |project| {
+        let scanned = project.scan().map_err(ApiError::internal)?;
+        Ok(crate::store::usage::usage(&scanned, &project.manifest))
+    })
+    .await
+}
+
+/// `GET /api/plan`: what `modelctl plan --json` says.
+pub async fn plan(State(state): State<Arc<ApiState>>) -> Response {
+    blocking(state, move |project| {
+        let scanned = project.scan().map_err(ApiError::internal)?;
+        project.plan(&scanned).map_err(ApiError::internal)
+    })
+    .await
+}
