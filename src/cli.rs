@@ -69,7 +69,7 @@ pub enum Command {
     Show(ShowArgs),
     /// Keep the store matching models.yaml: apply on every save, repair drift, swap active models
     Watch(WatchArgs),
-    /// Serve the HTTP API (read-only in this build: models, the active ones, storage, the plan)
+    /// Serve the HTTP API: models, the active ones, storage, the plan; activate, switch, deactivate
     Serve(ServeArgs),
     /// Show this machine's GPUs, memory and disk, and whether the active models fit
     Doctor(DoctorArgs),

@@ -2,13 +2,15 @@
 //! dashboards show.
 //!
 //! It listens on 127.0.0.1:7420 by default. Every request is checked before it reaches a
-//! handler ([`guard`]): the `Host` must name this machine (or the address it was told to listen
+//! handler (`guard.rs`): the `Host` must name this machine (or the address it was told to listen
 //! on), which defeats DNS rebinding, and a request with an `Origin` must come from the API's
 //! own origin, so a web page cannot drive it from a browser. Handlers read models.yaml,
 //! models.lock and the store afresh on each request (the scan is cheap thanks to the stat
 //! cache), on a blocking thread, and answer JSON; errors are `{"error": "..."}` with a status
-//! that says whose fault it was.
+//! that says whose fault it was. Changes (activate, switch, deactivate) edit models.yaml and
+//! reconcile the store, one at a time.
 
+mod actions;
 mod guard;
 mod models;
 
@@ -16,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::settings::Settings;
 
@@ -26,6 +28,8 @@ pub struct ApiState {
     pub settings: Settings,
     /// The address the server listens on, for the `Host` check.
     pub listen: SocketAddr,
+    /// Held while a change is made: one at a time.
+    pub changes: std::sync::Mutex<()>,
 }
 
 /// The routes.
@@ -38,6 +42,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/models/{id}/requirements", get(models::requirements))
         .route("/api/models/{id}/compatibility", get(models::compatibility))
         .route("/api/plan", get(models::plan))
+        .route("/api/models/activate", post(actions::activate))
+        .route("/api/models/deactivate/{id}", post(actions::deactivate))
+        .route("/api/models/{id}/switch", post(actions::switch))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::check,
@@ -50,7 +57,11 @@ pub async fn serve(settings: Settings, listen: SocketAddr) -> std::io::Result<()
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let listen = listener.local_addr()?;
     eprintln!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
-    let state = Arc::new(ApiState { settings, listen });
+    let state = Arc::new(ApiState {
+        settings,
+        listen,
+        changes: std::sync::Mutex::new(()),
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

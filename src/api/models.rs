@@ -17,14 +17,14 @@ use crate::names::ModelId;
 use crate::store::ActivePointer;
 
 /// A failed request: its status and what to say.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl ApiError {
-    fn internal(report: miette::Report) -> Self {
+    pub(super) fn internal(report: miette::Report) -> Self {
         Self(StatusCode::INTERNAL_SERVER_ERROR, render(&report))
     }
 
-    fn not_found(report: miette::Report) -> Self {
+    pub(super) fn not_found(report: miette::Report) -> Self {
         Self(StatusCode::NOT_FOUND, render(&report))
     }
 }
@@ -48,19 +48,23 @@ pub fn error(status: StatusCode, message: &str) -> (StatusCode, Json<serde_json:
     (status, Json(json!({ "error": message })))
 }
 
-/// Runs `f` on the project, off the async threads, and answers its result as JSON.
-async fn blocking<T, F>(state: Arc<ApiState>, f: F) -> Response
+/// Runs `f` on the project on a thread of its own, and answers its result as JSON. A plain
+/// thread rather than tokio's blocking pool: the work may run a runtime of its own (an apply,
+/// a question to the Ollama daemon), which a thread inside this runtime may not.
+pub(super) async fn blocking<T, F>(state: Arc<ApiState>, f: F) -> Response
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Project) -> Result<T, ApiError> + Send + 'static,
 {
     let settings = state.settings.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let project = Project::load(settings).map_err(ApiError::internal)?;
-        f(&project)
-    })
-    .await;
-    match joined {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = Project::load(settings)
+            .map_err(ApiError::internal)
+            .and_then(|project| f(&project));
+        let _ = tx.send(result);
+    });
+    match rx.await {
         Ok(Ok(value)) => Json(value).into_response(),
         Ok(Err(e)) => e.into_response(),
         Err(_) => error(
@@ -72,7 +76,7 @@ where
 }
 
 /// A declared model, or 404 with the closest id.
-fn declared(project: &Project, id: &str) -> Result<ModelId, ApiError> {
+pub(super) fn declared(project: &Project, id: &str) -> Result<ModelId, ApiError> {
     crate::commands::update::declared_in(&project.manifest, id).map_err(ApiError::not_found)
 }
 

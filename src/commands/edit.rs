@@ -19,7 +19,13 @@ use crate::settings::Settings;
 
 /// `modelctl activate ID [--type TYPE]`: `active.<type>: ID`.
 pub fn activate(settings: &Settings, args: &ActivateArgs) -> Result<ExitCode> {
-    let edited = edit(&settings.manifest_path, |manifest, root| {
+    let edited = edit_activate(settings, args)?;
+    report(settings, &edited)
+}
+
+/// The edit `activate` makes (the API's activate and switch make it too).
+pub(crate) fn edit_activate(settings: &Settings, args: &ActivateArgs) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
         let id = declared_in(manifest, &args.id)?;
         let kind = match (&args.kind, manifest.models.get(&id)) {
             (Some(kind), _) => kind.clone(),
@@ -28,19 +34,23 @@ pub fn activate(settings: &Settings, args: &ActivateArgs) -> Result<ExitCode> {
         };
         set_in(root, "active", &kind, id.as_str());
         Ok(())
-    })?;
-    report(settings, &edited)
+    })
 }
 
 /// `modelctl deactivate TYPE|ID`: removes that type's `active` entry.
 pub fn deactivate(settings: &Settings, args: &DeactivateArgs) -> Result<ExitCode> {
-    let edited = edit(&settings.manifest_path, |manifest, root| {
+    let edited = edit_deactivate(settings, args)?;
+    report(settings, &edited)
+}
+
+/// The edit `deactivate` makes (the API's deactivate makes it too).
+pub(crate) fn edit_deactivate(settings: &Settings, args: &DeactivateArgs) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
         if let Some(kind) = active_type(manifest, &args.target)? {
             remove_in(root, "active", &kind);
         }
         Ok(())
-    })?;
-    report(settings, &edited)
+    })
 }
 
 /// The type whose active entry `target` names (a type, or an active model's id); `None` for a

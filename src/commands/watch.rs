@@ -86,9 +86,24 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One round: plan and apply, without deletions unless `--prune`. An unreadable manifest is
-/// reported and skipped, so the store keeps its last good state.
+/// One round of `watch`.
 fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
+    let options = ExecOptions {
+        jobs: args.jobs,
+        connections: args.connections,
+    };
+    reconcile(settings, args.prune, options, reason)
+}
+
+/// Plans and applies, without deletions unless `prune`. An unreadable manifest is reported
+/// and skipped, so the store keeps its last good state. `reason` (possibly empty) says why the
+/// round runs, for the log.
+pub(crate) fn reconcile(
+    settings: &Settings,
+    prune: bool,
+    options: ExecOptions,
+    reason: &str,
+) -> Result<()> {
     let project = match Project::load(settings.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -105,11 +120,7 @@ fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
     let mut cache = StatCache::load(&project.store.stat_cache_path());
     let state = project.scan_with(&mut cache)?;
     let mut plan = project.plan(&state)?;
-    let held = if args.prune {
-        0
-    } else {
-        hold_deletions(&mut plan)
-    };
+    let held = if prune { 0 } else { hold_deletions(&mut plan) };
     if !plan.errors.is_empty() {
         for e in &plan.errors {
             eprintln!("error: {}", e.message);
@@ -153,10 +164,7 @@ fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
         &plan,
         &next_lock,
         reporter.clone(),
-        ExecOptions {
-            jobs: args.jobs,
-            connections: args.connections,
-        },
+        options,
         cache,
     )?;
     let note = write_lock(&project, &next_lock, &outcome)?;

@@ -28,10 +28,11 @@ impl Server {
             .spawn()
             .expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
+        let mut reader = BufReader::new(stderr);
         let mut line = String::new();
-        BufReader::new(stderr)
-            .read_line(&mut line)
-            .expect("first line");
+        reader.read_line(&mut line).expect("first line");
+        // Keep reading the log, so the server never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -43,6 +44,26 @@ impl Server {
 
     /// GET `path` with extra headers: (status, JSON body).
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None, headers)
+    }
+
+    /// POST `path` with a JSON body (or none).
+    fn post(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, body, headers)
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
         let url = format!("{}{path}", self.base);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -53,7 +74,12 @@ impl Server {
                 .no_proxy()
                 .build()
                 .expect("client");
-            let mut request = client.get(&url);
+            let mut request = client.request(method, &url);
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+            }
             for (k, v) in headers {
                 request = request.header(*k, *v);
             }
@@ -132,4 +158,60 @@ fn the_api_answers_what_status_show_storage_and_plan_say_and_refuses_foreign_pag
     );
     let (status, _) = server.get("/api/models", &[("origin", "http://evil.example")]);
     assert_eq!(status, 403);
+}
+
+#[test]
+fn switching_through_the_api_edits_models_yaml_and_swaps_the_store() {
+    let project = Project::new();
+    project.write("src/a.bin", "voice a\n");
+    project.write("src/b.bin", "voice b\n");
+    let (a, b) = (
+        file_url(&project.path("src/a.bin")),
+        file_url(&project.path("src/b.bin")),
+    );
+    project.write(
+        "models.yaml",
+        &format!("# our voices\nversion: 1\nmodels:\n  a:\n    type: tts   # the default\n    source: {{ url: \"{a}\" }}\n  b:\n    type: tts\n    source: {{ url: \"{b}\" }}\nactive:\n  tts: a\n"),
+    );
+    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let server = Server::start(&project);
+
+    let (status, _) = server.post(
+        "/api/models/b/switch",
+        None,
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!(status, 403, "a web page cannot switch models");
+    assert!(project.read("models.yaml").contains("tts: a"));
+
+    let (status, body) = server.post("/api/models/b/switch", None, &[]);
+    assert_eq!(status, 200, "{body}");
+    let manifest = project.read("models.yaml");
+    assert!(manifest.contains("tts: b"), "{manifest}");
+    assert!(
+        manifest.contains("# our voices") && manifest.contains("# the default"),
+        "{manifest}"
+    );
+    assert!(
+        std::fs::read_link(project.path("models/active/tts"))
+            .expect("link")
+            .ends_with("b"),
+        "the store swapped"
+    );
+    let (_, active) = server.get("/api/models/active/tts", &[]);
+    assert_eq!(active["id"], "b");
+
+    let (status, body) = server.post(
+        "/api/models/activate",
+        Some(serde_json::json!({"id": "a"})),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(project.read("models.yaml").contains("tts: a"));
+
+    let (status, _) = server.post("/api/models/deactivate/a", None, &[]);
+    assert_eq!(status, 200);
+    assert!(!project.path("models/active/tts").exists());
+    let (status, missing) = server.post("/api/models/zz/switch", None, &[]);
+    assert_eq!(status, 404, "{missing}");
 }
