@@ -1,4 +1,5 @@
-//! The write side of the API that exists in this build: activate, switch and deactivate.
+//! The write side of the API that exists in this build: activate, switch, deactivate, and
+//! setting a model's `config`.
 //!
 //! Each edits models.yaml the way `modelctl activate`/`deactivate` do (comments kept, the result
 //! re-validated), then reconciles the store the way one round of `watch` does (never deleting),
@@ -16,7 +17,7 @@ use serde_json::json;
 
 use super::ApiState;
 use super::models::{ApiError, blocking, declared};
-use crate::cli::{ActivateArgs, DeactivateArgs};
+use crate::cli::{ActivateArgs, ConfigArgs, DeactivateArgs};
 use crate::commands::apply::ExecOptions;
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +71,55 @@ pub async fn deactivate(State(state): State<Arc<ApiState>>, Path(id): Path<Strin
         crate::commands::edit::edit_deactivate(&settings, &args).map_err(refused)?;
         reconcile(&settings, &format!("API: deactivate {id}"))?;
         Ok(json!({ "id": id, "active": false }))
+    })
+    .await
+}
+
+/// `PUT /api/models/{id}/config` with `{"key": value, …}`: sets those keys (a `null` removes
+/// one), as `modelctl config` does. The store is not touched: consumers read config from the
+/// API and active.json, which the next apply or watch round rewrites.
+pub async fn config(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Json(body): Json<serde_json::Map<String, serde_json::Value>>,
+) -> Response {
+    let settings = state.settings.clone();
+    let busy = state.clone();
+    blocking(state, move |project| {
+        let id = declared(project, &id)?;
+        let mut args = ConfigArgs {
+            id: id.to_string(),
+            set: Vec::new(),
+            unset: Vec::new(),
+        };
+        for (key, value) in &body {
+            match value {
+                serde_json::Value::Null => args.unset.push(key.clone()),
+                serde_json::Value::String(text) => args.set.push(format!("{key}={text}")),
+                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+                    args.set.push(format!("{key}={value}"))
+                }
+                _ => {
+                    return Err(ApiError(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "`{key}`: config values here are strings, numbers, booleans or null"
+                        ),
+                    ));
+                }
+            }
+        }
+        let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
+        crate::commands::edit::edit_config(&settings, &args).map_err(refused)?;
+        let project =
+            crate::commands::Project::load(settings.clone()).map_err(ApiError::internal)?;
+        let config = project
+            .manifest
+            .models
+            .get(&id)
+            .map(|e| e.config.clone())
+            .unwrap_or_default();
+        Ok(json!({ "id": id, "config": config }))
     })
     .await
 }

@@ -7,8 +7,8 @@
 //! own origin, so a web page cannot drive it from a browser. Handlers read models.yaml,
 //! models.lock and the store afresh on each request (the scan is cheap thanks to the stat
 //! cache), on a blocking thread, and answer JSON; errors are `{"error": "..."}` with a status
-//! that says whose fault it was. Changes (activate, switch, deactivate) edit models.yaml and
-//! reconcile the store, one at a time.
+//! that says whose fault it was. Changes (activate, switch, deactivate, config) edit models.yaml
+//! (and, for the active model, reconcile the store), one at a time.
 
 mod actions;
 mod guard;
@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::settings::Settings;
 
@@ -45,6 +45,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/models/activate", post(actions::activate))
         .route("/api/models/deactivate/{id}", post(actions::deactivate))
         .route("/api/models/{id}/switch", post(actions::switch))
+        .route("/api/models/{id}/config", put(actions::config))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::check,

@@ -82,13 +82,19 @@ fn active_type(manifest: &Manifest, target: &str) -> Result<Option<String>> {
 
 /// `modelctl config ID KEY=VALUE… [--unset KEY]`: edits the model's `config` mapping.
 pub fn config(settings: &Settings, args: &ConfigArgs) -> Result<ExitCode> {
+    let edited = edit_config(settings, args)?;
+    report(settings, &edited)
+}
+
+/// The edit `config` makes (the API's `PUT /api/models/{id}/config` makes it too).
+pub(crate) fn edit_config(settings: &Settings, args: &ConfigArgs) -> Result<Edited> {
     if args.set.is_empty() && args.unset.is_empty() {
         return Err(miette!(
             help = "pass `KEY=VALUE` to set a key, or `--unset KEY` to remove one",
             "nothing to change"
         ));
     }
-    let edited = edit(&settings.manifest_path, |manifest, root| {
+    edit(&settings.manifest_path, |manifest, root| {
         let id = declared_in(manifest, &args.id)?;
         let model = model_mapping(root, &id)?;
         for pair in &args.set {
@@ -108,8 +114,7 @@ pub fn config(settings: &Settings, args: &ConfigArgs) -> Result<ExitCode> {
             remove_in(&model, "config", key);
         }
         Ok(())
-    })?;
-    report(settings, &edited)
+    })
 }
 
 /// `KEY=VALUE` → (`KEY`, `VALUE`).

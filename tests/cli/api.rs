@@ -47,6 +47,11 @@ impl Server {
         self.send(reqwest::Method::GET, path, None, headers)
     }
 
+    /// PUT `path` with a JSON body.
+    fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::PUT, path, Some(body), &[])
+    }
+
     /// POST `path` with a JSON body (or none).
     fn post(
         &self,
@@ -214,4 +219,19 @@ fn switching_through_the_api_edits_models_yaml_and_swaps_the_store() {
     assert!(!project.path("models/active/tts").exists());
     let (status, missing) = server.post("/api/models/zz/switch", None, &[]);
     assert_eq!(status, 404, "{missing}");
+
+    let (status, body) = server.put(
+        "/api/models/b/config",
+        serde_json::json!({"speed": 1.5, "voice": "alto"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["config"]["speed"], 1.5);
+    let (_, shown) = server.get("/api/models/b", &[]);
+    assert_eq!(shown["config"]["voice"], "alto", "{shown}");
+    assert!(project.read("models.yaml").contains("# our voices"));
+    let (status, _) = server.put(
+        "/api/models/b/config",
+        serde_json::json!({"nested": {"x": 1}}),
+    );
+    assert_eq!(status, 422);
 }
