@@ -25,10 +25,10 @@ pub const ALL: &[&str] = &[
     // Durable writes of state files (`durable.rs`): `<file name>.<step>`.
     "active.json.before-fsync",
     "active.json.before-rename",
-    // Deletion of a model (`store/place.rs`), after its first entry is gone.
-    "delete.midway",
     "models.lock.before-fsync",
     "models.lock.before-rename",
+    // Deletion of a model (`store/place.rs`), after its first entry is gone.
+    "delete.midway",
 ];
 
 static ARMED: OnceLock<Option<String>> = OnceLock::new();
