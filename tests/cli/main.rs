@@ -9,6 +9,7 @@ mod apply_faults;
 mod crash;
 mod disk_faults;
 mod edit;
+mod fake_blob;
 mod fake_hub;
 mod fake_hub_selftest;
 mod fake_ollama;
