@@ -162,6 +162,9 @@ pub struct AddArgs {
     /// A human description
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,
+    /// Also make it its type's active model
+    #[arg(long)]
+    pub activate: bool,
 }
 
 #[derive(Debug, Args)]

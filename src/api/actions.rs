@@ -1,10 +1,15 @@
-//! The write side of the API that exists in this build: activate, switch, deactivate, and
-//! setting a model's `config`.
+//! The write side of the API: activate, switch, deactivate, delete, add, a model's `config`,
+//! and running its reload hook. (Downloads run in the background: `operations.rs`.)
 //!
-//! Each edits models.yaml the way `modelctl activate`/`deactivate` do (comments kept, the result
-//! re-validated), then reconciles the store the way one round of `watch` does (never deleting),
-//! so the new active model is verified, swapped in atomically and, for Ollama, loaded before the
-//! old one is unloaded. One change runs at a time; the answer comes once it is done.
+//! Each edits models.yaml the way the CLI's editing commands do (comments kept, the result
+//! re-validated), then reconciles the store the way one round of `watch` does, so the new
+//! active model is verified, swapped in atomically and, for Ollama, loaded before the old one is
+//! unloaded; a delete removes that model's files and nothing else. `add` only declares: the
+//! caller downloads with `POST /api/models/download`. The API acts only on what models.yaml
+//! declares, and what it adds there passes the manifest's validators first; it refuses sources
+//! the CLI reserves for its user (local `file://` paths, plain-http Ollama registries). One
+//! change runs at a time; the answer comes once it is done, and every swap also arrives on
+//! `/api/events`.
 
 use std::sync::Arc;
 
@@ -17,8 +22,11 @@ use serde_json::json;
 
 use super::ApiState;
 use super::models::{ApiError, blocking, declared};
-use crate::cli::{ActivateArgs, ConfigArgs, DeactivateArgs};
+use crate::apply::progress::EventSink;
+use crate::cli::{ActivateArgs, AddArgs, ConfigArgs, DeactivateArgs, RemoveArgs};
 use crate::commands::apply::ExecOptions;
+use crate::commands::reconcile::{Round, reconcile};
+use crate::names::ModelId;
 
 #[derive(Debug, Deserialize)]
 pub struct Activate {
@@ -52,7 +60,7 @@ async fn switch_to(state: Arc<ApiState>, id: String) -> Response {
             kind: None,
         };
         crate::commands::edit::edit_activate(&settings, &args).map_err(refused)?;
-        reconcile(&settings, &format!("API: activate {id}"))?;
+        round(&busy, &format!("API: activate {id}"), None)?;
         Ok(json!({ "type": kind, "id": id, "active": true }))
     })
     .await
@@ -69,7 +77,7 @@ pub async fn deactivate(State(state): State<Arc<ApiState>>, Path(id): Path<Strin
             target: id.to_string(),
         };
         crate::commands::edit::edit_deactivate(&settings, &args).map_err(refused)?;
-        reconcile(&settings, &format!("API: deactivate {id}"))?;
+        round(&busy, &format!("API: deactivate {id}"), None)?;
         Ok(json!({ "id": id, "active": false }))
     })
     .await
@@ -129,10 +137,167 @@ fn refused(report: miette::Report) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, report.to_string())
 }
 
-fn reconcile(settings: &crate::settings::Settings, reason: &str) -> Result<(), ApiError> {
-    let options = ExecOptions {
-        jobs: 4,
-        connections: 16,
+/// One reconcile round after an edit, told on the event stream; with `delete`, that model's
+/// files are removed (and no other model's).
+fn round(state: &ApiState, reason: &str, delete: Option<&ModelId>) -> Result<(), ApiError> {
+    let events: Arc<dyn EventSink> = Arc::new(state.events.clone());
+    let round = Round {
+        only: delete,
+        prune: delete.is_some(),
+        options: ExecOptions {
+            jobs: 4,
+            connections: 16,
+        },
+        reason,
+        events: Some(events),
     };
-    crate::commands::watch::reconcile(settings, false, options, reason).map_err(ApiError::internal)
+    reconcile(&state.settings, &round)
+        .map(drop)
+        .map_err(ApiError::internal)
+}
+
+/// `DELETE /api/models/{id}`: removes it from models.yaml and its files from the store. An
+/// active model is refused: deactivate it or activate another first.
+pub async fn delete(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let settings = state.settings.clone();
+    let busy = state.clone();
+    blocking(state, move |project| {
+        let id = declared(project, &id)?;
+        if let Some((kind, _)) = project.manifest.active.iter().find(|(_, a)| **a == id) {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "`{id}` is the active {kind} model; deactivate it (POST /api/models/deactivate/{id}) or activate another first"
+                ),
+            ));
+        }
+        let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let args = RemoveArgs { id: id.to_string() };
+        crate::commands::edit::edit_remove(&settings, &args).map_err(refused)?;
+        round(&busy, &format!("API: delete {id}"), Some(&id))?;
+        Ok(json!({ "id": id, "deleted": true }))
+    })
+    .await
+}
+
+/// The body of `POST /api/models/add`: the arguments of `modelctl add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Add {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    hf: Option<String>,
+    revision: Option<String>,
+    #[serde(default)]
+    include: Vec<String>,
+    url: Option<String>,
+    sha256: Option<String>,
+    ollama: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    activate: bool,
+}
+
+/// `POST /api/models/add`: declares a model in models.yaml (201); nothing is fetched until
+/// `POST /api/models/download`.
+pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> Response {
+    let settings = state.settings.clone();
+    let busy = state.clone();
+    let answer = blocking(state, move |_project| {
+        let sources = [body.hf.is_some(), body.url.is_some(), body.ollama.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give exactly one source: `hf`, `url` or `ollama`".to_owned(),
+            ));
+        }
+        if let Some(url) = &body.url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the API adds only http(s) URLs; declare local files with `modelctl add` or in models.yaml".to_owned(),
+            ));
+        }
+        if let Some(name) = &body.ollama
+            && name.contains("://")
+        {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the API does not add models from insecure (plain http) registries; declare them in models.yaml".to_owned(),
+            ));
+        }
+        let args = AddArgs {
+            id: body.id,
+            kind: body.kind,
+            hf: body.hf,
+            revision: body.revision,
+            include: body.include,
+            url: body.url,
+            sha256: body.sha256,
+            ollama: body.ollama,
+            description: body.description,
+            activate: body.activate,
+        };
+        let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
+        crate::commands::edit::edit_add(&settings, &args).map_err(refused)?;
+        Ok(json!({
+            "id": args.id,
+            "type": args.kind,
+            "added": true,
+            "active": args.activate,
+            "next": "POST /api/models/download to fetch it",
+        }))
+    })
+    .await;
+    if answer.status() == StatusCode::OK {
+        let (mut parts, body) = answer.into_parts();
+        parts.status = StatusCode::CREATED;
+        return Response::from_parts(parts, body);
+    }
+    answer
+}
+
+/// `POST /api/models/{id}/reload`: runs the model's `hooks.reload` with the usual hook
+/// environment (`MODELCTL_TYPE`, `MODELCTL_NEW_ID`, `MODELCTL_PATH`), and tells the event stream.
+pub async fn reload(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let bus = state.events.clone();
+    blocking(state, move |project| {
+        let id = declared(project, &id)?;
+        let Some(entry) = project.manifest.models.get(&id) else {
+            return Err(ApiError(StatusCode::NOT_FOUND, format!("no model `{id}`")));
+        };
+        let Some(command) = entry.hooks.reload.clone() else {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("`{id}` has no reload hook; declare one as `hooks: {{ reload: \"…\" }}` in models.yaml"),
+            ));
+        };
+        let path = project.store.model_dir(&entry.kind, &id);
+        if !path.is_dir() {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("`{id}` is not installed; download it first (POST /api/models/download)"),
+            ));
+        }
+        let env = crate::apply::activate::HookEnv {
+            kind: &entry.kind,
+            old: Some(id.as_str()),
+            new: Some(id.as_str()),
+            path: &path,
+        };
+        match crate::apply::activate::run_hook(&command, &env) {
+            Ok(printed) => {
+                bus.emit(json!({"event": "reload", "model": id, "type": entry.kind, "path": path}));
+                Ok(json!({ "id": id, "reloaded": true, "output": printed }))
+            }
+            Err(why) => {
+                let message = format!("the reload hook of `{id}` failed ({why})");
+                bus.emit(json!({"event": "error", "model": id, "message": message}));
+                Err(ApiError(StatusCode::BAD_GATEWAY, message))
+            }
+        }
+    })
+    .await
 }

@@ -11,8 +11,10 @@
 //! (and, for the active model, reconcile the store), one at a time.
 
 mod actions;
+pub mod events;
 mod guard;
 mod models;
+pub mod operations;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +32,10 @@ pub struct ApiState {
     pub listen: SocketAddr,
     /// Held while a change is made: one at a time.
     pub changes: std::sync::Mutex<()>,
+    /// What `GET /api/events` streams.
+    pub events: events::EventBus,
+    /// Downloads under way and done.
+    pub operations: operations::Operations,
 }
 
 /// The routes.
@@ -38,10 +44,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/models", get(models::list))
         .route("/api/models/storage/info", get(models::storage))
         .route("/api/models/active/{kind}", get(models::active))
-        .route("/api/models/{id}", get(models::get))
         .route("/api/models/{id}/requirements", get(models::requirements))
         .route("/api/models/{id}/compatibility", get(models::compatibility))
+        .route("/api/models/{id}", get(models::get).delete(actions::delete))
         .route("/api/plan", get(models::plan))
+        .route("/api/events", get(events::stream))
+        .route("/api/operations", get(operations::list))
+        .route("/api/operations/{op}", get(operations::get))
+        .route("/api/models/download", post(operations::download))
+        .route("/api/models/add", post(actions::add))
+        .route("/api/models/{id}/reload", post(actions::reload))
         .route("/api/models/activate", post(actions::activate))
         .route("/api/models/deactivate/{id}", post(actions::deactivate))
         .route("/api/models/{id}/switch", post(actions::switch))
@@ -62,6 +74,8 @@ pub async fn serve(settings: Settings, listen: SocketAddr) -> std::io::Result<()
         settings,
         listen,
         changes: std::sync::Mutex::new(()),
+        events: events::EventBus::default(),
+        operations: operations::Operations::default(),
     });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async {

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ApiState;
+use super::operations::{OpState, Operations};
 use crate::commands::Project;
+use crate::commands::status::ModelStatus;
 use crate::names::ModelId;
 use crate::store::ActivePointer;
 
@@ -48,12 +50,24 @@ pub fn error(status: StatusCode, message: &str) -> (StatusCode, Json<serde_json:
     (status, Json(json!({ "error": message })))
 }
 
-/// Runs `f` on the project on a thread of its own, and answers its result as JSON. A plain
-/// thread rather than tokio's blocking pool: the work may run a runtime of its own (an apply,
-/// a question to the Ollama daemon), which a thread inside this runtime may not.
+/// Runs `f` on the project on a thread of its own, and answers its result as JSON.
 pub(super) async fn blocking<T, F>(state: Arc<ApiState>, f: F) -> Response
 where
     T: Serialize + Send + 'static,
+    F: FnOnce(&Project) -> Result<T, ApiError> + Send + 'static,
+{
+    match on_project(&state, f).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Runs `f` on the project on a thread of its own. A plain thread rather than tokio's blocking
+/// pool: the work may run a runtime of its own (an apply, a question to the Ollama daemon),
+/// which a thread inside this runtime may not.
+pub(super) async fn on_project<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
     F: FnOnce(&Project) -> Result<T, ApiError> + Send + 'static,
 {
     let settings = state.settings.clone();
@@ -64,15 +78,12 @@ where
             .and_then(|project| f(&project));
         let _ = tx.send(result);
     });
-    match rx.await {
-        Ok(Ok(value)) => Json(value).into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => error(
+    rx.await.unwrap_or_else(|_| {
+        Err(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "the request's task failed",
-        )
-        .into_response(),
-    }
+            "the request's task failed".to_owned(),
+        ))
+    })
 }
 
 /// A declared model, or 404 with the closest id.
@@ -87,26 +98,71 @@ pub struct Filter {
     status: Option<String>,
 }
 
-/// `GET /api/models[?type=T][&status=S]`: the rows of `modelctl status --json`.
+/// A row of `modelctl status --json` with the status word services know.
+#[derive(Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    row: ModelStatus,
+    /// not_installed | downloading | installed | active | error
+    status: &'static str,
+}
+
+/// `GET /api/models[?type=T][&status=S]`: the rows of `modelctl status --json`; `status`
+/// filters on the status word or on status's own `state`.
 pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filter>) -> Response {
+    let ops = state.clone();
     blocking(state, move |project| {
-        let mut rows = crate::commands::status::rows(project).map_err(ApiError::internal)?;
+        let mut rows: Vec<Listed> = crate::commands::status::rows(project)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|row| Listed {
+                status: status_word(&row, &ops.operations),
+                row,
+            })
+            .collect();
         if let Some(kind) = &filter.kind {
-            rows.retain(|r| r.kind.as_str() == kind);
+            rows.retain(|r| r.row.kind.as_str() == kind);
         }
         if let Some(status) = &filter.status {
-            rows.retain(|r| r.state == status);
+            rows.retain(|r| r.status == status || r.row.state == status);
         }
         Ok(rows)
     })
     .await
 }
 
-/// `GET /api/models/{id}`: what `modelctl show ID --json` says.
+/// The word for a model's state: a download queued or running is `downloading`, a failed one
+/// (until the model is installed) or altered files are `error`.
+fn status_word(row: &ModelStatus, operations: &Operations) -> &'static str {
+    match operations.latest_for(row.id.as_str()) {
+        Some(OpState::Queued | OpState::Running) => return "downloading",
+        Some(OpState::Failed) if row.state != "installed" => return "error",
+        _ => {}
+    }
+    match row.state {
+        "installed" if row.active => "active",
+        "installed" => "installed",
+        "drifted" => "error",
+        _ => "not_installed",
+    }
+}
+
+/// `GET /api/models/{id}`: what `modelctl show ID --json` says, with the status word.
 pub async fn get(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let ops = state.clone();
     blocking(state, move |project| {
         let id = declared(project, &id)?;
-        crate::commands::show::shown(project, &id).map_err(ApiError::internal)
+        let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
+        let mut value =
+            serde_json::to_value(shown).map_err(|e| ApiError::internal(miette::miette!("{e}")))?;
+        let row = crate::commands::status::rows(project)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .find(|r| r.id == id);
+        if let (Some(fields), Some(row)) = (value.as_object_mut(), row) {
+            fields.insert("status".into(), json!(status_word(&row, &ops.operations)));
+        }
+        Ok(value)
     })
     .await
 }

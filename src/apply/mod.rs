@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fetch::{Engine, FileJob};
-use progress::{FileLabel, Reporter};
+use progress::{ActiveChange, FileLabel, Reporter};
 
 use crate::digest::Sha256;
 use crate::lock::Lockfile;
@@ -455,7 +455,13 @@ impl Executor<'_> {
                     match self.store.point_active(kind, to) {
                         Ok(()) => {
                             crate::failpoint::hit("swap.before-active-json");
-                            self.reporter.step(&format!("{kind} is now {to}"));
+                            self.reporter.swapped(&ActiveChange {
+                                kind: kind.to_string(),
+                                from: from.as_ref().map(ToString::to_string),
+                                to: Some(to.to_string()),
+                                path: Some(self.store.model_dir(kind, to)),
+                                rollback: false,
+                            });
                             if let Ok(mut o) = outcome.lock() {
                                 o.swaps += 1;
                             }
@@ -471,8 +477,13 @@ impl Executor<'_> {
                     let from = self.current(kind);
                     match self.store.clear_active(kind) {
                         Ok(()) => {
-                            self.reporter
-                                .step(&format!("{kind} has no active model now"));
+                            self.reporter.swapped(&ActiveChange {
+                                kind: kind.to_string(),
+                                from: from.as_ref().map(ToString::to_string),
+                                to: None,
+                                path: None,
+                                rollback: false,
+                            });
                             last = Some((kind.clone(), from, None, true));
                         }
                         Err(e) => {
@@ -585,17 +596,17 @@ impl Executor<'_> {
                         .is_some_and(|e| e.hooks.rollback_on_failure);
                 if rollback {
                     let restored = match from {
-                        Some(old) => self
-                            .store
-                            .point_active(kind, old)
-                            .map(|()| format!("{kind} is {old} again")),
-                        None => self
-                            .store
-                            .clear_active(kind)
-                            .map(|()| format!("{kind} has no active model again")),
+                        Some(old) => self.store.point_active(kind, old),
+                        None => self.store.clear_active(kind),
                     };
                     match restored {
-                        Ok(message) => self.reporter.step(&format!("rolled back: {message}")),
+                        Ok(()) => self.reporter.swapped(&ActiveChange {
+                            kind: kind.to_string(),
+                            from: to.map(ToString::to_string),
+                            to: from.map(ToString::to_string),
+                            path: from.map(|old| self.store.model_dir(kind, old)),
+                            rollback: true,
+                        }),
                         Err(e) => self.error(
                             outcome,
                             Some(model),

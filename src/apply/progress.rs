@@ -3,8 +3,10 @@
 //! The executor speaks to a [`Reporter`]; which one is chosen by the command from `--json`
 //! and whether stderr is a terminal. Bars (indicatif) show each active file and the total with
 //! rate and ETA, and go away when the apply ends; plain lines say when each file starts and
-//! finishes; JSON prints one event per line on stdout (`plan`, `start`, `progress`, `done`,
-//! `error`, `step`, `summary`), throttled so a fast download does not flood the pipe.
+//! finishes; JSON events (`plan`, `start`, `progress`, `done`, `error`, `step`, `swap`,
+//! `summary`, progress throttled so a fast download does not flood the pipe) go to an
+//! [`EventSink`]: stdout, one per line, for `--json`, or the API's event stream. A [`Tee`]
+//! sends one apply's reports to two reporters (the watch log and the event stream).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,10 +35,52 @@ pub trait Reporter: Send + Sync {
     fn done(&self, file: &FileLabel, sha256: &str, elapsed: Duration);
     /// Something failed; `message` says what, with the model and file.
     fn error(&self, model: Option<&str>, message: &str);
-    /// A step other than a download (a link, a swap, a deletion, a hook).
+    /// A step other than a download (a link, a deletion, a hook).
     fn step(&self, message: &str);
+    /// A type's active model changed (a swap, a deactivation, a rollback); by default told
+    /// as a step.
+    fn swapped(&self, change: &ActiveChange) {
+        self.step(&change.to_string());
+    }
     /// The end: a one-line summary and its figures.
     fn summary(&self, line: &str, figures: serde_json::Value);
+}
+
+/// A change of the model `active/<type>` points at: what a service waits to hear.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActiveChange {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub from: Option<String>,
+    /// `None`: the type has no active model now.
+    pub to: Option<String>,
+    /// The new model's directory in the store.
+    pub path: Option<std::path::PathBuf>,
+    /// The change undid a swap whose hook failed.
+    pub rollback: bool,
+}
+
+impl std::fmt::Display for ActiveChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = &self.kind;
+        let again = if self.rollback { " again" } else { "" };
+        let said = match &self.to {
+            Some(to) if self.rollback => format!("{kind} is {to}{again}"),
+            Some(to) => format!("{kind} is now {to}"),
+            None if self.rollback => format!("{kind} has no active model{again}"),
+            None => format!("{kind} has no active model now"),
+        };
+        if self.rollback {
+            write!(f, "rolled back: {said}")
+        } else {
+            f.write_str(&said)
+        }
+    }
+}
+
+/// Where JSON events go.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: serde_json::Value);
 }
 
 /// Progress bars on a terminal (stderr).
@@ -177,7 +221,7 @@ impl Reporter for Lines {
     }
 }
 
-/// One JSON event per line on stdout.
+/// One JSON event per line on stdout (`--json`).
 pub struct Json {
     out: Mutex<std::io::Stdout>,
 }
@@ -188,8 +232,10 @@ impl Json {
             out: Mutex::new(std::io::stdout()),
         }
     }
+}
 
-    pub fn emit(&self, event: serde_json::Value) {
+impl EventSink for Json {
+    fn emit(&self, event: serde_json::Value) {
         if let Ok(mut out) = self.out.lock() {
             let _ = writeln!(out, "{event}");
             let _ = out.flush();
@@ -204,7 +250,7 @@ impl Default for Json {
 }
 
 struct JsonProgress {
-    reporter: Arc<Json>,
+    reporter: Arc<dyn EventSink>,
     file: FileLabel,
     bytes: AtomicU64,
     last: Mutex<Instant>,
@@ -248,8 +294,8 @@ impl FileProgress for JsonProgress {
     }
 }
 
-/// The JSON reporter is shared with its per-file handles.
-pub struct JsonReporter(pub Arc<Json>);
+/// Reports as JSON events into a sink shared with its per-file handles.
+pub struct JsonReporter(pub Arc<dyn EventSink>);
 
 impl Reporter for JsonReporter {
     fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
@@ -276,9 +322,63 @@ impl Reporter for JsonReporter {
     fn step(&self, message: &str) {
         self.0.emit(json!({"event": "step", "message": message}));
     }
+    fn swapped(&self, change: &ActiveChange) {
+        let mut event = json!(change);
+        if let Some(fields) = event.as_object_mut() {
+            fields.insert("event".into(), json!("swap"));
+            fields.insert("message".into(), json!(change.to_string()));
+        }
+        self.0.emit(event);
+    }
     fn summary(&self, line: &str, figures: serde_json::Value) {
         self.0
             .emit(json!({"event": "summary", "message": line, "totals": figures}));
+    }
+}
+
+/// Two reporters told the same things.
+pub struct Tee(pub Arc<dyn Reporter>, pub Arc<dyn Reporter>);
+
+struct TeeProgress(Arc<dyn FileProgress>, Arc<dyn FileProgress>);
+
+impl FileProgress for TeeProgress {
+    fn add(&self, bytes: u64) {
+        self.0.add(bytes);
+        self.1.add(bytes);
+    }
+    fn set(&self, bytes: u64) {
+        self.0.set(bytes);
+        self.1.set(bytes);
+    }
+    fn retrying(&self, why: &str) {
+        self.0.retrying(why);
+        self.1.retrying(why);
+    }
+}
+
+impl Reporter for Tee {
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
+        Arc::new(TeeProgress(self.0.start(file), self.1.start(file)))
+    }
+    fn done(&self, file: &FileLabel, sha256: &str, elapsed: Duration) {
+        self.0.done(file, sha256, elapsed);
+        self.1.done(file, sha256, elapsed);
+    }
+    fn error(&self, model: Option<&str>, message: &str) {
+        self.0.error(model, message);
+        self.1.error(model, message);
+    }
+    fn step(&self, message: &str) {
+        self.0.step(message);
+        self.1.step(message);
+    }
+    fn swapped(&self, change: &ActiveChange) {
+        self.0.swapped(change);
+        self.1.swapped(change);
+    }
+    fn summary(&self, line: &str, figures: serde_json::Value) {
+        self.0.summary(line, figures.clone());
+        self.1.summary(line, figures);
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::Project;
 use crate::apply::fetch::{Engine, EngineConfig};
-use crate::apply::progress::{Bars, Json, JsonReporter, Lines, Reporter};
+use crate::apply::progress::{Bars, EventSink, Json, JsonReporter, Lines, Reporter};
 use crate::apply::{Executor, Outcome};
 use crate::cli::ApplyArgs;
 use crate::lock::Lockfile;
@@ -108,6 +108,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
 }
 
 /// How the executor talks and how hard it pushes the network.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ExecOptions {
     pub jobs: u16,
     pub connections: u16,

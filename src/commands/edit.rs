@@ -154,7 +154,13 @@ fn model_mapping(root: &Mapping, id: &ModelId) -> Result<Mapping> {
 
 /// `modelctl remove ID`: removes the model and any `active` entry naming it.
 pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
-    let edited = edit(&settings.manifest_path, |manifest, root| {
+    let edited = edit_remove(settings, args)?;
+    report(settings, &edited)
+}
+
+/// The edit `remove` makes (the API's `DELETE /api/models/{id}` makes it too).
+pub(crate) fn edit_remove(settings: &Settings, args: &RemoveArgs) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
         let id = declared_in(manifest, &args.id)?;
         model_mapping(root, &id)?;
         if let Some(models) = root.get_mapping("models") {
@@ -164,13 +170,19 @@ pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
             remove_in(root, "active", kind.as_str());
         }
         Ok(())
-    })?;
+    })
+}
+
+/// `modelctl add ID --type T (--hf … | --url … | --ollama …) [--activate]`: declares a new
+/// model, and with `--activate` makes it its type's active model.
+pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
+    let edited = edit_add(settings, args)?;
     report(settings, &edited)
 }
 
-/// `modelctl add ID --type T (--hf … | --url … | --ollama …)`: declares a new model.
-pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
-    let edited = edit(&settings.manifest_path, |manifest, root| {
+/// The edit `add` makes (the API's `POST /api/models/add` makes it too).
+pub(crate) fn edit_add(settings: &Settings, args: &AddArgs) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
         if let Ok(id) = ModelId::parse(&args.id)
             && manifest.models.contains_key(&id)
         {
@@ -189,9 +201,11 @@ pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
                 MappingBuilder::new().insert_mapping(&args.id, entry),
             ),
         }
+        if args.activate {
+            set_in(root, "active", &args.kind, args.id.as_str());
+        }
         Ok(())
-    })?;
-    report(settings, &edited)
+    })
 }
 
 /// Refuses a type the manifest does not know, naming the closest one.

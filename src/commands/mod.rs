@@ -12,6 +12,7 @@ pub mod gc;
 pub mod lock;
 pub mod outdated;
 pub mod plan;
+pub(crate) mod reconcile;
 pub mod schema;
 pub mod serve;
 pub mod show;

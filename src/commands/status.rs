@@ -18,7 +18,7 @@ use crate::units::human_bytes;
 /// One row of `status`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ModelStatus {
-    id: ModelId,
+    pub(crate) id: ModelId,
     #[serde(rename = "type")]
     pub(crate) kind: TypeName,
     source: String,
@@ -31,7 +31,7 @@ pub(crate) struct ModelStatus {
     files_total: usize,
     size: u64,
     /// `active/<type>` points at this model now.
-    active: bool,
+    pub(crate) active: bool,
     /// models.yaml wants this model active.
     wants_active: bool,
     /// For Ollama models, when the daemon answered: loaded in memory now (`/api/ps`).

@@ -20,12 +20,10 @@ use std::time::Duration;
 use miette::{IntoDiagnostic, Result, WrapErr};
 use notify::RecursiveMode;
 
-use super::Project;
-use super::apply::{ExecOptions, execute, reporter_for, write_lock};
+use super::apply::ExecOptions;
+use super::reconcile::{Round, reconcile};
 use crate::cli::WatchArgs;
-use crate::plan::Action;
 use crate::settings::Settings;
-use crate::store::StatCache;
 
 /// Quiet time that ends a burst of file events.
 const DEBOUNCE: Duration = Duration::from_millis(400);
@@ -88,108 +86,17 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
 
 /// One round of `watch`.
 fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
-    let options = ExecOptions {
-        jobs: args.jobs,
-        connections: args.connections,
+    let round = Round {
+        only: None,
+        prune: args.prune,
+        options: ExecOptions {
+            jobs: args.jobs,
+            connections: args.connections,
+        },
+        reason,
+        events: None,
     };
-    reconcile(settings, args.prune, options, reason)
-}
-
-/// Plans and applies, without deletions unless `prune`. An unreadable manifest is reported
-/// and skipped, so the store keeps its last good state. `reason` (possibly empty) says why the
-/// round runs, for the log.
-pub(crate) fn reconcile(
-    settings: &Settings,
-    prune: bool,
-    options: ExecOptions,
-    reason: &str,
-) -> Result<()> {
-    let project = match Project::load(settings.clone()) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e:?}");
-            eprintln!(
-                "models.yaml cannot be used as it is; keeping the store as it was until it is fixed"
-            );
-            return Ok(());
-        }
-    };
-    project.check_locked()?;
-    project.store.check_writable()?;
-    let _lock = project.lock_store()?;
-    let mut cache = StatCache::load(&project.store.stat_cache_path());
-    let state = project.scan_with(&mut cache)?;
-    let mut plan = project.plan(&state)?;
-    let held = if prune { 0 } else { hold_deletions(&mut plan) };
-    if !plan.errors.is_empty() {
-        for e in &plan.errors {
-            eprintln!("error: {}", e.message);
-        }
-        return Err(miette::miette!("the plan cannot be applied"));
-    }
-    if !plan
-        .actions
-        .iter()
-        .any(|a| !matches!(a, Action::Hook { .. }))
-        && plan.lock_changes.is_empty()
-    {
-        let _ = cache.save(&project.store.stat_cache_path());
-        if !reason.is_empty() {
-            eprintln!("{reason}: up to date");
-        }
-        return Ok(());
-    }
-    let why = if reason.is_empty() {
-        "drift found"
-    } else {
-        reason
-    };
-    eprintln!(
-        "{why}: applying {} action{}{}",
-        plan.actions.len(),
-        if plan.actions.len() == 1 { "" } else { "s" },
-        if held > 0 {
-            format!(
-                " ({held} deletion{} held back; --prune carries them out)",
-                if held == 1 { "" } else { "s" }
-            )
-        } else {
-            String::new()
-        }
-    );
-    let next_lock = plan.next_lock.clone();
-    let reporter = reporter_for(&None, plan.totals.download_bytes);
-    let (outcome, elapsed, cache) = execute(
-        &project,
-        &plan,
-        &next_lock,
-        reporter.clone(),
-        options,
-        cache,
-    )?;
-    let note = write_lock(&project, &next_lock, &outcome)?;
-    let code = super::apply::finish(
-        &project,
-        cache,
-        &outcome,
-        elapsed,
-        note,
-        reporter.as_ref(),
-        "Applied",
-    )?;
-    if code == ExitCode::SUCCESS {
-        Ok(())
-    } else {
-        Err(miette::miette!("the round did not complete; it is retried"))
-    }
-}
-
-/// Removes model deletions from the plan (the models stay until `--prune`); returns how many.
-fn hold_deletions(plan: &mut crate::plan::Plan) -> usize {
-    let before = plan.actions.len();
-    plan.actions
-        .retain(|a| !matches!(a, Action::Delete { .. } | Action::Remove { .. }));
-    before - plan.actions.len()
+    reconcile(settings, &round).map(drop)
 }
 
 /// Waits for a change to a watched file, the timer, or Ctrl-C; a burst of changes is one wake.

@@ -8,6 +8,7 @@
 //! the totals and disk check that decide whether it can run at all. `render` prints it the way
 //! terraform does; its `Serialize` form is the stable `--json` document.
 
+mod narrow;
 mod planner;
 mod render;
 mod saved;

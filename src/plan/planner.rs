@@ -577,7 +577,7 @@ fn ollama_name(input: &PlanInput<'_>, kind: &TypeName, id: &ModelId) -> Option<S
     }
 }
 
-fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
+pub(super) fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
     let mut t = Totals::default();
     for a in actions {
         match a {

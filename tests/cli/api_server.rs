@@ -97,3 +97,84 @@ impl Server {
         })
     }
 }
+
+/// `GET /api/events` read on a thread of its own: each server-sent event as (name, JSON data).
+pub struct Events {
+    rx: std::sync::mpsc::Receiver<(String, serde_json::Value)>,
+}
+
+impl Server {
+    /// Subscribes to `/api/events`; returns once the stream is open, so nothing after it is
+    /// missed.
+    pub fn events(&self) -> Events {
+        let url = format!("{}/api/events", self.base);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (open_tx, open_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .expect("client");
+                let mut response = client.get(&url).send().await.expect("events");
+                let _ = open_tx.send(response.status().as_u16());
+                let mut buffer = String::new();
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = buffer.find("\n\n") {
+                        let message: String = buffer.drain(..end + 2).collect();
+                        let mut name = String::new();
+                        let mut data = String::new();
+                        for line in message.lines() {
+                            if let Some(v) = line.strip_prefix("event:") {
+                                name = v.trim().to_owned();
+                            } else if let Some(v) = line.strip_prefix("data:") {
+                                data.push_str(v.trim_start());
+                            }
+                        }
+                        if data.is_empty() {
+                            continue;
+                        }
+                        let value = serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+                        if tx.send((name, value)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        });
+        let status = open_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the event stream opens");
+        assert_eq!(status, 200, "GET /api/events");
+        Events { rx }
+    }
+}
+
+impl Events {
+    /// Events until one satisfies `stop` (included), or panics after 30 s with what came.
+    pub fn until(
+        &self,
+        stop: impl Fn(&str, &serde_json::Value) -> bool,
+    ) -> Vec<(String, serde_json::Value)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((name, value)) => {
+                    let done = stop(&name, &value);
+                    seen.push((name, value));
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("the awaited event never came; got {seen:#?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! One reconcile round: load, scan, plan, apply — what `watch` does on every wake and what the
+//! API does after each change it makes to models.yaml.
+//!
+//! A round takes the store lock like `apply` (so the CLI, `watch` and the API never apply at
+//! once), and differs from `apply` in three ways: a models.yaml that cannot be used is
+//! reported and skipped, so the store keeps its last good state; deletions are held back
+//! unless the round prunes; and a round can be narrowed to one model. Its reports go to the
+//! log (stderr) and, when the API is listening, to its event stream as well.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use miette::Result;
+use serde_json::json;
+
+use super::Project;
+use super::apply::{ExecOptions, execute, reporter_for, write_lock};
+use crate::apply::progress::{EventSink, JsonReporter, Reporter, Tee};
+use crate::names::ModelId;
+use crate::plan::Action;
+use crate::settings::Settings;
+use crate::store::StatCache;
+
+/// What a round does.
+pub(crate) struct Round<'a> {
+    /// Only this model's part of the plan, or everything.
+    pub only: Option<&'a ModelId>,
+    /// Carry out deletions (within `only`); otherwise they are shown and held back.
+    pub prune: bool,
+    pub options: ExecOptions,
+    /// Why the round runs, for the log (empty: the drift timer).
+    pub reason: &'a str,
+    /// Also told as JSON events (the API's event stream).
+    pub events: Option<Arc<dyn EventSink>>,
+}
+
+/// How a round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Nothing needed doing.
+    UpToDate,
+    Applied,
+    /// models.yaml could not be used; the store was left as it was.
+    Skipped,
+}
+
+/// Plans and applies one round; an error means the round failed (and is worth retrying).
+pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
+    let tell = |event: serde_json::Value| {
+        if let Some(sink) = &round.events {
+            sink.emit(event);
+        }
+    };
+    let project = match Project::load(settings.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e:?}");
+            eprintln!(
+                "models.yaml cannot be used as it is; keeping the store as it was until it is fixed"
+            );
+            tell(json!({"event": "error", "model": null, "message": format!(
+                "models.yaml cannot be used as it is ({e}); the store is kept as it was")}));
+            return Ok(Ended::Skipped);
+        }
+    };
+    project.check_locked()?;
+    project.store.check_writable()?;
+    let _lock = project.lock_store()?;
+    let mut cache = StatCache::load(&project.store.stat_cache_path());
+    let state = project.scan_with(&mut cache)?;
+    let mut plan = project.plan(&state)?;
+    if let Some(id) = round.only {
+        plan.narrow_to(id);
+    }
+    let held = if round.prune {
+        0
+    } else {
+        plan.hold_deletions()
+    };
+    if !plan.errors.is_empty() {
+        for e in &plan.errors {
+            eprintln!("error: {}", e.message);
+            tell(json!({"event": "error", "model": e.model, "message": e.message}));
+        }
+        return Err(miette::miette!(
+            "the plan cannot be applied: {}",
+            plan.errors[0].message
+        ));
+    }
+    if !plan
+        .actions
+        .iter()
+        .any(|a| !matches!(a, Action::Hook { .. }))
+        && plan.lock_changes.is_empty()
+    {
+        let _ = cache.save(&project.store.stat_cache_path());
+        if !round.reason.is_empty() {
+            eprintln!("{}: up to date", round.reason);
+        }
+        return Ok(Ended::UpToDate);
+    }
+    let why = if round.reason.is_empty() {
+        "drift found"
+    } else {
+        round.reason
+    };
+    eprintln!(
+        "{why}: applying {} action{}{}",
+        plan.actions.len(),
+        if plan.actions.len() == 1 { "" } else { "s" },
+        if held > 0 {
+            format!(
+                " ({held} deletion{} held back; --prune carries them out)",
+                if held == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        }
+    );
+    tell(json!({"event": "plan", "reason": why, "plan": &plan}));
+    let next_lock = plan.next_lock.clone();
+    let log = reporter_for(&None, plan.totals.download_bytes);
+    let reporter: Arc<dyn Reporter> = match &round.events {
+        Some(sink) => Arc::new(Tee(log, Arc::new(JsonReporter(sink.clone())))),
+        None => log,
+    };
+    let (outcome, elapsed, cache) = execute(
+        &project,
+        &plan,
+        &next_lock,
+        reporter.clone(),
+        round.options,
+        cache,
+    )?;
+    let note = write_lock(&project, &next_lock, &outcome)?;
+    let code = super::apply::finish(
+        &project,
+        cache,
+        &outcome,
+        elapsed,
+        note,
+        reporter.as_ref(),
+        "Applied",
+    )?;
+    if code == ExitCode::SUCCESS {
+        Ok(Ended::Applied)
+    } else {
+        Err(miette::miette!("the round did not complete"))
+    }
+}

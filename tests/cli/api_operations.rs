@@ -1,0 +1,221 @@
+//! The API's changes beyond activation: background downloads with operation ids and their
+//! events, deleting a model, declaring one, running its reload hook — each checked in
+//! models.yaml, in the store and on `/api/events`.
+
+use crate::api_server::Server;
+use crate::support::{Project, file_url};
+
+/// Two tts models from local files; `a` is wanted active. Nothing is applied yet.
+fn two_voices() -> Project {
+    let project = Project::new();
+    project.write("src/a.bin", "voice a\n");
+    project.write("src/b.bin", "voice b, longer\n");
+    let (a, b) = (
+        file_url(&project.path("src/a.bin")),
+        file_url(&project.path("src/b.bin")),
+    );
+    project.write(
+        "models.yaml",
+        &format!(
+            "# our voices\nversion: 1\nstore: ./store\nmodels:\n  a:\n    type: tts\n    source: {{ url: \"{a}\" }}\n    hooks: {{ reload: \"echo reloading $MODELCTL_NEW_ID > $MODELCTL_PATH/../reloaded\" }}\n  b:\n    type: tts\n    source: {{ url: \"{b}\" }}\nactive:\n  tts: a\n"
+        ),
+    );
+    project
+}
+
+fn status_of(server: &Server, id: &str) -> String {
+    let (code, model) = server.get(&format!("/api/models/{id}"), &[]);
+    assert_eq!(code, 200, "{model}");
+    model["status"].as_str().expect("status").to_owned()
+}
+
+#[test]
+fn a_download_runs_in_the_background_reports_on_the_event_stream_and_touches_only_its_model() {
+    let project = two_voices();
+    let server = Server::start(&project);
+    assert_eq!(status_of(&server, "a"), "not_installed");
+    let events = server.events();
+
+    let (code, queued) = server.post(
+        "/api/models/download",
+        Some(serde_json::json!({"id": "a"})),
+        &[],
+    );
+    assert_eq!(code, 202, "{queued}");
+    let op = queued["operation"]
+        .as_str()
+        .expect("operation id")
+        .to_owned();
+    assert_eq!(queued["href"], format!("/api/operations/{op}"));
+
+    let seen = events.until(|name, e| {
+        name == "operation" && e["operation"] == op.as_str() && e["state"] == "succeeded"
+    });
+    let named = |n: &'static str| seen.iter().filter(move |(name, _)| name == n);
+    let done: Vec<_> = named("done").collect();
+    assert_eq!(done.len(), 1, "one file downloaded: {seen:#?}");
+    assert_eq!(done[0].1["model"], "a");
+    assert_eq!(
+        done[0].1["operation"],
+        op.as_str(),
+        "tagged with its operation"
+    );
+    let swap = named("swap").next().expect("a swap event");
+    assert_eq!(swap.1["type"], "tts");
+    assert_eq!(swap.1["to"], "a");
+    assert!(
+        swap.1["path"]
+            .as_str()
+            .expect("path")
+            .ends_with("models/tts/a")
+    );
+    assert!(named("plan").next().is_some(), "the plan is announced");
+
+    let (code, finished) = server.get(&format!("/api/operations/{op}"), &[]);
+    assert_eq!(code, 200);
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    assert_eq!(status_of(&server, "a"), "active");
+    assert_eq!(
+        status_of(&server, "b"),
+        "not_installed",
+        "b was not part of the download"
+    );
+    assert!(project.path("store/models/tts/a/a.bin").exists());
+    assert!(!project.path("store/models/tts/b").exists());
+    let (_, listed) = server.get("/api/models?status=active", &[]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    let (code, unknown) = server.post(
+        "/api/models/download",
+        Some(serde_json::json!({"id": "c"})),
+        &[],
+    );
+    assert_eq!(code, 404, "{unknown}");
+    assert_eq!(server.get("/api/operations/op-999", &[]).0, 404);
+}
+
+#[test]
+fn deleting_removes_the_entry_and_only_that_models_files_and_refuses_the_active_one() {
+    let project = two_voices();
+    let mut yaml = project.read("models.yaml");
+    yaml = yaml.replace("active:\n  tts: a\n", "active:\n  tts: a  # the default\n");
+    project.write("models.yaml", &yaml);
+    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let server = Server::start(&project);
+
+    let (code, refused) = server.send(reqwest::Method::DELETE, "/api/models/a", None, &[]);
+    assert_eq!(code, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .expect("error")
+            .contains("deactivate")
+    );
+    assert_eq!(project.read("models.yaml"), yaml, "nothing edited");
+
+    let (code, deleted) = server.send(reqwest::Method::DELETE, "/api/models/b", None, &[]);
+    assert_eq!(code, 200, "{deleted}");
+    let after = project.read("models.yaml");
+    assert!(!after.contains("  b:"), "{after}");
+    assert!(
+        after.contains("# our voices") && after.contains("# the default"),
+        "comments kept: {after}"
+    );
+    assert!(!project.path("store/models/tts/b").exists());
+    assert!(project.path("store/models/tts/a/a.bin").exists());
+    assert_eq!(
+        server
+            .send(reqwest::Method::DELETE, "/api/models/b", None, &[])
+            .0,
+        404
+    );
+}
+
+#[test]
+fn adding_declares_a_model_through_the_manifests_validators_and_refuses_local_and_insecure_sources()
+{
+    let project = two_voices();
+    let before = project.read("models.yaml");
+    let server = Server::start(&project);
+
+    let post = |body: serde_json::Value| server.post("/api/models/add", Some(body), &[]);
+    let (code, bad) =
+        post(serde_json::json!({"id": "c", "type": "tts", "url": "file:///etc/passwd"}));
+    assert_eq!(code, 422, "{bad}");
+    let (code, bad) =
+        post(serde_json::json!({"id": "c", "type": "llm", "ollama": "http://10.0.0.1/x:1"}));
+    assert_eq!(code, 422, "{bad}");
+    let (code, bad) = post(
+        serde_json::json!({"id": "c", "type": "tts", "url": "https://example.com/c.bin", "insecure": true}),
+    );
+    assert_eq!(code, 422, "unknown fields are refused: {bad}");
+    let (code, bad) =
+        post(serde_json::json!({"id": "../c", "type": "tts", "url": "https://example.com/c.bin"}));
+    assert_eq!(code, 422, "ids go through the validator: {bad}");
+    let (code, bad) =
+        post(serde_json::json!({"id": "a", "type": "tts", "url": "https://example.com/c.bin"}));
+    assert_eq!(code, 422, "{bad}");
+    assert!(bad["error"].as_str().expect("error").contains("already"));
+    assert_eq!(project.read("models.yaml"), before, "refusals edit nothing");
+
+    let (code, added) = post(serde_json::json!({
+        "id": "c", "type": "tts", "url": "https://example.com/c.bin",
+        "sha256": "a".repeat(64), "activate": true
+    }));
+    assert_eq!(code, 201, "{added}");
+    let after = project.read("models.yaml");
+    assert!(after.starts_with("# our voices\n"), "{after}");
+    assert!(after.contains("  c:\n    type: tts\n"), "{after}");
+    assert!(after.contains("tts: c"), "activated: {after}");
+    assert!(
+        !project.path("store/models/tts/c").exists(),
+        "nothing fetched"
+    );
+}
+
+#[test]
+fn reloading_runs_the_models_hook_and_tells_the_event_stream() {
+    let project = two_voices();
+    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let server = Server::start(&project);
+    let events = server.events();
+
+    let (code, reloaded) = server.post("/api/models/a/reload", None, &[]);
+    assert_eq!(code, 200, "{reloaded}");
+    assert_eq!(
+        std::fs::read_to_string(project.path("store/models/tts/reloaded")).expect("hook ran"),
+        "reloading a\n"
+    );
+    let seen = events.until(|name, _| name == "reload");
+    assert_eq!(seen.last().expect("reload").1["model"], "a");
+
+    let (code, none) = server.post("/api/models/b/reload", None, &[]);
+    assert_eq!(code, 409, "{none}");
+    assert!(none["error"].as_str().expect("error").contains("hooks"));
+}
+
+#[test]
+fn an_activation_through_the_api_arrives_on_the_event_stream() {
+    let project = two_voices();
+    project.write(
+        "models.yaml",
+        &project
+            .read("models.yaml")
+            .replace("active:\n  tts: a\n", ""),
+    );
+    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let server = Server::start(&project);
+    let events = server.events();
+    let (code, body) = server.post(
+        "/api/models/activate",
+        Some(serde_json::json!({"id": "b"})),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let seen = events.until(|name, _| name == "swap");
+    let swap = &seen.last().expect("swap").1;
+    assert_eq!(swap["type"], "tts");
+    assert_eq!(swap["to"], "b");
+    assert_eq!(swap["from"], serde_json::Value::Null);
+    assert!(project.read("models.yaml").contains("tts: b"));
+}
