@@ -94,8 +94,9 @@ impl Auth {
             }
             None => {
                 let path = store()?.join(".modelctl").join("api-token");
-                let (secret, warnings) = load_or_create(&path)
-                    .map_err(|e| format!("cannot read or make the API token {}: {e}", path.display()))?;
+                let (secret, warnings) = load_or_create(&path).map_err(|e| {
+                    format!("cannot read or make the API token {}: {e}", path.display())
+                })?;
                 (secret, Source::File(path), warnings)
             }
         };
@@ -124,7 +125,10 @@ impl Auth {
         } else {
             "changes"
         };
-        format!("{scope} need Authorization: Bearer <the token in {}>", self.source)
+        format!(
+            "{scope} need Authorization: Bearer <the token in {}>",
+            self.source
+        )
     }
 
     fn accepts(&self, headers: &HeaderMap) -> bool {
@@ -146,7 +150,10 @@ impl Auth {
 /// hashed, and the digests compared without an early exit.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Reads the token file, or makes it: 32 bytes from /dev/urandom in hex, written to a private
@@ -267,7 +274,10 @@ pub async fn check(State(state): State<Arc<ApiState>>, request: Request, next: N
     }
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(_) => too_large(),
     }
 }

@@ -54,7 +54,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/models/{id}/switch", post(actions::switch))
         .route("/api/models/{id}/config", put(actions::config))
         .route("/api/openapi.json", get(openapi::document))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::check,

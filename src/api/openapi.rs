@@ -9,7 +9,13 @@ use axum::Json;
 use serde_json::{Value, json};
 
 /// The states `GET /api/models?status=` filters on.
-const STATUSES: [&str; 5] = ["not_installed", "downloading", "installed", "active", "error"];
+const STATUSES: [&str; 5] = [
+    "not_installed",
+    "downloading",
+    "installed",
+    "active",
+    "error",
+];
 
 /// `GET /api/openapi.json`.
 pub async fn document() -> Json<Value> {
@@ -331,7 +337,9 @@ mod tests {
             .iter()
             .flat_map(|(path, item)| {
                 let item = item.as_object().expect("a path item");
-                item.keys().map(|m| (m.clone(), shape(path))).collect::<Vec<_>>()
+                item.keys()
+                    .map(|m| (m.clone(), shape(path)))
+                    .collect::<Vec<_>>()
             })
             .collect();
         let routes = registered();
