@@ -4,6 +4,7 @@
 //! builds the projects, runs the binary with a clean environment and serves fake HTTP.
 
 mod api;
+mod api_security;
 mod api_server;
 mod apply;
 mod apply_faults;
