@@ -7,7 +7,8 @@
 //! POST/PUT/PATCH/DELETE must carry `Authorization: Bearer <token>`, compared in constant time;
 //! on a non-loopback address every request must, reads included. A change that carries a body
 //! or a `Content-Type` must say `application/json`: a web page can send `text/plain` across
-//! sites without a preflight, never JSON. Bodies are capped at [`MAX_BODY`] (RELIABILITY A3).
+//! sites without a preflight, never JSON. Bodies are capped at [`MAX_BODY`] and must arrive
+//! within [`BODY_TIMEOUT`] (RELIABILITY A3).
 //! `GET /api/openapi.json` is public: a fixed document that says nothing about this machine.
 
 use std::io::Write;
@@ -30,6 +31,10 @@ pub const TOKEN_ENV: &str = "MODELCTL_API_TOKEN";
 
 /// The largest request body accepted: 1 MiB.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// How long a change's body may take to arrive once its headers have: a client that trickles
+/// a body cannot hold a connection (and a change) forever.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The path that is public even where reads need the token.
 const PUBLIC: &str = "/api/openapi.json";
@@ -273,12 +278,20 @@ pub async fn check(State(state): State<Arc<ApiState>>, request: Request, next: N
         return too_large();
     }
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(_) => too_large(),
+        Ok(Err(_)) => too_large(),
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body took over {} s to arrive; send it at once",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
     }
 }
 
