@@ -4,9 +4,12 @@
 //! `axum::serve` gives hyper no timer, so hyper's header read timeout never fires and a client
 //! that sends a header a byte a minute (slowloris) holds its connection forever. Here each
 //! connection is served by hyper's HTTP/1 builder with a tokio timer and a header read timeout
-//! of [`HEADER_TIMEOUT`] (`MODELCTL_TEST_HEADER_TIMEOUT_MS` shortens it for the tests). At most
+//! of [`HEADER_TIMEOUT`], counted from the moment hyper waits for a request (a new connection,
+//! or a kept-alive one after its last answer), so an idle connection is closed too. At most
 //! [`MAX_CONNECTIONS`] are served at once; the next waits in the kernel's accept queue until
-//! one closes. Ctrl-C stops accepting and lets the requests in flight finish.
+//! one closes. Ctrl-C stops accepting and lets the requests in flight finish. The tests shorten
+//! the timeout and the cap with `MODELCTL_TEST_HEADER_TIMEOUT_MS` and
+//! `MODELCTL_TEST_MAX_CONNECTIONS`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,21 +28,19 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many connections are served at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// The header timeout, or the tests' shorter one.
-fn header_timeout() -> Duration {
-    std::env::var("MODELCTL_TEST_HEADER_TIMEOUT_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map_or(HEADER_TIMEOUT, Duration::from_millis)
+/// A number from a test's environment variable.
+fn test_hook(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// Serves `router` on `listener` until Ctrl-C.
 pub async fn run(listener: TcpListener, router: Router) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout());
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    builder.timer(TokioTimer::new()).header_read_timeout(
+        test_hook("MODELCTL_TEST_HEADER_TIMEOUT_MS").map_or(HEADER_TIMEOUT, Duration::from_millis),
+    );
+    let cap = test_hook("MODELCTL_TEST_MAX_CONNECTIONS").map_or(MAX_CONNECTIONS, |n| n as usize);
+    let slots = Arc::new(Semaphore::new(cap.max(1)));
     let graceful = GracefulShutdown::new();
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {

@@ -262,6 +262,31 @@ fn a_slowloris_is_cut_off_while_others_are_served() {
 }
 
 #[test]
+fn connections_over_the_cap_wait_for_a_free_one() {
+    let project = voices();
+    let server = Server::start_with(
+        &project,
+        "127.0.0.1:0",
+        &[
+            ("MODELCTL_TEST_HEADER_TIMEOUT_MS", "800"),
+            ("MODELCTL_TEST_MAX_CONNECTIONS", "1"),
+        ],
+    );
+    // An idle connection takes the only slot until the header timeout closes it.
+    let started = Instant::now();
+    let idle = TcpStream::connect(server.addr).expect("connect");
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = server.get("/api/models", &[]);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "served once the slot was free: {body}");
+    assert!(
+        took >= Duration::from_millis(700),
+        "not held back: {took:?}"
+    );
+    drop(idle);
+}
+
+#[test]
 fn a_network_address_needs_the_token_in_the_environment_and_on_every_request() {
     let project = voices();
     let mut child = project

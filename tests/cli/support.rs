@@ -89,6 +89,7 @@ impl Project {
             .env_remove("MODELCTL_FAILPOINT")
             .env_remove("MODELCTL_API_TOKEN")
             .env_remove("MODELCTL_TEST_HEADER_TIMEOUT_MS")
+            .env_remove("MODELCTL_TEST_MAX_CONNECTIONS")
             .env_remove("OLLAMA_HOST")
             .env_remove("OLLAMA_MODELS")
             .env_remove("HF_ENDPOINT")
