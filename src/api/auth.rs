@@ -113,16 +113,6 @@ impl Auth {
         Ok((auth, warnings))
     }
 
-    /// A token from the given values, for tests.
-    #[cfg(test)]
-    pub fn fixed(secret: &str) -> Self {
-        Self {
-            secret: secret.to_owned(),
-            source: Source::Env,
-            reads_need_token: false,
-        }
-    }
-
     /// The serve log's line that says where the token is (never the token).
     pub fn log_line(&self) -> String {
         let scope = if self.reads_need_token {

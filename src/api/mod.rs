@@ -4,12 +4,13 @@
 //! It listens on 127.0.0.1:7420 by default. Every request is checked before it reaches a
 //! handler (`guard.rs`): the `Host` must name this machine (or the address it was told to listen
 //! on), which defeats DNS rebinding, and a request with an `Origin` must come from the API's
-//! own origin, so a web page cannot drive it from a browser. Changes need the bearer token and a
-//! JSON body of at most 1 MiB (`auth.rs`); beyond loopback, reads need the token too. The
-//! connection loop (`server.rs`) times out slow headers and caps connections. Handlers read models.yaml,
-//! models.lock and the store afresh on each request (the scan is cheap thanks to the stat
-//! cache), on a blocking thread, and answer JSON; errors are `{"error": "..."}` with a status
-//! that says whose fault it was. Changes (activate, switch, deactivate, config) edit models.yaml
+//! own origin, so a web page cannot drive it from a browser. Changes need the bearer token and
+//! a JSON body of at most 1 MiB (`auth.rs`); beyond loopback, reads need the token too. The
+//! connection loop (`server.rs`) times out slow headers and caps connections; the API describes
+//! itself at `/api/openapi.json` (`openapi.rs`). Handlers read models.yaml, models.lock and the
+//! store afresh on each request (the scan is cheap thanks to the stat cache), on a blocking
+//! thread, and answer JSON; errors are `{"error": "..."}` with a status that says whose fault it
+//! was. Changes (activate, switch, deactivate, config) edit models.yaml
 //! (and, for the active model, reconcile the store), one at a time.
 
 mod actions;
