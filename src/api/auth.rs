@@ -78,29 +78,38 @@ impl Auth {
     /// from (or made in) the store. Returns warnings to print after the first log line.
     pub fn resolve(
         listen: std::net::SocketAddr,
-        store: impl FnOnce() -> Result<PathBuf, String>,
-    ) -> Result<(Self, Vec<String>), String> {
+        store: impl FnOnce() -> miette::Result<PathBuf>,
+    ) -> miette::Result<(Self, Vec<String>)> {
         let loopback = listen.ip().is_loopback();
         let from_env = std::env::var(TOKEN_ENV).ok();
         let (secret, source, warnings) = match from_env {
             Some(secret) => {
                 let secret = secret.trim().to_owned();
                 if secret.is_empty() {
-                    return Err(format!(
-                        "{TOKEN_ENV} is empty; set it to a long random secret (e.g. `openssl rand -hex 32`) or unset it to use the token file in the store"
+                    return Err(miette::miette!(
+                        help = "set it to a long random secret (`openssl rand -hex 32`), or unset it to use the token file in the store",
+                        "{TOKEN_ENV} is empty"
                     ));
                 }
                 (secret, Source::Env, Vec::new())
             }
             None if !loopback => {
-                return Err(format!(
-                    "refusing to listen on {listen} without {TOKEN_ENV}: anything but loopback exposes the API to the network; set {TOKEN_ENV} to a long random secret (every request will then need `Authorization: Bearer <it>`), or listen on 127.0.0.1"
+                return Err(miette::miette!(
+                    help = format!(
+                        "set {TOKEN_ENV} to a long random secret (every request will then need `Authorization: Bearer <it>`), or listen on 127.0.0.1"
+                    ),
+                    "refusing to listen on {listen} without {TOKEN_ENV}: anything but loopback exposes the API to the network"
                 ));
             }
             None => {
                 let path = store()?.join(".modelctl").join("api-token");
                 let (secret, warnings) = load_or_create(&path).map_err(|e| {
-                    format!("cannot read or make the API token {}: {e}", path.display())
+                    miette::miette!(
+                        help =
+                            format!("check the store directory's permissions, or set {TOKEN_ENV}"),
+                        "cannot read or make the API token `{}`: {e}",
+                        path.display()
+                    )
                 })?;
                 (secret, Source::File(path), warnings)
             }

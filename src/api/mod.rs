@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post, put};
+use miette::IntoDiagnostic;
 
 use crate::settings::Settings;
 
@@ -68,16 +69,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// Serves until Ctrl-C. The token is settled before anything is printed, so a refusal (a
 /// network address without `MODELCTL_API_TOKEN`) comes before the server says it serves.
-pub async fn serve(settings: Settings, listen: SocketAddr) -> Result<(), String> {
+pub async fn serve(settings: Settings, listen: SocketAddr) -> miette::Result<()> {
     let (auth, warnings) = auth::Auth::resolve(listen, || {
-        let manifest = crate::manifest::load(&settings.manifest_path)
-            .map_err(|e| format!("cannot find the store for the API token: {e}"))?;
+        let manifest = crate::manifest::load(&settings.manifest_path).map_err(|e| {
+            miette::miette!(
+                help = "fix models.yaml, or set MODELCTL_API_TOKEN",
+                "cannot find the store, where the API token is kept: {e}"
+            )
+        })?;
         Ok(settings.store_root(&manifest))
     })?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| e.to_string())?;
-    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+        .into_diagnostic()?;
+    let listen = listener.local_addr().into_diagnostic()?;
     eprintln!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
     eprintln!("{}", auth.log_line());
     for warning in warnings {
@@ -89,7 +94,5 @@ pub async fn serve(settings: Settings, listen: SocketAddr) -> Result<(), String>
         changes: std::sync::Mutex::new(()),
         auth,
     });
-    server::run(listener, router(state))
-        .await
-        .map_err(|e| e.to_string())
+    server::run(listener, router(state)).await.into_diagnostic()
 }

@@ -338,6 +338,19 @@ fn a_network_address_needs_the_token_in_the_environment_and_on_every_request() {
 }
 
 #[test]
+fn without_a_manifest_serve_says_where_the_token_would_be_and_how_to_go_on() {
+    let project = Project::new();
+    let run = project.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("where the API token is kept")
+            && run.stderr.contains("MODELCTL_API_TOKEN"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn the_openapi_document_is_served_without_a_token() {
     let project = voices();
     let server = Server::start(&project);
