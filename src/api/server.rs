@@ -7,7 +7,8 @@
 //! of [`HEADER_TIMEOUT`], counted from the moment hyper waits for a request (a new connection,
 //! or a kept-alive one after its last answer), so an idle connection is closed too. At most
 //! [`MAX_CONNECTIONS`] are served at once; the next waits in the kernel's accept queue until
-//! one closes. Ctrl-C stops accepting and lets the requests in flight finish. The tests shorten
+//! one closes. Ctrl-C stops accepting and lets the requests in flight finish, for at most
+//! [`SHUTDOWN_GRACE`] (an event stream never finishes by itself). The tests shorten
 //! the timeout and the cap with `MODELCTL_TEST_HEADER_TIMEOUT_MS` and
 //! `MODELCTL_TEST_MAX_CONNECTIONS`.
 
@@ -27,6 +28,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many connections are served at once.
 pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long Ctrl-C waits for the requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A number from a test's environment variable.
 fn test_hook(name: &str) -> Option<u64> {
@@ -70,6 +74,7 @@ pub async fn run(listener: TcpListener, router: Router) -> std::io::Result<()> {
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // What is still running after the grace period ends with the runtime.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     Ok(())
 }

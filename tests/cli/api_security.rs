@@ -287,6 +287,23 @@ fn connections_over_the_cap_wait_for_a_free_one() {
 }
 
 #[test]
+fn ctrl_c_stops_the_server_even_with_a_connection_open() {
+    let project = voices();
+    let mut server = Server::start(&project);
+    let (status, _) = server.get("/api/models", &[]);
+    assert_eq!(status, 200);
+    // A client in the middle of its headers: shutdown does not wait for it forever.
+    let mut open = TcpStream::connect(server.addr).expect("connect");
+    open.write_all(b"GET /api/models HTTP/1.1\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    let status = server
+        .interrupt(Duration::from_secs(15))
+        .expect("serve did not stop on Ctrl-C");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn a_network_address_needs_the_token_in_the_environment_and_on_every_request() {
     let project = voices();
     let mut child = project

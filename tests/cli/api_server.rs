@@ -84,6 +84,23 @@ impl Server {
         }
     }
 
+    /// Sends SIGINT (Ctrl-C) and waits up to `within` for the server to exit.
+    pub fn interrupt(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// What the server has written to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
