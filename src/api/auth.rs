@@ -253,9 +253,10 @@ pub async fn check(State(state): State<Arc<ApiState>>, request: Request, next: N
             ),
         )
         .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("valid"));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         return response;
     }
     if !change {
