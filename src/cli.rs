@@ -248,7 +248,8 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on; anything but loopback exposes the API to the network
+    /// The address to listen on; anything but loopback exposes the API to the network and needs
+    /// MODELCTL_API_TOKEN (then every request must carry it)
     #[arg(long, default_value = "127.0.0.1:7420", value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
 }

@@ -4,23 +4,31 @@
 //! It listens on 127.0.0.1:7420 by default. Every request is checked before it reaches a
 //! handler (`guard.rs`): the `Host` must name this machine (or the address it was told to listen
 //! on), which defeats DNS rebinding, and a request with an `Origin` must come from the API's
-//! own origin, so a web page cannot drive it from a browser. Handlers read models.yaml,
-//! models.lock and the store afresh on each request (the scan is cheap thanks to the stat
-//! cache), on a blocking thread, and answer JSON; errors are `{"error": "..."}` with a status
-//! that says whose fault it was. Changes (activate, switch, deactivate, config) edit models.yaml
-//! (and, for the active model, reconcile the store), one at a time.
+//! own origin, so a web page cannot drive it from a browser. Changes need the bearer token and
+//! a JSON body of at most 1 MiB (`auth.rs`); beyond loopback, reads need the token too. The
+//! connection loop (`server.rs`) times out slow headers and caps connections; the API describes
+//! itself at `/api/openapi.json` (`openapi.rs`). Handlers read models.yaml, models.lock and the
+//! store afresh on each request (the scan is cheap thanks to the stat cache), on a blocking
+//! thread, and answer JSON; errors are `{"error": "..."}` with a status that says whose fault it
+//! was. Changes edit models.yaml and reconcile the store, one at a time (`actions.rs`);
+//! downloads run in the background as operations (`operations.rs`), and what happens in the
+//! store streams on `/api/events` (`events.rs`).
 
 mod actions;
+mod auth;
 pub mod events;
 mod guard;
 mod models;
+mod openapi;
 pub mod operations;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post, put};
+use miette::IntoDiagnostic;
 
 use crate::settings::Settings;
 
@@ -36,6 +44,8 @@ pub struct ApiState {
     pub events: events::EventBus,
     /// Downloads under way and done.
     pub operations: operations::Operations,
+    /// The token changes (or, beyond loopback, all requests) need.
+    pub auth: auth::Auth,
 }
 
 /// The routes.
@@ -58,6 +68,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/models/deactivate/{id}", post(actions::deactivate))
         .route("/api/models/{id}/switch", post(actions::switch))
         .route("/api/models/{id}/config", put(actions::config))
+        .route("/api/openapi.json", get(openapi::document))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::check,
@@ -65,21 +80,34 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until Ctrl-C.
-pub async fn serve(settings: Settings, listen: SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let listen = listener.local_addr()?;
+/// Serves until Ctrl-C. The token is settled before anything is printed, so a refusal (a
+/// network address without `MODELCTL_API_TOKEN`) comes before the server says it serves.
+pub async fn serve(settings: Settings, listen: SocketAddr) -> miette::Result<()> {
+    let (auth, warnings) = auth::Auth::resolve(listen, || {
+        let manifest = crate::manifest::load(&settings.manifest_path).map_err(|e| {
+            miette::miette!(
+                help = "fix models.yaml, or set MODELCTL_API_TOKEN",
+                "cannot find the store, where the API token is kept: {e}"
+            )
+        })?;
+        Ok(settings.store_root(&manifest))
+    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .into_diagnostic()?;
+    let listen = listener.local_addr().into_diagnostic()?;
     eprintln!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
+    eprintln!("{}", auth.log_line());
+    for warning in warnings {
+        eprintln!("{warning}");
+    }
     let state = Arc::new(ApiState {
         settings,
         listen,
         changes: std::sync::Mutex::new(()),
         events: events::EventBus::default(),
         operations: operations::Operations::default(),
+        auth,
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    server::run(listener, router(state)).await.into_diagnostic()
 }

@@ -113,7 +113,9 @@ impl Operations {
         if matches!(state, OpState::Succeeded | OpState::Failed) {
             op.finished_at = Some(now());
         }
-        Some(op.clone())
+        let op = op.clone();
+        table.forget_old();
+        Some(op)
     }
 
     pub fn get(&self, id: &str) -> Option<Operation> {
@@ -135,6 +137,21 @@ impl Operations {
             .rev()
             .find(|op| op.model == model)
             .map(|op| op.state)
+    }
+}
+
+impl Table {
+    /// Keeps the last [`KEEP_FINISHED`] finished operations (and every unfinished one).
+    fn forget_old(&mut self) {
+        let finished: Vec<u64> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| matches!(op.state, OpState::Succeeded | OpState::Failed))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in finished.iter().take(finished.len().saturating_sub(KEEP_FINISHED)) {
+            self.ops.remove(n);
+        }
     }
 }
 

@@ -14,7 +14,6 @@ pub fn run(settings: Settings, args: &ServeArgs) -> Result<ExitCode> {
         .into_diagnostic()?;
     runtime
         .block_on(crate::api::serve(settings, args.listen))
-        .into_diagnostic()
         .wrap_err_with(|| format!("cannot serve on {}", args.listen))?;
     Ok(ExitCode::SUCCESS)
 }

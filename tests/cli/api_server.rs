@@ -1,7 +1,9 @@
-//! A running `modelctl serve` for the API tests, and a small blocking client for it.
+//! A running `modelctl serve` for the API tests, and a small blocking client for it that sends
+//! the API token on every request unless told not to.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 
 use crate::support::Project;
 
@@ -9,6 +11,20 @@ use crate::support::Project;
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The address, for raw TCP clients.
+    pub addr: std::net::SocketAddr,
+    /// The token the server wants: from `MODELCTL_API_TOKEN`, else its token file.
+    pub token: String,
+    log: Arc<Mutex<String>>,
+}
+
+/// Whether a request carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`, unless the request's headers set `Authorization`.
+    Token,
+    /// No `Authorization` but what the headers set.
+    Without,
 }
 
 impl Drop for Server {
@@ -20,8 +36,13 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(project: &Project) -> Self {
+        Self::start_with(project, "127.0.0.1:0", &[])
+    }
+
+    /// `modelctl serve --listen LISTEN` with extra environment variables.
+    pub fn start_with(project: &Project, listen: &str, env: &[(&str, &str)]) -> Self {
         let mut child = project
-            .command(&["serve", "--listen", "127.0.0.1:0"], &[])
+            .command(&["serve", "--listen", listen], env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -30,15 +51,72 @@ impl Server {
         let mut reader = BufReader::new(stderr);
         let mut line = String::new();
         reader.read_line(&mut line).expect("first line");
+        let mut second = String::new();
+        reader.read_line(&mut second).expect("second line");
+        let log = Arc::new(Mutex::new(format!("{line}{second}")));
         // Keep reading the log, so the server never writes into a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            let mut next = String::new();
+            while reader.read_line(&mut next).is_ok_and(|n| n > 0) {
+                kept.lock().expect("log").push_str(&next);
+                next.clear();
+            }
+        });
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
             .and_then(|u| u.strip_suffix("/api/models"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        Self { child, base }
+            .replace("http://0.0.0.0:", "http://127.0.0.1:");
+        let addr = base
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {base:?}"));
+        let token = match env.iter().find(|(k, _)| *k == "MODELCTL_API_TOKEN") {
+            Some((_, token)) => (*token).to_owned(),
+            // "changes need Authorization: Bearer <the token in PATH>"
+            None => {
+                let path = second
+                    .trim_end()
+                    .rsplit_once("the token in ")
+                    .and_then(|(_, rest)| rest.strip_suffix('>'))
+                    .unwrap_or_else(|| panic!("no token file in {second:?}"));
+                std::fs::read_to_string(path)
+                    .expect("the token file")
+                    .trim()
+                    .to_owned()
+            }
+        };
+        Self {
+            child,
+            base,
+            addr,
+            token,
+            log,
+        }
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits up to `within` for the server to exit.
+    pub fn interrupt(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
     }
 
     /// GET `path` with extra headers: (status, JSON body).
@@ -61,12 +139,26 @@ impl Server {
         self.send(reqwest::Method::POST, path, body, headers)
     }
 
+    /// A request with a JSON body (or none), carrying the token.
     pub fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
         headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        self.request(method, path, body, headers, Auth::Token)
+    }
+
+    /// Any request: a body with its content type (or none), extra headers, the token or not.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+        auth: Auth,
     ) -> (u16, serde_json::Value) {
         let url = format!("{}{path}", self.base);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -79,10 +171,14 @@ impl Server {
                 .build()
                 .expect("client");
             let mut request = client.request(method, &url);
-            if let Some(body) = body {
-                request = request
-                    .header("content-type", "application/json")
-                    .body(body.to_string());
+            if let Some((content_type, body)) = body {
+                request = request.header("content-type", content_type).body(body);
+            }
+            let custom = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+            if auth == Auth::Token && !custom {
+                request = request.bearer_auth(&self.token);
             }
             for (k, v) in headers {
                 request = request.header(*k, *v);

@@ -5,6 +5,7 @@
 
 mod api;
 mod api_operations;
+mod api_security;
 mod api_server;
 mod apply;
 mod apply_faults;
