@@ -244,6 +244,9 @@ pub struct WatchArgs {
     /// Connections in all; a large file is fetched over several at once
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
+    /// Also serve the HTTP API here (as `modelctl serve` does), with every round on /api/events
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

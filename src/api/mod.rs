@@ -83,6 +83,51 @@ pub fn router(state: Arc<ApiState>) -> Router {
 /// Serves until Ctrl-C. The token is settled before anything is printed, so a refusal (a
 /// network address without `MODELCTL_API_TOKEN`) comes before the server says it serves.
 pub async fn serve(settings: Settings, listen: SocketAddr) -> miette::Result<()> {
+    let (listener, state) = bind(settings, listen).await?;
+    server::run(listener, router(state)).await.into_diagnostic()
+}
+
+/// Starts the API on a thread of its own (`watch --listen`), and returns its event bus once it
+/// listens, for the watch rounds to report into. It stops with the process (or at Ctrl-C).
+pub fn spawn(settings: Settings, listen: SocketAddr) -> miette::Result<events::EventBus> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("modelctl-api".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = tx.send(Err(miette::miette!("cannot start the API: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match bind(settings, listen).await {
+                    Ok((listener, state)) => {
+                        let _ = tx.send(Ok(state.events.clone()));
+                        if let Err(e) = server::run(listener, router(state)).await {
+                            eprintln!("error: the API stopped: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .into_diagnostic()?;
+    rx.recv()
+        .map_err(|_| miette::miette!("the API thread ended before it listened"))?
+}
+
+/// Settles the token, binds and says so.
+async fn bind(
+    settings: Settings,
+    listen: SocketAddr,
+) -> miette::Result<(tokio::net::TcpListener, Arc<ApiState>)> {
     let (auth, warnings) = auth::Auth::resolve(listen, || {
         let manifest = crate::manifest::load(&settings.manifest_path).map_err(|e| {
             miette::miette!(
@@ -94,7 +139,8 @@ pub async fn serve(settings: Settings, listen: SocketAddr) -> miette::Result<()>
     })?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .into_diagnostic()?;
+        .into_diagnostic()
+        .map_err(|e| e.wrap_err(format!("cannot listen on {listen}")))?;
     let listen = listener.local_addr().into_diagnostic()?;
     eprintln!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
     eprintln!("{}", auth.log_line());
@@ -109,5 +155,5 @@ pub async fn serve(settings: Settings, listen: SocketAddr) -> miette::Result<()>
         operations: operations::Operations::default(),
         auth,
     });
-    server::run(listener, router(state)).await.into_diagnostic()
+    Ok((listener, state))
 }

@@ -149,7 +149,10 @@ impl Table {
             .filter(|(_, op)| matches!(op.state, OpState::Succeeded | OpState::Failed))
             .map(|(n, _)| *n)
             .collect();
-        for n in finished.iter().take(finished.len().saturating_sub(KEEP_FINISHED)) {
+        for n in finished
+            .iter()
+            .take(finished.len().saturating_sub(KEEP_FINISHED))
+        {
             self.ops.remove(n);
         }
     }

@@ -1,4 +1,6 @@
-//! `modelctl watch [--prune] [--interval SECS]`: keep the store true to models.yaml.
+//! `modelctl watch [--prune] [--interval SECS] [--listen ADDR]`: keep the store true to
+//! models.yaml, and with `--listen` serve the HTTP API alongside, every round reported on its
+//! event stream.
 //!
 //! A level-triggered loop: each round loads the manifest and lock, scans the store, plans and
 //! applies, whatever woke it (a save of models.yaml or models.lock, the drift timer, the
@@ -22,6 +24,7 @@ use notify::RecursiveMode;
 
 use super::apply::ExecOptions;
 use super::reconcile::{Round, reconcile};
+use crate::apply::progress::EventSink;
 use crate::cli::WatchArgs;
 use crate::settings::Settings;
 
@@ -48,6 +51,10 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
         .watch(&dir, RecursiveMode::NonRecursive)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot watch `{}`", dir.display()))?;
+    let api: Option<Arc<dyn EventSink>> = match args.listen {
+        Some(listen) => Some(Arc::new(crate::api::spawn(settings.clone(), listen)?)),
+        None => None,
+    };
     let quit = ctrl_c_flag();
     let interval = Duration::from_secs_f64(args.interval.max(1.0));
     eprintln!(
@@ -61,7 +68,7 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
         if quit.load(Ordering::Relaxed) {
             break;
         }
-        match round(&settings, args, &reason) {
+        match round(&settings, args, &reason, api.clone()) {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -85,7 +92,12 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
 }
 
 /// One round of `watch`.
-fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
+fn round(
+    settings: &Settings,
+    args: &WatchArgs,
+    reason: &str,
+    events: Option<Arc<dyn EventSink>>,
+) -> Result<()> {
     let round = Round {
         only: None,
         prune: args.prune,
@@ -94,7 +106,7 @@ fn round(settings: &Settings, args: &WatchArgs, reason: &str) -> Result<()> {
             connections: args.connections,
         },
         reason,
-        events: None,
+        events,
     };
     reconcile(settings, &round).map(drop)
 }

@@ -219,3 +219,33 @@ fn an_activation_through_the_api_arrives_on_the_event_stream() {
     assert_eq!(swap["from"], serde_json::Value::Null);
     assert!(project.read("models.yaml").contains("tts: b"));
 }
+
+#[test]
+fn watch_with_listen_serves_the_api_and_streams_its_rounds() {
+    let project = two_voices();
+    let server = Server::watch(&project, &["--interval", "60"]);
+    let events = server.events();
+    // The first round installs `a` (and activates it); then an edit swaps to `b`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !project.path("store/active/tts").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first round never activated a"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    project.write(
+        "models.yaml",
+        &project.read("models.yaml").replace("tts: a", "tts: b"),
+    );
+    let seen = events.until(|name, e| name == "swap" && e["to"] == "b");
+    assert!(
+        seen.iter().any(|(name, e)| name == "plan"
+            && e["reason"].as_str().is_some_and(|r| r.contains("changed"))),
+        "the round says why it ran: {seen:#?}"
+    );
+    assert_eq!(status_of(&server, "b"), "active");
+    let (code, body) = server.post("/api/models/deactivate/b", None, &[]);
+    assert_eq!(code, 200, "{body}");
+    events.until(|name, e| name == "swap" && e["to"].is_null());
+}

@@ -41,8 +41,20 @@ impl Server {
 
     /// `modelctl serve --listen LISTEN` with extra environment variables.
     pub fn start_with(project: &Project, listen: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(project, &["serve", "--listen", listen], env)
+    }
+
+    /// `modelctl watch --listen 127.0.0.1:0` with more arguments: the API alongside the loop.
+    pub fn watch(project: &Project, args: &[&str]) -> Self {
+        let mut all = vec!["watch", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::spawn(project, &all, &[])
+    }
+
+    /// Runs modelctl with `args`, which start the API, and waits for its address.
+    fn spawn(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = project
-            .command(&["serve", "--listen", listen], env)
+            .command(args, env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
