@@ -2,8 +2,9 @@
 //! API does after each change it makes to models.yaml.
 //!
 //! A round takes the store lock like `apply` (so the CLI, `watch` and the API never apply at
-//! once), and differs from `apply` in three ways: a models.yaml that cannot be used is
-//! reported and skipped, so the store keeps its last good state; deletions are held back
+//! once), and differs from `apply` in three ways: a models.yaml that cannot be used, or that
+//! declares no models at all (what a half-written save can look like), is reported and
+//! skipped, so the store keeps its last good state; deletions are held back
 //! unless the round prunes; and a round can be narrowed to one model. Its reports go to the
 //! log (stderr) and, when the API is listening, to its event stream as well.
 
@@ -16,8 +17,9 @@ use serde_json::json;
 use super::Project;
 use super::apply::{ExecOptions, execute, reporter_for, write_lock};
 use crate::apply::progress::{EventSink, JsonReporter, Reporter, Tee};
+use crate::manifest::ManifestError;
 use crate::names::ModelId;
-use crate::plan::Action;
+use crate::plan::{Action, Style};
 use crate::settings::Settings;
 use crate::store::StatCache;
 
@@ -54,15 +56,20 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     let project = match Project::load(settings.clone()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e:?}");
-            eprintln!(
-                "models.yaml cannot be used as it is; keeping the store as it was until it is fixed"
-            );
+            report_unusable(settings, &e);
             tell(json!({"event": "error", "model": null, "message": format!(
                 "models.yaml cannot be used as it is ({e}); the store is kept as it was")}));
             return Ok(Ended::Skipped);
         }
     };
+    if round.only.is_none() && project.manifest.models.is_empty() {
+        // An editor's half-written save can look like this; reconciling it would deactivate
+        // (and with --prune delete) every model. `apply`, which asks first, empties a store.
+        let message = "models.yaml declares no models; keeping the store as it was (run `modelctl apply` to empty it on purpose)";
+        eprintln!("{message}");
+        tell(json!({"event": "error", "model": null, "message": message}));
+        return Ok(Ended::Skipped);
+    }
     project.check_locked()?;
     project.store.check_writable()?;
     let _lock = project.lock_store()?;
@@ -147,4 +154,17 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     } else {
         Err(miette::miette!("the round did not complete"))
     }
+}
+
+/// Says why models.yaml (or models.lock) cannot be used: an invalid file as `plan` shows
+/// it, each problem at its `models.yaml:LINE:COL`.
+fn report_unusable(settings: &Settings, e: &miette::Report) {
+    match e.downcast_ref::<ManifestError>() {
+        Some(ManifestError::Invalid(problems)) => {
+            let color = settings.style_for(&std::io::stderr()) == Style::Color;
+            eprint!("{}", problems.render(color));
+        }
+        _ => eprintln!("{e:?}"),
+    }
+    eprintln!("models.yaml cannot be used as it is; keeping the store as it was until it is fixed");
 }

@@ -5,10 +5,13 @@
 //! A level-triggered loop: each round loads the manifest and lock, scans the store, plans and
 //! applies, whatever woke it (a save of models.yaml or models.lock, the drift timer, the
 //! start). It watches the manifest's directory, not the file, because editors save by rename
-//! (notify-debouncer-full merges the burst of events a save makes). Rounds never overlap, and
-//! events that arrive during one are merged into the next. A models.yaml that is missing,
-//! empty or invalid is reported and ignored: the store keeps its last good state, and the
-//! loop carries on once the file is fixed. Deletions are only shown unless `--prune` is given.
+//! (notify-debouncer-full merges the burst of events a save makes), and a round starts only
+//! once the files have been quiet for a moment, so a storm of saves makes one round. Reading
+//! a file is not a change (each round reads models.yaml; that must not wake the next one).
+//! Rounds never overlap, and events that arrive during one are merged into the next. A
+//! models.yaml that is missing, empty or invalid is reported (each problem at its line) and
+//! ignored: the store keeps its last good state, and the loop carries on once the file is
+//! fixed. Deletions are only shown unless `--prune` is given.
 //! A failed round is retried with a growing pause (up to a minute) instead of ending the loop;
 //! Ctrl-C ends it after the current step.
 
@@ -17,10 +20,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use miette::{IntoDiagnostic, Result, WrapErr};
 use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify_debouncer_full::{DebounceEventResult, DebouncedEvent};
 
 use super::apply::ExecOptions;
 use super::reconcile::{Round, reconcile};
@@ -30,6 +35,8 @@ use crate::settings::Settings;
 
 /// Quiet time that ends a burst of file events.
 const DEBOUNCE: Duration = Duration::from_millis(400);
+/// Longest wait for a storm of changes to settle before a round runs anyway.
+const MAX_SETTLE: Duration = Duration::from_secs(5);
 /// Longest pause after failed rounds.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -113,40 +120,81 @@ fn round(
 
 /// Waits for a change to a watched file, the timer, or Ctrl-C; a burst of changes is one wake.
 fn next_wake(
-    events: &Receiver<notify_debouncer_full::DebounceEventResult>,
+    events: &Receiver<DebounceEventResult>,
     watched: &[PathBuf],
     wait: Duration,
     quit: &AtomicBool,
 ) -> Wake {
-    let deadline = std::time::Instant::now() + wait;
+    let deadline = Instant::now() + wait;
     loop {
         if quit.load(Ordering::Relaxed) {
             return Wake::Quit;
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Wake::Timer;
         }
         match events.recv_timeout(left.min(Duration::from_millis(200))) {
-            Ok(Ok(batch)) => {
-                let hit = batch
-                    .iter()
-                    .flat_map(|e| e.paths.iter())
-                    .find(|p| watched.iter().any(|w| same_file(p, w)))
-                    .cloned();
-                if let Some(path) = hit {
-                    while events.try_recv().is_ok() {}
+            Ok(batch) => {
+                if let Some(path) = changed(batch, watched) {
+                    settle(events, watched, quit);
                     return Wake::Changed(path);
-                }
-            }
-            Ok(Err(errors)) => {
-                for e in errors {
-                    eprintln!("warning: file watching: {e}");
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Wake::Quit,
         }
+    }
+}
+
+/// Waits until the watched files have had no change for `DEBOUNCE` (at most `MAX_SETTLE`):
+/// the debouncer delays each event, this waits for the end of the whole burst.
+fn settle(events: &Receiver<DebounceEventResult>, watched: &[PathBuf], quit: &AtomicBool) {
+    let give_up = Instant::now() + MAX_SETTLE;
+    let mut quiet_from = Instant::now();
+    while !quit.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let quiet_until = quiet_from + DEBOUNCE;
+        if now >= quiet_until || now >= give_up {
+            return;
+        }
+        match events.recv_timeout((quiet_until - now).min(Duration::from_millis(200))) {
+            Ok(batch) => {
+                if changed(batch, watched).is_some() {
+                    quiet_from = Instant::now();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// The first watched file a batch of events changed (reading one is no change); reports
+/// the watcher's errors.
+fn changed(batch: DebounceEventResult, watched: &[PathBuf]) -> Option<PathBuf> {
+    match batch {
+        Ok(batch) => batch
+            .iter()
+            .filter(|e| is_change(e))
+            .flat_map(|e| e.paths.iter())
+            .find(|p| watched.iter().any(|w| same_file(p, w)))
+            .cloned(),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("warning: file watching: {e}");
+            }
+            None
+        }
+    }
+}
+
+/// Anything but a read: inotify reports each open, including the rounds' own.
+fn is_change(event: &DebouncedEvent) -> bool {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

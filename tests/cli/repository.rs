@@ -179,3 +179,47 @@ fn the_quickstart_applies_offline_and_swaps() {
         std::path::Path::new("../models/image_gen/demo-image-xl")
     );
 }
+
+/// `examples/ci` and `examples/kubernetes` are YAML whose modelctl commands exist.
+#[test]
+fn the_deployment_examples_parse_and_run_apply_frozen() {
+    let read = |rel: &str| std::fs::read_to_string(repo().join(rel)).expect(rel);
+    let workflow: serde_json::Value =
+        serde_saphyr::from_str(&read("examples/ci/github-actions.yml")).expect("workflow YAML");
+    let steps = workflow["jobs"]["models"]["steps"]
+        .as_array()
+        .expect("steps");
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(runs.contains(&"modelctl apply --frozen"), "{runs:?}");
+    let keys: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| s["with"]["key"].as_str())
+        .collect();
+    assert!(
+        keys.iter().any(|k| k.contains("hashFiles('models.lock')")),
+        "{keys:?}"
+    );
+
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&read("examples/kubernetes/init-container.yaml"))
+            .expect("manifests YAML");
+    let pod = &docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment")["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["args"], serde_json::json!(["apply", "--frozen"]));
+    let env: Vec<&str> = init["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        env.contains(&"MODELCTL_STORE") && env.contains(&"MODELCTL_MANIFEST"),
+        "{env:?}"
+    );
+
+    let run = Project::new().run(&["apply", "--frozen", "--help"]);
+    assert_eq!(run.code, 0, "the examples' flags exist: {}", run.stderr);
+}
