@@ -21,6 +21,7 @@ mod guard;
 mod models;
 mod openapi;
 pub mod operations;
+mod plain_errors;
 mod server;
 
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/models/{id}/switch", post(actions::switch))
         .route("/api/models/{id}/config", put(actions::config))
         .route("/api/openapi.json", get(openapi::document))
+        .fallback(plain_errors::no_route)
+        .layer(axum::middleware::from_fn(plain_errors::as_json))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check,

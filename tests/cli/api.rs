@@ -140,3 +140,31 @@ fn switching_through_the_api_edits_models_yaml_and_swaps_the_store() {
     );
     assert_eq!(status, 422);
 }
+
+#[test]
+fn errors_axum_answers_itself_are_json_too() {
+    let project = Project::new();
+    project.write("models.yaml", "version: 1\nmodels: {}\n");
+    let server = Server::start(&project);
+    let (status, body) = server.get("/api/nothing-here", &[]);
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("GET /api/nothing-here") && e.contains("openapi")),
+        "{body}"
+    );
+    let (status, body) = server.send(reqwest::Method::PATCH, "/api/models", None, &[]);
+    assert_eq!(status, 405, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let (status, body) = server.post(
+        "/api/models/activate",
+        Some(serde_json::json!({"name": "missing the id"})),
+        &[],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("id")),
+        "the extractor's reason is kept: {body}"
+    );
+}
