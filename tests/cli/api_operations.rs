@@ -249,3 +249,56 @@ fn watch_with_listen_serves_the_api_and_streams_its_rounds() {
     assert_eq!(code, 200, "{body}");
     events.until(|name, e| name == "swap" && e["to"].is_null());
 }
+
+#[test]
+fn fifty_concurrent_download_requests_cost_one_download() {
+    let project = two_voices();
+    let server = std::sync::Arc::new(Server::start(&project));
+    let events = server.events();
+    let answers: Vec<(u16, serde_json::Value)> = (0..50)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                server.post(
+                    "/api/models/download",
+                    Some(serde_json::json!({"id": "b"})),
+                    &[],
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().expect("request thread"))
+        .collect();
+    let mut operations = std::collections::BTreeSet::new();
+    for (code, body) in &answers {
+        match code {
+            202 => operations.insert(body["operation"].as_str().expect("id").to_owned()),
+            409 => operations.insert(
+                body["operation"]["id"]
+                    .as_str()
+                    .expect("the operation under way")
+                    .to_owned(),
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        };
+    }
+    // Every operation named ends; the file is downloaded once, whichever of them did it.
+    let mut ended = std::collections::BTreeSet::new();
+    let seen = events.until(|name, e| {
+        if name == "operation" && (e["state"] == "succeeded" || e["state"] == "failed") {
+            ended.insert(e["id"].as_str().unwrap_or_default().to_owned());
+        }
+        ended.len() == operations.len()
+    });
+    assert!(
+        seen.iter()
+            .filter(|(name, e)| name == "operation" && e["state"] == "failed")
+            .count()
+            == 0,
+        "{seen:#?}"
+    );
+    let downloads = seen.iter().filter(|(name, _)| name == "done").count();
+    assert_eq!(downloads, 1, "one download in all: {seen:#?}");
+    assert_eq!(status_of(&server, "b"), "installed");
+}

@@ -267,7 +267,7 @@ impl Events {
     /// Events until one satisfies `stop` (included), or panics after 30 s with what came.
     pub fn until(
         &self,
-        stop: impl Fn(&str, &serde_json::Value) -> bool,
+        mut stop: impl FnMut(&str, &serde_json::Value) -> bool,
     ) -> Vec<(String, serde_json::Value)> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut seen = Vec::new();

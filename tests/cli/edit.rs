@@ -359,3 +359,23 @@ fn flow_mappings_are_edited_in_flow_style() {
          active: { llm: l}\n"
     );
 }
+
+#[test]
+fn add_then_remove_leaves_the_file_byte_identical() {
+    let project = Project::with_manifest(MANIFEST);
+    let added = project.run(&[
+        "add",
+        "llama",
+        "--type",
+        "llm",
+        "--ollama",
+        "llama3:8b",
+        "--activate",
+    ]);
+    assert_written(&added);
+    let between = project.read("models.yaml");
+    assert!(between.contains("  llama:\n"), "{between}");
+    assert!(between.contains("llm: llama"), "--activate: {between}");
+    assert_written(&project.run(&["remove", "llama"]));
+    assert_eq!(project.read("models.yaml"), MANIFEST);
+}
