@@ -90,18 +90,6 @@ impl Operations {
             finished_at: None,
         };
         table.ops.insert(number, op.clone());
-        let finished: Vec<u64> = table
-            .ops
-            .iter()
-            .filter(|(_, op)| matches!(op.state, OpState::Succeeded | OpState::Failed))
-            .map(|(n, _)| *n)
-            .collect();
-        for n in finished
-            .iter()
-            .take(finished.len().saturating_sub(KEEP_FINISHED))
-        {
-            table.ops.remove(n);
-        }
         Ok(op)
     }
 
