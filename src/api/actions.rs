@@ -84,8 +84,8 @@ pub async fn deactivate(State(state): State<Arc<ApiState>>, Path(id): Path<Strin
 }
 
 /// `PUT /api/models/{id}/config` with `{"key": value, …}`: sets those keys (a `null` removes
-/// one), as `modelctl config` does. The store is not touched: consumers read config from the
-/// API and active.json, which the next apply or watch round rewrites.
+/// one), as `modelctl config` does, and rewrites `active.json` (where consumers read an active
+/// model's config) under the store lock; nothing is downloaded.
 pub async fn config(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -121,6 +121,10 @@ pub async fn config(
         crate::commands::edit::edit_config(&settings, &args).map_err(refused)?;
         let project =
             crate::commands::Project::load(settings.clone()).map_err(ApiError::internal)?;
+        {
+            let _store = project.lock_store().map_err(ApiError::internal)?;
+            crate::commands::apply::refresh_active_json(&project).map_err(ApiError::internal)?;
+        }
         let config = project
             .manifest
             .models

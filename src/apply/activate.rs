@@ -65,6 +65,18 @@ struct ActiveEntry<'a> {
     config: &'a BTreeMap<String, serde_json::Value>,
 }
 
+/// Brings `active.json` up to date with models.yaml when nothing else changes (a model's
+/// `config` edited): rewritten only if its text differs, so watchers of it see real changes.
+pub fn refresh_active_json(store: &Store, manifest: &Manifest) -> std::io::Result<()> {
+    let Ok((pointers, _)) = crate::store::read_active(store) else {
+        return Ok(());
+    };
+    if pointers.is_empty() && !store.active_json().exists() {
+        return Ok(());
+    }
+    write_active_json(store, manifest, &pointers)
+}
+
 /// Rewrites `active.json` from the pointers on disk.
 pub fn write_active_json(
     store: &Store,

@@ -192,6 +192,13 @@ pub(crate) fn reporter_for(json: &Option<Arc<Json>>, total_bytes: u64) -> Arc<dy
     }
 }
 
+/// `active.json` carries each active model's `config`, which can change with nothing to apply.
+pub(crate) fn refresh_active_json(project: &Project) -> Result<()> {
+    crate::apply::activate::refresh_active_json(&project.store, &project.manifest)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write `{}`", project.store.active_json().display()))
+}
+
 /// Saves the stat cache, reports the summary and picks the exit code.
 pub(crate) fn finish(
     project: &Project,
@@ -326,6 +333,7 @@ fn finish_quietly(project: &Project, next: &Lockfile, cache: &mut StatCache) -> 
     if project.settings.network.locked.is_none() {
         crate::lock::write(&project.settings.lock_path, next)?;
     }
+    refresh_active_json(project)?;
     let _ = cache.save(&project.store.stat_cache_path());
     Ok(())
 }

@@ -101,6 +101,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
         && plan.lock_changes.is_empty()
     {
         let _ = cache.save(&project.store.stat_cache_path());
+        super::apply::refresh_active_json(&project)?;
         if !round.reason.is_empty() {
             eprintln!("{}: up to date", round.reason);
         }

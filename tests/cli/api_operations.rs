@@ -302,3 +302,24 @@ fn fifty_concurrent_download_requests_cost_one_download() {
     assert_eq!(downloads, 1, "one download in all: {seen:#?}");
     assert_eq!(status_of(&server, "b"), "installed");
 }
+
+#[test]
+fn a_config_change_reaches_active_json_through_the_cli_and_the_api() {
+    let project = two_voices();
+    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let active = || -> serde_json::Value {
+        serde_json::from_str(&project.read("store/active.json")).expect("active.json")
+    };
+    assert_eq!(active()["tts"]["config"], serde_json::json!({}));
+
+    assert_eq!(project.run(&["config", "a", "speed=1.5"]).code, 0);
+    let again = project.run(&["apply", "--yes"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("Nothing to do"), "{}", again.stderr);
+    assert_eq!(active()["tts"]["config"]["speed"], 1.5);
+
+    let server = Server::start(&project);
+    let (code, body) = server.put("/api/models/a/config", serde_json::json!({"voice": "alto"}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(active()["tts"]["config"]["voice"], "alto");
+}
