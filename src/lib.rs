@@ -15,6 +15,8 @@
 //! - [`apply`] carries a plan out: the download engine, publishing, pointers and hooks.
 //! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client.
 //! - [`system`] gathers the machine facts the planner checks (disk, GPUs, memory).
+//! - [`project`] is what every command and API request starts from: manifest, lock and store
+//!   loaded together, with resolution and planning on top.
 //! - [`names`] and [`digest`] validate every name and hash before it can reach a path;
 //!   [`durable`] is the one way files are replaced; [`failpoint`] lets crash tests kill it
 //!   between any two of those steps.
@@ -34,6 +36,7 @@ pub mod manifest;
 pub mod names;
 pub mod net;
 pub mod plan;
+pub mod project;
 pub mod settings;
 pub mod sources;
 pub mod store;

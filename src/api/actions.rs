@@ -120,7 +120,7 @@ pub async fn config(
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
         crate::commands::edit::edit_config(&settings, &args).map_err(refused)?;
         let project =
-            crate::commands::Project::load(settings.clone()).map_err(ApiError::internal)?;
+            crate::project::Project::load(settings.clone()).map_err(ApiError::internal)?;
         {
             let _store = project.lock_store().map_err(ApiError::internal)?;
             crate::commands::apply::refresh_active_json(&project).map_err(ApiError::internal)?;

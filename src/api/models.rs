@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::ApiState;
 use super::operations::{OpState, Operations};
-use crate::commands::Project;
 use crate::commands::status::ModelStatus;
 use crate::names::ModelId;
+use crate::project::Project;
 use crate::store::ActivePointer;
 
 /// A failed request: its status and what to say.
@@ -88,7 +88,7 @@ where
 
 /// A declared model, or 404 with the closest id.
 pub(super) fn declared(project: &Project, id: &str) -> Result<ModelId, ApiError> {
-    crate::commands::update::declared_in(&project.manifest, id).map_err(ApiError::not_found)
+    project.manifest.declared(id).map_err(ApiError::not_found)
 }
 
 #[derive(Debug, Deserialize)]

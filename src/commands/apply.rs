@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
 use serde_json::json;
 
-use super::Project;
 use crate::apply::fetch::{Engine, EngineConfig};
 use crate::apply::progress::{Bars, EventSink, Json, JsonReporter, Lines, Reporter};
 use crate::apply::{Executor, Outcome};
 use crate::cli::ApplyArgs;
 use crate::lock::Lockfile;
 use crate::plan::{Action, Plan, SavedPlan};
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::StatCache;
 use crate::units::human_bytes;

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 
-use super::Project;
 use crate::cli::DoctorArgs;
 use crate::names::{ModelId, TypeName};
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::system::{GpuFacts, SystemFacts};
 use crate::units::{human_bytes, human_memory};

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use miette::{Result, miette};
 use yaml_edit::{Mapping, MappingBuilder, ScalarValue};
 
-use super::update::declared_in;
 use crate::cli::{ActivateArgs, AddArgs, ConfigArgs, DeactivateArgs, RemoveArgs};
 use crate::manifest::Manifest;
 use crate::manifest::edit::{Edited, edit, remove_in, set_in, set_new_mapping};
@@ -26,7 +25,7 @@ pub fn activate(settings: &Settings, args: &ActivateArgs) -> Result<ExitCode> {
 /// The edit `activate` makes (the API's activate and switch make it too).
 pub(crate) fn edit_activate(settings: &Settings, args: &ActivateArgs) -> Result<Edited> {
     edit(&settings.manifest_path, |manifest, root| {
-        let id = declared_in(manifest, &args.id)?;
+        let id = manifest.declared(&args.id)?;
         let kind = match (&args.kind, manifest.models.get(&id)) {
             (Some(kind), _) => kind.clone(),
             (None, Some(entry)) => entry.kind.to_string(),
@@ -95,7 +94,7 @@ pub(crate) fn edit_config(settings: &Settings, args: &ConfigArgs) -> Result<Edit
         ));
     }
     edit(&settings.manifest_path, |manifest, root| {
-        let id = declared_in(manifest, &args.id)?;
+        let id = manifest.declared(&args.id)?;
         let model = model_mapping(root, &id)?;
         for pair in &args.set {
             let (key, value) = split_pair(pair)?;
@@ -161,7 +160,7 @@ pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
 /// The edit `remove` makes (the API's `DELETE /api/models/{id}` makes it too).
 pub(crate) fn edit_remove(settings: &Settings, args: &RemoveArgs) -> Result<Edited> {
     edit(&settings.manifest_path, |manifest, root| {
-        let id = declared_in(manifest, &args.id)?;
+        let id = manifest.declared(&args.id)?;
         model_mapping(root, &id)?;
         if let Some(models) = root.get_mapping("models") {
             models.remove(id.as_str());

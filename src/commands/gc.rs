@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime};
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 
-use super::Project;
 use crate::cli::GcArgs;
 use crate::digest::Sha256;
 use crate::lock::{LockedSource, Lockfile};
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::StatCache;
 use crate::store::gc::{Garbage, Kept, Options, Skipped, find_garbage, remove_garbage};

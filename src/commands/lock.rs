@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use miette::Result;
 
-use super::Project;
 use crate::cli::LockArgs;
 use crate::lock::Lockfile;
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::sources::Resolution;
 

@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 
-use super::Project;
 use crate::cli::OutdatedArgs;
 use crate::lock::{LockedFile, LockedModel, LockedSource};
 use crate::manifest::Source;
 use crate::names::ModelId;
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::units::human_bytes;
 

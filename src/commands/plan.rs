@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
 
-use super::{EXIT_CHANGES, Project};
+use super::EXIT_CHANGES;
 use crate::cli::PlanArgs;
 use crate::digest::Sha256;
 use crate::plan::SavedPlan;
+use crate::project::Project;
 use crate::settings::Settings;
 
 pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use miette::Result;
 use serde_json::json;
 
-use super::Project;
 use super::apply::{ExecOptions, execute, reporter_for, write_lock};
 use crate::apply::progress::{EventSink, JsonReporter, Reporter, Tee};
 use crate::manifest::ManifestError;
 use crate::names::ModelId;
 use crate::plan::{Action, Style};
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::StatCache;
 

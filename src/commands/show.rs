@@ -9,11 +9,11 @@ use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Project;
 use crate::cli::ShowArgs;
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::manifest::{ModelEntry, Source};
 use crate::names::ModelId;
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::{ActivePointer, PresentModel};
 use crate::system::{GpuFacts, SystemFacts};

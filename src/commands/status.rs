@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 
-use super::Project;
 use crate::cli::{ListArgs, StatusArgs};
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::names::{ModelId, TypeName};
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::{ActivePointer, PresentModel};
 use crate::units::human_bytes;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, Result};
 
-use super::Project;
 use crate::cli::StorageArgs;
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::usage::{Usage, usage};
 use crate::units::human_bytes;

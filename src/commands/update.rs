@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use miette::{Result, miette};
 
-use super::Project;
 use crate::cli::UpdateArgs;
 use crate::names::ModelId;
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::sources::Resolution;
 
@@ -73,20 +73,5 @@ pub(super) fn select_ids(project: &Project, named: &[String]) -> Result<Vec<Mode
 
 /// A named id that models.yaml declares, or an error with the closest one.
 fn declared(project: &Project, text: &str) -> Result<ModelId> {
-    declared_in(&project.manifest, text)
-}
-
-/// A named id that `manifest` declares, or an error with the closest one.
-pub(crate) fn declared_in(manifest: &crate::manifest::Manifest, text: &str) -> Result<ModelId> {
-    if let Ok(id) = ModelId::parse(text)
-        && manifest.models.contains_key(&id)
-    {
-        return Ok(id);
-    }
-    let names = manifest.models.keys().map(ModelId::as_str);
-    let help = match crate::diagnostic::closest(text, names) {
-        Some(near) => format!("did you mean `{near}`?"),
-        None => "`modelctl status` lists the declared models".to_owned(),
-    };
-    Err(miette!(help = help, "no model `{text}` in models.yaml"))
+    project.manifest.declared(text)
 }

@@ -12,12 +12,12 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 
-use super::Project;
 use crate::cli::VerifyArgs;
 use crate::lock::{LockedSource, fingerprint};
 use crate::manifest::Manifest;
 use crate::names::{ModelId, TypeName};
 use crate::plan::Action;
+use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::verify::{CorruptBlob, ModelReport, Problem, ProblemKind, Target, VerifyReport};
 use crate::store::{EntryKind, StatCache};

@@ -291,4 +291,23 @@ impl Manifest {
             .chain(self.types.keys().map(|t| t.to_string()))
             .collect()
     }
+
+    /// The model `text` names, if this manifest declares it; otherwise an error naming the
+    /// closest declared id (the CLI and the API answer an unknown id the same way).
+    pub fn declared(&self, text: &str) -> miette::Result<ModelId> {
+        if let Ok(id) = ModelId::parse(text)
+            && self.models.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        let names = self.models.keys().map(ModelId::as_str);
+        let help = match crate::diagnostic::closest(text, names) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => "`modelctl status` lists the declared models".to_owned(),
+        };
+        Err(miette::miette!(
+            help = help,
+            "no model `{text}` in models.yaml"
+        ))
+    }
 }

@@ -1,0 +1,406 @@
+//! The project one command or API request works on: the settings, the validated manifest,
+//! the lock and the store's paths, and what is done with them before anything is applied —
+//! scanning the store, resolving unpinned entries (with cargo's `--locked` and `--offline`
+//! rules), asking the Ollama daemon and the HF cache what they hold, and planning. The
+//! commands (`commands/`), `watch` and the HTTP API all start from a [`Project`].
+
+use std::collections::BTreeMap;
+
+use miette::{IntoDiagnostic, Result, WrapErr};
+
+use crate::lock::{LockedSource, Lockfile, fingerprint};
+use crate::manifest::Manifest;
+use crate::names::ModelId;
+use crate::settings::Settings;
+use crate::sources::Resolution;
+use crate::sources::ResolveContext;
+use crate::sources::hf::cache::{CacheView, HfCache};
+use crate::sources::ollama::DaemonView;
+use crate::sources::ollama::daemon::Daemon;
+use crate::store::{StatCache, Store, StoreState};
+
+/// The manifest, lock and store one command works on.
+pub struct Project {
+    pub settings: Settings,
+    pub manifest: Manifest,
+    pub lock: Lockfile,
+    pub store: Store,
+}
+
+impl Project {
+    pub fn load(settings: Settings) -> Result<Self> {
+        let manifest = crate::manifest::load(&settings.manifest_path)?;
+        let lock = crate::lock::load(&settings.lock_path)?;
+        let store = Store::new(settings.store_root(&manifest));
+        Ok(Self {
+            settings,
+            manifest,
+            lock,
+            store,
+        })
+    }
+
+    /// Takes the store lock, saying who holds it while waiting.
+    pub fn lock_store(&self) -> Result<crate::store::StoreLock> {
+        let root = self.store.root().display().to_string();
+        Ok(crate::store::StoreLock::acquire(
+            &self.store,
+            self.settings.lock_timeout,
+            &|holder| match holder {
+                "" => eprintln!("waiting for lock on `{root}`"),
+                holder => eprintln!("waiting for lock on `{root}` (held by {holder})"),
+            },
+        )?)
+    }
+
+    /// Scans the store, keeping the stat cache up to date when the store is writable.
+    pub fn scan(&self) -> Result<StoreState> {
+        let cache_path = self.store.stat_cache_path();
+        let mut cache = StatCache::load(&cache_path);
+        let state = self.scan_with(&mut cache)?;
+        if self.store.root().exists() {
+            // A read-only store still plans; it just hashes again next time.
+            let _ = cache.save(&cache_path);
+        }
+        Ok(state)
+    }
+
+    /// Scans the store with a stat cache the caller loads and saves.
+    pub fn scan_with(&self, cache: &mut StatCache) -> Result<StoreState> {
+        let announce = |files: usize, bytes: u64| {
+            if bytes >= 1_000_000_000 {
+                eprintln!(
+                    "Hashing {files} files ({}) not in the stat cache; later runs will be fast.",
+                    crate::units::human_bytes(bytes)
+                );
+            }
+        };
+        let (state, _) = crate::store::scan(&self.store, cache, &announce)?;
+        Ok(state)
+    }
+
+    /// Resolves what is unpinned and plans against `state` and this machine, then checks that
+    /// the pinned files it is about to download are still what the lock says upstream.
+    pub fn plan(&self, state: &StoreState) -> Result<crate::plan::Plan> {
+        let resolutions = self.resolve_unpinned()?;
+        let facts = crate::system::gather(self.store.root());
+        let hf_cache = self.hf_cache_view(&resolutions);
+        let daemon = self.daemon_view(state);
+        let mut plan = crate::plan::plan(crate::plan::PlanInput {
+            manifest: &self.manifest,
+            lock: &self.lock,
+            resolutions: &resolutions,
+            state,
+            facts: &facts,
+            hf_cache: &hf_cache,
+            daemon: &daemon,
+        });
+        self.check_upstream(&mut plan)?;
+        Ok(plan)
+    }
+
+    /// A client for the Ollama daemon at `OLLAMA_HOST`.
+    pub fn daemon(&self) -> std::result::Result<Daemon, String> {
+        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())?;
+        Daemon::new(base, self.settings.net.connect_timeout)
+    }
+
+    /// What the Ollama daemon has, when an Ollama model is declared or in the store.
+    fn daemon_view(&self, state: &StoreState) -> DaemonView {
+        let declared = self
+            .manifest
+            .models
+            .values()
+            .any(|e| matches!(e.source, crate::manifest::Source::Ollama(_)));
+        let present = state.models.values().any(|m| m.ollama.is_some());
+        if !(declared || present) || self.settings.network.offline {
+            return DaemonView::NotAsked;
+        }
+        let daemon = match self.daemon() {
+            Ok(daemon) => daemon,
+            Err(why) => return DaemonView::Unreachable(why),
+        };
+        let installed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(daemon.installed()));
+        match (installed, &self.settings.ollama_models) {
+            (Ok(list), _) => DaemonView::from_installed(&list),
+            (Err(_), Some(dir)) => self.ollama_directory_view(dir),
+            (Err(why), None) => DaemonView::Unreachable(format!(
+                "{why}; or set OLLAMA_MODELS to pull into Ollama's directory without a daemon"
+            )),
+        }
+    }
+
+    /// The declared Ollama models whose manifests are in `OLLAMA_MODELS`.
+    fn ollama_directory_view(&self, dir: &std::path::Path) -> DaemonView {
+        let layout = crate::sources::ollama::layout::OllamaDir::new(dir);
+        let models = self
+            .manifest
+            .models
+            .values()
+            .filter_map(|e| match &e.source {
+                crate::manifest::Source::Ollama(o) => {
+                    crate::sources::ollama::OllamaRef::parse(&o.ollama).ok()
+                }
+                _ => None,
+            })
+            .filter_map(|name| {
+                let digest = layout.manifest_digest(&name)?;
+                Some((name.to_string().to_ascii_lowercase(), digest))
+            })
+            .collect();
+        DaemonView::Directory(models)
+    }
+
+    /// What the Hugging Face cache holds for the declared `hf` models (pinned by the lock, or
+    /// by this run's resolution): LFS blobs it could lend, and models not yet shared there.
+    fn hf_cache_view(&self, resolutions: &BTreeMap<ModelId, Resolution>) -> CacheView {
+        let cache = HfCache::new(&self.settings.hf.cache_dir);
+        let mut view = CacheView::default();
+        for (id, entry) in &self.manifest.models {
+            let crate::manifest::Source::Hf(source) = &entry.source else {
+                continue;
+            };
+            let pinned = self
+                .lock
+                .models
+                .get(id)
+                .filter(|l| l.fingerprint == fingerprint(entry));
+            let locked = match (pinned, resolutions.get(id)) {
+                (Some(locked), _) | (None, Some(Resolution::Resolved(locked))) => locked,
+                _ => continue,
+            };
+            let LockedSource::Hf {
+                revision, commit, ..
+            } = &locked.source
+            else {
+                continue;
+            };
+            let repo = crate::sources::hf::Repo::of(source);
+            for file in &locked.files {
+                if let (Some(sha), Some(path)) = (file.sha256, cache.find(&repo, file)) {
+                    view.blobs.insert(sha, path);
+                }
+            }
+            if self.manifest.hf_cache && !cache.is_shared(&repo, revision, commit, &locked.files) {
+                view.unshared.insert(id.clone());
+            }
+        }
+        view
+    }
+
+    /// For each locked `url` model the plan downloads, asks the server whether the file is
+    /// still the one the lock pins. A changed file is a warning, or an error under `--locked`.
+    fn check_upstream(&self, plan: &mut crate::plan::Plan) -> Result<()> {
+        let wanted: Vec<ModelId> = plan
+            .models
+            .iter()
+            .filter(|m| {
+                m.actions.iter().any(|a| {
+                    matches!(
+                        a,
+                        crate::plan::Action::Download { .. } | crate::plan::Action::Pull { .. }
+                    )
+                })
+            })
+            .filter(|m| self.lock.models.contains_key(&m.id))
+            .map(|m| m.id.clone())
+            .collect();
+        if wanted.is_empty() || self.settings.network.offline {
+            return Ok(());
+        }
+        let ctx = self.resolve_context()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .into_diagnostic()?;
+        for id in wanted {
+            let (Some(entry), Some(locked)) = (
+                self.manifest.models.get(&id),
+                plan.next_lock.models.get(&id),
+            ) else {
+                continue;
+            };
+            if let crate::manifest::Source::Ollama(source) = &entry.source {
+                // Pulling a moved tag would put something else into Ollama: always an error.
+                match runtime.block_on(ollama_drift(&ctx, &id, source, locked)) {
+                    Some((notice, true)) => plan.errors.push(notice),
+                    Some((notice, false)) => plan.warnings.push(notice),
+                    None => {}
+                }
+                continue;
+            }
+            let crate::manifest::Source::Url(source) = &entry.source else {
+                continue;
+            };
+            let notice = match runtime.block_on(crate::sources::url::drift(&ctx, source, locked)) {
+                Ok(None) => continue,
+                Ok(Some(change)) => crate::plan::Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "the upstream file changed since models.lock was written: {change}; \
+                         run `modelctl update {id}` to pin the new file"
+                    ),
+                },
+                Err(why) => crate::plan::Notice {
+                    model: Some(id.clone()),
+                    message: format!("cannot check the upstream file: {why}"),
+                },
+            };
+            let changed = notice.message.starts_with("the upstream file changed");
+            match self.settings.network.locked {
+                Some(flag) if changed => plan.errors.push(crate::plan::Notice {
+                    message: format!("{} ({flag} was passed)", notice.message),
+                    ..notice
+                }),
+                _ => plan.warnings.push(notice),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn resolve_context(&self) -> Result<ResolveContext> {
+        let client = crate::net::client(&self.settings.net)
+            .into_diagnostic()
+            .wrap_err("cannot set up the HTTP client")?;
+        Ok(ResolveContext {
+            client,
+            offline: self.settings.network.offline,
+            manifest_dir: self.settings.manifest_dir(),
+            hf: self.settings.hf.clone(),
+            retry: self.settings.net.retry,
+        })
+    }
+
+    /// Ids whose lock entry is missing or was resolved from a different manifest entry.
+    pub fn unpinned(&self) -> Vec<ModelId> {
+        self.manifest
+            .models
+            .iter()
+            .filter(|(id, entry)| {
+                self.lock
+                    .models
+                    .get(*id)
+                    .is_none_or(|l| l.fingerprint != fingerprint(entry))
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Refuses, under `--locked`/`--frozen`, any run that would change models.lock.
+    pub fn check_locked(&self) -> Result<()> {
+        let Some(flag) = self.settings.network.locked else {
+            return Ok(());
+        };
+        let mut reasons: Vec<String> = self
+            .unpinned()
+            .iter()
+            .map(|id| match self.lock.models.contains_key(id) {
+                true => format!("`{id}` changed in models.yaml"),
+                false => format!("`{id}` is not in models.lock"),
+            })
+            .collect();
+        reasons.extend(
+            self.lock
+                .models
+                .keys()
+                .filter(|id| !self.manifest.models.contains_key(*id))
+                .map(|id| format!("`{id}` is no longer in models.yaml")),
+        );
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        Err(LockedViolation {
+            flag,
+            details: reasons.join(", "),
+        }
+        .into())
+    }
+
+    /// Resolves every unpinned entry through its source (or says why not, when offline).
+    pub fn resolve_unpinned(&self) -> Result<BTreeMap<ModelId, Resolution>> {
+        self.resolve(self.unpinned())
+    }
+
+    /// Resolves the given entries through their sources, whatever the lock says.
+    pub fn resolve(&self, ids: Vec<ModelId>) -> Result<BTreeMap<ModelId, Resolution>> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let ctx = self.resolve_context()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .into_diagnostic()?;
+        Ok(runtime.block_on(async {
+            let mut out = BTreeMap::new();
+            for id in ids {
+                if let Some(entry) = self.manifest.models.get(&id) {
+                    let mut resolution = crate::sources::resolve(&ctx, entry).await;
+                    if let (Resolution::Resolved(new), Some(old)) =
+                        (&mut resolution, self.lock.models.get(&id))
+                    {
+                        new.carry_learned(old);
+                    }
+                    out.insert(id, resolution);
+                }
+            }
+            out
+        }))
+    }
+}
+
+/// Whether an Ollama tag still names the locked manifest: an error when it moved, a warning
+/// when the registry cannot say (the daemon may still have the pinned model).
+async fn ollama_drift(
+    ctx: &ResolveContext,
+    id: &ModelId,
+    source: &crate::manifest::OllamaSource,
+    locked: &crate::lock::LockedModel,
+) -> Option<(crate::plan::Notice, bool)> {
+    let LockedSource::Ollama { digest, .. } = &locked.source else {
+        return None;
+    };
+    let (message, moved) = match crate::sources::ollama::resolve(ctx, source).await {
+        Ok(LockedSource::Ollama { digest: now, .. }) if now == *digest => return None,
+        Ok(LockedSource::Ollama { digest: now, .. }) => (
+            format!(
+                "`{}` moved upstream: the registry now serves {}, models.lock pins {};              run `modelctl update {id}` to pin the new one, then apply",
+                source.ollama,
+                now.short(),
+                digest.short()
+            ),
+            true,
+        ),
+        Ok(_) => return None,
+        Err(why) => (
+            format!(
+                "cannot check `{}` against the registry before pulling it: {why}",
+                source.ollama
+            ),
+            false,
+        ),
+    };
+    Some((
+        crate::plan::Notice {
+            model: Some(id.clone()),
+            message,
+        },
+        moved,
+    ))
+}
+
+/// `--locked` was passed but the lock would change.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("models.lock needs to be updated but {flag} was passed")]
+#[diagnostic(
+    code(lock::locked),
+    help("{details}; run `modelctl lock` and commit models.lock, or run without {flag}")
+)]
+pub struct LockedViolation {
+    pub flag: &'static str,
+    pub details: String,
+}
