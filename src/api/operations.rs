@@ -209,6 +209,10 @@ pub async fn download(State(state): State<Arc<ApiState>>, Json(body): Json<Targe
 
 /// The operation's thread: waits its turn, then one narrowed reconcile round.
 fn run(state: &ApiState, op_id: &str, model: &ModelId) {
+    let mut unfinished = Unfinished {
+        state,
+        op_id: Some(op_id),
+    };
     let _one_at_a_time = state.changes.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(op) = state.operations.update(op_id, OpState::Running, None) {
         tell(state, &op);
@@ -240,8 +244,34 @@ fn run(state: &ApiState, op_id: &str, model: &ModelId) {
         ),
         Err(e) => (OpState::Failed, e.to_string()),
     };
-    if let Some(op) = state.operations.update(op_id, state_now, Some(message)) {
-        tell(state, &op);
+    unfinished.end(state_now, message);
+}
+
+/// Ends an operation exactly once: as its round ended, or as failed if its thread unwinds
+/// first (a panic must not leave a model `downloading` for ever, refusing every new download).
+struct Unfinished<'a> {
+    state: &'a ApiState,
+    /// `None` once ended.
+    op_id: Option<&'a str>,
+}
+
+impl Unfinished<'_> {
+    fn end(&mut self, outcome: OpState, message: String) {
+        let Some(op_id) = self.op_id.take() else {
+            return;
+        };
+        if let Some(op) = self.state.operations.update(op_id, outcome, Some(message)) {
+            tell(self.state, &op);
+        }
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.end(
+            OpState::Failed,
+            "the operation stopped unexpectedly; see the server's log".to_owned(),
+        );
     }
 }
 
