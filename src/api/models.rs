@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ApiState;
-use super::operations::{OpState, Operations};
+use super::operations::OpState;
 use crate::commands::status::ModelStatus;
 use crate::names::ModelId;
 use crate::project::Project;
@@ -116,7 +116,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filte
             .map_err(ApiError::internal)?
             .into_iter()
             .map(|row| Listed {
-                status: status_word(&row, &ops.operations),
+                status: status_word(&row, &ops),
                 row,
             })
             .collect();
@@ -131,10 +131,14 @@ pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filte
     .await
 }
 
-/// The word for a model's state: a download queued or running is `downloading`, a failed one
-/// (until the model is installed) or altered files are `error`.
-fn status_word(row: &ModelStatus, operations: &Operations) -> &'static str {
-    match operations.latest_for(row.id.as_str()) {
+/// The word for a model's state: files being fetched (by any round this server sees) or a
+/// download queued is `downloading`, a failed one (until the model is installed) or altered
+/// files are `error`.
+fn status_word(row: &ModelStatus, state: &ApiState) -> &'static str {
+    if state.events.is_downloading(row.id.as_str()) {
+        return "downloading";
+    }
+    match state.operations.latest_for(row.id.as_str()) {
         Some(OpState::Queued | OpState::Running) => return "downloading",
         Some(OpState::Failed) if row.state != "installed" => return "error",
         _ => {}
@@ -160,7 +164,7 @@ pub async fn get(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> 
             .into_iter()
             .find(|r| r.id == id);
         if let (Some(fields), Some(row)) = (value.as_object_mut(), row) {
-            fields.insert("status".into(), json!(status_word(&row, &ops.operations)));
+            fields.insert("status".into(), json!(status_word(&row, &ops)));
         }
         Ok(value)
     })

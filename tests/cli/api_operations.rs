@@ -3,7 +3,7 @@
 //! models.yaml, in the store and on `/api/events`.
 
 use crate::api_server::Server;
-use crate::support::{Project, file_url};
+use crate::support::{Project, file_url, sha256_hex};
 
 /// Two tts models from local files; `a` is wanted active. Nothing is applied yet.
 fn two_voices() -> Project {
@@ -322,4 +322,59 @@ fn a_config_change_reaches_active_json_through_the_cli_and_the_api() {
     let (code, body) = server.put("/api/models/a/config", serde_json::json!({"voice": "alto"}));
     assert_eq!(code, 200, "{body}");
     assert_eq!(active()["tts"]["config"]["voice"], "alto");
+}
+
+/// A project whose one model `big` (2 MiB) comes from a fault server holding every body
+/// after 1 MiB until released.
+fn held_download() -> (crate::faults::FaultServer, Project) {
+    let server = crate::faults::FaultServer::start();
+    let bytes = crate::faults::pseudo_random(2 << 20, 7);
+    let sum = sha256_hex(&bytes);
+    server.serve("/big.bin", bytes);
+    server.hold_after(1 << 20);
+    let project = Project::new();
+    project.write(
+        "models.yaml",
+        &format!(
+            "version: 1\nstore: ./store\nmodels:\n  big:\n    type: llm\n    source: {{ url: \"{}\", sha256: \"{sum}\" }}\n",
+            server.url("/big.bin")
+        ),
+    );
+    (server, project)
+}
+
+#[test]
+fn a_model_is_downloading_while_its_bytes_arrive_whoever_fetches_them() {
+    // Through an operation.
+    let (server, project) = held_download();
+    let api = Server::start(&project);
+    let events = api.events();
+    let (code, queued) = api.post(
+        "/api/models/download",
+        Some(serde_json::json!({"id": "big"})),
+        &[],
+    );
+    assert_eq!(code, 202, "{queued}");
+    events.until(|name, _| name == "start");
+    assert_eq!(status_of(&api, "big"), "downloading");
+    let (_, listed) = api.get("/api/models?status=downloading", &[]);
+    assert_eq!(listed[0]["id"], "big", "{listed}");
+    server.release();
+    events.until(|name, e| name == "operation" && e["state"] == "succeeded");
+    assert_eq!(status_of(&api, "big"), "installed");
+
+    // Through a `watch --listen` round, which is no operation (its first round may start
+    // before a subscriber could, so the status is polled).
+    let (server, project) = held_download();
+    let api = Server::watch(&project, &["--interval", "60"]);
+    let eventually = |word: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while status_of(&api, "big") != word {
+            assert!(std::time::Instant::now() < deadline, "never {word}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    eventually("downloading");
+    server.release();
+    eventually("installed");
 }
