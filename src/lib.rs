@@ -23,6 +23,17 @@
 //! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this; [`api`]
 //!   serves the same facts over HTTP.
 
+/// A line on stderr that never panics. `eprintln!` panics when stderr is a closed pipe; for
+/// `serve` and `watch`, which run for hours behind pipes and log collectors, a lost log line
+/// must not take a download or the server down with it.
+#[macro_export]
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod api;
 pub mod apply;
 pub mod cli;

@@ -47,8 +47,8 @@ impl Project {
             &self.store,
             self.settings.lock_timeout,
             &|holder| match holder {
-                "" => eprintln!("waiting for lock on `{root}`"),
-                holder => eprintln!("waiting for lock on `{root}` (held by {holder})"),
+                "" => crate::log_line!("waiting for lock on `{root}`"),
+                holder => crate::log_line!("waiting for lock on `{root}` (held by {holder})"),
             },
         )?)
     }
@@ -69,7 +69,7 @@ impl Project {
     pub fn scan_with(&self, cache: &mut StatCache) -> Result<StoreState> {
         let announce = |files: usize, bytes: u64| {
             if bytes >= 1_000_000_000 {
-                eprintln!(
+                crate::log_line!(
                     "Hashing {files} files ({}) not in the stat cache; later runs will be fast.",
                     crate::units::human_bytes(bytes)
                 );

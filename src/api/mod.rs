@@ -112,7 +112,7 @@ pub fn spawn(settings: Settings, listen: SocketAddr) -> miette::Result<events::E
                     Ok((listener, state)) => {
                         let _ = tx.send(Ok(state.events.clone()));
                         if let Err(e) = server::run(listener, router(state)).await {
-                            eprintln!("error: the API stopped: {e}");
+                            crate::log_line!("error: the API stopped: {e}");
                         }
                     }
                     Err(e) => {
@@ -145,10 +145,10 @@ async fn bind(
         .into_diagnostic()
         .map_err(|e| e.wrap_err(format!("cannot listen on {listen}")))?;
     let listen = listener.local_addr().into_diagnostic()?;
-    eprintln!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
-    eprintln!("{}", auth.log_line());
+    crate::log_line!("serving the modelctl API on http://{listen}/api/models (Ctrl-C to stop)");
+    crate::log_line!("{}", auth.log_line());
     for warning in warnings {
-        eprintln!("{warning}");
+        crate::log_line!("{warning}");
     }
     let state = Arc::new(ApiState {
         settings,

@@ -57,7 +57,7 @@ pub async fn run(listener: TcpListener, router: Router) -> std::io::Result<()> {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
-                    eprintln!("accepting a connection failed: {e}");
+                    crate::log_line!("accepting a connection failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -167,7 +167,7 @@ impl Reporter for Bars {
     fn summary(&self, line: &str, _figures: serde_json::Value) {
         self.total.finish_and_clear();
         let _ = self.multi.clear();
-        eprintln!("{line}");
+        crate::log_line!("{line}");
     }
 }
 
@@ -183,13 +183,13 @@ impl FileProgress for LineProgress {
     fn add(&self, _: u64) {}
     fn set(&self, _: u64) {}
     fn retrying(&self, why: &str) {
-        eprintln!("warning: {}: {why}", self.label);
+        crate::log_line!("warning: {}: {why}", self.label);
     }
 }
 
 impl Reporter for Lines {
     fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
-        eprintln!(
+        crate::log_line!(
             "downloading {}/{} ({})",
             file.model,
             file.path,
@@ -201,7 +201,7 @@ impl Reporter for Lines {
     }
     fn done(&self, file: &FileLabel, _sha256: &str, elapsed: Duration) {
         let rate = file.size as f64 / elapsed.as_secs_f64().max(0.001);
-        eprintln!(
+        crate::log_line!(
             "downloaded {}/{} ({}) in {} ({}/s)",
             file.model,
             file.path,
@@ -211,13 +211,13 @@ impl Reporter for Lines {
         );
     }
     fn error(&self, _model: Option<&str>, message: &str) {
-        eprintln!("error: {message}");
+        crate::log_line!("error: {message}");
     }
     fn step(&self, message: &str) {
-        eprintln!("{message}");
+        crate::log_line!("{message}");
     }
     fn summary(&self, line: &str, _figures: serde_json::Value) {
-        eprintln!("{line}");
+        crate::log_line!("{line}");
     }
 }
 

@@ -66,7 +66,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
         // An editor's half-written save can look like this; reconciling it would deactivate
         // (and with --prune delete) every model. `apply`, which asks first, empties a store.
         let message = "models.yaml declares no models; keeping the store as it was (run `modelctl apply` to empty it on purpose)";
-        eprintln!("{message}");
+        crate::log_line!("{message}");
         tell(json!({"event": "error", "model": null, "message": message}));
         return Ok(Ended::Skipped);
     }
@@ -86,7 +86,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     };
     if !plan.errors.is_empty() {
         for e in &plan.errors {
-            eprintln!("error: {}", e.message);
+            crate::log_line!("error: {}", e.message);
             tell(json!({"event": "error", "model": e.model, "message": e.message}));
         }
         return Err(miette::miette!(
@@ -103,7 +103,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
         let _ = cache.save(&project.store.stat_cache_path());
         super::apply::refresh_active_json(&project)?;
         if !round.reason.is_empty() {
-            eprintln!("{}: up to date", round.reason);
+            crate::log_line!("{}: up to date", round.reason);
         }
         return Ok(Ended::UpToDate);
     }
@@ -112,7 +112,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     } else {
         round.reason
     };
-    eprintln!(
+    crate::log_line!(
         "{why}: applying {} action{}{}",
         plan.actions.len(),
         if plan.actions.len() == 1 { "" } else { "s" },
@@ -163,9 +163,11 @@ fn report_unusable(settings: &Settings, e: &miette::Report) {
     match e.downcast_ref::<ManifestError>() {
         Some(ManifestError::Invalid(problems)) => {
             let color = settings.style_for(&std::io::stderr()) == Style::Color;
-            eprint!("{}", problems.render(color));
+            crate::log_line!("{}", problems.render(color).trim_end_matches('\n'));
         }
-        _ => eprintln!("{e:?}"),
+        _ => crate::log_line!("{e:?}"),
     }
-    eprintln!("models.yaml cannot be used as it is; keeping the store as it was until it is fixed");
+    crate::log_line!(
+        "models.yaml cannot be used as it is; keeping the store as it was until it is fixed"
+    );
 }

@@ -64,7 +64,7 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
     };
     let quit = ctrl_c_flag();
     let interval = Duration::from_secs_f64(args.interval.max(1.0));
-    eprintln!(
+    crate::log_line!(
         "watching `{}` (drift check every {}); Ctrl-C to stop",
         settings.manifest_path.display(),
         crate::apply::progress::seconds(interval)
@@ -79,7 +79,7 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
-                eprintln!("{e:?}");
+                crate::log_line!("{e:?}");
             }
         }
         let wait = if failures == 0 {
@@ -94,7 +94,7 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
             Wake::Quit => break,
         }
     }
-    eprintln!("watch stopped");
+    crate::log_line!("watch stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -182,7 +182,7 @@ fn changed(batch: DebounceEventResult, watched: &[PathBuf]) -> Option<PathBuf> {
             .cloned(),
         Err(errors) => {
             for e in errors {
-                eprintln!("warning: file watching: {e}");
+                crate::log_line!("warning: file watching: {e}");
             }
             None
         }

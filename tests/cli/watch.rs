@@ -380,3 +380,29 @@ fn an_invalid_save_keeps_the_last_good_state_and_names_the_line() {
     assert!(stored(&project, "a").is_file());
     watch.stop();
 }
+
+#[test]
+fn watch_keeps_working_when_its_log_pipe_is_closed() {
+    let project = project_with(&["a"], "a");
+    let mut child = project
+        .command(&["watch", "--interval", "60"], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    // Nobody reads the log: every line it writes now meets a closed pipe.
+    drop(child.stderr.take());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !applied(&project, "a") {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "watch died writing to a closed pipe"
+        );
+        assert!(std::time::Instant::now() < deadline, "never applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().expect("wait").is_none(), "watch died");
+    let _ = child.kill();
+    let _ = child.wait();
+}
