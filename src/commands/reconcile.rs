@@ -62,17 +62,33 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
             return Ok(Ended::Skipped);
         }
     };
-    if round.only.is_none() && project.manifest.models.is_empty() {
-        // An editor's half-written save can look like this; reconciling it would deactivate
-        // (and with --prune delete) every model. `apply`, which asks first, empties a store.
-        let message = "models.yaml declares no models; keeping the store as it was (run `modelctl apply` to empty it on purpose)";
-        crate::log_line!("{message}");
-        tell(json!({"event": "error", "model": null, "message": message}));
+    if declares_nothing(&project, round, &tell) {
         return Ok(Ended::Skipped);
     }
     project.check_locked()?;
     project.store.check_writable()?;
     let _lock = project.lock_store()?;
+    // Another apply (the CLI, another round) may have changed the lock and the store while
+    // this one waited: plan from what is there now.
+    let project = match Project::load(settings.clone()) {
+        Ok(now) if now.store == project.store => now,
+        Ok(_) => {
+            return Err(miette::miette!(
+                "models.yaml moved the store; the round is retried"
+            ));
+        }
+        Err(e) => {
+            report_unusable(settings, &e);
+            return Ok(Ended::Skipped);
+        }
+    };
+    if declares_nothing(&project, round, &tell) {
+        return Ok(Ended::Skipped);
+    }
+    let cleared = project.store.clear_interrupted()?;
+    if cleared > 0 {
+        crate::log_line!("removed {cleared} leftovers of an interrupted apply");
+    }
     let mut cache = StatCache::load(&project.store.stat_cache_path());
     let state = project.scan_with(&mut cache)?;
     let mut plan = project.plan(&state)?;
@@ -155,6 +171,19 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     } else {
         Err(miette::miette!("the round did not complete"))
     }
+}
+
+/// A whole round from a models.yaml that declares no models is refused: an editor's
+/// half-written save can look like this, and reconciling it would deactivate (and with
+/// `--prune` delete) every model. `apply`, which asks first, empties a store on purpose.
+fn declares_nothing(project: &Project, round: &Round, tell: &dyn Fn(serde_json::Value)) -> bool {
+    if round.only.is_some() || !project.manifest.models.is_empty() {
+        return false;
+    }
+    let message = "models.yaml declares no models; keeping the store as it was (run `modelctl apply` to empty it on purpose)";
+    crate::log_line!("{message}");
+    tell(json!({"event": "error", "model": null, "message": message}));
+    true
 }
 
 /// Says why models.yaml (or models.lock) cannot be used: an invalid file as `plan` shows
