@@ -2,9 +2,10 @@
 //! and running its reload hook. (Downloads run in the background: `operations.rs`.)
 //!
 //! Each edits models.yaml the way the CLI's editing commands do (comments kept, the result
-//! re-validated), then reconciles the store the way one round of `watch` does, so the new
-//! active model is verified, swapped in atomically and, for Ollama, loaded before the old one is
-//! unloaded; a delete removes that model's files and nothing else. `add` only declares: the
+//! re-validated), then reconciles the store the way one round of `watch` does, narrowed to that
+//! model, so the new active model is verified, swapped in atomically and, for Ollama, loaded
+//! before the old one is unloaded, without waiting for other models' downloads; a delete
+//! removes that model's files and nothing else. `add` only declares: the
 //! caller downloads with `POST /api/models/download`. The API acts only on what models.yaml
 //! declares, and what it adds there passes the manifest's validators first; it refuses sources
 //! the CLI reserves for its user (local `file://` paths, plain-http Ollama registries). One
@@ -60,7 +61,7 @@ async fn switch_to(state: Arc<ApiState>, id: String) -> Response {
             kind: None,
         };
         crate::commands::edit::edit_activate(&settings, &args).map_err(refused)?;
-        round(&busy, &format!("API: activate {id}"), None)?;
+        round(&busy, &format!("API: activate {id}"), &id, false)?;
         Ok(json!({ "type": kind, "id": id, "active": true }))
     })
     .await
@@ -77,7 +78,7 @@ pub async fn deactivate(State(state): State<Arc<ApiState>>, Path(id): Path<Strin
             target: id.to_string(),
         };
         crate::commands::edit::edit_deactivate(&settings, &args).map_err(refused)?;
-        round(&busy, &format!("API: deactivate {id}"), None)?;
+        round(&busy, &format!("API: deactivate {id}"), &id, false)?;
         Ok(json!({ "id": id, "active": false }))
     })
     .await
@@ -141,13 +142,14 @@ fn refused(report: miette::Report) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, report.to_string())
 }
 
-/// One reconcile round after an edit, told on the event stream; with `delete`, that model's
-/// files are removed (and no other model's).
-fn round(state: &ApiState, reason: &str, delete: Option<&ModelId>) -> Result<(), ApiError> {
+/// One reconcile round after an edit, narrowed to the model it is about (activating a small
+/// model never waits for another model's download), told on the event stream; with `delete`,
+/// that model's files are removed.
+fn round(state: &ApiState, reason: &str, model: &ModelId, delete: bool) -> Result<(), ApiError> {
     let events: Arc<dyn EventSink> = Arc::new(state.events.clone());
     let round = Round {
-        only: delete,
-        prune: delete.is_some(),
+        only: Some(model),
+        prune: delete,
         options: ExecOptions {
             jobs: 4,
             connections: 16,
@@ -178,7 +180,7 @@ pub async fn delete(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
         let args = RemoveArgs { id: id.to_string() };
         crate::commands::edit::edit_remove(&settings, &args).map_err(refused)?;
-        round(&busy, &format!("API: delete {id}"), Some(&id))?;
+        round(&busy, &format!("API: delete {id}"), &id, true)?;
         Ok(json!({ "id": id, "deleted": true }))
     })
     .await

@@ -167,10 +167,17 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
         "Applied",
     )?;
     if code == ExitCode::SUCCESS {
-        Ok(Ended::Applied)
-    } else {
-        Err(miette::miette!("the round did not complete"))
+        return Ok(Ended::Applied);
     }
+    let why = match (outcome.interrupted, outcome.errors.first()) {
+        (true, _) => "interrupted".to_owned(),
+        (false, Some(first)) if outcome.errors.len() > 1 => {
+            format!("{first} (and {} more)", outcome.errors.len() - 1)
+        }
+        (false, Some(first)) => first.clone(),
+        (false, None) => "see the log".to_owned(),
+    };
+    Err(miette::miette!("the round did not complete: {why}"))
 }
 
 /// A whole round from a models.yaml that declares no models is refused: an editor's

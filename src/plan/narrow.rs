@@ -1,5 +1,5 @@
-//! Cutting a plan down to part of it: one model (`POST /api/models/download`, `DELETE
-//! /api/models/{id}`), or everything but deletions (`watch` without `--prune`).
+//! Cutting a plan down to part of it: one model (what the API's download, activate, switch,
+//! deactivate and delete act on), or everything but deletions (`watch` without `--prune`).
 //!
 //! The cut keeps the plan's order and recomputes its totals. The lock the plan would write is
 //! left whole: resolving and pinning other models is what `modelctl lock` does too, and it
@@ -10,8 +10,8 @@ use crate::names::ModelId;
 
 impl Plan {
     /// Keeps only what concerns `id`: its files, its Ollama pull, load or removal, its
-    /// deletion, and the pointer change that makes it active (with the unload and hooks of
-    /// the model it replaces). Other models are left exactly as they are.
+    /// deletion, the pointer change that makes it active (with the unload and hooks of the
+    /// model it replaces) or that deactivates it. Other models are left exactly as they are.
     pub fn narrow_to(&mut self, id: &ModelId) {
         let replaced: Vec<String> = self
             .activations
@@ -23,7 +23,7 @@ impl Plan {
             .collect();
         let keep = |a: &Action| match a {
             Action::Activate { to, .. } | Action::Swap { to, .. } => to == id,
-            Action::Deactivate { .. } => false,
+            Action::Deactivate { from, .. } => from == id.as_str(),
             Action::Unload { model, .. } | Action::Hook { model, .. } => {
                 model == id || replaced.iter().any(|r| r == model.as_str())
             }

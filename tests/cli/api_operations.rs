@@ -378,3 +378,60 @@ fn a_model_is_downloading_while_its_bytes_arrive_whoever_fetches_them() {
     server.release();
     eventually("installed");
 }
+
+#[test]
+fn activating_through_the_api_acts_on_that_model_alone() {
+    let project = two_voices();
+    project.write("src/c.bin", "a voice that will be gone\n");
+    let c = file_url(&project.path("src/c.bin"));
+    project.write(
+        "models.yaml",
+        &project.read("models.yaml").replace(
+            "active:\n",
+            &format!("  c:\n    type: tts\n    source: {{ url: \"{c}\" }}\nactive:\n"),
+        ),
+    );
+    assert_eq!(project.run(&["lock"]).code, 0);
+    std::fs::remove_file(project.path("src/c.bin")).expect("remove");
+    let first = project.run(&["apply", "--yes"]);
+    assert_ne!(first.code, 0, "c cannot be fetched any more");
+    assert!(project.path("store/models/tts/b/b.bin").exists());
+
+    let server = Server::start(&project);
+    let (code, body) = server.post(
+        "/api/models/activate",
+        Some(serde_json::json!({"id": "b"})),
+        &[],
+    );
+    assert_eq!(
+        code, 200,
+        "another model's failing download is not this change's: {body}"
+    );
+    assert_eq!(
+        std::fs::read_link(project.path("store/active/tts"))
+            .expect("pointer")
+            .file_name()
+            .and_then(|n| n.to_str()),
+        Some("b")
+    );
+    let (code, body) = server.post("/api/models/deactivate/b", None, &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(!project.path("store/active/tts").exists());
+    assert_eq!(status_of(&server, "c"), "not_installed");
+
+    // c's own download fails, and says why.
+    let events = server.events();
+    let (code, queued) = server.post(
+        "/api/models/download",
+        Some(serde_json::json!({"id": "c"})),
+        &[],
+    );
+    assert_eq!(code, 202, "{queued}");
+    let seen = events.until(|name, e| name == "operation" && e["state"] == "failed");
+    let message = seen.last().expect("failed").1["message"].to_string();
+    assert!(
+        message.contains("c.bin"),
+        "the failure names the file: {message}"
+    );
+    assert_eq!(status_of(&server, "c"), "error");
+}
