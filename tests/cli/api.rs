@@ -1,7 +1,7 @@
 //! `modelctl serve`: the read side of the HTTP API against a real project, and the checks that
 //! keep web pages out (A1: a foreign `Host` after DNS rebinding, a cross-site `Origin`).
 
-use crate::api_server::Server;
+use crate::api_server::{Server, voices};
 use crate::support::{Project, file_url};
 
 #[test]
@@ -72,17 +72,7 @@ fn the_api_answers_what_status_show_storage_and_plan_say_and_refuses_foreign_pag
 
 #[test]
 fn switching_through_the_api_edits_models_yaml_and_swaps_the_store() {
-    let project = Project::new();
-    project.write("src/a.bin", "voice a\n");
-    project.write("src/b.bin", "voice b\n");
-    let (a, b) = (
-        file_url(&project.path("src/a.bin")),
-        file_url(&project.path("src/b.bin")),
-    );
-    project.write(
-        "models.yaml",
-        &format!("# our voices\nversion: 1\nmodels:\n  a:\n    type: tts   # the default\n    source: {{ url: \"{a}\" }}\n  b:\n    type: tts\n    source: {{ url: \"{b}\" }}\nactive:\n  tts: a\n"),
-    );
+    let project = voices();
     assert_eq!(project.run(&["apply", "--yes"]).code, 0);
     let server = Server::start(&project);
 
@@ -103,7 +93,7 @@ fn switching_through_the_api_edits_models_yaml_and_swaps_the_store() {
         "{manifest}"
     );
     assert!(
-        std::fs::read_link(project.path("models/active/tts"))
+        std::fs::read_link(project.path("store/active/tts"))
             .expect("link")
             .ends_with("b"),
         "the store swapped"
@@ -121,7 +111,7 @@ fn switching_through_the_api_edits_models_yaml_and_swaps_the_store() {
 
     let (status, _) = server.post("/api/models/deactivate/a", None, &[]);
     assert_eq!(status, 200);
-    assert!(!project.path("models/active/tts").exists());
+    assert!(!project.path("store/active/tts").exists());
     let (status, missing) = server.post("/api/models/zz/switch", None, &[]);
     assert_eq!(status, 404, "{missing}");
 

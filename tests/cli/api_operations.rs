@@ -2,25 +2,16 @@
 //! events, deleting a model, declaring one, running its reload hook — each checked in
 //! models.yaml, in the store and on `/api/events`.
 
-use crate::api_server::Server;
+use crate::api_server::{Server, voices};
 use crate::support::{Project, file_url, sha256_hex};
 
-/// Two tts models from local files; `a` is wanted active. Nothing is applied yet.
-fn two_voices() -> Project {
-    let project = Project::new();
-    project.write("src/a.bin", "voice a\n");
-    project.write("src/b.bin", "voice b, longer\n");
-    let (a, b) = (
-        file_url(&project.path("src/a.bin")),
-        file_url(&project.path("src/b.bin")),
-    );
-    project.write(
-        "models.yaml",
-        &format!(
-            "# our voices\nversion: 1\nstore: ./store\nmodels:\n  a:\n    type: tts\n    source: {{ url: \"{a}\" }}\n    hooks: {{ reload: \"echo reloading $MODELCTL_NEW_ID > $MODELCTL_PATH/../reloaded\" }}\n  b:\n    type: tts\n    source: {{ url: \"{b}\" }}\nactive:\n  tts: a\n"
-        ),
-    );
-    project
+/// `POST /api/models/download` for `id`: (status, answer).
+fn download(server: &Server, id: &str) -> (u16, serde_json::Value) {
+    server.post(
+        "/api/models/download",
+        Some(serde_json::json!({ "id": id })),
+        &[],
+    )
 }
 
 fn status_of(server: &Server, id: &str) -> String {
@@ -31,16 +22,12 @@ fn status_of(server: &Server, id: &str) -> String {
 
 #[test]
 fn a_download_runs_in_the_background_reports_on_the_event_stream_and_touches_only_its_model() {
-    let project = two_voices();
+    let project = voices();
     let server = Server::start(&project);
     assert_eq!(status_of(&server, "a"), "not_installed");
     let events = server.events();
 
-    let (code, queued) = server.post(
-        "/api/models/download",
-        Some(serde_json::json!({"id": "a"})),
-        &[],
-    );
+    let (code, queued) = download(&server, "a");
     assert_eq!(code, 202, "{queued}");
     let op = queued["operation"]
         .as_str()
@@ -85,18 +72,14 @@ fn a_download_runs_in_the_background_reports_on_the_event_stream_and_touches_onl
     let (_, listed) = server.get("/api/models?status=active", &[]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 
-    let (code, unknown) = server.post(
-        "/api/models/download",
-        Some(serde_json::json!({"id": "c"})),
-        &[],
-    );
+    let (code, unknown) = download(&server, "c");
     assert_eq!(code, 404, "{unknown}");
     assert_eq!(server.get("/api/operations/op-999", &[]).0, 404);
 }
 
 #[test]
 fn deleting_removes_the_entry_and_only_that_models_files_and_refuses_the_active_one() {
-    let project = two_voices();
+    let project = voices();
     let mut yaml = project.read("models.yaml");
     yaml = yaml.replace("active:\n  tts: a\n", "active:\n  tts: a  # the default\n");
     project.write("models.yaml", &yaml);
@@ -134,7 +117,7 @@ fn deleting_removes_the_entry_and_only_that_models_files_and_refuses_the_active_
 #[test]
 fn adding_declares_a_model_through_the_manifests_validators_and_refuses_local_and_insecure_sources()
 {
-    let project = two_voices();
+    let project = voices();
     let before = project.read("models.yaml");
     let server = Server::start(&project);
 
@@ -175,7 +158,7 @@ fn adding_declares_a_model_through_the_manifests_validators_and_refuses_local_an
 
 #[test]
 fn reloading_runs_the_models_hook_and_tells_the_event_stream() {
-    let project = two_voices();
+    let project = voices();
     assert_eq!(project.run(&["apply", "--yes"]).code, 0);
     let server = Server::start(&project);
     let events = server.events();
@@ -196,7 +179,7 @@ fn reloading_runs_the_models_hook_and_tells_the_event_stream() {
 
 #[test]
 fn an_activation_through_the_api_arrives_on_the_event_stream() {
-    let project = two_voices();
+    let project = voices();
     project.write(
         "models.yaml",
         &project
@@ -222,7 +205,7 @@ fn an_activation_through_the_api_arrives_on_the_event_stream() {
 
 #[test]
 fn watch_with_listen_serves_the_api_and_streams_its_rounds() {
-    let project = two_voices();
+    let project = voices();
     let server = Server::watch(&project, &["--interval", "60"]);
     let events = server.events();
     // The first round installs `a` (and activates it); then an edit swaps to `b`.
@@ -252,19 +235,13 @@ fn watch_with_listen_serves_the_api_and_streams_its_rounds() {
 
 #[test]
 fn fifty_concurrent_download_requests_cost_one_download() {
-    let project = two_voices();
+    let project = voices();
     let server = std::sync::Arc::new(Server::start(&project));
     let events = server.events();
     let answers: Vec<(u16, serde_json::Value)> = (0..50)
         .map(|_| {
             let server = server.clone();
-            std::thread::spawn(move || {
-                server.post(
-                    "/api/models/download",
-                    Some(serde_json::json!({"id": "b"})),
-                    &[],
-                )
-            })
+            std::thread::spawn(move || download(&server, "b"))
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -305,7 +282,7 @@ fn fifty_concurrent_download_requests_cost_one_download() {
 
 #[test]
 fn a_config_change_reaches_active_json_through_the_cli_and_the_api() {
-    let project = two_voices();
+    let project = voices();
     assert_eq!(project.run(&["apply", "--yes"]).code, 0);
     let active = || -> serde_json::Value {
         serde_json::from_str(&project.read("store/active.json")).expect("active.json")
@@ -349,11 +326,7 @@ fn a_model_is_downloading_while_its_bytes_arrive_whoever_fetches_them() {
     let (server, project) = held_download();
     let api = Server::start(&project);
     let events = api.events();
-    let (code, queued) = api.post(
-        "/api/models/download",
-        Some(serde_json::json!({"id": "big"})),
-        &[],
-    );
+    let (code, queued) = download(&api, "big");
     assert_eq!(code, 202, "{queued}");
     events.until(|name, _| name == "start");
     assert_eq!(status_of(&api, "big"), "downloading");
@@ -381,7 +354,7 @@ fn a_model_is_downloading_while_its_bytes_arrive_whoever_fetches_them() {
 
 #[test]
 fn activating_through_the_api_acts_on_that_model_alone() {
-    let project = two_voices();
+    let project = voices();
     project.write("src/c.bin", "a voice that will be gone\n");
     let c = file_url(&project.path("src/c.bin"));
     project.write(
@@ -421,11 +394,7 @@ fn activating_through_the_api_acts_on_that_model_alone() {
 
     // c's own download fails, and says why.
     let events = server.events();
-    let (code, queued) = server.post(
-        "/api/models/download",
-        Some(serde_json::json!({"id": "c"})),
-        &[],
-    );
+    let (code, queued) = download(&server, "c");
     assert_eq!(code, 202, "{queued}");
     let seen = events.until(|name, e| name == "operation" && e["state"] == "failed");
     let message = seen.last().expect("failed").1["message"].to_string();

@@ -9,24 +9,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::api_server::{Auth, Server};
-use crate::support::{Project, file_url};
-
-/// A project declaring voices `a` (active) and `b`.
-fn voices() -> Project {
-    let project = Project::new();
-    project.write("src/a.bin", "voice a\n");
-    project.write("src/b.bin", "voice b\n");
-    let (a, b) = (
-        file_url(&project.path("src/a.bin")),
-        file_url(&project.path("src/b.bin")),
-    );
-    project.write(
-        "models.yaml",
-        &format!("version: 1\nmodels:\n  a:\n    type: tts\n    source: {{ url: \"{a}\" }}\n  b:\n    type: tts\n    source: {{ url: \"{b}\" }}\nactive:\n  tts: a\n"),
-    );
-    project
-}
+use crate::api_server::{Auth, Server, voices};
+use crate::support::Project;
 
 fn error_text(body: &serde_json::Value) -> &str {
     body["error"]
@@ -97,7 +81,7 @@ fn changes_need_the_token_and_a_json_body() {
 fn the_token_file_is_private_and_never_logged() {
     let project = voices();
     let server = Server::start(&project);
-    let path = project.path("models/.modelctl/api-token");
+    let path = project.path("store/.modelctl/api-token");
     let mode = std::fs::metadata(&path)
         .expect("token file")
         .permissions()
@@ -123,10 +107,10 @@ fn the_token_file_is_private_and_never_logged() {
     drop(server);
 
     // A second start keeps the token, and warns when others can read it.
-    let first = project.read("models/.modelctl/api-token");
+    let first = project.read("store/.modelctl/api-token");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let server = Server::start(&project);
-    assert_eq!(project.read("models/.modelctl/api-token"), first);
+    assert_eq!(project.read("store/.modelctl/api-token"), first);
     let (status, _) = server.post("/api/models/deactivate/a", None, &[]);
     assert_eq!(status, 200);
     let log = server.log();
@@ -346,7 +330,7 @@ fn a_network_address_needs_the_token_in_the_environment_and_on_every_request() {
     let (status, _) = server.request(Method::GET, "/api/openapi.json", None, &[], Auth::Without);
     assert_eq!(status, 200, "the document is public");
     assert!(
-        !project.path("models/.modelctl/api-token").exists(),
+        !project.path("store/.modelctl/api-token").exists(),
         "a token from the environment is never written"
     );
     let log = server.log();

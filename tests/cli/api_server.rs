@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::support::Project;
+use crate::support::{Project, file_url};
 
 /// A running `modelctl serve`, killed when dropped.
 pub struct Server {
@@ -285,4 +285,22 @@ impl Events {
             }
         }
     }
+}
+
+/// Two tts models from local files; `a` is wanted active. Nothing is applied yet.
+pub fn voices() -> Project {
+    let project = Project::new();
+    project.write("src/a.bin", "voice a\n");
+    project.write("src/b.bin", "voice b, longer\n");
+    let (a, b) = (
+        file_url(&project.path("src/a.bin")),
+        file_url(&project.path("src/b.bin")),
+    );
+    project.write(
+        "models.yaml",
+        &format!(
+            "# our voices\nversion: 1\nstore: ./store\nmodels:\n  a:\n    type: tts   # the default\n    source: {{ url: \"{a}\" }}\n    hooks: {{ reload: \"echo reloading $MODELCTL_NEW_ID > $MODELCTL_PATH/../reloaded\" }}\n  b:\n    type: tts\n    source: {{ url: \"{b}\" }}\nactive:\n  tts: a\n"
+        ),
+    );
+    project
 }
