@@ -54,7 +54,7 @@ pub struct ActiveChange {
     pub from: Option<String>,
     /// `None`: the type has no active model now.
     pub to: Option<String>,
-    /// The new model's directory in the store.
+    /// The directory of the model now active, in the store.
     pub path: Option<std::path::PathBuf>,
     /// The change undid a swap whose hook failed.
     pub rollback: bool,
@@ -63,17 +63,11 @@ pub struct ActiveChange {
 impl std::fmt::Display for ActiveChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = &self.kind;
-        let again = if self.rollback { " again" } else { "" };
-        let said = match &self.to {
-            Some(to) if self.rollback => format!("{kind} is {to}{again}"),
-            Some(to) => format!("{kind} is now {to}"),
-            None if self.rollback => format!("{kind} has no active model{again}"),
-            None => format!("{kind} has no active model now"),
-        };
-        if self.rollback {
-            write!(f, "rolled back: {said}")
-        } else {
-            f.write_str(&said)
+        match (&self.to, self.rollback) {
+            (Some(to), false) => write!(f, "{kind} is now {to}"),
+            (None, false) => write!(f, "{kind} has no active model now"),
+            (Some(to), true) => write!(f, "rolled back: {kind} is {to} again"),
+            (None, true) => write!(f, "rolled back: {kind} has no active model again"),
         }
     }
 }
