@@ -49,7 +49,11 @@ pub async fn run(listener: TcpListener, router: Router) -> std::io::Result<()> {
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Only a closed semaphore refuses, and nothing closes this one.
+                Err(_) => break,
+            },
             _ = ctrl_c.as_mut() => break,
         };
         let stream = tokio::select! {
