@@ -44,7 +44,9 @@ fn object() -> Value {
 
 /// The answers every endpoint may give besides its own.
 fn responses(mut own: Value, change: bool) -> Value {
-    let map = own.as_object_mut().expect("an object");
+    let Some(map) = own.as_object_mut() else {
+        return own;
+    };
     map.insert(
         "403".into(),
         error_response("the Host is not this machine or the Origin is another site"),
@@ -136,10 +138,13 @@ pub fn spec() -> Value {
                 json!([]),
                 Some(id_body()),
                 json!({
-                    "202": ok("started", json!({ "type": "object", "required": ["operation"],
-                        "properties": { "operation": { "type": "string" } } })),
+                    "202": ok("queued; progress and the end arrive on /api/events", json!({ "type": "object", "required": ["operation"],
+                        "properties": { "operation": { "type": "string" }, "model": { "type": "string" },
+                                        "state": { "type": "string" }, "href": { "type": "string" } } })),
                     "404": not_found(),
-                    "409": error_response("a download of this model is already running"),
+                    "409": ok("a download of this model is already queued or running: `error`, and `operation` (the one under way)",
+                        json!({ "type": "object", "properties": { "error": { "type": "string" },
+                                "operation": { "$ref": "#/components/schemas/Operation" } } })),
                 }),
             ) },
             "/api/operations": { "get": read(
@@ -189,8 +194,8 @@ pub fn spec() -> Value {
                     },
                     "oneOf": [{ "required": ["hf"] }, { "required": ["url"] }, { "required": ["ollama"] }]
                 })),
-                json!({ "201": ok("declared", object()), "200": ok("declared", object()),
-                        "409": error_response("the id is already declared"), "422": error_response("the entry is invalid") }),
+                json!({ "201": ok("declared; POST /api/models/download fetches it", object()),
+                        "422": error_response("the entry is invalid, its id is already declared, or its source is refused (file://, plain-http Ollama)") }),
             ) },
             "/api/models/active/{type}": { "get": read(
                 "the active model of a type and its paths",
@@ -273,17 +278,24 @@ pub fn spec() -> Value {
                     "properties": {
                         "id": { "type": "string" },
                         "type": { "type": "string" },
-                        "state": { "type": "string", "enum": STATUSES },
+                        "status": { "type": "string", "enum": STATUSES,
+                                    "description": "the word services know" },
+                        "state": { "type": "string",
+                                   "enum": ["installed", "not_installed", "partial", "drifted", "unknown", "undeclared"],
+                                   "description": "what `modelctl status` says of the store" },
                         "active": { "type": "boolean" }
                     }
                 },
                 "Operation": {
                     "type": "object",
                     "properties": {
-                        "id": { "type": "string" },
+                        "id": { "type": "string", "description": "`op-N`" },
+                        "kind": { "type": "string", "enum": ["download"] },
                         "model": { "type": "string" },
-                        "state": { "type": "string", "enum": ["running", "done", "failed"] },
-                        "error": { "type": ["string", "null"] }
+                        "state": { "type": "string", "enum": ["queued", "running", "succeeded", "failed"] },
+                        "message": { "type": "string", "description": "what happened, once it ended" },
+                        "queued_at": { "type": "integer", "description": "seconds since the Unix epoch" },
+                        "finished_at": { "type": "integer" }
                     }
                 }
             }
