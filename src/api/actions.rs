@@ -20,12 +20,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
+use yaml_edit::ScalarValue;
 
 use super::ApiState;
 use super::models::{ApiError, blocking, declared};
 use crate::apply::progress::EventSink;
-use crate::cli::{ActivateArgs, AddArgs, ConfigArgs, DeactivateArgs, RemoveArgs};
+use crate::cli::{ActivateArgs, AddArgs, DeactivateArgs, RemoveArgs};
 use crate::commands::apply::ExecOptions;
+use crate::commands::edit::ConfigChange;
 use crate::commands::reconcile::{Round, reconcile};
 use crate::names::ModelId;
 
@@ -96,18 +98,24 @@ pub async fn config(
     let busy = state.clone();
     blocking(state, move |project| {
         let id = declared(project, &id)?;
-        let mut args = ConfigArgs {
-            id: id.to_string(),
-            set: Vec::new(),
-            unset: Vec::new(),
-        };
+        let mut changes = Vec::new();
         for (key, value) in &body {
-            match value {
-                serde_json::Value::Null => args.unset.push(key.clone()),
-                serde_json::Value::String(text) => args.set.push(format!("{key}={text}")),
-                serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
-                    args.set.push(format!("{key}={value}"))
+            let change = match value {
+                serde_json::Value::Null => ConfigChange::Unset(key.clone()),
+                serde_json::Value::String(text) => {
+                    ConfigChange::Set(key.clone(), ScalarValue::string(text.as_str()))
                 }
+                serde_json::Value::Bool(flag) => ConfigChange::Set(key.clone(), (*flag).into()),
+                serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                    (Some(whole), _) => ConfigChange::Set(key.clone(), whole.into()),
+                    (None, Some(x)) => ConfigChange::Set(key.clone(), x.into()),
+                    (None, None) => {
+                        return Err(ApiError(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            format!("`{key}`: {n} is out of range"),
+                        ));
+                    }
+                },
                 _ => {
                     return Err(ApiError(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -116,10 +124,11 @@ pub async fn config(
                         ),
                     ));
                 }
-            }
+            };
+            changes.push(change);
         }
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        crate::commands::edit::edit_config(&settings, &args).map_err(refused)?;
+        crate::commands::edit::edit_config(&settings, id.as_str(), &changes).map_err(refused)?;
         let project =
             crate::project::Project::load(settings.clone()).map_err(ApiError::internal)?;
         {

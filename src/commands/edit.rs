@@ -81,36 +81,60 @@ fn active_type(manifest: &Manifest, target: &str) -> Result<Option<String>> {
 
 /// `modelctl config ID KEY=VALUE… [--unset KEY]`: edits the model's `config` mapping.
 pub fn config(settings: &Settings, args: &ConfigArgs) -> Result<ExitCode> {
-    let edited = edit_config(settings, args)?;
+    let edited = edit_config(settings, &args.id, &config_changes(args)?)?;
     report(settings, &edited)
 }
 
-/// The edit `config` makes (the API's `PUT /api/models/{id}/config` makes it too).
-pub(crate) fn edit_config(settings: &Settings, args: &ConfigArgs) -> Result<Edited> {
-    if args.set.is_empty() && args.unset.is_empty() {
+/// One change `config` makes to a model's `config` mapping.
+#[derive(Debug, Clone)]
+pub(crate) enum ConfigChange {
+    Set(String, ScalarValue),
+    Unset(String),
+}
+
+/// The CLI's `KEY=VALUE…` and `--unset KEY…` as changes (values read as YAML plain scalars).
+fn config_changes(args: &ConfigArgs) -> Result<Vec<ConfigChange>> {
+    let mut changes = Vec::new();
+    for pair in &args.set {
+        let (key, value) = split_pair(pair)?;
+        changes.push(ConfigChange::Set(key.to_owned(), scalar(value)));
+    }
+    changes.extend(args.unset.iter().cloned().map(ConfigChange::Unset));
+    Ok(changes)
+}
+
+/// The edit `config` makes (the API's `PUT /api/models/{id}/config` makes it too, with values
+/// typed by their JSON rather than read from text).
+pub(crate) fn edit_config(
+    settings: &Settings,
+    id: &str,
+    changes: &[ConfigChange],
+) -> Result<Edited> {
+    if changes.is_empty() {
         return Err(miette!(
             help = "pass `KEY=VALUE` to set a key, or `--unset KEY` to remove one",
             "nothing to change"
         ));
     }
     edit(&settings.manifest_path, |manifest, root| {
-        let id = manifest.declared(&args.id)?;
+        let id = manifest.declared(id)?;
         let model = model_mapping(root, &id)?;
-        for pair in &args.set {
-            let (key, value) = split_pair(pair)?;
-            set_in(&model, "config", key, scalar(value));
-        }
-        for key in &args.unset {
-            let keys = manifest.models.get(&id).map(|e| &e.config);
-            if !keys.is_some_and(|c| c.contains_key(key)) {
-                let names = keys.into_iter().flat_map(|c| c.keys().map(String::as_str));
-                let help = match crate::diagnostic::closest(key, names) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("`modelctl show {id}` shows its config"),
-                };
-                return Err(miette!(help = help, "`{id}` has no config key `{key}`"));
+        for change in changes {
+            match change {
+                ConfigChange::Set(key, value) => set_in(&model, "config", key, value.clone()),
+                ConfigChange::Unset(key) => {
+                    let keys = manifest.models.get(&id).map(|e| &e.config);
+                    if !keys.is_some_and(|c| c.contains_key(key)) {
+                        let names = keys.into_iter().flat_map(|c| c.keys().map(String::as_str));
+                        let help = match crate::diagnostic::closest(key, names) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => format!("`modelctl show {id}` shows its config"),
+                        };
+                        return Err(miette!(help = help, "`{id}` has no config key `{key}`"));
+                    }
+                    remove_in(&model, "config", key);
+                }
             }
-            remove_in(&model, "config", key);
         }
         Ok(())
     })

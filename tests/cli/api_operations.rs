@@ -299,6 +299,19 @@ fn a_config_change_reaches_active_json_through_the_cli_and_the_api() {
     let (code, body) = server.put("/api/models/a/config", serde_json::json!({"voice": "alto"}));
     assert_eq!(code, 200, "{body}");
     assert_eq!(active()["tts"]["config"]["voice"], "alto");
+
+    // JSON types are kept: a string that looks like a number or a boolean stays a string.
+    let (code, body) = server.put(
+        "/api/models/a/config",
+        serde_json::json!({"seed": "123", "fast": "true", "steps": 30, "cfg": 7.5, "loud": false}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let config = &active()["tts"]["config"];
+    assert_eq!(config["seed"], "123", "{config}");
+    assert_eq!(config["fast"], "true", "{config}");
+    assert_eq!(config["steps"], 30);
+    assert_eq!(config["cfg"], 7.5);
+    assert_eq!(config["loud"], false);
 }
 
 /// A project whose one model `big` (2 MiB) comes from a fault server holding every body
