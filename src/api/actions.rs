@@ -25,7 +25,7 @@ use yaml_edit::ScalarValue;
 use super::ApiState;
 use super::models::{ApiError, blocking, declared};
 use crate::apply::progress::EventSink;
-use crate::cli::{ActivateArgs, AddArgs, DeactivateArgs, RemoveArgs};
+use crate::cli::AddArgs;
 use crate::commands::apply::ExecOptions;
 use crate::commands::edit::ConfigChange;
 use crate::commands::reconcile::{Round, reconcile};
@@ -58,11 +58,7 @@ async fn switch_to(state: Arc<ApiState>, id: String) -> Response {
             .map(|e| e.kind.to_string())
             .unwrap_or_default();
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        let args = ActivateArgs {
-            id: id.to_string(),
-            kind: None,
-        };
-        crate::commands::edit::edit_activate(&settings, &args).map_err(refused)?;
+        crate::commands::edit::edit_activate(&settings, id.as_str(), None).map_err(refused)?;
         round(&busy, &format!("API: activate {id}"), &id, false)?;
         Ok(json!({ "type": kind, "id": id, "active": true }))
     })
@@ -76,10 +72,7 @@ pub async fn deactivate(State(state): State<Arc<ApiState>>, Path(id): Path<Strin
     blocking(state, move |project| {
         let id = declared(project, &id)?;
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        let args = DeactivateArgs {
-            target: id.to_string(),
-        };
-        crate::commands::edit::edit_deactivate(&settings, &args).map_err(refused)?;
+        crate::commands::edit::edit_deactivate(&settings, id.as_str()).map_err(refused)?;
         round(&busy, &format!("API: deactivate {id}"), &id, false)?;
         Ok(json!({ "id": id, "active": false }))
     })
@@ -187,8 +180,7 @@ pub async fn delete(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
             ));
         }
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        let args = RemoveArgs { id: id.to_string() };
-        crate::commands::edit::edit_remove(&settings, &args).map_err(refused)?;
+        crate::commands::edit::edit_remove(&settings, id.as_str()).map_err(refused)?;
         round(&busy, &format!("API: delete {id}"), &id, true)?;
         Ok(json!({ "id": id, "deleted": true }))
     })

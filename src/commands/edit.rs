@@ -18,16 +18,16 @@ use crate::settings::Settings;
 
 /// `modelctl activate ID [--type TYPE]`: `active.<type>: ID`.
 pub fn activate(settings: &Settings, args: &ActivateArgs) -> Result<ExitCode> {
-    let edited = edit_activate(settings, args)?;
+    let edited = edit_activate(settings, &args.id, args.kind.as_deref())?;
     report(settings, &edited)
 }
 
 /// The edit `activate` makes (the API's activate and switch make it too).
-pub(crate) fn edit_activate(settings: &Settings, args: &ActivateArgs) -> Result<Edited> {
+pub(crate) fn edit_activate(settings: &Settings, id: &str, kind: Option<&str>) -> Result<Edited> {
     edit(&settings.manifest_path, |manifest, root| {
-        let id = manifest.declared(&args.id)?;
-        let kind = match (&args.kind, manifest.models.get(&id)) {
-            (Some(kind), _) => kind.clone(),
+        let id = manifest.declared(id)?;
+        let kind = match (kind, manifest.models.get(&id)) {
+            (Some(kind), _) => kind.to_owned(),
             (None, Some(entry)) => entry.kind.to_string(),
             (None, None) => return Err(miette!("no model `{id}` in models.yaml")),
         };
@@ -38,14 +38,14 @@ pub(crate) fn edit_activate(settings: &Settings, args: &ActivateArgs) -> Result<
 
 /// `modelctl deactivate TYPE|ID`: removes that type's `active` entry.
 pub fn deactivate(settings: &Settings, args: &DeactivateArgs) -> Result<ExitCode> {
-    let edited = edit_deactivate(settings, args)?;
+    let edited = edit_deactivate(settings, &args.target)?;
     report(settings, &edited)
 }
 
 /// The edit `deactivate` makes (the API's deactivate makes it too).
-pub(crate) fn edit_deactivate(settings: &Settings, args: &DeactivateArgs) -> Result<Edited> {
+pub(crate) fn edit_deactivate(settings: &Settings, target: &str) -> Result<Edited> {
     edit(&settings.manifest_path, |manifest, root| {
-        if let Some(kind) = active_type(manifest, &args.target)? {
+        if let Some(kind) = active_type(manifest, target)? {
             remove_in(root, "active", &kind);
         }
         Ok(())
@@ -177,14 +177,14 @@ fn model_mapping(root: &Mapping, id: &ModelId) -> Result<Mapping> {
 
 /// `modelctl remove ID`: removes the model and any `active` entry naming it.
 pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
-    let edited = edit_remove(settings, args)?;
+    let edited = edit_remove(settings, &args.id)?;
     report(settings, &edited)
 }
 
 /// The edit `remove` makes (the API's `DELETE /api/models/{id}` makes it too).
-pub(crate) fn edit_remove(settings: &Settings, args: &RemoveArgs) -> Result<Edited> {
+pub(crate) fn edit_remove(settings: &Settings, id: &str) -> Result<Edited> {
     edit(&settings.manifest_path, |manifest, root| {
-        let id = manifest.declared(&args.id)?;
+        let id = manifest.declared(id)?;
         model_mapping(root, &id)?;
         if let Some(models) = root.get_mapping("models") {
             models.remove(id.as_str());
