@@ -6,81 +6,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::fake_hub::{FakeHub, Lfs, RepoKind, git_blob_id};
+use crate::raw_client::Client;
 use crate::support::sha256_hex;
-
-/// A blocking client that follows no redirects and reads bodies to the end or the error.
-struct Client {
-    runtime: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-    /// The body ended cleanly (not cut).
-    complete: bool,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("json body")
-    }
-}
-
-impl Client {
-    fn new() -> Self {
-        Self {
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()
-                .expect("client"),
-        }
-    }
-
-    fn send(&self, method: Method, url: &str, headers: &[(&str, &str)]) -> Reply {
-        self.runtime.block_on(async {
-            let mut request = self.http.request(method, url);
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            let mut response = request.send().await.expect("response");
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let mut body = Vec::new();
-            let complete = loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    Ok(None) => break true,
-                    Err(_) => break false,
-                }
-            };
-            Reply {
-                status,
-                headers,
-                body,
-                complete,
-            }
-        })
-    }
-
-    fn get(&self, url: &str) -> Reply {
-        self.send(Method::GET, url, &[])
-    }
-
-    fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
-        self.send(Method::GET, url, headers)
-    }
-}
 
 const CONFIG: &[u8] = b"{\"model_type\": \"fake\"}\n";
 
@@ -261,7 +188,7 @@ fn regular_files_are_served_directly_with_git_etags() {
     let client = Client::new();
     let url = repo.resolve_url("main", "config.json");
 
-    let head = client.send(Method::HEAD, &url, &[]);
+    let head = client.send(Method::HEAD, &url, &[], None);
     assert_eq!(head.status, 200);
     let etag = format!("\"{}\"", git_blob_id(CONFIG));
     assert_eq!(head.header("etag"), Some(etag.as_str()));
@@ -307,7 +234,12 @@ fn relative_redirects_lead_to_the_resolve_cache() {
     let repo = hub.repo(RepoKind::Model, "org/model");
     let client = Client::new();
 
-    let redirect = client.send(Method::HEAD, &repo.resolve_url("main", "config.json"), &[]);
+    let redirect = client.send(
+        Method::HEAD,
+        &repo.resolve_url("main", "config.json"),
+        &[],
+        None,
+    );
     assert_eq!(redirect.status, 307);
     let location = redirect.header("location").expect("location");
     let prefix = format!(
@@ -334,7 +266,7 @@ fn lfs_files_redirect_to_the_cdn_with_linked_headers() {
     let url = repo.resolve_url("main", "weights/model.safetensors");
 
     for method in [Method::HEAD, Method::GET] {
-        let r = client.send(method, &url, &[("authorization", "Bearer nobody")]);
+        let r = client.send(method, &url, &[("authorization", "Bearer nobody")], None);
         // An unknown token is refused everywhere, before anything else.
         assert_eq!(r.status, 401);
         assert_eq!(
@@ -342,7 +274,7 @@ fn lfs_files_redirect_to_the_cdn_with_linked_headers() {
             Some("Invalid credentials in Authorization header")
         );
     }
-    let redirect = client.send(Method::HEAD, &url, &[]);
+    let redirect = client.send(Method::HEAD, &url, &[], None);
     assert_eq!(redirect.status, 302);
     let linked = format!("\"{}\"", sha256_hex(&weights));
     assert_eq!(redirect.header("x-linked-etag"), Some(linked.as_str()));

@@ -28,6 +28,7 @@ mod oci_registry;
 mod ollama_source;
 mod plan;
 mod properties;
+mod raw_client;
 mod repository;
 mod status;
 mod support;
