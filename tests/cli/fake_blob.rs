@@ -29,6 +29,34 @@ pub struct Fault {
     pub ignore_range: bool,
 }
 
+/// The faults tests give a fake server's blobs. A server says how it names a blob (a path, a
+/// digest) in [`BlobFaults::fault`]; the setters are the same everywhere.
+pub trait BlobFaults {
+    /// Applies `change` to the fault of the blob `blob` names.
+    fn fault(&self, blob: &str, change: &dyn Fn(&mut Fault));
+
+    /// Flips the middle byte of the blob in every body that contains it.
+    fn corrupt_byte(&self, blob: &str) {
+        self.fault(blob, &|f| f.corrupt = true);
+    }
+
+    /// The next `times` bodies of the blob longer than `n_bytes` stop after `n_bytes`, the
+    /// connection closed though `Content-Length` promised more; later ones are whole.
+    fn cut_after(&self, blob: &str, n_bytes: u64, times: usize) {
+        self.fault(blob, &|f| f.cut = Some((n_bytes, times)));
+    }
+
+    /// Ranged requests for the blob get `200` and the whole blob.
+    fn ignore_range(&self, blob: &str) {
+        self.fault(blob, &|f| f.ignore_range = true);
+    }
+
+    /// Removes the faults set on the blob.
+    fn heal(&self, blob: &str) {
+        self.fault(blob, &|f| *f = Fault::default());
+    }
+}
+
 /// `Range: bytes=a-b`, `a-` or `-n` against `size`: `Ok(Some((first, last)))` to serve,
 /// `Ok(None)` to ignore (absent or malformed), `Err(())` when unsatisfiable.
 pub fn parse_range(range: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {

@@ -41,7 +41,7 @@
 //! assert!(hub.cdn_requests().iter().all(|r| r.header("authorization").is_none()));
 //! ```
 
-use crate::fake_blob::{Fault, send};
+use crate::fake_blob::{BlobFaults, Fault, send};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -348,28 +348,6 @@ impl FakeHub {
         self.shared.hub().relative_redirects = on;
     }
 
-    /// Flips the middle byte of `file` (a path in some repository, or a sha256) in every body
-    /// that contains it, under the right `ETag`.
-    pub fn corrupt_byte(&self, file: &str) {
-        self.fault(file, |f| f.corrupt = true);
-    }
-
-    /// The next `times` bodies of `file` longer than `n_bytes` stop after `n_bytes`, the
-    /// connection closed though `Content-Length` promised more; later ones are whole.
-    pub fn cut_after(&self, file: &str, n_bytes: u64, times: usize) {
-        self.fault(file, |f| f.cut = Some((n_bytes, times)));
-    }
-
-    /// Ranged requests for `file` get `200` and the whole file.
-    pub fn ignore_range(&self, file: &str) {
-        self.fault(file, |f| f.ignore_range = true);
-    }
-
-    /// Removes the faults set on `file`.
-    pub fn heal(&self, file: &str) {
-        self.fault(file, |f| *f = Fault::default());
-    }
-
     /// Every request the hub received, in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.hub_log.lock().expect("log").clone()
@@ -395,10 +373,12 @@ impl FakeHub {
     pub fn hub_bytes_sent(&self) -> u64 {
         self.shared.hub_bytes.load(Ordering::SeqCst)
     }
+}
 
+impl BlobFaults for FakeHub {
     /// Applies `change` to the fault of `file`: a sha256, or a path that has one content in
     /// all the commits of all the repositories.
-    fn fault(&self, file: &str, change: impl FnOnce(&mut Fault)) {
+    fn fault(&self, file: &str, change: &dyn Fn(&mut Fault)) {
         let hub = self.shared.hub();
         let sha = if file.len() == 64 && file.bytes().all(|b| b.is_ascii_hexdigit()) {
             file.to_owned()

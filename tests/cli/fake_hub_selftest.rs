@@ -5,6 +5,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::fake_blob::BlobFaults;
 use crate::fake_hub::{FakeHub, Lfs, RepoKind, git_blob_id};
 use crate::raw_client::Client;
 use crate::support::sha256_hex;

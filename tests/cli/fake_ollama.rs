@@ -45,7 +45,7 @@
 //! assert_eq!(daemon.installed_image("llama3:8b").expect("pulled").digest, v1.digest);
 //! ```
 
-use crate::fake_blob::Fault;
+use crate::fake_blob::{BlobFaults, Fault};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1440,28 +1440,6 @@ impl FakeRegistry {
         self.shared.state().blob_response = response;
     }
 
-    /// Flips the middle byte of the blob `digest` (`sha256:<hex>` or hex) in every body that
-    /// contains it.
-    pub fn corrupt_byte(&self, digest: &str) {
-        self.fault(digest, |f| f.corrupt = true);
-    }
-
-    /// The next `times` bodies of the blob longer than `n_bytes` stop after `n_bytes`, the
-    /// connection closed though `Content-Length` promised more; later ones are whole.
-    pub fn cut_after(&self, digest: &str, n_bytes: u64, times: usize) {
-        self.fault(digest, |f| f.cut = Some((n_bytes, times)));
-    }
-
-    /// Ranged requests for the blob get `200` and the whole blob.
-    pub fn ignore_range(&self, digest: &str) {
-        self.fault(digest, |f| f.ignore_range = true);
-    }
-
-    /// Removes the faults set on the blob.
-    pub fn heal(&self, digest: &str) {
-        self.fault(digest, |f| *f = Fault::default());
-    }
-
     /// Every request the registry received (`/token` included), in order.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.log.lock().expect("registry log").clone()
@@ -1487,8 +1465,11 @@ impl FakeRegistry {
     pub fn cdn_bytes_sent(&self) -> u64 {
         self.shared.cdn_bytes.load(Ordering::SeqCst)
     }
+}
 
-    fn fault(&self, digest: &str, change: impl FnOnce(&mut Fault)) {
+impl BlobFaults for FakeRegistry {
+    /// `digest` is `sha256:<hex>` or the hex alone.
+    fn fault(&self, digest: &str, change: &dyn Fn(&mut Fault)) {
         let mut faults = self.shared.faults.lock().expect("faults");
         change(faults.entry(hex_of(digest).to_owned()).or_default());
     }

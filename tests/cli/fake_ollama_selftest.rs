@@ -6,6 +6,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::fake_blob::BlobFaults;
 use crate::fake_ollama::{
     BlobResponse, FakeOllama, FakeRegistry, GenerateCall, Image, MEDIA_CONFIG, MEDIA_LICENSE,
     MEDIA_MANIFEST, MEDIA_MODEL, MEDIA_PARAMS, MEDIA_SYSTEM, MEDIA_TEMPLATE, ModelName, PullFault,

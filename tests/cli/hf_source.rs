@@ -5,6 +5,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::fake_blob::BlobFaults;
 use crate::fake_hub::{FakeHub, Lfs, RepoKind};
 use crate::support::{Project, sha256_hex};
 
