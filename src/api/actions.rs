@@ -23,7 +23,7 @@ use serde_json::json;
 use yaml_edit::ScalarValue;
 
 use super::ApiState;
-use super::models::{ApiError, blocking, declared};
+use super::models::{ApiError, blocking, declared, declared_entry};
 use crate::apply::progress::EventSink;
 use crate::cli::AddArgs;
 use crate::commands::apply::ExecOptions;
@@ -51,12 +51,7 @@ async fn switch_to(state: Arc<ApiState>, id: String) -> Response {
     let busy = state.clone();
     blocking(state, move |project| {
         let id = declared(project, &id)?;
-        let kind = project
-            .manifest
-            .models
-            .get(&id)
-            .map(|e| e.kind.to_string())
-            .unwrap_or_default();
+        let kind = declared_entry(project, id.as_str())?.kind.to_string();
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
         crate::commands::edit::edit_activate(&settings, id.as_str(), None).map_err(refused)?;
         round(&busy, &format!("API: activate {id}"), &id, false)?;
@@ -272,9 +267,7 @@ pub async fn reload(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
     let bus = state.events.clone();
     blocking(state, move |project| {
         let id = declared(project, &id)?;
-        let Some(entry) = project.manifest.models.get(&id) else {
-            return Err(ApiError(StatusCode::NOT_FOUND, format!("no model `{id}`")));
-        };
+        let entry = declared_entry(project, id.as_str())?;
         let Some(command) = entry.hooks.reload.clone() else {
             return Err(ApiError(
                 StatusCode::CONFLICT,

@@ -91,6 +91,19 @@ pub(super) fn declared(project: &Project, id: &str) -> Result<ModelId, ApiError>
     project.manifest.declared(id).map_err(ApiError::not_found)
 }
 
+/// A declared model's entry, or 404 with the closest id.
+pub(super) fn declared_entry<'p>(
+    project: &'p Project,
+    id: &str,
+) -> Result<&'p crate::manifest::ModelEntry, ApiError> {
+    let id = declared(project, id)?;
+    project
+        .manifest
+        .models
+        .get(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no model `{id}`")))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Filter {
     #[serde(rename = "type")]
@@ -116,7 +129,7 @@ pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filte
             .map_err(ApiError::internal)?
             .into_iter()
             .map(|row| Listed {
-                status: status_word(&row, &ops),
+                status: status_word(row.id.as_str(), row.state, row.active, &ops),
                 row,
             })
             .collect();
@@ -131,20 +144,20 @@ pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filte
     .await
 }
 
-/// The word for a model's state: files being fetched (by any round this server sees) or a
-/// download queued is `downloading`, a failed one (until the model is installed) or altered
-/// files are `error`.
-fn status_word(row: &ModelStatus, state: &ApiState) -> &'static str {
-    if state.events.is_downloading(row.id.as_str()) {
+/// The word for a model's state (`state` as `status` says it): files being fetched (by any
+/// round this server sees) or a download queued is `downloading`, a failed one (until the
+/// model is installed) or altered files are `error`.
+fn status_word(id: &str, state: &str, active: bool, api: &ApiState) -> &'static str {
+    if api.events.is_downloading(id) {
         return "downloading";
     }
-    match state.operations.latest_for(row.id.as_str()) {
+    match api.operations.latest_for(id) {
         Some(OpState::Queued | OpState::Running) => return "downloading",
-        Some(OpState::Failed) if row.state != "installed" => return "error",
+        Some(OpState::Failed) if state != "installed" => return "error",
         _ => {}
     }
-    match row.state {
-        "installed" if row.active => "active",
+    match state {
+        "installed" if active => "active",
         "installed" => "installed",
         "drifted" => "error",
         _ => "not_installed",
@@ -153,30 +166,26 @@ fn status_word(row: &ModelStatus, state: &ApiState) -> &'static str {
 
 /// `GET /api/models/{id}`: what `modelctl show ID --json` says, with the status word.
 pub async fn get(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
-    let ops = state.clone();
+    let api = state.clone();
     blocking(state, move |project| {
         let id = declared(project, &id)?;
         let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
+        let status = status_word(id.as_str(), shown.state, shown.active, &api);
         let mut value =
             serde_json::to_value(shown).map_err(|e| ApiError::internal(miette::miette!("{e}")))?;
-        let row = crate::commands::status::rows(project)
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .find(|r| r.id == id);
-        if let (Some(fields), Some(row)) = (value.as_object_mut(), row) {
-            fields.insert("status".into(), json!(status_word(&row, &ops)));
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("status".into(), json!(status));
         }
         Ok(value)
     })
     .await
 }
 
-/// `GET /api/models/{id}/requirements`.
+/// `GET /api/models/{id}/requirements`: what models.yaml says it needs.
 pub async fn requirements(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     blocking(state, move |project| {
-        let id = declared(project, &id)?;
-        let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
-        Ok(shown.requires)
+        let entry = declared_entry(project, &id)?;
+        Ok(crate::commands::show::requirements(entry))
     })
     .await
 }
@@ -184,9 +193,9 @@ pub async fn requirements(State(state): State<Arc<ApiState>>, Path(id): Path<Str
 /// `GET /api/models/{id}/compatibility`: whether this machine meets the requirements.
 pub async fn compatibility(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     blocking(state, move |project| {
-        let id = declared(project, &id)?;
-        let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
-        Ok(shown.compatibility)
+        let entry = declared_entry(project, &id)?;
+        let facts = crate::system::gather(project.store.root());
+        Ok(crate::commands::show::compatibility(entry, &facts))
     })
     .await
 }

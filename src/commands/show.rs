@@ -31,7 +31,9 @@ pub(crate) struct Shown {
     #[serde(skip_serializing_if = "Option::is_none")]
     pinned: Option<String>,
     locked: bool,
-    active: bool,
+    /// What `status` says of it: installed | not_installed | partial | drifted | unknown.
+    pub(crate) state: &'static str,
+    pub(crate) active: bool,
     wants_active: bool,
     files: Vec<ShownFile>,
     pub(crate) requires: Requirements,
@@ -107,13 +109,11 @@ pub(crate) fn shown(project: &Project, id: &ModelId) -> Result<Shown> {
         source: entry.source.label(),
         pinned: locked.map(pin),
         locked: locked.is_some(),
+        state: crate::commands::status::presence(locked, present).0,
         active: matches!(state.active.get(&entry.kind), Some(ActivePointer::Model(a)) if *a == id),
         wants_active: project.manifest.active.get(&entry.kind) == Some(&id),
         files: files(locked, present),
-        requires: Requirements {
-            gpu_memory: entry.requires.gpu_memory,
-            ram: entry.requires.ram,
-        },
+        requires: requirements(entry),
         compatibility: compatibility(entry, &facts),
         config: entry.config.clone().into_iter().collect(),
         ollama: ollama_details(project, entry),
@@ -170,7 +170,16 @@ fn files(locked: Option<&LockedModel>, present: Option<&PresentModel>) -> Vec<Sh
 }
 
 /// The model's needs against this machine.
-fn compatibility(entry: &ModelEntry, facts: &SystemFacts) -> Compatibility {
+/// What the model declares it needs.
+pub(crate) fn requirements(entry: &ModelEntry) -> Requirements {
+    Requirements {
+        gpu_memory: entry.requires.gpu_memory,
+        ram: entry.requires.ram,
+    }
+}
+
+/// Whether a machine with `facts` meets the model's requirements.
+pub(crate) fn compatibility(entry: &ModelEntry, facts: &SystemFacts) -> Compatibility {
     let mut fits = Some(true);
     let mut reasons = Vec::new();
     if let Some(need) = entry.requires.gpu_memory {

@@ -155,7 +155,7 @@ fn loaded_models(project: &Project) -> Option<Vec<crate::sources::ollama::Ollama
 }
 
 /// How much of a locked model is on disk.
-fn presence(
+pub(crate) fn presence(
     locked: Option<&LockedModel>,
     present: Option<&PresentModel>,
 ) -> (&'static str, usize, usize) {
