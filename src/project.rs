@@ -53,6 +53,29 @@ impl Project {
         )?)
     }
 
+    /// Gets ready to change the store: checks `--locked` and that the store is writable, takes
+    /// the store lock, then reads the project again, because another apply may have rewritten
+    /// models.lock and the store while this one waited; then clears what an interrupted apply
+    /// left behind. Returns the project as it is now, and the lock to hold while changing it.
+    pub fn lock_for_changes(self) -> Result<(Project, crate::store::StoreLock)> {
+        self.check_locked()?;
+        self.store.check_writable()?;
+        let lock = self.lock_store()?;
+        let now = Project::load(self.settings.clone())?;
+        if now.store != self.store {
+            return Err(miette::miette!(
+                help = "run it again",
+                "models.yaml moved the store while this waited for the lock"
+            ));
+        }
+        now.check_locked()?;
+        let cleared = now.store.clear_interrupted()?;
+        if cleared > 0 {
+            crate::log_line!("Removed {cleared} leftovers of an interrupted apply.");
+        }
+        Ok((now, lock))
+    }
+
     /// Scans the store, keeping the stat cache up to date when the store is writable.
     pub fn scan(&self) -> Result<StoreState> {
         let cache_path = self.store.stat_cache_path();

@@ -23,25 +23,8 @@ use crate::units::human_bytes;
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
-    let first = Project::load(settings)?;
-    first.check_locked()?;
-    first.store.check_writable()?;
-    let _lock = first.lock_store()?;
-    // Another apply may have rewritten the lock and the store while this one waited: plan
-    // from what is there now, not from what was read before the wait.
-    let project = Project::load(first.settings.clone())?;
-    if project.store != first.store {
-        return Err(miette!(
-            help = "run `modelctl apply` again",
-            "models.yaml moved the store while this apply waited for the lock"
-        ));
-    }
-    project.check_locked()?;
+    let (project, _lock) = Project::load(settings)?.lock_for_changes()?;
     let store = &project.store;
-    let cleared = store.clear_interrupted()?;
-    if cleared > 0 {
-        eprintln!("Removed {cleared} leftovers of an interrupted apply.");
-    }
 
     let cache_path = store.stat_cache_path();
     let mut cache = StatCache::load(&cache_path);

@@ -65,29 +65,9 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     if declares_nothing(&project, round, &tell) {
         return Ok(Ended::Skipped);
     }
-    project.check_locked()?;
-    project.store.check_writable()?;
-    let _lock = project.lock_store()?;
-    // Another apply (the CLI, another round) may have changed the lock and the store while
-    // this one waited: plan from what is there now.
-    let project = match Project::load(settings.clone()) {
-        Ok(now) if now.store == project.store => now,
-        Ok(_) => {
-            return Err(miette::miette!(
-                "models.yaml moved the store; the round is retried"
-            ));
-        }
-        Err(e) => {
-            report_unusable(settings, &e);
-            return Ok(Ended::Skipped);
-        }
-    };
+    let (project, _lock) = project.lock_for_changes()?;
     if declares_nothing(&project, round, &tell) {
         return Ok(Ended::Skipped);
-    }
-    let cleared = project.store.clear_interrupted()?;
-    if cleared > 0 {
-        crate::log_line!("removed {cleared} leftovers of an interrupted apply");
     }
     let mut cache = StatCache::load(&project.store.stat_cache_path());
     let state = project.scan_with(&mut cache)?;
