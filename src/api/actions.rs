@@ -147,10 +147,7 @@ fn round(state: &ApiState, reason: &str, model: &ModelId, delete: bool) -> Resul
     let round = Round {
         only: Some(model),
         prune: delete,
-        options: ExecOptions {
-            jobs: 4,
-            connections: 16,
-        },
+        options: ExecOptions::default(),
         reason,
         events: Some(events),
     };

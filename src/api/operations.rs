@@ -225,10 +225,7 @@ fn run(state: &ApiState, op_id: &str, model: &ModelId) {
     let round = Round {
         only: Some(model),
         prune: false,
-        options: ExecOptions {
-            jobs: 4,
-            connections: 16,
-        },
+        options: ExecOptions::default(),
         reason: &reason,
         events: Some(events),
     };

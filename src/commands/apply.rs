@@ -97,6 +97,16 @@ pub(crate) struct ExecOptions {
     pub connections: u16,
 }
 
+/// The command line's defaults (`--jobs 4 --connections 16`), for the API's rounds.
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            jobs: 4,
+            connections: 16,
+        }
+    }
+}
+
 /// Runs `plan` with progress reporting and Ctrl-C handling; the caller holds the store lock.
 pub(crate) fn execute(
     project: &Project,
