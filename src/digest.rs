@@ -4,7 +4,9 @@
 //! so it passes through here before it can become part of a path. Input may carry a `sha256:`
 //! prefix (the form Ollama and OCI registries use) and upper-case digits; the stored form has
 //! neither. `Md5` exists only for legacy checksums that a source publishes and nothing better is
-//! known; the plan flags it as weak.
+//! known; the plan flags it as weak. `GitOid` is the git blob id the Hub publishes for regular
+//! (non-LFS) files: a SHA-1 over `blob <size>\0` and the bytes, checked like any other digest.
+//! [`ContentHasher`] computes all that a reader asks for in one pass over the bytes.
 
 use std::fmt;
 
@@ -19,8 +21,9 @@ pub struct Sha256([u8; 32]);
 pub struct Md5([u8; 16]);
 
 /// A git object id (SHA-1, 40 lowercase hex digits). The Hub names regular (non-LFS) files and
-/// commits by it, and the HF cache names those files' blobs by it. It identifies; it never
-/// verifies content (modelctl checks files by sha256).
+/// commits by it, and the HF cache names those files' blobs by it. For a file it is a digest of
+/// the content (`blob <size>\0` + bytes): where the Hub publishes no sha256, it is what the
+/// bytes are checked against before a sha256 is learned from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GitOid([u8; 20]);
 
@@ -99,6 +102,13 @@ impl GitOid {
         parse_hex::<20>(text, "sha1:", "git object id").map(Self)
     }
 
+    /// The git blob id of `bytes`, as `git hash-object` computes it.
+    pub fn of_blob(bytes: &[u8]) -> Self {
+        let mut h = GitBlobHasher::new(bytes.len() as u64);
+        h.update(bytes);
+        h.finish().unwrap_or(Self([0; 20]))
+    }
+
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -123,11 +133,60 @@ impl<'de> serde::Deserialize<'de> for GitOid {
     }
 }
 
-/// SHA-256, and MD5 where a legacy checksum asks for it, of a stream of bytes: the one hashing
-/// loop every reader of model files shares.
+/// The git blob id of a stream whose length is declared up front (git's object header says it).
+struct GitBlobHasher {
+    sha1: sha1::Sha1,
+    declared: u64,
+    seen: u64,
+}
+
+impl GitBlobHasher {
+    fn new(size: u64) -> Self {
+        let mut sha1 = <sha1::Sha1 as sha1::Digest>::new();
+        sha1::Digest::update(&mut sha1, format!("blob {size}\0").as_bytes());
+        Self {
+            sha1,
+            declared: size,
+            seen: 0,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        sha1::Digest::update(&mut self.sha1, bytes);
+        self.seen += bytes.len() as u64;
+    }
+
+    /// `None` when the stream was not the declared length: its id would describe other bytes.
+    fn finish(self) -> Option<GitOid> {
+        (self.seen == self.declared).then(|| GitOid(sha1::Digest::finalize(self.sha1).into()))
+    }
+}
+
+/// Which digests a [`ContentHasher`] computes besides SHA-256.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// MD5, where a legacy checksum is all there is.
+    pub md5: bool,
+    /// The git blob id, for a stream of this many bytes (what the Hub lists as `oid`).
+    pub git_blob: Option<u64>,
+}
+
+impl Extra {
+    /// What checking a file against these expectations needs.
+    pub fn to_check(md5: Option<Md5>, git_oid: Option<GitOid>, size: u64) -> Self {
+        Self {
+            md5: md5.is_some(),
+            git_blob: git_oid.map(|_| size),
+        }
+    }
+}
+
+/// SHA-256, and MD5 or the git blob id where a check asks for them, of a stream of bytes: the
+/// one hashing loop every reader of model files shares.
 pub struct ContentHasher {
     sha256: sha2::Sha256,
     md5: Option<md5::Md5>,
+    git: Option<GitBlobHasher>,
     bytes: u64,
 }
 
@@ -136,14 +195,17 @@ pub struct ContentHasher {
 pub struct Digests {
     pub sha256: Sha256,
     pub md5: Option<Md5>,
+    /// Computed when asked for and the stream had the declared length.
+    pub git_oid: Option<GitOid>,
     pub bytes: u64,
 }
 
 impl ContentHasher {
-    pub fn new(with_md5: bool) -> Self {
+    pub fn new(extra: Extra) -> Self {
         Self {
             sha256: sha2::Sha256::new(),
-            md5: with_md5.then(<md5::Md5 as md5::Digest>::new),
+            md5: extra.md5.then(<md5::Md5 as md5::Digest>::new),
+            git: extra.git_blob.map(GitBlobHasher::new),
             bytes: 0,
         }
     }
@@ -153,6 +215,9 @@ impl ContentHasher {
         if let Some(m) = self.md5.as_mut() {
             md5::Digest::update(m, bytes);
         }
+        if let Some(g) = self.git.as_mut() {
+            g.update(bytes);
+        }
         self.bytes += bytes.len() as u64;
     }
 
@@ -160,6 +225,7 @@ impl ContentHasher {
         Digests {
             sha256: Sha256(self.sha256.finalize().into()),
             md5: self.md5.map(|m| Md5(md5::Digest::finalize(m).into())),
+            git_oid: self.git.and_then(GitBlobHasher::finish),
             bytes: self.bytes,
         }
     }
@@ -174,6 +240,82 @@ impl ContentHasher {
             }
             self.update(&buf[..n]);
         }
+    }
+}
+
+/// A digest that did not match: which one, what was expected and what the bytes gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub algo: &'static str,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algo = self.algo;
+        write!(
+            f,
+            "expected {algo}:{}, got {algo}:{}",
+            self.expected, self.actual
+        )
+    }
+}
+
+/// What a file's bytes must hash to: every digest known for it. Checking is all-or-nothing:
+/// each one that is known must match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub sha256: Option<Sha256>,
+    pub md5: Option<Md5>,
+    pub git_oid: Option<GitOid>,
+}
+
+impl Expected {
+    /// Whether anything at all is known to check the bytes against.
+    pub fn is_empty(&self) -> bool {
+        self.sha256.is_none() && self.md5.is_none() && self.git_oid.is_none()
+    }
+
+    /// The extra digests a hasher must compute to check a stream of `size` bytes.
+    pub fn extra(&self, size: u64) -> Extra {
+        Extra::to_check(self.md5, self.git_oid, size)
+    }
+
+    /// The first expectation `got` fails, strongest first.
+    pub fn check(&self, got: &Digests) -> Result<(), Mismatch> {
+        if let Some(want) = self.sha256
+            && want != got.sha256
+        {
+            return Err(Mismatch {
+                algo: "sha256",
+                expected: want.hex(),
+                actual: got.sha256.hex(),
+            });
+        }
+        if let Some(want) = self.git_oid
+            && Some(want) != got.git_oid
+        {
+            return Err(Mismatch {
+                algo: "git-oid",
+                expected: want.hex(),
+                actual: got
+                    .git_oid
+                    .map_or_else(|| "(not computed)".to_owned(), |g| g.hex()),
+            });
+        }
+        if let Some(want) = self.md5
+            && Some(want) != got.md5
+        {
+            return Err(Mismatch {
+                algo: "md5",
+                expected: want.hex(),
+                actual: got
+                    .md5
+                    .map_or_else(|| "(not computed)".to_owned(), |m| m.hex()),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -237,6 +379,49 @@ mod tests {
         assert!(Sha256::parse(&"g".repeat(64)).is_err());
         assert!(Md5::parse("10f92b55c512af7a8d39d650547a15a").is_err());
         assert!(Md5::parse("10f92b55c512af7a8d39d650547a15a7").is_ok());
+    }
+
+    #[test]
+    fn git_blob_ids_match_git_hash_object() {
+        // `printf 'hello\n' | git hash-object --stdin`, and the empty blob.
+        assert_eq!(
+            GitOid::of_blob(b"hello\n").hex(),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        assert_eq!(
+            GitOid::of_blob(b"").hex(),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+        let mut short = ContentHasher::new(Extra {
+            md5: false,
+            git_blob: Some(7),
+        });
+        short.update(b"hello\n");
+        assert_eq!(
+            short.finish().git_oid,
+            None,
+            "a stream shorter than declared"
+        );
+    }
+
+    #[test]
+    fn every_known_digest_must_match() {
+        let bytes = b"{\"v\": 1}";
+        let want = Expected {
+            sha256: None,
+            md5: None,
+            git_oid: Some(GitOid::of_blob(bytes)),
+        };
+        let hash = |b: &[u8]| {
+            let mut h = ContentHasher::new(want.extra(b.len() as u64));
+            h.update(b);
+            h.finish()
+        };
+        assert_eq!(want.check(&hash(bytes)), Ok(()));
+        let other = want
+            .check(&hash(b"{\"v\": 2}"))
+            .expect_err("same size, other bytes");
+        assert_eq!(other.algo, "git-oid");
     }
 
     #[test]

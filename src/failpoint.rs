@@ -19,6 +19,9 @@ pub const ALL: &[&str] = &[
     "download.before-rename",
     "download.before-dir-fsync",
     "download.after-publish",
+    // Replacing a model directory whole (`store/place.rs`).
+    "restage.before-swap",
+    "restage.after-swap",
     // The activation swap (`durable.rs`, `apply/mod.rs`).
     "swap.before-rename",
     "swap.before-active-json",

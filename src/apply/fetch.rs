@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 
 use super::hasher::{Digests, PrefixHasher};
 use super::partial::{PartialFiles, PartialState};
-use crate::digest::{Md5, Sha256};
+use crate::digest::{ContentHasher, Expected, GitOid, Md5, Sha256};
 use crate::failpoint;
 use crate::net::redact;
 use crate::net::retry::{RetryPolicy, Verdict, is_transient};
@@ -47,12 +47,37 @@ pub struct FileJob {
     pub size: u64,
     pub sha256: Option<Sha256>,
     pub md5: Option<Md5>,
+    /// The git blob id of a Hub regular file: checked like the others, computed as it streams.
+    pub git_oid: Option<GitOid>,
+    /// Whose expectation the digests are, for the advice when the bytes do not match.
+    pub expected_by: ExpectedBy,
     /// The validator from the lock, sent as `If-Range` so a changed file is never spliced.
     pub etag: Option<String>,
     /// Sent as `Authorization: Bearer` (reqwest drops it when a redirect leaves the origin).
     pub token: Option<crate::net::Token>,
     /// Source-specific advice for a failed status (a gated Hub model, a missing revision).
     pub explain: Option<Arc<dyn ExplainStatus>>,
+}
+
+/// Where the digests a download must match come from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExpectedBy {
+    /// models.lock (published by the source, or learned from verified bytes).
+    #[default]
+    Lock,
+    /// A checksum written in models.yaml; the text says where (`models.yaml, model x`).
+    Manifest(String),
+}
+
+impl FileJob {
+    /// Every digest the downloaded bytes must match.
+    pub fn expected(&self) -> Expected {
+        Expected {
+            sha256: self.sha256,
+            md5: self.md5,
+            git_oid: self.git_oid,
+        }
+    }
 }
 
 /// Turns a final HTTP failure into a message with the fix, for one source.
@@ -160,13 +185,12 @@ pub enum FetchError {
     )]
     ValidatorChanged { expected: String, found: String },
     #[error(
-        "checksum mismatch: expected {algo}:{expected}, got {algo}:{actual}; the download was \
-         discarded. If the upstream file changed on purpose, re-lock it with `modelctl lock`"
+        "checksum mismatch: {mismatch}; the download was discarded. {}",
+        advice(by)
     )]
     Mismatch {
-        algo: &'static str,
-        expected: String,
-        actual: String,
+        mismatch: crate::digest::Mismatch,
+        by: ExpectedBy,
     },
     #[error("the server sent `Content-Encoding: {0}`; model files are only accepted unencoded")]
     Encoded(String),
@@ -266,14 +290,13 @@ impl Engine {
         })?;
         let target = partial.data.clone();
         let size = job.size;
-        let with_md5 = job.sha256.is_none() && job.md5.is_some();
+        let extra = job.expected().extra(size);
         let cancel = self.cancel.clone();
         tokio::task::spawn_blocking(move || -> Result<Digests, FetchError> {
             use std::io::{Read, Write};
             let mut input = std::fs::File::open(&source).map_err(io(&source))?;
             let mut output = std::fs::File::create(&target).map_err(io(&target))?;
-            let mut sha = <sha2::Sha256 as sha2::Digest>::new();
-            let mut md5 = with_md5.then(<md5::Md5 as md5::Digest>::new);
+            let mut hasher = ContentHasher::new(extra);
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
             progress.set(0);
@@ -293,10 +316,7 @@ impl Engine {
                     });
                 }
                 output.write_all(&buf[..n]).map_err(io(&target))?;
-                sha2::Digest::update(&mut sha, &buf[..n]);
-                if let Some(m) = md5.as_mut() {
-                    md5::Digest::update(m, &buf[..n]);
-                }
+                hasher.update(&buf[..n]);
                 progress.add(n as u64);
             }
             if total != size {
@@ -305,11 +325,7 @@ impl Engine {
                     found: total,
                 });
             }
-            Ok(Digests {
-                sha256: Sha256::from_bytes(sha2::Digest::finalize(sha).into()),
-                md5: md5.map(|m| Md5::from_bytes(md5::Digest::finalize(m).into())),
-                bytes: total,
-            })
+            Ok(hasher.finish())
         })
         .await
         .map_err(|e| FetchError::Transport(format!("the copy task failed: {e}")))?
@@ -345,8 +361,8 @@ impl Engine {
             .open(&partial.data)
             .map_err(io(&partial.data))?;
         file.set_len(job.size).map_err(io(&partial.data))?;
-        let with_md5 = job.sha256.is_none() && job.md5.is_some();
-        let hasher = PrefixHasher::start(&partial.data, with_md5).map_err(io(&partial.data))?;
+        let extra = job.expected().extra(job.size);
+        let hasher = PrefixHasher::start(&partial.data, extra).map_err(io(&partial.data))?;
 
         let run = Arc::new(Run::new(
             self.clone(),
@@ -761,7 +777,7 @@ impl Run {
     /// learned into the lock as if it were the one locked. With a checksum, the hash decides
     /// (an `ETag` may change while the bytes do not).
     fn check_validator(&self, response: &reqwest::Response) -> Result<(), Failure> {
-        if self.job.sha256.is_some() || self.job.md5.is_some() {
+        if !self.job.expected().is_empty() {
             return Ok(());
         }
         let strong = |e: &&str| !e.starts_with("W/");
@@ -875,27 +891,27 @@ fn status_hint(status: StatusCode, why: &str) -> String {
     }
 }
 
-/// Compares the digests with what the lock (or manifest) expects.
+/// Compares the digests with everything the lock (or manifest) expects.
 fn check(job: &FileJob, digests: &Digests) -> Result<(), FetchError> {
-    if let Some(want) = job.sha256
-        && want != digests.sha256
-    {
-        return Err(FetchError::Mismatch {
-            algo: "sha256",
-            expected: want.hex(),
-            actual: digests.sha256.hex(),
-        });
+    job.expected()
+        .check(digests)
+        .map_err(|mismatch| FetchError::Mismatch {
+            mismatch,
+            by: job.expected_by.clone(),
+        })
+}
+
+/// What to do about bytes that do not match, by whose expectation they failed.
+fn advice(by: &ExpectedBy) -> String {
+    match by {
+        ExpectedBy::Lock => {
+            "If the upstream file changed on purpose, re-lock it with `modelctl lock`".to_owned()
+        }
+        ExpectedBy::Manifest(place) => format!(
+            "The checksum comes from {place}: if the file is the one you want, fix the checksum \
+             there (models.lock is not changed)"
+        ),
     }
-    if let (Some(want), Some(got)) = (job.md5, digests.md5)
-        && want != got
-    {
-        return Err(FetchError::Mismatch {
-            algo: "md5",
-            expected: want.hex(),
-            actual: got.hex(),
-        });
-    }
-    Ok(())
 }
 
 /// Makes a partial writable again: an apply killed between protecting a verified file for

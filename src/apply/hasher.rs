@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::digest::ContentHasher;
 pub use crate::digest::Digests;
+use crate::digest::{ContentHasher, Extra};
 
 /// Bytes hashed between two background flushes.
 pub const FLUSH_EVERY: u64 = 128 << 20;
@@ -36,8 +36,8 @@ pub struct PrefixHasher {
 }
 
 impl PrefixHasher {
-    /// Starts hashing `path` (which must exist); `with_md5` adds an MD5 alongside.
-    pub fn start(path: &Path, with_md5: bool) -> std::io::Result<Self> {
+    /// Starts hashing `path` (which must exist), with the `extra` digests alongside SHA-256.
+    pub fn start(path: &Path, extra: Extra) -> std::io::Result<Self> {
         let file = File::open(path)?;
         let flush_file = std::fs::OpenOptions::new().write(true).open(path)?;
         let (tx, rx) = mpsc::channel();
@@ -52,7 +52,7 @@ impl PrefixHasher {
                             let _ = flush_file.sync_data();
                         }
                     });
-                let result = run(file, rx, with_md5, &flush_tx);
+                let result = run(file, rx, extra, &flush_tx);
                 drop(flush_tx);
                 if let Ok(flusher) = flusher {
                     let _ = flusher.join();
@@ -84,17 +84,17 @@ impl PrefixHasher {
 fn run(
     mut file: File,
     rx: mpsc::Receiver<Msg>,
-    with_md5: bool,
+    extra: Extra,
     flush: &mpsc::SyncSender<()>,
 ) -> std::io::Result<Digests> {
     let mut next_flush = FLUSH_EVERY;
-    let mut hasher = ContentHasher::new(with_md5);
+    let mut hasher = ContentHasher::new(extra);
     let mut pos = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     for msg in rx {
         match msg {
             Msg::Reset => {
-                hasher = ContentHasher::new(with_md5);
+                hasher = ContentHasher::new(extra);
                 pos = 0;
                 next_flush = FLUSH_EVERY;
             }
@@ -137,7 +137,11 @@ mod tests {
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).expect("write");
-        let h = PrefixHasher::start(&path, true).expect("start");
+        let extra = Extra {
+            md5: true,
+            git_blob: Some(data.len() as u64),
+        };
+        let h = PrefixHasher::start(&path, extra).expect("start");
         h.advance(1_000_000);
         h.advance(500);
         h.reset();
@@ -147,5 +151,6 @@ mod tests {
         assert_eq!(d.sha256, crate::digest::Sha256::of(&data));
         assert_eq!(d.bytes, 3_000_000);
         assert!(d.md5.is_some());
+        assert_eq!(d.git_oid, Some(crate::digest::GitOid::of_blob(&data)));
     }
 }

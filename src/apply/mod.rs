@@ -2,11 +2,15 @@
 //!
 //! The executor takes a [`Plan`] and does exactly what it lists. Downloads run several at a
 //! time (`--jobs`), each over several connections ([`fetch`]); a blob wanted by two models is
-//! downloaded once. Every file is verified before it is published (rename into `blobs/`) and
-//! linked into its model directory. A model is activated only when all of its files are in
-//! place; an old model is deleted only after the pointer that replaced it is durable, and a
-//! model that is still active (because its replacement failed) is kept. Failures are
-//! collected per model instead of stopping everything, so one bad URL does not block the rest.
+//! downloaded once. Every file is verified against every digest known for it before it is
+//! published (rename into `blobs/`). A model directory is never changed in place: once every
+//! new file of a model is verified, its new version is built aside and exchanged with the live
+//! one in one step ([`Store::replace_model`]), so a model that fails half-way keeps its whole
+//! old version, and an active pointer never leads to a half-updated directory. A model is
+//! activated only when all of its files are in place; an old model is deleted only after the
+//! pointer that replaced it is durable, and a model that is still active (because its
+//! replacement failed) is kept. Failures are collected per model instead of stopping
+//! everything, so one bad URL does not block the rest.
 //! Ollama pulls and removals (`ollama.rs`) and the Hugging Face cache (`hf_cache.rs`) have their
 //! own files.
 
@@ -33,7 +37,7 @@ use crate::names::{ModelId, RelPath, TypeName};
 use crate::plan::{Action, ModelStatus, Plan};
 use crate::sources::ollama::daemon::Daemon;
 use crate::sources::ollama::layout::OllamaDir;
-use crate::store::{ActivePointer, StatCache, Store};
+use crate::store::{ActivePointer, FileOrigin, StatCache, Store};
 
 /// Everything the executor works with.
 pub struct Executor<'a> {
@@ -111,7 +115,8 @@ impl Executor<'_> {
         out
     }
 
-    /// Downloads, links, verifications and stray-file removals.
+    /// Downloads, reuses, verifications and pulls; then every model whose files changed is
+    /// rebuilt whole from verified bytes.
     async fn acquire(
         &self,
         plan: &Plan,
@@ -119,6 +124,8 @@ impl Executor<'_> {
         outcome: &Mutex<Outcome>,
     ) {
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        // Per model, the files taken from blobs (downloaded or reused) rather than kept.
+        let mut changed: BTreeMap<ModelId, BTreeSet<RelPath>> = BTreeMap::new();
         for action in &plan.actions {
             let Some(model) = action.model() else {
                 continue;
@@ -126,24 +133,16 @@ impl Executor<'_> {
             let Some(kind) = kinds.get(model) else {
                 continue;
             };
+            let mut take = |path: &RelPath| {
+                changed
+                    .entry(model.clone())
+                    .or_default()
+                    .insert(path.clone());
+            };
             match action {
-                Action::Download {
-                    path,
-                    size,
-                    sha256,
-                    md5,
-                    ..
-                } => {
-                    self.enqueue(
-                        &mut groups,
-                        outcome,
-                        model,
-                        kind,
-                        path,
-                        *size,
-                        *sha256,
-                        *md5,
-                    );
+                Action::Download { path, size, .. } => {
+                    take(path);
+                    self.enqueue(&mut groups, outcome, model, kind, path, *size);
                 }
                 Action::Reuse {
                     path,
@@ -151,66 +150,48 @@ impl Executor<'_> {
                     size,
                     hf_cache: Some(cached),
                     ..
-                } if !self.store.blob_path(sha256).exists() => {
+                } => {
+                    take(path);
                     match self
                         .import_cached(std::path::Path::new(cached), sha256)
                         .await
                     {
-                        Ok(()) => {
-                            self.link(outcome, kind, model, path, sha256, "from the HF cache")
-                        }
+                        Ok(()) => self.reused(outcome, model, path, "from the HF cache"),
                         Err(why) => {
                             self.reporter.step(&format!(
                                 "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
                             ));
-                            self.enqueue(
-                                &mut groups,
-                                outcome,
-                                model,
-                                kind,
-                                path,
-                                *size,
-                                Some(*sha256),
-                                None,
-                            );
+                            self.enqueue(&mut groups, outcome, model, kind, path, *size);
                         }
                     }
                 }
-                Action::Reuse { path, sha256, .. } => {
-                    self.link(
-                        outcome,
-                        kind,
-                        model,
-                        path,
-                        sha256,
-                        "blob already in the store",
-                    );
+                Action::Reuse { path, .. } => {
+                    take(path);
+                    self.reused(outcome, model, path, "blob already in the store");
                 }
-                Action::Verify { path, .. } => self.verify(outcome, kind, model, path).await,
+                Action::Verify { path, size, .. }
+                    if !self.verify(outcome, kind, model, path).await =>
+                {
+                    take(path);
+                    self.enqueue(&mut groups, outcome, model, kind, path, *size);
+                }
                 Action::Pull {
                     name, digest, size, ..
                 } => self.pull(outcome, kind, model, name, digest, *size).await,
-                Action::DeleteFile { path, .. } => {
-                    match self.store.remove_model_entry(kind, model, path) {
-                        Ok(()) => self
-                            .reporter
-                            .step(&format!("removed stray file {model}/{path}")),
-                        Err(e) => self.fail(
-                            outcome,
-                            model,
-                            &format!("cannot remove `{model}/{path}`: {e}"),
-                        ),
-                    }
+                Action::DeleteFile { .. } => {
+                    changed.entry(model.clone()).or_default();
                 }
                 _ => {}
             }
         }
         self.download_all(groups.into_values().collect(), outcome)
             .await;
+        if !self.cancel.load(Ordering::Relaxed) {
+            self.rebuild(plan, kinds, &changed, outcome);
+        }
     }
 
     /// Adds a download to the group of its blob (a blob wanted twice is fetched once).
-    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &self,
         groups: &mut BTreeMap<String, Group>,
@@ -219,10 +200,8 @@ impl Executor<'_> {
         kind: &TypeName,
         path: &RelPath,
         size: u64,
-        sha256: Option<Sha256>,
-        md5: Option<crate::digest::Md5>,
     ) {
-        let job = match self.job_for(model, path, size, sha256, md5) {
+        let job = match self.job_for(model, path, size) {
             Ok(job) => job,
             Err(message) => {
                 self.fail(
@@ -233,7 +212,9 @@ impl Executor<'_> {
                 return;
             }
         };
-        let key = sha256.map_or_else(|| format!("url:{model}/{path}"), |d| d.hex());
+        let key = job
+            .sha256
+            .map_or_else(|| format!("url:{model}/{path}"), |d| d.hex());
         let group = groups.entry(key).or_insert_with(|| Group {
             job,
             targets: Vec::new(),
@@ -248,41 +229,91 @@ impl Executor<'_> {
             .push((model.clone(), kind.clone(), path.clone()));
     }
 
-    /// Links a blob that is in the store into a model directory.
-    fn link(
+    /// A file whose intact blob is (now) in the store: it goes into the rebuilt directory.
+    fn reused(&self, outcome: &Mutex<Outcome>, model: &ModelId, path: &RelPath, why: &str) {
+        if let Ok(mut o) = outcome.lock() {
+            o.linked += 1;
+        }
+        self.reporter
+            .step(&format!("linked {model}/{path} ({why})"));
+    }
+
+    /// Replaces the directory of every model whose files changed with its new version, built
+    /// from the blobs just verified and the files that stay; a model with a failed file keeps
+    /// its old directory whole.
+    fn rebuild(
         &self,
+        plan: &Plan,
+        kinds: &BTreeMap<ModelId, TypeName>,
+        changed: &BTreeMap<ModelId, BTreeSet<RelPath>>,
         outcome: &Mutex<Outcome>,
-        kind: &TypeName,
-        model: &ModelId,
-        path: &RelPath,
-        sha256: &Sha256,
-        why: &str,
     ) {
-        match self.store.link_file(kind, model, path, sha256) {
-            Ok(()) => {
-                self.remember(kind, model, path, sha256);
-                if let Ok(mut o) = outcome.lock() {
-                    o.linked += 1;
-                }
-                self.reporter
-                    .step(&format!("linked {model}/{path} ({why})"));
+        let (failed, learned) = match outcome.lock() {
+            Ok(o) => (o.failed.clone(), o.learned.clone()),
+            Err(_) => return,
+        };
+        for (model, taken) in changed {
+            let (Some(kind), Some(locked)) = (kinds.get(model), self.lock.models.get(model)) else {
+                continue;
+            };
+            if failed.contains(model) {
+                continue;
             }
-            Err(e) => self.fail(
-                outcome,
-                model,
-                &format!("cannot link `{model}/{path}`: {e}"),
-            ),
+            let sha_of = |f: &crate::lock::LockedFile| {
+                f.sha256.or_else(|| {
+                    learned
+                        .iter()
+                        .find(|(m, p, _)| m == model && p == &f.path)
+                        .map(|(_, _, d)| *d)
+                })
+            };
+            let mut files = Vec::new();
+            for f in &locked.files {
+                let origin = match (taken.contains(&f.path), sha_of(f)) {
+                    (false, _) => FileOrigin::Present,
+                    (true, Some(digest)) => FileOrigin::Blob(digest),
+                    (true, None) => {
+                        self.fail(
+                            outcome,
+                            model,
+                            &format!("`{model}/{}` has no verified blob to link", f.path),
+                        );
+                        break;
+                    }
+                };
+                files.push((f.path.clone(), origin));
+            }
+            if files.len() != locked.files.len() {
+                continue;
+            }
+            if let Err(e) = self.store.replace_model(kind, model, &files) {
+                self.fail(
+                    outcome,
+                    model,
+                    &format!("cannot update the directory of `{model}`: {e}"),
+                );
+                continue;
+            }
+            for f in &locked.files {
+                if let Some(digest) = sha_of(f) {
+                    self.remember(kind, model, &f.path, &digest);
+                }
+            }
+            for action in plan
+                .models
+                .iter()
+                .filter(|m| &m.id == model)
+                .flat_map(|m| &m.actions)
+            {
+                if let Action::DeleteFile { path, .. } = action {
+                    self.reporter
+                        .step(&format!("removed stray file {model}/{path}"));
+                }
+            }
         }
     }
 
-    fn job_for(
-        &self,
-        model: &ModelId,
-        path: &RelPath,
-        size: u64,
-        sha256: Option<Sha256>,
-        md5: Option<crate::digest::Md5>,
-    ) -> Result<FileJob, String> {
+    fn job_for(&self, model: &ModelId, path: &RelPath, size: u64) -> Result<FileJob, String> {
         let entry = self
             .manifest
             .models
@@ -299,18 +330,26 @@ impl Executor<'_> {
             .find(|f| &f.path == path)
             .ok_or("the file is not in models.lock")?;
         let located = crate::sources::locate(entry, locked, file, &self.manifest_dir, &self.hf)?;
+        let (expect, place) = entry.expected_for(model.as_str(), path);
+        let sha256 = file.sha256.or(expect.sha256);
+        let expected_by = match place {
+            Some(place) if file.sha256.is_none() => fetch::ExpectedBy::Manifest(place),
+            _ => fetch::ExpectedBy::Lock,
+        };
         Ok(FileJob {
             url: located.url,
             size,
             sha256,
-            md5,
+            md5: file.md5.or(expect.md5).filter(|_| sha256.is_none()),
+            git_oid: file.git_oid,
+            expected_by,
             etag: located.etag,
             token: located.token,
             explain: located.explain,
         })
     }
 
-    /// Runs the downloads, `jobs` at a time.
+    /// Runs the downloads, `jobs` at a time, and publishes each verified file as a blob.
     async fn download_all(&self, groups: Vec<Group>, outcome: &Mutex<Outcome>) {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
         let mut set = tokio::task::JoinSet::new();
@@ -354,22 +393,10 @@ impl Executor<'_> {
                     if let Ok(mut o) = outcome.lock() {
                         o.downloaded_files += 1;
                         o.downloaded_bytes += group.label.size;
-                    }
-                    for (model, kind, path) in &group.targets {
-                        match self.store.link_file(kind, model, path, &digest) {
-                            Ok(()) => {
-                                self.remember(kind, model, path, &digest);
-                                if group.job.sha256.is_none()
-                                    && let Ok(mut o) = outcome.lock()
-                                {
-                                    o.learned.push((model.clone(), path.clone(), digest));
-                                }
+                        for (model, _, path) in &group.targets {
+                            if self.locked_sha256(model, path).is_none() {
+                                o.learned.push((model.clone(), path.clone(), digest));
                             }
-                            Err(e) => self.fail(
-                                outcome,
-                                model,
-                                &format!("cannot link `{model}/{path}`: {e}"),
-                            ),
                         }
                     }
                 }
@@ -392,43 +419,84 @@ impl Executor<'_> {
         }
     }
 
-    /// Hashes a present file whose lock entry has no sha256 and checks its md5.
+    /// The sha256 the lock being applied has for a file.
+    fn locked_sha256(&self, model: &ModelId, path: &RelPath) -> Option<Sha256> {
+        self.lock
+            .models
+            .get(model)
+            .and_then(|m| m.files.iter().find(|f| &f.path == path))
+            .and_then(|f| f.sha256)
+    }
+
+    /// Hashes a present file whose lock entry has no sha256 and checks it against every digest
+    /// known for it (a git blob id, an md5, a models.yaml checksum). Returns whether the file
+    /// stands; one that fails is downloaded again, and its sha256 is never learned.
     async fn verify(
         &self,
         outcome: &Mutex<Outcome>,
         kind: &TypeName,
         model: &ModelId,
         path: &RelPath,
-    ) {
+    ) -> bool {
         let file = path.under(&self.store.model_dir(kind, model));
-        let locked = self
+        let Some(locked) = self
             .lock
             .models
             .get(model)
             .and_then(|m| m.files.iter().find(|f| &f.path == path))
-            .cloned();
-        let result = tokio::task::spawn_blocking(move || hash_both(&file)).await;
-        match (result, locked) {
-            (Ok(Ok((sha256, md5))), Some(locked)) => {
-                if locked.md5.is_some_and(|want| want != md5) {
-                    self.fail(outcome, model, &format!(
-                        "`{model}/{path}` does not match its md5: expected {}, got {md5}; delete it and apply again",
-                        locked.md5.map(|m| m.hex()).unwrap_or_default()
-                    ));
-                    return;
-                }
-                if let Ok(mut o) = outcome.lock() {
-                    o.verified += 1;
-                    o.learned.push((model.clone(), path.clone(), sha256));
-                }
-                self.reporter.step(&format!("verified {model}/{path}"));
-            }
-            (Ok(Err(e)), _) => self.fail(
+            .cloned()
+        else {
+            self.fail(
                 outcome,
                 model,
-                &format!("cannot verify `{model}/{path}`: {e}"),
-            ),
-            _ => self.fail(outcome, model, &format!("cannot verify `{model}/{path}`")),
+                &format!("cannot verify `{model}/{path}`: it is not in models.lock"),
+            );
+            return true;
+        };
+        let expect = self
+            .manifest
+            .models
+            .get(model)
+            .map(|e| e.expected_for(model.as_str(), path).0)
+            .unwrap_or_default();
+        let expected = crate::digest::Expected {
+            sha256: locked.sha256.or(expect.sha256),
+            md5: locked.md5.or(expect.md5),
+            git_oid: locked.git_oid,
+        };
+        let extra = expected.extra(locked.size);
+        let result =
+            tokio::task::spawn_blocking(move || crate::store::hash_file_with(&file, extra)).await;
+        match result {
+            Ok(Ok(digests)) => match expected.check(&digests) {
+                Ok(()) => {
+                    if let Ok(mut o) = outcome.lock() {
+                        o.verified += 1;
+                        o.learned
+                            .push((model.clone(), path.clone(), digests.sha256));
+                    }
+                    self.reporter.step(&format!("verified {model}/{path}"));
+                    true
+                }
+                Err(mismatch) => {
+                    self.reporter.step(&format!(
+                        "{model}/{path} is not the locked file ({mismatch}); downloading it"
+                    ));
+                    false
+                }
+            },
+            Ok(Err(e)) => {
+                self.fail(
+                    outcome,
+                    model,
+                    &format!("cannot verify `{model}/{path}`: {e}"),
+                );
+                true
+            }
+            Err(_) => {
+                self.fail(outcome, model, &format!("cannot verify `{model}/{path}`"));
+                true
+            }
         }
     }
 
@@ -693,7 +761,11 @@ impl Executor<'_> {
             (file_key, path.under(&self.store.model_dir(kind, model))),
         ] {
             if let Ok(meta) = std::fs::symlink_metadata(&full) {
-                cache.insert_verified(key, crate::store::Stamp::of(&meta), *digest);
+                let known = crate::store::Known {
+                    sha256: *digest,
+                    git_oid: None,
+                };
+                cache.insert_verified(key, crate::store::Stamp::of(&meta), known);
             }
         }
     }
@@ -718,13 +790,4 @@ fn record_failure(outcome: &Mutex<Outcome>, model: &ModelId, message: Option<&st
             o.errors.push(m.to_owned());
         }
     }
-}
-
-/// sha256 and md5 of a file, in one read.
-fn hash_both(path: &std::path::Path) -> std::io::Result<(Sha256, crate::digest::Md5)> {
-    let digests = crate::digest::ContentHasher::new(true).read_all(std::fs::File::open(path)?)?;
-    let md5 = digests
-        .md5
-        .ok_or_else(|| std::io::Error::other("no md5 was computed"))?;
-    Ok((digests.sha256, md5))
 }

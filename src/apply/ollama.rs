@@ -154,6 +154,8 @@ impl Executor<'_> {
                     size: layer.size,
                     sha256: Some(layer.digest),
                     md5: None,
+                    git_oid: None,
+                    expected_by: fetch::ExpectedBy::Lock,
                     etag: None,
                     token: manifest.token.clone(),
                     explain: None,

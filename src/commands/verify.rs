@@ -258,6 +258,10 @@ fn sha_or(digest: Option<crate::digest::Sha256>, missing: &str) -> String {
     digest.map_or_else(|| missing.to_owned(), |d| d.hex())
 }
 
+fn oid_or(oid: Option<crate::digest::GitOid>, missing: &str) -> String {
+    oid.map_or_else(|| missing.to_owned(), |d| d.hex())
+}
+
 /// `a symlink to `x``, `a directory`: what an entry is, with a symlink's target.
 fn entry_words(problem: &Problem) -> String {
     let found = problem.found.unwrap_or(EntryKind::Other);
@@ -287,6 +291,22 @@ fn describe(problem: &Problem) -> String {
                 entry_words(problem)
             ),
         },
+        ProblemKind::LockInconsistent => format!(
+            "models.lock is inconsistent for `{path}`: its bytes match the sha256 models.lock \
+             gives, but have git blob id {}, not the {} it pairs with it (run `modelctl update` \
+             for this model)",
+            oid_or(problem.actual_git_oid, "unknown"),
+            oid_or(problem.expected_git_oid, "unknown"),
+        ),
+        ProblemKind::Corrupted
+            if problem.expected_sha256.is_none() && problem.expected_git_oid.is_some() =>
+        {
+            format!(
+                "corrupted `{path}`: git blob id {}, expected {}",
+                oid_or(problem.actual_git_oid, "unknown"),
+                oid_or(problem.expected_git_oid, "unknown"),
+            )
+        }
         ProblemKind::Corrupted => {
             let actual = sha_or(problem.actual_sha256, "unknown");
             let wanted = sha_or(problem.expected_sha256, "not in models.lock");
@@ -483,6 +503,8 @@ mod tests {
             expected_sha256: Some(Sha256::of(b"want")),
             actual_sha256: None,
             expected_size: Some(4),
+            expected_git_oid: None,
+            actual_git_oid: None,
             actual_size: None,
             found: None,
             link_target: None,

@@ -85,6 +85,40 @@ pub struct ModelEntry {
     pub base: Option<ModelId>,
 }
 
+impl ModelEntry {
+    /// What models.yaml expects of one file: a `url` source's own checksums, then its
+    /// `files:` entry; with the place in models.yaml where the sha256 (or md5) is written, so a
+    /// mismatch can say what to fix.
+    pub fn expected_for(&self, id: &str, path: &RelPath) -> (FileExpect, Option<String>) {
+        let listed = self.files.get(path).cloned().unwrap_or_default();
+        let (sha256, md5, place) = match &self.source {
+            Source::Url(u) if &u.file == path && (u.sha256.is_some() || u.md5.is_some()) => {
+                let key = if u.sha256.is_some() { "sha256" } else { "md5" };
+                (u.sha256, u.md5, format!("models.{id}.source.{key}"))
+            }
+            _ => {
+                let key = if listed.sha256.is_some() {
+                    "sha256"
+                } else {
+                    "md5"
+                };
+                (
+                    listed.sha256,
+                    listed.md5,
+                    format!("models.{id}.files.{path}.{key}"),
+                )
+            }
+        };
+        let written = sha256.is_some() || md5.is_some();
+        let expect = FileExpect {
+            sha256: sha256.or(listed.sha256),
+            md5: md5.or(listed.md5),
+            size: listed.size,
+        };
+        (expect, written.then(|| format!("`{place}` in models.yaml")))
+    }
+}
+
 /// Where a model's files come from.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]

@@ -19,7 +19,7 @@ pub use planner::{PlanInput, plan};
 pub use render::{Style, render_text};
 pub use saved::SavedPlan;
 
-use crate::digest::{Md5, Sha256};
+use crate::digest::{GitOid, Md5, Sha256};
 use crate::lock::Lockfile;
 use crate::names::{ModelId, RelPath, TypeName};
 
@@ -106,11 +106,15 @@ pub enum Action {
         sha256: Option<Sha256>,
         #[serde(skip_serializing_if = "Option::is_none")]
         md5: Option<Md5>,
+        /// A Hub regular file's git blob id, where no sha256 is known yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        git_oid: Option<GitOid>,
         from: String,
         /// A different file is there now (drifted or stale).
         replace: bool,
     },
-    /// The blob is already in the store (or in the HF cache): link it only.
+    /// The blob is already in the store (or in the HF cache): link it only. `sha256` may be
+    /// one the plan learned (a regular file found by its git blob id).
     Reuse {
         model: ModelId,
         path: RelPath,

@@ -32,10 +32,6 @@ pub struct PlanInput<'a> {
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut p = Planner::default();
     let pinned = p.pin_models(&input);
-    let desired_blobs: BTreeSet<Sha256> = pinned
-        .values()
-        .flat_map(|m| m.files.iter().filter_map(|f| f.sha256))
-        .collect();
 
     let mut acquire = Vec::new();
     for (id, entry) in &input.manifest.models {
@@ -48,6 +44,12 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         p.finish_model(id, entry, pinned.get(id), actions);
     }
 
+    let desired_blobs: BTreeSet<Sha256> = p
+        .next_lock
+        .models
+        .values()
+        .flat_map(|m| m.files.iter().filter_map(|f| f.sha256))
+        .collect();
     let activations = p.activations(&input);
     let deletions = p.deletions(&input, &desired_blobs);
 
@@ -163,7 +165,6 @@ impl Planner {
         present: Option<&PresentModel>,
         input: &PlanInput<'_>,
     ) -> Vec<Action> {
-        let state = input.state;
         self.check_expectations(id, entry, locked);
         let empty = PresentModel::default();
         let present = present.unwrap_or(&empty);
@@ -193,46 +194,33 @@ impl Planner {
         }
         for file in &locked.files {
             let have = present.files.get(&file.path);
-            let replace = have.is_some();
-            match (have, file.sha256) {
-                (Some(h), Some(want)) if h.sha256 == want => continue,
-                (Some(h), None) if h.size == file.size => {
-                    actions.push(Action::Verify {
-                        model: id.clone(),
-                        path: file.path.clone(),
-                        size: file.size,
-                        reason: if file.md5.is_some() {
-                            "the lock has only an md5 for it".to_owned()
-                        } else {
-                            "the lock has no sha256 for it yet".to_owned()
-                        },
-                    });
-                    continue;
+            let (expect, _) = entry.expected_for(id.as_str(), &file.path);
+            match judge_present(file, have, &expect) {
+                Judged::Good { learned } => {
+                    if let Some(sha256) = learned {
+                        self.learn(id, &file.path, sha256);
+                    }
                 }
-                _ => {}
-            }
-            let cached = file.sha256.and_then(|d| input.hf_cache.blobs.get(&d));
-            match file.sha256 {
-                Some(sha256) if state.blobs.contains_key(&sha256) || cached.is_some() => actions
-                    .push(Action::Reuse {
-                        model: id.clone(),
-                        path: file.path.clone(),
-                        size: file.size,
-                        sha256,
-                        replace,
-                        hf_cache: cached
-                            .filter(|_| !state.blobs.contains_key(&sha256))
-                            .map(|p| p.display().to_string()),
-                    }),
-                _ => actions.push(Action::Download {
+                Judged::Inconsistent { actual } => self.errors.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "models.lock pairs `{}` with git blob id {}, but the bytes with its sha256 \
+                         have git blob id {actual}: the lock was written from stale bytes; run \
+                         `modelctl update {id}` to pin it again",
+                        file.path,
+                        file.git_oid.map(|g| g.to_string()).unwrap_or_default(),
+                    ),
+                }),
+                Judged::Unknown { reason } => actions.push(Action::Verify {
                     model: id.clone(),
                     path: file.path.clone(),
                     size: file.size,
-                    sha256: file.sha256,
-                    md5: file.md5,
-                    from: file_origin(&locked.source, file.path.as_str()),
-                    replace,
+                    reason,
                 }),
+                Judged::Wanted { replace } => {
+                    let action = self.acquire(id, locked, file, &expect, replace, input);
+                    actions.push(action);
+                }
             }
         }
         let listed: BTreeSet<&str> = locked.files.iter().map(|f| f.path.as_str()).collect();
@@ -264,6 +252,73 @@ impl Planner {
             });
         }
         actions
+    }
+
+    /// Records in the next lock a sha256 just learned from bytes that matched every digest
+    /// known for them (a present file, a store blob or an HF-cache file, hashed by the scan).
+    fn learn(&mut self, id: &ModelId, path: &RelPath, sha256: Sha256) {
+        if let Some(file) = self
+            .next_lock
+            .models
+            .get_mut(id)
+            .and_then(|m| m.files.iter_mut().find(|f| &f.path == path))
+        {
+            file.sha256 = Some(sha256);
+            file.md5 = None;
+        }
+    }
+
+    /// How a wanted file gets into place: linked from an intact store blob, taken from the HF
+    /// cache (verified again when it is taken), or downloaded. A Hub regular file without a
+    /// known sha256 is found by its git blob id, which the scan computed from the bytes.
+    fn acquire(
+        &mut self,
+        id: &ModelId,
+        locked: &LockedModel,
+        file: &crate::lock::LockedFile,
+        expect: &crate::manifest::FileExpect,
+        replace: bool,
+        input: &PlanInput<'_>,
+    ) -> Action {
+        let by_git_oid = |oids: &BTreeMap<crate::digest::GitOid, Sha256>| {
+            file.git_oid.and_then(|g| oids.get(&g).copied())
+        };
+        let known = file.sha256.or(expect.sha256);
+        let in_store = known
+            .filter(|d| input.state.blobs.contains_key(d))
+            .or_else(|| by_git_oid(&input.state.blob_git_oids));
+        let in_cache = known
+            .filter(|d| input.hf_cache.blobs.contains_key(d))
+            .or_else(|| by_git_oid(&input.hf_cache.git_oids));
+        match in_store.or(in_cache) {
+            Some(sha256) => {
+                if file.sha256.is_none() {
+                    self.learn(id, &file.path, sha256);
+                }
+                Action::Reuse {
+                    model: id.clone(),
+                    path: file.path.clone(),
+                    size: file.size,
+                    sha256,
+                    replace,
+                    hf_cache: in_store
+                        .is_none()
+                        .then(|| input.hf_cache.blobs.get(&sha256))
+                        .flatten()
+                        .map(|p| p.display().to_string()),
+                }
+            }
+            None => Action::Download {
+                model: id.clone(),
+                path: file.path.clone(),
+                size: file.size,
+                sha256: known,
+                md5: file.md5.or(expect.md5).filter(|_| known.is_none()),
+                git_oid: file.git_oid.filter(|_| known.is_none()),
+                from: file_origin(&locked.source, file.path.as_str()),
+                replace,
+            },
+        }
     }
 
     /// Checksums in the manifest must agree with what the lock pins; md5-only files are weak.
@@ -560,6 +615,69 @@ impl Planner {
                 }
             }
         }
+    }
+}
+
+/// What the planner makes of the file a model directory holds for one locked file.
+enum Judged {
+    /// Its bytes are the wanted ones; `learned` is their sha256 when the lock lacks it.
+    Good { learned: Option<Sha256> },
+    /// Its bytes match the lock's sha256 but not the git blob id the lock pairs with it.
+    Inconsistent { actual: crate::digest::GitOid },
+    /// Of the right size, with nothing yet computed that proves it right or wrong (an md5, a
+    /// large file's git blob id, no checksum at all): hashed by `apply`, and downloaded again
+    /// if it fails.
+    Unknown { reason: String },
+    /// Missing, or other bytes: `replace` when something is there now.
+    Wanted { replace: bool },
+}
+
+/// Compares a present file with every digest known for the locked one. A git blob id is a
+/// digest like the others: a Hub regular file that changed at the same size is other bytes.
+fn judge_present(
+    file: &crate::lock::LockedFile,
+    have: Option<&crate::store::PresentFile>,
+    expect: &crate::manifest::FileExpect,
+) -> Judged {
+    let Some(h) = have else {
+        return Judged::Wanted { replace: false };
+    };
+    let stale = Judged::Wanted { replace: true };
+    if h.size != file.size {
+        return stale;
+    }
+    if let Some(want) = file.sha256 {
+        return match (file.git_oid, h.git_oid) {
+            _ if h.sha256 != want => stale,
+            (Some(g), Some(actual)) if g != actual => Judged::Inconsistent { actual },
+            _ => Judged::Good { learned: None },
+        };
+    }
+    if let Some(want) = file.git_oid {
+        return match h.git_oid {
+            Some(actual) if actual == want => Judged::Good {
+                learned: Some(h.sha256),
+            },
+            Some(_) => stale,
+            None => Judged::Unknown {
+                reason: "checking its git blob id".to_owned(),
+            },
+        };
+    }
+    if let Some(want) = expect.sha256 {
+        return match h.sha256 == want {
+            true => Judged::Good {
+                learned: Some(want),
+            },
+            false => stale,
+        };
+    }
+    Judged::Unknown {
+        reason: if file.md5.or(expect.md5).is_some() {
+            "the lock has only an md5 for it".to_owned()
+        } else {
+            "the lock has no sha256 for it yet".to_owned()
+        },
     }
 }
 

@@ -159,14 +159,16 @@ fn action_line(p: &Painter, a: &Action) -> String {
             size,
             sha256,
             md5,
+            git_oid,
             replace,
             ..
         } => {
             let what = if *replace { "replace" } else { "download" };
-            let check = match (sha256, md5) {
-                (Some(d), _) => format!("sha256:{}", d.short()),
-                (None, Some(_)) => "md5 only (weak)".to_owned(),
-                (None, None) => "sha256 computed on download".to_owned(),
+            let check = match (sha256, git_oid, md5) {
+                (Some(d), _, _) => format!("sha256:{}", d.short()),
+                (None, Some(g), _) => format!("git-oid:{}", &g.hex()[..12]),
+                (None, None, Some(_)) => "md5 only (weak)".to_owned(),
+                (None, None, None) => "sha256 computed on download".to_owned(),
             };
             format!(
                 "{} {what} {path}  {}  {check}",

@@ -116,6 +116,7 @@ fn store_with(m: &Manifest, models: &[&str], active: &[(&str, &str)]) -> StoreSt
                 PresentFile {
                     size: 1000,
                     sha256: digest(name),
+                    git_oid: None,
                 },
             );
             state.blobs.insert(digest(name), 1000);
@@ -203,6 +204,7 @@ fn planner_cases() {
             PresentFile {
                 size: 1000,
                 sha256: digest("tampered"),
+                git_oid: None,
             },
         );
     }
@@ -214,6 +216,7 @@ fn planner_cases() {
             PresentFile {
                 size: 5,
                 sha256: digest("n"),
+                git_oid: None,
             },
         );
     }
@@ -305,6 +308,7 @@ fn deleting_a_model_frees_only_blobs_nothing_else_uses() {
         PresentFile {
             size: 1000,
             sha256: digest("b"),
+            git_oid: None,
         },
     );
     old.files.insert(
@@ -312,6 +316,7 @@ fn deleting_a_model_frees_only_blobs_nothing_else_uses() {
         PresentFile {
             size: 700,
             sha256: digest("own"),
+            git_oid: None,
         },
     );
     state.blobs.insert(digest("own"), 700);
@@ -482,6 +487,7 @@ fn rendered_plan_snapshot() {
         PresentFile {
             size: 1_700_000_000,
             sha256: digest("voice"),
+            git_oid: None,
         },
     );
     state.blobs.insert(digest("voice"), 1_700_000_000);

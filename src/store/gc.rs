@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::hash::{HashJob, hash_parallel};
+use super::hash::{HashJob, hash_parallel, scan_extra};
 use super::scan::{ScanError, entries, now_ns};
-use super::stat_cache::{Stamp, StatCache};
+use super::stat_cache::{Known, Stamp, StatCache};
 use super::{EntryKind, Store, blob_name};
 use crate::digest::Sha256;
 
@@ -392,11 +392,16 @@ fn copied_digests(
             path,
             size: stamp.size,
             identity: Some((stamp.dev, stamp.ino)),
+            extra: scan_extra(stamp.size),
         })
         .collect();
     for ((key, _, stamp), digest) in misses.iter().zip(hash_parallel(&jobs)?) {
-        cache.insert((*key).clone(), **stamp, digest, started);
-        digests.insert(digest);
+        let known = Known {
+            sha256: digest.sha256,
+            git_oid: digest.git_oid,
+        };
+        cache.insert((*key).clone(), **stamp, known, started);
+        digests.insert(digest.sha256);
     }
     Ok(digests)
 }

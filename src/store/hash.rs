@@ -12,7 +12,19 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::scan::ScanError;
-use crate::digest::Sha256;
+use crate::digest::{Digests, Extra, Sha256};
+
+/// Files up to this size also get their git blob id when the scan hashes them: the Hub keeps
+/// every larger file in LFS, named by sha256, so only small files are ever checked by git id.
+pub const GIT_OID_MAX_SIZE: u64 = 10 << 20;
+
+/// What the scan computes for a file of `size` bytes.
+pub(crate) fn scan_extra(size: u64) -> Extra {
+    Extra {
+        md5: false,
+        git_blob: (size <= GIT_OID_MAX_SIZE).then_some(size),
+    }
+}
 
 /// One file to hash.
 pub(crate) struct HashJob<'a> {
@@ -21,15 +33,17 @@ pub(crate) struct HashJob<'a> {
     pub size: u64,
     /// The (device, inode) the caller saw, when the opened file must be that one.
     pub identity: Option<(u64, u64)>,
+    /// The digests wanted besides SHA-256.
+    pub extra: Extra,
 }
 
 /// Hashes every job on all cores; the digests come back in the jobs' order. The first job
 /// that cannot be read (in that order) is the error.
-pub(crate) fn hash_parallel(jobs: &[HashJob<'_>]) -> Result<Vec<Sha256>, ScanError> {
+pub(crate) fn hash_parallel(jobs: &[HashJob<'_>]) -> Result<Vec<Digests>, ScanError> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size));
     let queue = Mutex::new(order.into_iter());
-    let results: Mutex<Vec<Option<Result<Sha256, ScanError>>>> =
+    let results: Mutex<Vec<Option<Result<Digests, ScanError>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -61,14 +75,20 @@ pub(crate) fn hash_parallel(jobs: &[HashJob<'_>]) -> Result<Vec<Sha256>, ScanErr
 
 /// The sha256 of a file's bytes.
 pub fn hash_file(path: &Path) -> Result<Sha256, ScanError> {
+    hash_file_with(path, Extra::default()).map(|d| d.sha256)
+}
+
+/// The sha256 of a file's bytes and the `extra` digests.
+pub fn hash_file_with(path: &Path, extra: Extra) -> Result<Digests, ScanError> {
     hash_job(&HashJob {
         path,
         size: 0,
         identity: None,
+        extra,
     })
 }
 
-fn hash_job(job: &HashJob<'_>) -> Result<Sha256, ScanError> {
+fn hash_job(job: &HashJob<'_>) -> Result<Digests, ScanError> {
     let path = job.path;
     let mut file = fs::File::open(path).map_err(|e| read_error(path, e))?;
     if let Some(identity) = job.identity {
@@ -80,9 +100,8 @@ fn hash_job(job: &HashJob<'_>) -> Result<Sha256, ScanError> {
             ));
         }
     }
-    crate::digest::ContentHasher::new(false)
+    crate::digest::ContentHasher::new(job.extra)
         .read_all(&mut file)
-        .map(|d| d.sha256)
         .map_err(|e| read_error(path, e))
 }
 
@@ -117,11 +136,20 @@ mod tests {
                 path,
                 size: bytes.len() as u64,
                 identity: None,
+                extra: scan_extra(bytes.len() as u64),
             })
             .collect();
         let digests = hash_parallel(&jobs).expect("hash");
         let expected: Vec<Sha256> = contents.iter().map(|b| Sha256::of(b)).collect();
-        assert_eq!(digests, expected);
+        assert_eq!(
+            digests.iter().map(|d| d.sha256).collect::<Vec<_>>(),
+            expected
+        );
+        let oids: Vec<_> = contents
+            .iter()
+            .map(|b| Some(crate::digest::GitOid::of_blob(b)))
+            .collect();
+        assert_eq!(digests.iter().map(|d| d.git_oid).collect::<Vec<_>>(), oids);
     }
 
     #[test]
@@ -137,6 +165,7 @@ mod tests {
             path: &path,
             size: 8,
             identity: Some((seen.dev(), seen.ino())),
+            extra: Extra::default(),
         }])
         .expect_err("swapped");
         assert!(err.to_string().contains("replaced"), "{err}");

@@ -25,14 +25,14 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use hash::hash_file;
+pub use hash::{GIT_OID_MAX_SIZE, hash_file, hash_file_with};
 pub use lock::{StoreLock, StoreLockError};
-pub use place::{PlaceError, ensure_dir};
+pub use place::{FileOrigin, PlaceError, ensure_dir};
 pub use scan::{
     ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, read_active,
     scan,
 };
-pub use stat_cache::{Stamp, StatCache};
+pub use stat_cache::{Known, Stamp, StatCache};
 
 use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};

@@ -19,6 +19,18 @@ use crate::names::{ModelId, RelPath, TypeName};
 /// The name prefix of a model directory renamed into `tmp/` to be deleted.
 const TRASH: &str = "deleted-";
 
+/// The name prefix of a model directory being built in `tmp/` to replace the live one.
+const STAGED: &str = "staged-";
+
+/// Where a file of a rebuilt model directory takes its bytes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOrigin {
+    /// The blob of this digest (published, or found intact by the scan).
+    Blob(Sha256),
+    /// The file the live directory has at the same path (unchanged and verified).
+    Present,
+}
+
 /// A change to the store failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot {action} `{}`: {source}", path.display())]
@@ -151,6 +163,74 @@ impl Store {
         durable::sync_dir(&parent).map_err(err("sync", &parent))
     }
 
+    /// Makes `models/<type>/<id>/` exactly `files`, in one step: the new version is built
+    /// aside in `tmp/` (hardlinks of verified blobs, or of the live directory's unchanged
+    /// files), made durable, then exchanged with the live directory atomically
+    /// (`RENAME_EXCHANGE`), so a reader, an active pointer or a crash only ever sees the whole
+    /// old version or the whole new one. The old version, now aside, is then deleted.
+    pub fn replace_model(
+        &self,
+        kind: &TypeName,
+        id: &ModelId,
+        files: &[(RelPath, FileOrigin)],
+    ) -> Result<(), PlaceError> {
+        let live = self.model_dir(kind, id);
+        let staged = self
+            .tmp_dir()
+            .join(format!("{STAGED}{kind}-{id}-{}", std::process::id()));
+        ensure_dir(self.root(), &self.tmp_dir())?;
+        if fs::symlink_metadata(&staged).is_ok() {
+            remove_aside(&staged).map_err(err("remove", &staged))?;
+        }
+        fs::create_dir(&staged).map_err(err("create", &staged))?;
+        let mut dirs = std::collections::BTreeSet::from([staged.clone()]);
+        for (path, origin) in files {
+            let source = match origin {
+                FileOrigin::Blob(digest) => self.blob_path(digest),
+                FileOrigin::Present => path.under(&live),
+            };
+            let target = path.under(&staged);
+            let parent = target.parent().unwrap_or(&staged).to_path_buf();
+            ensure_dir(self.root(), &parent)?;
+            dirs.insert(parent);
+            if fs::hard_link(&source, &target).is_err() {
+                fs::copy(&source, &target).map_err(err("copy", &source))?;
+                fs::File::open(&target)
+                    .and_then(|f| f.sync_all())
+                    .map_err(err("sync", &target))?;
+            }
+        }
+        for dir in dirs.iter().rev() {
+            durable::sync_dir(dir).map_err(err("sync", dir))?;
+        }
+        let type_dir = live.parent().unwrap_or(self.root()).to_path_buf();
+        ensure_dir(self.root(), &type_dir)?;
+        failpoint::hit("restage.before-swap");
+        let old = match fs::symlink_metadata(&live) {
+            Ok(meta) if meta.is_dir() => {
+                exchange(&staged, &live).map_err(err("replace", &live))?;
+                Some(staged)
+            }
+            Ok(_) => {
+                fs::remove_file(&live).map_err(err("remove", &live))?;
+                fs::rename(&staged, &live).map_err(err("place", &live))?;
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::rename(&staged, &live).map_err(err("place", &live))?;
+                None
+            }
+            Err(e) => return Err(err("inspect", &live)(e)),
+        };
+        durable::sync_dir(&type_dir).map_err(err("sync", &type_dir))?;
+        durable::sync_dir(&self.tmp_dir()).map_err(err("sync", &self.tmp_dir()))?;
+        failpoint::hit("restage.after-swap");
+        match old {
+            Some(old) => remove_aside(&old).map_err(err("remove", &old)),
+            None => Ok(()),
+        }
+    }
+
     /// Records which Ollama model a model directory stands for (`ollama.json`, replaced
     /// atomically).
     pub fn write_ollama_descriptor(
@@ -219,7 +299,8 @@ impl Store {
     /// Call it holding the store lock, so none of them belongs to a running apply (C3, C4).
     /// Returns how many entries went.
     pub fn clear_interrupted(&self) -> Result<usize, PlaceError> {
-        let trash = |name: &str, dir: bool| dir && name.starts_with(TRASH);
+        let trash =
+            |name: &str, dir: bool| dir && (name.starts_with(TRASH) || name.starts_with(STAGED));
         let temp = |name: &str, dir: bool| !dir && durable::is_temp_sibling(name);
         Ok(remove_leftovers(&self.tmp_dir(), trash)?
             + remove_leftovers(&self.active_dir(), temp)?
@@ -282,6 +363,24 @@ fn remove_leftovers(
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Swaps two directories in one atomic step. Where the filesystem cannot (`RENAME_EXCHANGE`
+/// is refused, as on some network filesystems), the live one is renamed aside first: the only
+/// moment without it is between two renames, and a crash there leaves both in `tmp/`.
+fn exchange(staged: &Path, live: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, staged, CWD, live, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            let name = staged.file_name().unwrap_or_default().to_string_lossy();
+            let aside = staged.with_file_name(format!("{name}.old"));
+            fs::rename(live, &aside)?;
+            fs::rename(staged, live)?;
+            fs::rename(&aside, staged)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes a model directory renamed aside, entry by entry (a subdirectory with

@@ -4,8 +4,10 @@
 //! are reported, never followed), validates every name it meets with the same validator the
 //! manifest uses, and learns the sha256 of every regular file: from the stat cache when the
 //! file is unchanged, otherwise by hashing it, in parallel, once per inode (a model file and
-//! its blob are hardlinks, so they cost one hash). A blob whose bytes do not match its name is
-//! reported as corrupt and not offered for reuse.
+//! its blob are hardlinks, so they cost one hash). Small files get their git blob id in the
+//! same read, so the planner can tell a Hub regular file that changed at the same size from
+//! one that did not. A blob whose bytes do not match its name is reported as corrupt and not
+//! offered for reuse.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -13,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::hash::{HashJob, hash_parallel};
-use super::stat_cache::{Stamp, StatCache};
+use super::hash::{GIT_OID_MAX_SIZE, HashJob, hash_parallel, scan_extra};
+use super::stat_cache::{Known, Stamp, StatCache};
 use super::{OLLAMA_DESCRIPTOR, Store};
-use crate::digest::Sha256;
+use crate::digest::{GitOid, Sha256};
 use crate::names::{ModelId, RelPath, TypeName};
 
 /// What the store holds.
@@ -26,6 +28,8 @@ pub struct StoreState {
     pub models: BTreeMap<(TypeName, ModelId), PresentModel>,
     /// Intact blobs, by digest, with their size.
     pub blobs: BTreeMap<Sha256, u64>,
+    /// The git blob ids of the intact small blobs (see [`GIT_OID_MAX_SIZE`]).
+    pub blob_git_oids: BTreeMap<GitOid, Sha256>,
     /// Blobs whose bytes do not hash to their name.
     pub corrupt_blobs: Vec<Sha256>,
     /// `active/<type>` pointers.
@@ -58,6 +62,8 @@ impl PresentModel {
 pub struct PresentFile {
     pub size: u64,
     pub sha256: Sha256,
+    /// Its git blob id, for small files (see [`GIT_OID_MAX_SIZE`]).
+    pub git_oid: Option<GitOid>,
 }
 
 /// What `models/<type>/<id>/ollama.json` records.
@@ -224,22 +230,25 @@ pub fn scan(
     let hashes = hash_all(pending, cache, &mut stats, before_hashing)?;
 
     for (owner, rel, key) in model_files {
-        if let (Some(model), Some((size, sha256))) =
-            (state.models.get_mut(&owner), hashes.get(&key))
+        if let (Some(model), Some((size, known))) = (state.models.get_mut(&owner), hashes.get(&key))
         {
             model.files.insert(
                 rel,
                 PresentFile {
                     size: *size,
-                    sha256: *sha256,
+                    sha256: known.sha256,
+                    git_oid: known.git_oid,
                 },
             );
         }
     }
     for (digest, key) in blob_files {
         match hashes.get(&key) {
-            Some((size, actual)) if *actual == digest => {
+            Some((size, actual)) if actual.sha256 == digest => {
                 state.blobs.insert(digest, *size);
+                if let Some(oid) = actual.git_oid {
+                    state.blob_git_oids.insert(oid, digest);
+                }
             }
             _ => state.corrupt_blobs.push(digest),
         }
@@ -339,19 +348,21 @@ pub(crate) fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// Learns (size, sha256) of every pending file: from the cache, else by hashing each inode
-/// once, spread over all cores.
+/// Learns (size, digests) of every pending file: from the cache, else by hashing each inode
+/// once, spread over all cores. A cached small file without its git blob id (remembered by an
+/// older modelctl) counts as a miss.
 fn hash_all(
     pending: Vec<Pending>,
     cache: &mut StatCache,
     stats: &mut ScanStats,
     before_hashing: &dyn Fn(usize, u64),
-) -> Result<HashMap<String, (u64, Sha256)>, ScanError> {
-    let mut known: HashMap<String, (u64, Sha256)> = HashMap::new();
-    let mut by_inode: HashMap<(u64, u64), Sha256> = HashMap::new();
+) -> Result<HashMap<String, (u64, Known)>, ScanError> {
+    let mut known: HashMap<String, (u64, Known)> = HashMap::new();
+    let mut by_inode: HashMap<(u64, u64), Known> = HashMap::new();
     let mut misses: Vec<Pending> = Vec::new();
     for p in pending {
-        match cache.get(&p.key, &p.stamp) {
+        let complete = |k: &Known| k.git_oid.is_some() || p.stamp.size > GIT_OID_MAX_SIZE;
+        match cache.known(&p.key, &p.stamp).filter(complete) {
             Some(d) => {
                 by_inode.insert((p.stamp.dev, p.stamp.ino), d);
                 known.insert(p.key, (p.stamp.size, d));
@@ -379,11 +390,16 @@ fn hash_all(
             path: &p.path,
             size: p.stamp.size,
             identity: None,
+            extra: scan_extra(p.stamp.size),
         })
         .collect();
     let computed = hash_parallel(&jobs)?;
     for (p, d) in to_hash.iter().zip(computed) {
-        by_inode.insert((p.stamp.dev, p.stamp.ino), d);
+        let known = Known {
+            sha256: d.sha256,
+            git_oid: d.git_oid,
+        };
+        by_inode.insert((p.stamp.dev, p.stamp.ino), known);
     }
     for p in misses {
         if let Some(d) = by_inode.get(&(p.stamp.dev, p.stamp.ino)).copied() {

@@ -5,8 +5,9 @@
 //! hashed is taken to hold the same bytes, as git's index and rsync do. `ctime` cannot be set
 //! back by `touch`, so a rewrite is noticed even when the mtime is restored. A file modified
 //! within the same second it was hashed is not remembered (git's "racy" case): its next scan
-//! hashes it again. The cache is an optimisation only: a missing or damaged cache file is
-//! treated as empty, and `verify` always hashes for real.
+//! hashes it again. Small files also keep their git blob id (the digest the Hub publishes for
+//! regular files), computed in the same read. The cache is an optimisation only: a missing or
+//! damaged cache file is treated as empty, and `verify` always hashes for real.
 
 use std::collections::BTreeMap;
 use std::fs::Metadata;
@@ -15,7 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Sha256;
+use crate::digest::{GitOid, Sha256};
 
 const CACHE_VERSION: u32 = 1;
 
@@ -41,10 +42,20 @@ impl Stamp {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
     stamp: Stamp,
     sha256: Sha256,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    git_oid: Option<GitOid>,
+}
+
+/// What the cache remembers of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub sha256: Sha256,
+    /// Present for files hashed with their git blob id (small files).
+    pub git_oid: Option<GitOid>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,21 +88,33 @@ impl StatCache {
 
     /// The remembered hash of `key`, if the file still has the same stamp.
     pub fn get(&self, key: &str, stamp: &Stamp) -> Option<Sha256> {
+        self.known(key, stamp).map(|k| k.sha256)
+    }
+
+    /// Everything remembered of `key`, if the file still has the same stamp.
+    pub fn known(&self, key: &str, stamp: &Stamp) -> Option<Known> {
         self.entries
             .get(key)
             .filter(|e| e.stamp == *stamp)
-            .map(|e| e.sha256)
+            .map(|e| Known {
+                sha256: e.sha256,
+                git_oid: e.git_oid,
+            })
     }
 
     /// Remembers a hash computed at `hashed_at_ns` (ns since the epoch), unless the file was
     /// modified too recently for its stamp to be trusted.
-    pub fn insert(&mut self, key: String, stamp: Stamp, sha256: Sha256, hashed_at_ns: i128) {
+    pub fn insert(&mut self, key: String, stamp: Stamp, known: Known, hashed_at_ns: i128) {
         const RACY_WINDOW_NS: i128 = 1_000_000_000;
         if stamp.mtime_ns >= hashed_at_ns - RACY_WINDOW_NS {
             return;
         }
-        let entry = Entry { stamp, sha256 };
-        if self.entries.get(&key).map(|e| (&e.stamp, &e.sha256)) != Some((&stamp, &sha256)) {
+        let entry = Entry {
+            stamp,
+            sha256: known.sha256,
+            git_oid: known.git_oid,
+        };
+        if self.entries.get(&key) != Some(&entry) {
             self.entries.insert(key, entry);
             self.dirty = true;
         }
@@ -100,9 +123,20 @@ impl StatCache {
     /// Remembers a hash of a file this process has just written and verified (a published
     /// blob and its links): no one else can have rewritten it within its timestamp's
     /// granularity, so the racy-file rule of [`StatCache::insert`] does not apply.
-    pub fn insert_verified(&mut self, key: String, stamp: Stamp, sha256: Sha256) {
-        self.entries.insert(key, Entry { stamp, sha256 });
+    pub fn insert_verified(&mut self, key: String, stamp: Stamp, known: Known) {
+        let entry = Entry {
+            stamp,
+            sha256: known.sha256,
+            git_oid: known.git_oid,
+        };
+        self.entries.insert(key, entry);
         self.dirty = true;
+    }
+
+    /// Forgets what is remembered of `key` (a file found damaged: nothing cached vouches for
+    /// it again until it is hashed anew).
+    pub fn forget(&mut self, key: &str) {
+        self.dirty |= self.entries.remove(key).is_some();
     }
 
     /// Forgets entries for which `keep` says no (files that no longer exist).
@@ -148,7 +182,11 @@ mod tests {
         };
         let digest = Sha256::of(b"abc");
         let mut cache = StatCache::default();
-        cache.insert("a".into(), stamp, digest, 2_000_000_000_000);
+        let known = Known {
+            sha256: digest,
+            git_oid: None,
+        };
+        cache.insert("a".into(), stamp, known, 2_000_000_000_000);
         assert_eq!(cache.get("a", &stamp), Some(digest));
         assert_eq!(cache.get("a", &Stamp { size: 4, ..stamp }), None);
         assert_eq!(
@@ -161,7 +199,7 @@ mod tests {
             ),
             None
         );
-        cache.insert("b".into(), stamp, digest, stamp.mtime_ns + 10);
+        cache.insert("b".into(), stamp, known, stamp.mtime_ns + 10);
         assert_eq!(
             cache.get("b", &stamp),
             None,

@@ -145,6 +145,7 @@ mod tests {
                 PresentFile {
                     size: bytes.len() as u64,
                     sha256: Sha256::of(bytes),
+                    git_oid: None,
                 },
             );
         }

@@ -1,7 +1,10 @@
 //! `verify`: re-hash the files of the checked models and every blob, and compare with the lock.
 //!
 //! Nothing here trusts the stat cache: every regular file is read in full, once per inode (a
-//! model file and its blob are hardlinks, so they cost one read), on all cores. The walk uses
+//! model file and its blob are hardlinks, so they cost one read), on all cores. A file is
+//! checked against every digest models.lock knows for it: sha256, the git blob id of a Hub
+//! regular file, the md5 where that is all there is; a sha256 that the lock pairs with a git
+//! blob id the same bytes do not have is a lock to repair, not a file to trust. The walk uses
 //! `lstat` only. A symlink, directory or device where a file should be is reported as
 //! `not_a_file` and never opened, and a file is hashed only if the inode opened is the one the
 //! walk saw. Every problem is collected, none stops the walk; only an entry that cannot be
@@ -15,11 +18,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::hash::{HashJob, hash_parallel};
+use super::hash::{HashJob, hash_parallel, scan_extra};
 use super::scan::{ScanError, entries, now_ns};
-use super::stat_cache::{Stamp, StatCache};
+use super::stat_cache::{Known, Stamp, StatCache};
 use super::{EntryKind, Store, blob_name};
-use crate::digest::Sha256;
+use crate::digest::{Digests, Expected, Extra, Sha256};
 use crate::lock::LockedFile;
 use crate::names::{ModelId, TypeName};
 
@@ -67,7 +70,7 @@ pub struct ModelReport {
     pub bytes_checked: u64,
     /// Sorted by path.
     pub problems: Vec<Problem>,
-    /// Files models.lock gives no sha256 for: only their size could be compared.
+    /// Files models.lock gives no digest at all for: only their size could be compared.
     pub size_only: Vec<String>,
 }
 
@@ -79,8 +82,12 @@ pub enum ProblemKind {
     Missing,
     /// In the directory, absent from models.lock.
     Extra,
-    /// A regular file whose size or sha256 differs from models.lock.
+    /// A regular file whose size or a digest differs from models.lock.
     Corrupted,
+    /// The bytes match models.lock's sha256 but not the git blob id it pairs with it: the lock
+    /// itself is wrong (an older modelctl learned the sha256 of stale bytes); `modelctl update`
+    /// re-pins the model.
+    LockInconsistent,
     /// Something other than a regular file where models.lock has a file (or, with path `.`,
     /// where the model directory should be).
     NotAFile,
@@ -96,6 +103,9 @@ pub struct Problem {
     pub actual_sha256: Option<Sha256>,
     pub expected_size: Option<u64>,
     pub actual_size: Option<u64>,
+    /// The git blob id models.lock gives (Hub regular files), and the one the bytes have.
+    pub expected_git_oid: Option<crate::digest::GitOid>,
+    pub actual_git_oid: Option<crate::digest::GitOid>,
     /// What the entry is (null when missing).
     pub found: Option<EntryKind>,
     /// Where a symlink points: read, never followed.
@@ -186,29 +196,49 @@ pub fn verify(
     report.hashed_bytes = unique.iter().map(|&i| jobs[i].stamp.size).sum();
     before_hashing(report.hashed_files, report.hashed_bytes);
     let started = now_ns();
+    // What each inode is checked against: the union of what its links' lock entries know.
+    let mut extra: Vec<Extra> = unique
+        .iter()
+        .map(|&i| scan_extra(jobs[i].stamp.size))
+        .collect();
+    for (job, &slot) in jobs.iter().zip(&slots) {
+        if let Owner::File { model, file } = job.owner {
+            let f = &targets[model].files[file];
+            extra[slot].md5 |= f.md5.is_some();
+            if f.git_oid.is_some() {
+                extra[slot].git_blob = Some(job.stamp.size);
+            }
+        }
+    }
     let hash_jobs: Vec<HashJob<'_>> = unique
         .iter()
-        .map(|&i| HashJob {
+        .zip(&extra)
+        .map(|(&i, extra)| HashJob {
             path: &jobs[i].path,
             size: jobs[i].stamp.size,
             identity: Some((jobs[i].stamp.dev, jobs[i].stamp.ino)),
+            extra: *extra,
         })
         .collect();
     let digests = hash_parallel(&hash_jobs)?;
 
     for (job, slot) in jobs.into_iter().zip(slots) {
         let actual = digests[slot];
-        cache.insert(job.key.clone(), job.stamp, actual, started);
+        let known = Known {
+            sha256: actual.sha256,
+            git_oid: actual.git_oid,
+        };
+        cache.insert(job.key.clone(), job.stamp, known, started);
         match job.owner {
             Owner::File { model, file } => {
                 let expected = &targets[model].files[file];
-                compare(&mut report.models[model], expected, &job.stamp, actual);
+                compare(&mut report.models[model], expected, &job.stamp, &actual);
             }
-            Owner::Blob { digest } if digest != actual => {
+            Owner::Blob { digest } if digest != actual.sha256 => {
                 report.corrupt_blobs.push(CorruptBlob {
                     path: job.key,
                     expected_sha256: digest,
-                    actual_sha256: Some(actual),
+                    actual_sha256: Some(actual.sha256),
                     actual_size: Some(job.stamp.size),
                     found: EntryKind::File,
                 });
@@ -225,23 +255,36 @@ pub fn verify(
 }
 
 /// Records one hashed locked file in its model's report.
-fn compare(model: &mut ModelReport, expected: &LockedFile, stamp: &Stamp, actual: Sha256) {
+fn compare(model: &mut ModelReport, expected: &LockedFile, stamp: &Stamp, actual: &Digests) {
     model.files_checked += 1;
     model.bytes_checked += stamp.size;
     let path = expected.path.as_str().to_owned();
-    if expected.sha256.is_none() {
+    let want = Expected {
+        sha256: expected.sha256,
+        md5: expected.md5,
+        git_oid: expected.git_oid,
+    };
+    if want.is_empty() {
         model.size_only.push(path.clone());
     }
-    let same_size = stamp.size == expected.size;
-    let same_hash = expected.sha256.is_none_or(|want| want == actual);
-    if !(same_size && same_hash) {
+    let kind = match want.check(actual) {
+        _ if stamp.size != expected.size => Some(ProblemKind::Corrupted),
+        Ok(()) => None,
+        Err(m) if m.algo == "git-oid" && expected.sha256 == Some(actual.sha256) => {
+            Some(ProblemKind::LockInconsistent)
+        }
+        Err(_) => Some(ProblemKind::Corrupted),
+    };
+    if let Some(kind) = kind {
         model.problems.push(Problem {
-            kind: ProblemKind::Corrupted,
+            kind,
             path,
             expected_sha256: expected.sha256,
-            actual_sha256: Some(actual),
+            actual_sha256: Some(actual.sha256),
             expected_size: Some(expected.size),
             actual_size: Some(stamp.size),
+            expected_git_oid: expected.git_oid,
+            actual_git_oid: actual.git_oid,
             found: Some(EntryKind::File),
             link_target: None,
         });
@@ -373,6 +416,8 @@ fn walk_model(
                 actual_sha256: None,
                 expected_size: Some(file.size),
                 actual_size: None,
+                expected_git_oid: file.git_oid,
+                actual_git_oid: None,
                 found: None,
                 link_target: None,
             });
@@ -398,6 +443,8 @@ fn foreign(
         actual_sha256: None,
         expected_size: expected.map(|f| f.size),
         actual_size: (found == EntryKind::File).then_some(meta.len()),
+        expected_git_oid: expected.and_then(|f| f.git_oid),
+        actual_git_oid: None,
         found: Some(found),
         link_target: (found == EntryKind::Symlink)
             .then(|| fs::read_link(path).ok())

@@ -8,12 +8,15 @@
 //!   refs/<revision>                   the commit, when the revision is a branch or tag
 //! ```
 //!
-//! Two directions. [`HfCache::find`] finds an LFS file the cache already holds, so `plan` can
-//! reuse it instead of downloading (apply verifies its sha256 before trusting it: Python never
-//! checks). With `hf_cache: true` in models.yaml, [`HfCache::share`] lays each `hf` model out
-//! there with hardlinks to the store's blobs, one copy on disk, so that
-//! `from_pretrained(repo, revision=…)` works with `HF_HUB_OFFLINE=1`. Every name written is a
-//! validated [`RelPath`] or hex digest; writes are link-then-rename, like in the store.
+//! Two directions. [`HfCache::find`] finds a file the cache already holds (an LFS file by its
+//! sha256, a regular file by its git blob id), so `plan` can reuse it instead of downloading
+//! (its bytes are hashed before they are trusted: Python never checks). With `hf_cache: true`
+//! in models.yaml, [`HfCache::share`] lays each `hf` model out there with hardlinks to the
+//! store's blobs, one copy on disk, so that `from_pretrained(repo, revision=…)` works with
+//! `HF_HUB_OFFLINE=1`. A blob the cache already holds under the right name is kept only when
+//! it is the store's own inode, or (on another filesystem) when its bytes hash right; anything
+//! else is replaced atomically by the verified bytes. Every name written is a validated
+//! [`RelPath`] or hex digest; writes are link-then-rename, like in the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -21,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::Repo;
-use crate::digest::Sha256;
+use crate::digest::{Expected, GitOid, Sha256};
 use crate::lock::LockedFile;
 use crate::manifest::RepoType;
 use crate::names::{ModelId, RelPath};
@@ -29,8 +32,11 @@ use crate::names::{ModelId, RelPath};
 /// What the planner needs to know about the cache.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CacheView {
-    /// LFS blobs present in the cache for declared models, by sha256.
+    /// Blobs present in the cache for declared models, by sha256 (an LFS file's name; a
+    /// regular file's, once its bytes were hashed and matched its git blob id).
     pub blobs: BTreeMap<Sha256, PathBuf>,
+    /// Regular files found in the cache by git blob id and verified, with their sha256.
+    pub git_oids: BTreeMap<GitOid, Sha256>,
     /// `hf` models that should be shared (`hf_cache: true`) and are not complete there yet.
     pub unshared: BTreeSet<ModelId>,
 }
@@ -79,22 +85,25 @@ impl HfCache {
         }
     }
 
-    /// The cached copy of an LFS file, if the cache has one of the right size.
+    /// The cached blob of a file (named by its git blob id or sha256), if the cache has one
+    /// of the right size. Nothing here says its bytes are right: callers hash before trusting.
     pub fn find(&self, repo: &Repo, file: &LockedFile) -> Option<PathBuf> {
-        let sha = file.sha256.filter(|_| file.git_oid.is_none())?;
-        let path = self.repo_dir(repo).join("blobs").join(sha.hex());
+        let path = self.repo_dir(repo).join("blobs").join(Self::etag(file)?);
         let meta = fs::symlink_metadata(&path).ok()?;
         (meta.is_file() && meta.len() == file.size).then_some(path)
     }
 
     /// Whether the model is complete in the cache: the revision's ref names the commit and
-    /// every file's snapshot entry leads to a file of the locked size.
+    /// every file's snapshot entry leads to the store's own bytes. `store_file` gives the
+    /// store's file for a locked file when it has one; a snapshot entry must then be that very
+    /// inode, or (on another filesystem, where the cache holds a copy) a file of its size.
     pub fn is_shared(
         &self,
         repo: &Repo,
         revision: &str,
         commit: &str,
         files: &[LockedFile],
+        store_file: &dyn Fn(&LockedFile) -> Option<PathBuf>,
     ) -> bool {
         let dir = self.repo_dir(repo);
         if revision != commit {
@@ -107,8 +116,15 @@ impl HfCache {
             }
         }
         let snapshot = dir.join("snapshots").join(commit);
+        use std::os::unix::fs::MetadataExt;
         files.iter().all(|f| {
-            fs::metadata(f.path.under(&snapshot)).is_ok_and(|m| m.is_file() && m.len() == f.size)
+            let Ok(cached) = fs::metadata(f.path.under(&snapshot)) else {
+                return false;
+            };
+            let store = store_file(f).and_then(|p| fs::metadata(p).ok());
+            cached.is_file()
+                && cached.len() == f.size
+                && store.is_none_or(|s| same_inode(&s, &cached) || s.dev() != cached.dev())
         })
     }
 
@@ -135,7 +151,12 @@ impl HfCache {
                 )));
             };
             let blob = blobs.join(&etag);
-            match place_blob(&source, &blob)? {
+            let expected = Expected {
+                sha256: file.sha256,
+                md5: None,
+                git_oid: file.git_oid,
+            };
+            match place_blob(&source, &blob, &expected, file.size)? {
                 Placed::Linked => shared.linked += 1,
                 Placed::Copied => shared.copied += 1,
                 Placed::Present => {}
@@ -167,13 +188,31 @@ enum Placed {
     Present,
 }
 
-/// Puts the store's blob at `blob` in the cache: a hardlink (one copy), else a copy.
-fn place_blob(source: &Path, blob: &Path) -> io::Result<Placed> {
+/// Whether two entries are the same file on disk.
+fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Puts the store's verified blob at `blob` in the cache: a hardlink (one copy), else a copy.
+/// What is there already stays only if it is that same inode, or a file on another filesystem
+/// whose bytes hash to what the lock says; a blob `huggingface_hub` left damaged is replaced.
+fn place_blob(source: &Path, blob: &Path, expected: &Expected, size: u64) -> io::Result<Placed> {
+    use std::os::unix::fs::MetadataExt;
     if let (Ok(have), Ok(want)) = (fs::symlink_metadata(blob), fs::metadata(source))
         && have.is_file()
         && have.len() == want.len()
     {
-        return Ok(Placed::Present);
+        if same_inode(&have, &want) {
+            return Ok(Placed::Present);
+        }
+        if have.dev() != want.dev() {
+            let got = crate::store::hash_file_with(blob, expected.extra(size))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            if expected.check(&got).is_ok() {
+                return Ok(Placed::Present);
+            }
+        }
     }
     let temp = blob.with_extension(format!("modelctl-{}.incomplete", std::process::id()));
     let _ = fs::remove_file(&temp);
@@ -186,6 +225,7 @@ fn place_blob(source: &Path, blob: &Path) -> io::Result<Placed> {
         }
     };
     fs::rename(&temp, blob)?;
+    crate::durable::sync_dir(blob.parent().unwrap_or(Path::new(".")))?;
     Ok(placed)
 }
 
@@ -247,7 +287,8 @@ mod tests {
             },
         ];
         let cache = HfCache::new(dir.path().join("hub"));
-        assert!(!cache.is_shared(&repo(), "main", COMMIT, &files));
+        let no_store = |_: &LockedFile| None;
+        assert!(!cache.is_shared(&repo(), "main", COMMIT, &files, &no_store));
         let blob_of = |f: &LockedFile| {
             Some(if f.git_oid.is_some() {
                 config_blob.clone()
@@ -265,7 +306,7 @@ mod tests {
                 copied: 0
             }
         );
-        assert!(cache.is_shared(&repo(), "main", COMMIT, &files));
+        assert!(cache.is_shared(&repo(), "main", COMMIT, &files, &blob_of));
 
         let base = dir.path().join("hub/models--org--name");
         assert_eq!(
@@ -297,8 +338,8 @@ mod tests {
         );
         assert_eq!(
             cache.find(&repo(), &files[1]),
-            None,
-            "regular files are not found by sha256"
+            Some(base.join("blobs/2f9618c3a19b9a61add74f70bfb121335aeef666")),
+            "regular files are found by git blob id"
         );
 
         let again = cache
