@@ -394,13 +394,21 @@ impl Project {
         .into())
     }
 
-    /// Resolves every unpinned entry through its source (or says why not, when offline).
+    /// Resolves every unpinned entry through its source (or says why not, when offline),
+    /// keeping the sha256s the lock learned for files that provably did not change.
     pub fn resolve_unpinned(&self) -> Result<BTreeMap<ModelId, Resolution>> {
-        self.resolve(self.unpinned())
+        self.resolve(self.unpinned(), Learned::Carry)
     }
 
-    /// Resolves the given entries through their sources, whatever the lock says.
-    pub fn resolve(&self, ids: Vec<ModelId>) -> Result<BTreeMap<ModelId, Resolution>> {
+    /// Resolves the given entries through their sources, whatever the lock says. With
+    /// [`Learned::Proven`] (as `update` does), a learned sha256 is kept only where the store
+    /// holds bytes with both it and the file's git blob id: a lock written from stale bytes is
+    /// repaired, and its sha256s are learned again from verified bytes.
+    pub fn resolve(
+        &self,
+        ids: Vec<ModelId>,
+        learned: Learned<'_>,
+    ) -> Result<BTreeMap<ModelId, Resolution>> {
         if ids.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -417,7 +425,7 @@ impl Project {
                     if let (Resolution::Resolved(new), Some(old)) =
                         (&mut resolution, self.lock.models.get(&id))
                     {
-                        new.carry_learned(old);
+                        new.carry_learned(old, &|sha, oid| learned.proves(sha, oid));
                     }
                     out.insert(id, resolution);
                 }
@@ -481,6 +489,24 @@ async fn ollama_drift(
         },
         moved,
     ))
+}
+
+/// Which sha256s learned by downloading a re-resolution keeps for unchanged files.
+#[derive(Debug, Clone, Copy)]
+pub enum Learned<'a> {
+    /// All of them (the lock's pairing of sha256 and git blob id is trusted).
+    Carry,
+    /// Those the store proves: a blob with that sha256 has that git blob id.
+    Proven(&'a StoreState),
+}
+
+impl Learned<'_> {
+    fn proves(&self, sha256: crate::digest::Sha256, git_oid: crate::digest::GitOid) -> bool {
+        match self {
+            Learned::Carry => true,
+            Learned::Proven(state) => state.blob_git_oids.get(&git_oid) == Some(&sha256),
+        }
+    }
 }
 
 /// `--locked` was passed but the lock would change.

@@ -297,14 +297,26 @@ fn confirm_deletions(plan: &Plan, yes: bool) -> Result<()> {
     }
 }
 
-/// Writes the lock the plan pinned, with the sha256 learned while downloading.
+/// Writes the lock the plan pinned, with the sha256 learned while downloading. A model that
+/// failed keeps the entry it had (or stays out of the lock): its new pin is taken once its
+/// bytes are in, so models.lock never holds what no verified download backed.
 pub(crate) fn write_lock(
     project: &Project,
     next: &Lockfile,
     outcome: &Outcome,
 ) -> Result<Option<String>> {
     let mut next = next.clone();
-    for (model, path, digest) in &outcome.learned {
+    for model in &outcome.failed {
+        match project.lock.models.get(model) {
+            Some(old) => next.models.insert(model.clone(), old.clone()),
+            None => next.models.remove(model),
+        };
+    }
+    let learned = outcome
+        .learned
+        .iter()
+        .filter(|(model, _, _)| !outcome.failed.contains(model));
+    for (model, path, digest) in learned {
         if let Some(file) = next
             .models
             .get_mut(model)

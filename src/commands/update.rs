@@ -19,7 +19,10 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
         ));
     }
     let ids = select_ids(&project, &args.ids)?;
-    let resolutions = project.resolve(ids.clone())?;
+    // The store proves which learned sha256s belong to their git blob ids (a lock written from
+    // stale bytes loses the others, and learns them again from verified bytes).
+    let state = project.scan()?;
+    let resolutions = project.resolve(ids.clone(), crate::project::Learned::Proven(&state))?;
     let mut next = project.lock.clone();
     next.models
         .retain(|id, _| project.manifest.models.contains_key(id));

@@ -109,8 +109,10 @@ impl LockedModel {
 impl LockedModel {
     /// Keeps sha256s learned by downloading (for files the source publishes no sha256 for)
     /// across a re-resolution, where the new entry proves the file is the same content: the
-    /// same git blob id (Hub regular files), or the same URL, size and strong `ETag`.
-    pub fn carry_learned(&mut self, old: &LockedModel) {
+    /// same git blob id (Hub regular files), or the same URL, size and strong `ETag`. A sha256
+    /// paired with a git blob id is kept only where `proven(sha256, git_oid)` holds, so a
+    /// caller that can check the pairing against bytes (`update`, with the store) does.
+    pub fn carry_learned(&mut self, old: &LockedModel, proven: &dyn Fn(Sha256, GitOid) -> bool) {
         let same_url = match (&self.source, &old.source) {
             (
                 LockedSource::Url { url, etag, .. },
@@ -131,7 +133,10 @@ impl LockedModel {
             let Some(before) = old.files.iter().find(|f| f.path == file.path) else {
                 continue;
             };
-            let same_blob = file.git_oid.is_some() && file.git_oid == before.git_oid;
+            let same_blob = match (file.git_oid, before.sha256) {
+                (Some(oid), Some(sha)) => file.git_oid == before.git_oid && proven(sha, oid),
+                _ => false,
+            };
             if before.size == file.size && (same_blob || same_url) {
                 file.sha256 = before.sha256;
             }

@@ -2,9 +2,11 @@
 //!
 //! Resolving asks the server what the URL is now (HEAD, following redirects): the final URL,
 //! the size, the `ETag` and `Last-Modified` validators. A server that refuses HEAD is asked for
-//! the first byte instead (`Range: bytes=0-0`, size from `Content-Range`). The sha256 is the
-//! manifest's when it gives one; otherwise it becomes known when the file is first downloaded
-//! and hashed. A `file://` URL is read directly and hashed at once.
+//! the first byte instead (`Range: bytes=0-0`, size from `Content-Range`). The lock records only
+//! digests of bytes modelctl hashed: a checksum in models.yaml is an expectation, checked when
+//! the file is downloaded (and its sha256 learned then), never copied into the lock unseen. A
+//! `file://` URL is read directly and hashed at once, so a wrong checksum in models.yaml is
+//! refused while resolving, naming the line to fix.
 
 use std::collections::BTreeMap;
 
@@ -38,18 +40,27 @@ pub async fn resolve(
         if !meta.is_file() {
             return Err(format!("`{}` is not a regular file", path.display()));
         }
-        let hashed = match sha256 {
-            Some(_) => None,
-            None => {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || crate::store::hash_file(&path))
-                    .await
-                    .map_err(|e| format!("hashing `{shown}` failed: {e}"))?
-                    .map(Some)
-                    .map_err(|e| format!("cannot read `{}`: {}", e.path.display(), e.source))?
-            }
+        let hashed = {
+            let path = path.clone();
+            let extra = crate::digest::Extra::to_check(md5, None, meta.len());
+            tokio::task::spawn_blocking(move || crate::store::hash_file_with(&path, extra))
+                .await
+                .map_err(|e| format!("hashing `{shown}` failed: {e}"))?
+                .map_err(|e| format!("cannot read `{}`: {}", e.path.display(), e.source))?
         };
-        (meta.len(), None, None, None, hashed)
+        let expected = crate::digest::Expected {
+            sha256,
+            md5,
+            git_oid: None,
+        };
+        if let Err(mismatch) = expected.check(&hashed) {
+            let key = if sha256.is_some() { "sha256" } else { "md5" };
+            return Err(format!(
+                "models.yaml expects another file: `{shown}` does not match its {key} \
+                 ({mismatch}); fix the {key} in models.yaml if this is the file you want"
+            ));
+        }
+        (meta.len(), None, None, None, Some(hashed.sha256))
     } else {
         if ctx.offline {
             return Err(
@@ -72,15 +83,12 @@ pub async fn resolve(
             "models.yaml expects {want} bytes, but `{shown}` has {size}"
         ));
     }
+    // Only what modelctl hashed itself: the manifest's checksums are checked at download.
     let file = LockedFile {
         path: source.file.clone(),
         size,
-        sha256: sha256.or(hashed),
-        md5: if sha256.or(hashed).is_some() {
-            None
-        } else {
-            md5
-        },
+        sha256: hashed,
+        md5: None,
         git_oid: None,
     };
     // The lock is committed to git: credentials and presigned signatures never go into it.
