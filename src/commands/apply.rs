@@ -329,6 +329,9 @@ pub(crate) fn write_lock(
     if let Some(flag) = project.settings.network.locked {
         return Ok((next != project.lock).then(|| format!("models.lock not updated ({flag})")));
     }
+    if next == project.lock {
+        return Ok(None);
+    }
     let wrote = crate::lock::write(&project.settings.lock_path, &next)?;
     Ok(wrote.then(|| "models.lock updated".to_owned()))
 }

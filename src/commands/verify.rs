@@ -106,7 +106,10 @@ pub fn run(settings: Settings, args: &VerifyArgs) -> Result<ExitCode> {
             );
         }
     };
-    let report = crate::store::verify::verify(&project.store, &targets, &mut cache, &announce)?;
+    let mut report = crate::store::verify::verify(&project.store, &targets, &mut cache, &announce)?;
+    if project.manifest.hf_cache {
+        check_hf_cache(&project, &mut report);
+    }
     if project.store.root().exists()
         && let Err(e) = cache.save(&cache_path)
     {
@@ -137,6 +140,26 @@ pub fn run(settings: Settings, args: &VerifyArgs) -> Result<ExitCode> {
     })
 }
 
+/// With `hf_cache: true`, what each checked `hf` model's snapshot in the Hugging Face cache
+/// serves is checked too: consumers load it from there.
+fn check_hf_cache(project: &Project, report: &mut VerifyReport) {
+    let cache = crate::sources::hf::cache::HfCache::new(&project.settings.hf.cache_dir);
+    for model in &mut report.models {
+        let (Some(entry), Some(locked)) = (
+            project.manifest.models.get(&model.id),
+            project.lock.models.get(&model.id),
+        ) else {
+            continue;
+        };
+        if let (crate::manifest::Source::Hf(source), LockedSource::Hf { commit, .. }) =
+            (&entry.source, &locked.source)
+        {
+            let repo = crate::sources::hf::Repo::of(source);
+            model.hf_cache = cache.verify_snapshot(&repo, commit, &locked.files);
+        }
+    }
+}
+
 /// `--repair`: re-fetches (or relinks, or removes) exactly what the report found damaged,
 /// through the same engine as `apply`, without touching pointers or other models. Progress
 /// goes to stderr so that `--json` keeps stdout to the report.
@@ -156,7 +179,7 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
     let damaged: std::collections::BTreeSet<&ModelId> = report
         .models
         .iter()
-        .filter(|m| !m.problems.is_empty())
+        .filter(|m| !m.problems.is_empty() || !m.hf_cache.is_empty())
         .map(|m| &m.id)
         .collect();
     let state = project.scan_with(&mut cache)?;
@@ -169,6 +192,7 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
                     | Action::Reuse { .. }
                     | Action::DeleteFile { .. }
                     | Action::Verify { .. }
+                    | Action::ShareHfCache { .. }
             )
     };
     plan.actions.retain(|a| keep(a));
@@ -390,7 +414,7 @@ fn render_text(outcomes: &[Outcome], report: &VerifyReport) -> String {
 }
 
 fn render_model(out: &mut String, model: &ModelReport) {
-    if model.problems.is_empty() {
+    if model.problems.is_empty() && model.hf_cache.is_empty() {
         out.push_str(&format!(
             "{} ({}): {} intact ({})\n",
             model.id,
@@ -403,10 +427,17 @@ fn render_model(out: &mut String, model: &ModelReport) {
             "{} ({}): {}\n",
             model.id,
             model.kind,
-            plural(model.problems.len(), "problem", "problems")
+            plural(
+                model.problems.len() + model.hf_cache.len(),
+                "problem",
+                "problems"
+            )
         ));
         for problem in &model.problems {
             out.push_str(&format!("  {}\n", describe(problem)));
+        }
+        for problem in &model.hf_cache {
+            out.push_str(&format!("  in the HF cache: {}\n", describe(problem)));
         }
     }
     for path in &model.size_only {
@@ -439,6 +470,8 @@ struct ModelJson<'a> {
     bytes_checked: u64,
     problems: &'a [Problem],
     size_only: &'a [String],
+    /// Problems of the model's snapshot in the Hugging Face cache (`hf_cache: true`).
+    hf_cache_problems: &'a [Problem],
 }
 
 #[derive(Serialize)]
@@ -463,6 +496,7 @@ fn document<'a>(outcomes: &'a [Outcome], report: &'a VerifyReport) -> Document<'
                 bytes_checked: 0,
                 problems: &[],
                 size_only: &[],
+                hf_cache_problems: &[],
             }),
             Outcome::Checked(i) => report.models.get(*i).map(|m| ModelJson {
                 id: &m.id,
@@ -473,6 +507,7 @@ fn document<'a>(outcomes: &'a [Outcome], report: &'a VerifyReport) -> Document<'
                 bytes_checked: m.bytes_checked,
                 problems: &m.problems,
                 size_only: &m.size_only,
+                hf_cache_problems: &m.hf_cache,
             }),
         })
         .collect();
@@ -549,6 +584,7 @@ mod tests {
                     },
                 ],
                 size_only: vec![],
+                hf_cache: vec![],
             }],
             corrupt_blobs: vec![CorruptBlob {
                 path: format!("blobs/sha256/{}/{want}", &want[..2]),

@@ -51,7 +51,11 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Problems in models plus corrupt blobs.
     pub fn problem_count(&self) -> usize {
-        self.models.iter().map(|m| m.problems.len()).sum::<usize>() + self.corrupt_blobs.len()
+        self.models
+            .iter()
+            .map(|m| m.problems.len() + m.hf_cache.len())
+            .sum::<usize>()
+            + self.corrupt_blobs.len()
     }
 
     pub fn is_ok(&self) -> bool {
@@ -72,6 +76,9 @@ pub struct ModelReport {
     pub problems: Vec<Problem>,
     /// Files models.lock gives no digest at all for: only their size could be compared.
     pub size_only: Vec<String>,
+    /// For a model laid out in the Hugging Face cache (`hf_cache: true`): what its snapshot
+    /// serves that is not the locked bytes; paths are the snapshot entries', absolute.
+    pub hf_cache: Vec<Problem>,
 }
 
 /// What is wrong with one entry of a model directory.
@@ -254,6 +261,23 @@ pub fn verify(
     Ok(report)
 }
 
+/// Checks one hashed file against its lock entry: the problem, if any (its kind).
+pub fn judge(expected: &LockedFile, size: u64, actual: &Digests) -> Option<ProblemKind> {
+    let want = Expected {
+        sha256: expected.sha256,
+        md5: expected.md5,
+        git_oid: expected.git_oid,
+    };
+    match want.check(actual) {
+        _ if size != expected.size => Some(ProblemKind::Corrupted),
+        Ok(()) => None,
+        Err(m) if m.algo == "git-oid" && expected.sha256 == Some(actual.sha256) => {
+            Some(ProblemKind::LockInconsistent)
+        }
+        Err(_) => Some(ProblemKind::Corrupted),
+    }
+}
+
 /// Records one hashed locked file in its model's report.
 fn compare(model: &mut ModelReport, expected: &LockedFile, stamp: &Stamp, actual: &Digests) {
     model.files_checked += 1;
@@ -267,15 +291,7 @@ fn compare(model: &mut ModelReport, expected: &LockedFile, stamp: &Stamp, actual
     if want.is_empty() {
         model.size_only.push(path.clone());
     }
-    let kind = match want.check(actual) {
-        _ if stamp.size != expected.size => Some(ProblemKind::Corrupted),
-        Ok(()) => None,
-        Err(m) if m.algo == "git-oid" && expected.sha256 == Some(actual.sha256) => {
-            Some(ProblemKind::LockInconsistent)
-        }
-        Err(_) => Some(ProblemKind::Corrupted),
-    };
-    if let Some(kind) = kind {
+    if let Some(kind) = judge(expected, stamp.size, actual) {
         model.problems.push(Problem {
             kind,
             path,
@@ -335,6 +351,7 @@ fn walk_model(
         bytes_checked: 0,
         problems: Vec::new(),
         size_only: Vec::new(),
+        hf_cache: Vec::new(),
     };
     let locked: HashMap<&str, usize> = target
         .files

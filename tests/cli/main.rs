@@ -21,6 +21,7 @@ mod faults;
 mod gc;
 mod hf_source;
 mod hostile;
+mod integrity;
 mod lock;
 mod manifest_errors;
 mod nginx;

@@ -95,8 +95,9 @@ impl HfCache {
 
     /// Whether the model is complete in the cache: the revision's ref names the commit and
     /// every file's snapshot entry leads to the store's own bytes. `store_file` gives the
-    /// store's file for a locked file when it has one; a snapshot entry must then be that very
-    /// inode, or (on another filesystem, where the cache holds a copy) a file of its size.
+    /// store's file for a locked file when it holds the locked bytes (a model not complete in
+    /// the store is not shared yet); a snapshot entry must be that very inode, or (on another
+    /// filesystem, where the cache holds a copy) a file of its size.
     pub fn is_shared(
         &self,
         repo: &Repo,
@@ -121,10 +122,12 @@ impl HfCache {
             let Ok(cached) = fs::metadata(f.path.under(&snapshot)) else {
                 return false;
             };
-            let store = store_file(f).and_then(|p| fs::metadata(p).ok());
+            let Some(store) = store_file(f).and_then(|p| fs::metadata(p).ok()) else {
+                return false;
+            };
             cached.is_file()
                 && cached.len() == f.size
-                && store.is_none_or(|s| same_inode(&s, &cached) || s.dev() != cached.dev())
+                && (same_inode(&store, &cached) || store.dev() != cached.dev())
         })
     }
 
@@ -179,6 +182,60 @@ impl HfCache {
             crate::durable::write_if_changed(&path, commit.as_bytes())?;
         }
         Ok(shared)
+    }
+}
+
+impl HfCache {
+    /// Hashes what the snapshot of `commit` serves for every locked file (following its links,
+    /// as `huggingface_hub` does) and compares it with the lock. Returns the problems, each
+    /// with the snapshot entry's path.
+    pub fn verify_snapshot(
+        &self,
+        repo: &Repo,
+        commit: &str,
+        files: &[LockedFile],
+    ) -> Vec<crate::store::verify::Problem> {
+        use crate::store::verify::{Problem, ProblemKind, judge};
+        let snapshot = self.repo_dir(repo).join("snapshots").join(commit);
+        let mut problems = Vec::new();
+        for file in files {
+            let entry = file.path.under(&snapshot);
+            let problem = |kind, found, actual: Option<crate::digest::Digests>, size| Problem {
+                kind,
+                path: entry.display().to_string(),
+                expected_sha256: file.sha256,
+                actual_sha256: actual.map(|d| d.sha256),
+                expected_size: Some(file.size),
+                actual_size: size,
+                expected_git_oid: file.git_oid,
+                actual_git_oid: actual.and_then(|d| d.git_oid),
+                found,
+                link_target: None,
+            };
+            let meta = match fs::metadata(&entry) {
+                Ok(meta) => meta,
+                Err(_) => {
+                    problems.push(problem(ProblemKind::Missing, None, None, None));
+                    continue;
+                }
+            };
+            if !meta.is_file() {
+                let found = Some(crate::store::EntryKind::of(&meta));
+                problems.push(problem(ProblemKind::NotAFile, found, None, None));
+                continue;
+            }
+            let extra = crate::digest::Extra::to_check(file.md5, file.git_oid, meta.len());
+            let found = Some(crate::store::EntryKind::File);
+            match crate::store::hash_file_with(&entry, extra) {
+                Ok(actual) => {
+                    if let Some(kind) = judge(file, meta.len(), &actual) {
+                        problems.push(problem(kind, found, Some(actual), Some(meta.len())));
+                    }
+                }
+                Err(_) => problems.push(problem(ProblemKind::Corrupted, found, None, None)),
+            }
+        }
+        problems
     }
 }
 
@@ -287,8 +344,6 @@ mod tests {
             },
         ];
         let cache = HfCache::new(dir.path().join("hub"));
-        let no_store = |_: &LockedFile| None;
-        assert!(!cache.is_shared(&repo(), "main", COMMIT, &files, &no_store));
         let blob_of = |f: &LockedFile| {
             Some(if f.git_oid.is_some() {
                 config_blob.clone()
@@ -296,6 +351,7 @@ mod tests {
                 store_blob.clone()
             })
         };
+        assert!(!cache.is_shared(&repo(), "main", COMMIT, &files, &blob_of));
         let done = cache
             .share(&repo(), "main", COMMIT, &files, &blob_of)
             .expect("shared");
