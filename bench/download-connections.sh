@@ -2,7 +2,7 @@
 # download-connections.sh: `modelctl apply` download time against the number of connections
 # (`--connections N`), with curl and aria2c as references measured in the same run.
 #
-# The logic is that of the reference benchmark /work/shared/bench/download.sh (nginx on
+# The logic is that of the download benchmark, bench/download.sh (nginx on
 # 127.0.0.1 serving one random file, a models.yaml with a `url` source and the file's sha256,
 # `modelctl apply --yes` into an empty store, page cache dropped before every run, median of
 # RUNS), parameterised by a list of connection counts. Differences: the runs are interleaved
@@ -12,7 +12,7 @@
 # (openssl uses the SHA instructions, as modelctl does; coreutils sha256sum may not), then
 # `sync FILE`: download + sha256 + durable write, which curl -o alone does not do.
 #
-# Targets (README "Performance", from the reference benchmark):
+# Targets (docs/performance.md, as for bench/download.sh):
 #   no rate limit (-r none):    modelctl / curl        <= 1.10
 #   -s 256 -r 20m:              modelctl / aria2c -x16 <= 1.00
 # The output says which --connections value is fastest, to choose the default for each case.

@@ -3,7 +3,7 @@
 //! Every file modelctl owns (models.lock, active.json, the stat cache, symlinks under
 //! `active/`) is replaced by writing a uniquely named sibling, fsyncing it, renaming it over
 //! the target and fsyncing the directory. A crash at any instant leaves either the complete old
-//! file or the complete new one, never an empty or truncated one (RELIABILITY.md C2).
+//! file or the complete new one, never an empty or truncated one (docs/reliability.md C2).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

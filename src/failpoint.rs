@@ -1,4 +1,5 @@
-//! Failpoints: named places where a test can make modelctl die as if killed (RELIABILITY C1–C4).
+//! Failpoints: named places where a test can make modelctl die as if killed
+//! (docs/reliability.md C1–C4).
 //!
 //! `MODELCTL_FAILPOINT=<name>` (read once, by [`crate::settings`]) makes the process abort
 //! the first time it reaches the failpoint of that name: [`std::process::abort`] runs no

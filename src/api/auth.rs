@@ -1,5 +1,5 @@
-//! Who may change things through the API (RELIABILITY A1): a bearer token, a JSON content type,
-//! and a cap on the body.
+//! Who may change things through the API (docs/reliability.md A1): a bearer token, a JSON
+//! content type, and a cap on the body.
 //!
 //! The token is `MODELCTL_API_TOKEN` when set (it is then never written anywhere), else the
 //! contents of `<store>/.modelctl/api-token`, made at the first `serve` (32 random bytes in hex,
@@ -8,7 +8,7 @@
 //! on a non-loopback address every request must, reads included. A change that carries a body
 //! or a `Content-Type` must say `application/json`: a web page can send `text/plain` across
 //! sites without a preflight, never JSON. Bodies are capped at [`MAX_BODY`] and must arrive
-//! within [`BODY_TIMEOUT`] (RELIABILITY A3).
+//! within [`BODY_TIMEOUT`] (docs/reliability.md A3).
 //! `GET /api/openapi.json` is public: a fixed document that says nothing about this machine.
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! The checks every API request passes first (RELIABILITY A1).
+//! The checks every API request passes first (docs/reliability.md A1).
 //!
 //! DNS rebinding: a page on `evil.example` whose name is made to resolve to 127.0.0.1 reaches
 //! the API with `Host: evil.example`; only hosts naming this machine (or the address the server

@@ -1,4 +1,4 @@
-//! The connection loop under the router (RELIABILITY A3): what `axum::serve` does, plus the
+//! The connection loop under the router (docs/reliability.md A3): what `axum::serve` does, plus the
 //! limits it lacks.
 //!
 //! `axum::serve` gives hyper no timer, so hyper's header read timeout never fires and a client

@@ -247,7 +247,7 @@ fn known_type(manifest: &Manifest, kind: &str) -> Result<()> {
     Err(miette!(help = help, "unknown model type `{kind}`"))
 }
 
-/// The new model's mapping, in the order the README's examples use.
+/// The new model's mapping, in the order the examples in docs/ use.
 fn new_entry(args: &AddArgs) -> MappingBuilder {
     let mut entry = MappingBuilder::new().pair("type", args.kind.as_str());
     if let Some(description) = &args.description {

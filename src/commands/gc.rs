@@ -2,7 +2,8 @@
 //!
 //! The store lock is taken before anything is examined (a dry run, which removes nothing,
 //! does without it, so it also works on a read-only store), so gc never races an `apply`; the
-//! grace period protects in-flight work even where the lock does nothing (RELIABILITY K4, I6).
+//! grace period protects in-flight work even where the lock does nothing (docs/reliability.md
+//! K4, I6).
 //! Every digest models.lock lists is kept, whether or not a model links it. What is garbage
 //! and how it is removed is [`crate::store::gc`]; this file gathers the inputs and prints.
 

@@ -4,7 +4,7 @@
 //! verified (not locked, locked from a different manifest entry, served by Ollama), hands the
 //! rest to [`crate::store::verify`], and prints the report. Exit 0 when everything checked is
 //! intact, 1 on any problem. The only write is the stat cache, best effort: a read-only store
-//! verifies just the same (RELIABILITY D2).
+//! verifies just the same (docs/reliability.md D2).
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -4,11 +4,11 @@
 //! `.modelctl/tmp/`. A blob is in use when a regular file under `models/` is the same inode (a
 //! hardlink) or holds the same bytes (a copy, where hardlinks were refused), when a symlink
 //! under `models/` names it, or when models.lock lists its digest, whatever the store looks
-//! like (RELIABILITY K4). Nothing modified within the grace period is garbage: a download in
-//! flight, or a blob published a moment before its model link was written.
+//! like (docs/reliability.md K4). Nothing modified within the grace period is garbage: a
+//! download in flight, or a blob published a moment before its model link was written.
 //!
-//! Deletion is deliberately narrow (RELIABILITY I8): the store root and every directory on the
-//! way must be real directories (not symlinks) that other users cannot write to, and only
+//! Deletion is deliberately narrow (docs/reliability.md I8): the store root and every directory
+//! on the way must be real directories (not symlinks) that other users cannot write to, and only
 //! entries that `lstat` says are regular files are removed, either at
 //! `blobs/sha256/<2 hex>/<64 hex>` under their canonical name or directly in `.modelctl/tmp/`.
 //! Each is checked again just before it is unlinked (same inode, still old), so a file that
@@ -184,8 +184,8 @@ fn real_dir(path: &Path) -> Result<bool, GcError> {
     }
 }
 
-/// Checks the store before anything is locked, examined or removed (RELIABILITY I8): the root
-/// and the directories gc walks or writes in must be real directories that other users cannot
+/// Checks the store before anything is locked, examined or removed (docs/reliability.md I8): the
+/// root and the directories gc walks or writes in must be real directories that other users cannot
 /// write to, and the lock file must not be a symlink (taking the lock writes into it). Returns
 /// `false` when there is no store at all.
 pub fn check_store(store: &Store) -> Result<bool, GcError> {
@@ -472,7 +472,7 @@ fn remove_one(
     }
     match fs::remove_file(&garbage.full) {
         Ok(()) => Some(garbage.clone()),
-        // Someone else removed it first: the outcome is the same (RELIABILITY C4).
+        // Someone else removed it first: the outcome is the same (docs/reliability.md C4).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             removal.changed.push(garbage.path.clone());
             None

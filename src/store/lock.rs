@@ -4,7 +4,7 @@
 //! holds it, and gives up after a timeout. The holder writes its pid into the file so the
 //! message can name it. The lock is an optimisation, not a correctness mechanism: on
 //! filesystems where advisory locks silently do nothing (some NFS setups) every store write is
-//! still atomic (RELIABILITY.md I6). The OS releases the lock when the process dies, so a
+//! still atomic (docs/reliability.md I6). The OS releases the lock when the process dies, so a
 //! `kill -9` never leaves a stale lock behind.
 
 use std::fs::{File, OpenOptions, TryLockError};

@@ -4,7 +4,7 @@
 //! a hardlink (or copy) made under a temporary name becomes a model file, a new symlink
 //! replaces `active/<type>`. Directories are fsynced after renames. Nothing here follows a
 //! symlink inside the store: each directory on the way to a target is checked with `lstat`,
-//! and removal deletes directory entries, never what a link points at (RELIABILITY I3, I8).
+//! and removal deletes directory entries, never what a link points at (docs/reliability.md I3, I8).
 
 use std::fs;
 use std::io;
@@ -89,7 +89,7 @@ pub fn ensure_dir(root: &Path, dir: &Path) -> Result<(), PlaceError> {
 }
 
 impl Store {
-    /// Checks that the store can be written, before any download starts (RELIABILITY D2).
+    /// Checks that the store can be written, before any download starts (docs/reliability.md D2).
     pub fn check_writable(&self) -> Result<(), PlaceError> {
         if fs::symlink_metadata(self.root()).is_ok_and(|m| m.file_type().is_symlink()) {
             return Err(PlaceError {

@@ -9,7 +9,8 @@
 //! `not_a_file` and never opened, and a file is hashed only if the inode opened is the one the
 //! walk saw. Every problem is collected, none stops the walk; only an entry that cannot be
 //! read at all is an error. Nothing in the store is written: the caller may save the stat
-//! cache this refreshes, and must not fail when it cannot (a read-only store, RELIABILITY D2).
+//! cache this refreshes, and must not fail when it cannot (a read-only store,
+//! docs/reliability.md D2).
 //! What to do about a problem is not decided here.
 
 use std::collections::{HashMap, HashSet};

@@ -1,4 +1,4 @@
-//! The API's defences (RELIABILITY A1, A3): the bearer token on changes (and on everything
+//! The API's defences (docs/reliability.md A1, A3): the bearer token on changes (and on everything
 //! beyond loopback), JSON-only bodies under 1 MiB, a header read timeout against slowloris,
 //! and the refusal to listen on the network without `MODELCTL_API_TOKEN`.
 

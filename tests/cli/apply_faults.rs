@@ -1,4 +1,4 @@
-//! `modelctl apply` against a server that misbehaves: RELIABILITY.md N1–N5, N7, S3–S5, and
+//! `modelctl apply` against a server that misbehaves: docs/reliability.md N1–N5, N7, S3–S5, and
 //! the redirect rules of I9. Each test locks the model while the server behaves, then breaks
 //! the server and asserts what went over the wire and what reached the store.
 

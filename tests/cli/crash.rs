@@ -1,4 +1,4 @@
-//! `kill -9` at every failpoint of an apply: RELIABILITY.md C1–C4.
+//! `kill -9` at every failpoint of an apply: docs/reliability.md C1–C4.
 //!
 //! Each case sets up a store (model `a` active for `tts`, model `k` active for `llm`, the two
 //! sharing one blob), changes models.yaml so the next apply downloads a multi-chunk file for a

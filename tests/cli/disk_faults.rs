@@ -1,4 +1,4 @@
-//! A store the disk or the permissions refuse: RELIABILITY.md D1 (disk full mid-download) and
+//! A store the disk or the permissions refuse: docs/reliability.md D1 (disk full mid-download) and
 //! D2 (a store the user cannot write).
 //!
 //! Both need root: D1 mounts a small tmpfs as the store's filesystem, D2 runs the binary as

@@ -1,4 +1,4 @@
-//! A fake HuggingFace Hub, in process, speaking the protocol of PROTOCOLS.md section 1.
+//! A fake HuggingFace Hub, in process, speaking the protocol of docs/protocols.md section 1.
 //!
 //! [`FakeHub::start`] opens two listeners on `127.0.0.1:0`: the hub ([`FakeHub::url`], what
 //! `HF_ENDPOINT` points at) and a CDN on another port, so another origin, as `cdn-lfs.hf.co`

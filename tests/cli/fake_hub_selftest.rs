@@ -1,4 +1,4 @@
-//! The fake hub against a plain HTTP client: it speaks PROTOCOLS.md section 1 as the tests of
+//! The fake hub against a plain HTTP client: it speaks docs/protocols.md section 1 as the tests of
 //! the Hub source rely on (info with blobs, tree pages, the three resolve shapes, errors,
 //! access, the CDN's ranges, faults, the request log).
 

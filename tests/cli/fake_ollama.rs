@@ -1,5 +1,5 @@
 //! A fake Ollama daemon and a fake Ollama registry, in process, speaking the protocol of
-//! PROTOCOLS.md sections 2 and 3.
+//! docs/protocols.md sections 2 and 3.
 //!
 //! [`FakeOllama::start`] is the daemon ([`FakeOllama::url`] is what `OLLAMA_HOST` points at). It
 //! holds a catalogue of pullable tags ([`FakeOllama::publish`]; publishing a tag again with other
@@ -28,8 +28,8 @@
 //! `{"errors":[{"code":…,"message":…}]}`. [`FakeRegistry::require_auth`] turns on the bearer
 //! challenge and its `/token` endpoint; [`FakeRegistry::set_realm`] announces a realm elsewhere.
 //! [`FakeRegistry::publish_raw`] serves any bytes as a manifest (hostile digests and sizes,
-//! RELIABILITY.md S2). The CDN serves blobs with strict ranges (`206`, `416`) as the Hub fake's
-//! does, with the same faults ([`FakeRegistry::corrupt_byte`], [`FakeRegistry::cut_after`],
+//! docs/reliability.md S2). The CDN serves blobs with strict ranges (`206`, `416`) as the Hub
+//! fake's does, with the same faults ([`FakeRegistry::corrupt_byte`], [`FakeRegistry::cut_after`],
 //! [`FakeRegistry::ignore_range`]). The daemon and the registry are independent: the daemon does
 //! not download from the registry. Both build manifests with [`Image::build`], so the same
 //! layers give the same manifest bytes, hence the same digest, in both.

@@ -1,4 +1,4 @@
-//! The fake Ollama daemon and registry against a plain HTTP client: they speak PROTOCOLS.md
+//! The fake Ollama daemon and registry against a plain HTTP client: they speak docs/protocols.md
 //! sections 2 and 3 as the tests of the Ollama source will rely on (the pull stream and its
 //! errors, tags, delete, show, ps, load and unload, names, the registry's manifests, blobs,
 //! redirect to another hostname, ranges, auth, hostile manifests, faults, the request logs).

@@ -1,4 +1,5 @@
-//! The fault-injecting HTTP server: a CDN that misbehaves on demand (RELIABILITY.md, Harness).
+//! The fault-injecting HTTP server: a CDN that misbehaves on demand (docs/reliability.md, the
+//! test harness).
 //!
 //! It serves byte buffers at paths the way a CDN does (`Content-Length`, a strong `ETag`,
 //! `Accept-Ranges: bytes`, `Range` → `206` with `Content-Range`, the end clamped to the size,

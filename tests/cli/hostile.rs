@@ -1,4 +1,4 @@
-//! Resource bombs are refused with a message that names the limit (RELIABILITY.md M2).
+//! Resource bombs are refused with a message that names the limit (docs/reliability.md M2).
 
 use crate::support::Project;
 

@@ -11,6 +11,7 @@ mod apply;
 mod apply_faults;
 mod crash;
 mod disk_faults;
+mod docs;
 mod edit;
 mod fake_blob;
 mod fake_hub;

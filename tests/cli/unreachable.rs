@@ -1,4 +1,4 @@
-//! Servers that cannot be talked to: RELIABILITY.md N6 (connect timeout) and N8 (TLS).
+//! Servers that cannot be talked to: docs/reliability.md N6 (connect timeout) and N8 (TLS).
 //!
 //! N6 uses a loopback port whose listener never accepts and whose accept queue is full, so
 //! the kernel drops every further SYN and a connect hangs until the client gives up. N8 runs

@@ -1,6 +1,6 @@
 //! `modelctl watch`: a running loop that applies saves of models.yaml, keeps the last good
 //! state through an invalid save, holds deletions back without `--prune`, repairs drift, and
-//! stops cleanly on Ctrl-C. Then event storms (RELIABILITY.md K5): each editor's way of
+//! stops cleanly on Ctrl-C. Then event storms (docs/reliability.md K5): each editor's way of
 //! saving, 50 saves in a second, a missing or empty file under `--prune`, and the loop's own
 //! reads of models.yaml, which must not wake it.
 

@@ -1,5 +1,5 @@
 //! The Hub's JSON API, as far as modelctl needs it: which commit a revision is, and which
-//! files that commit holds (PROTOCOLS.md §1.1–1.3, §1.6).
+//! files that commit holds (docs/protocols.md §1.1–1.3, §1.6).
 //!
 //! Requests carry the token only when it may travel to the endpoint ([`super::token`]), are
 //! retried like downloads (connection errors, 5xx, 408, 429 with `Retry-After`), and every

@@ -1,5 +1,5 @@
 //! The Hugging Face cache (`HF_HUB_CACHE`), the layout `huggingface_hub`, `transformers` and
-//! `diffusers` read (PROTOCOLS.md §1.5):
+//! `diffusers` read (docs/protocols.md §1.5):
 //!
 //! ```text
 //! models--org--name/

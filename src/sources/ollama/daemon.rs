@@ -1,4 +1,4 @@
-//! The Ollama daemon's REST API (PROTOCOLS.md §2): what it has, pull, delete, load, unload.
+//! The Ollama daemon's REST API (docs/protocols.md §2): what it has, pull, delete, load, unload.
 //!
 //! The daemon owns its store (`~/.ollama/models`); modelctl asks it to pull and delete, follows
 //! the pull's NDJSON progress stream (an error can arrive as a line after a `200`), and checks

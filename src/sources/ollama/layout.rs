@@ -1,4 +1,4 @@
-//! Ollama's on-disk layout (`$OLLAMA_MODELS`, PROTOCOLS.md §3.3), for pulling without a
+//! Ollama's on-disk layout (`$OLLAMA_MODELS`, docs/protocols.md §3.3), for pulling without a
 //! daemon, as CI and image builds need:
 //!
 //! ```text

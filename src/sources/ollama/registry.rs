@@ -1,12 +1,12 @@
-//! The Ollama registry (the OCI distribution API, PROTOCOLS.md §3): what a tag is now.
+//! The Ollama registry (the OCI distribution API, docs/protocols.md §3): what a tag is now.
 //!
 //! A tag resolves to its manifest; the sha256 of the manifest's bytes is the model's digest
 //! (what `ollama list` shows), and the manifest lists the layers and the config blob. Every
 //! digest, size and media type in it is validated before anything else happens, for all layers
-//! at once (RELIABILITY S2: `sha256:../../x`, 63 hex digits, negative or huge sizes are refused
-//! with the manifest, never half-used). A `401` with a bearer challenge is answered once, and
-//! only when the challenge's realm is on the registry's own host: a realm elsewhere would learn
-//! which models this machine pulls, or phish a credential.
+//! at once (docs/reliability.md S2: `sha256:../../x`, 63 hex digits, negative or huge sizes are
+//! refused with the manifest, never half-used). A `401` with a bearer challenge is answered
+//! once, and only when the challenge's realm is on the registry's own host: a realm elsewhere
+//! would learn which models this machine pulls, or phish a credential.
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
