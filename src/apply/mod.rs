@@ -127,6 +127,10 @@ impl Executor<'_> {
         // Per model, the files taken from blobs (downloaded or reused) rather than kept.
         let mut changed: BTreeMap<ModelId, BTreeSet<RelPath>> = BTreeMap::new();
         for action in &plan.actions {
+            if let Action::RepairBlob { sha256, from } = action {
+                self.repair_blob(outcome, sha256, from.as_ref());
+                continue;
+            }
             let Some(model) = action.model() else {
                 continue;
             };
@@ -227,6 +231,29 @@ impl Executor<'_> {
         group
             .targets
             .push((model.clone(), kind.clone(), path.clone()));
+    }
+
+    /// Publishes a damaged blob again from the model file that holds its bytes, or removes it.
+    fn repair_blob(
+        &self,
+        outcome: &Mutex<Outcome>,
+        sha256: &Sha256,
+        from: Option<&crate::plan::IntactCopy>,
+    ) {
+        let intact = from.map(|c| c.path.under(&self.store.model_dir(&c.kind, &c.model)));
+        match self.store.repair_blob(sha256, intact.as_deref()) {
+            Ok(()) if intact.is_some() => self
+                .reporter
+                .step(&format!("repaired blob sha256:{}", sha256.short())),
+            Ok(()) => self
+                .reporter
+                .step(&format!("removed damaged blob sha256:{}", sha256.short())),
+            Err(e) => self.error(
+                outcome,
+                None,
+                &format!("cannot repair blob sha256:{}: {e}", sha256.short()),
+            ),
+        }
     }
 
     /// A file whose intact blob is (now) in the store: it goes into the rebuilt directory.

@@ -34,7 +34,8 @@ pub struct Plan {
     pub models: Vec<ModelPlan>,
     /// Changes to `active/<type>` pointers, in type order, after all files are in place.
     pub activations: Vec<Action>,
-    /// Every action in execution order (the model actions, then activations, then deletions).
+    /// Every action in execution order (blob repairs, the model actions, then activations, then
+    /// deletions).
     pub actions: Vec<Action>,
     /// How models.lock would change.
     pub lock_changes: Vec<LockChange>,
@@ -186,12 +187,29 @@ pub enum Action {
         repo: String,
         commit: String,
     },
+    /// Put right a blob whose bytes do not hash to its name: publish it again from a model
+    /// file that holds those bytes intact, or remove it when none does (a model that needs it
+    /// downloads it).
+    RepairBlob {
+        sha256: Sha256,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<IntactCopy>,
+    },
     /// Run a hook from the manifest.
     Hook {
         model: ModelId,
         event: String,
         command: String,
     },
+}
+
+/// A model file the scan found holding a blob's bytes intact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntactCopy {
+    #[serde(rename = "type")]
+    pub kind: TypeName,
+    pub model: ModelId,
+    pub path: RelPath,
 }
 
 /// A change to models.lock.
@@ -224,6 +242,8 @@ pub struct Totals {
     pub swaps: usize,
     pub deactivations: usize,
     pub unresolved: usize,
+    #[serde(default)]
+    pub blob_repairs: usize,
 }
 
 /// Whether the plan fits on the store's filesystem.
@@ -259,7 +279,10 @@ impl Action {
             | Action::Unload { model, .. }
             | Action::ShareHfCache { model, .. }
             | Action::Hook { model, .. } => Some(model),
-            Action::Activate { .. } | Action::Swap { .. } | Action::Deactivate { .. } => None,
+            Action::Activate { .. }
+            | Action::Swap { .. }
+            | Action::Deactivate { .. }
+            | Action::RepairBlob { .. } => None,
         }
     }
 }

@@ -33,7 +33,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut p = Planner::default();
     let pinned = p.pin_models(&input);
 
-    let mut acquire = Vec::new();
+    let mut acquire = repairs(input.state);
     for (id, entry) in &input.manifest.models {
         let present = input.state.models.get(&(entry.kind.clone(), id.clone()));
         let actions = match pinned.get(id) {
@@ -681,6 +681,29 @@ fn judge_present(
     }
 }
 
+/// Blobs whose bytes do not hash to their name (a copy replaced or damaged behind modelctl's
+/// back): each is published again from a model file that holds its bytes, or removed.
+fn repairs(state: &StoreState) -> Vec<Action> {
+    state
+        .corrupt_blobs
+        .iter()
+        .map(|sha256| Action::RepairBlob {
+            sha256: *sha256,
+            from: state.models.iter().find_map(|((kind, model), present)| {
+                present
+                    .files
+                    .iter()
+                    .find(|(_, f)| f.sha256 == *sha256)
+                    .map(|(path, _)| IntactCopy {
+                        kind: kind.clone(),
+                        model: model.clone(),
+                        path: path.clone(),
+                    })
+            }),
+        })
+        .collect()
+}
+
 /// The Ollama name of a model, from the manifest or (for an undeclared one) its descriptor.
 fn ollama_name(input: &PlanInput<'_>, kind: &TypeName, id: &ModelId) -> Option<String> {
     match input.manifest.models.get(id).map(|e| &e.source) {
@@ -716,6 +739,7 @@ pub(super) fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
             Action::Activate { .. } => t.activations += 1,
             Action::Swap { .. } => t.swaps += 1,
             Action::Deactivate { .. } => t.deactivations += 1,
+            Action::RepairBlob { .. } => t.blob_repairs += 1,
             Action::DeleteFile { .. }
             | Action::Remove { .. }
             | Action::Load { .. }

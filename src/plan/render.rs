@@ -65,6 +65,18 @@ pub fn render_text(plan: &Plan, style: Style) -> String {
     for m in &changed {
         render_model(&mut out, &p, m);
     }
+    let repairs: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::RepairBlob { .. }))
+        .collect();
+    if !repairs.is_empty() {
+        let _ = writeln!(out, "  {}", p.bold("blobs"));
+        for a in repairs {
+            let _ = writeln!(out, "    {}", action_line(&p, a));
+        }
+        out.push('\n');
+    }
     if !plan.activations.is_empty() {
         let _ = writeln!(out, "  {}", p.bold("active models"));
         for a in &plan.activations {
@@ -203,6 +215,21 @@ fn action_line(p: &Painter, a: &Action) -> String {
                 human_bytes(*size)
             )
         }
+        Action::RepairBlob { sha256, from } => match from {
+            Some(copy) => format!(
+                "{} repair blob sha256:{}  (its bytes are damaged; {}/{}/{} holds them intact)",
+                p.sym("~"),
+                sha256.short(),
+                copy.kind,
+                copy.model,
+                copy.path
+            ),
+            None => format!(
+                "{} remove damaged blob sha256:{}  (no intact copy in the store)",
+                p.sym("-"),
+                sha256.short()
+            ),
+        },
         Action::DeleteFile { path, size, .. } => {
             format!(
                 "{} delete stray file {path}  {}",
@@ -279,6 +306,9 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
     }
     if t.verifies > 0 {
         parts.push(format!("{} to verify", t.verifies));
+    }
+    if t.blob_repairs > 0 {
+        parts.push(format!("{} damaged blob(s) to repair", t.blob_repairs));
     }
     if t.activations > 0 {
         parts.push(format!("{} to activate", t.activations));

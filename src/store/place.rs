@@ -127,6 +127,31 @@ impl Store {
         Ok(blob)
     }
 
+    /// Puts right a blob whose bytes were found damaged: `intact` (a model file the scan found
+    /// holding its bytes) becomes the blob again, by a hardlink renamed over it; without one,
+    /// the damaged blob is removed.
+    pub fn repair_blob(&self, digest: &Sha256, intact: Option<&Path>) -> Result<(), PlaceError> {
+        let blob = self.blob_path(digest);
+        let Some(source) = intact else {
+            return match fs::remove_file(&blob) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(err("remove", &blob)(e)),
+                _ => Ok(()),
+            };
+        };
+        ensure_dir(self.root(), &self.tmp_dir())?;
+        let temp = self
+            .tmp_dir()
+            .join(format!("{}.repair-{}", digest.hex(), std::process::id()));
+        let _ = fs::remove_file(&temp);
+        if fs::hard_link(source, &temp).is_err() {
+            fs::copy(source, &temp).map_err(err("copy", source))?;
+            fs::File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(err("sync", &temp))?;
+        }
+        self.publish_blob(&temp, digest).map(|_| ())
+    }
+
     /// Makes `models/<type>/<id>/<path>` the blob's bytes: a hardlink, or a copy where the
     /// filesystem refuses links; placed under a temporary name and renamed over the target.
     pub fn link_file(

@@ -33,6 +33,7 @@ mod properties;
 mod raw_client;
 mod repository;
 mod status;
+mod store_model;
 mod support;
 mod unreachable;
 mod url_source;
