@@ -7,7 +7,10 @@
 //! one machine is valid on every machine: no `..`, no absolute or drive paths, no backslashes,
 //! no NUL or control characters, no reserved device names, bounded lengths. Because the
 //! validated forms contain no `..` and no root, a joined path stays under the directory it was
-//! joined onto (the store additionally refuses to follow symlinks when it writes).
+//! joined onto (the store additionally refuses to follow symlinks when it writes). The paths of
+//! one model are also checked together ([`PathSet`]): two that differ only in case or in
+//! Unicode normalization are one file on macOS and Windows, so such a pair is refused wherever
+//! a model's paths come from, as model ids differing only in case are.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -212,6 +215,122 @@ impl fmt::Display for RelPath {
     }
 }
 
+/// The key under which macOS and Windows compare a name: canonically decomposed, case folded
+/// and decomposed again (Unicode's canonical caseless match), so `Model.bin` and `model.bin`,
+/// or the composed and the decomposed spelling of `é.bin`, have one key.
+fn folded(part: &str) -> String {
+    let nfd = icu_normalizer::DecomposingNormalizer::new_nfd();
+    let decomposed = nfd.normalize(part);
+    let folded = icu_casemap::CaseMapper::new().fold_string(&decomposed);
+    nfd.normalize(&folded).into_owned()
+}
+
+/// Two paths of one model that a case-insensitive or normalization-insensitive filesystem
+/// (macOS and Windows by default) takes for one: the same file, or the same folder spelled two
+/// ways (`A/x` and `a/y`), so writing one would replace or mix with the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    /// The path seen first and the one that collides with it, as spelled.
+    pub first: String,
+    pub second: String,
+    /// Where they collide: the two spellings of the same file or folder (`A` and `a`).
+    pub first_at: String,
+    pub second_at: String,
+}
+
+impl fmt::Display for Collision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` and `{}`", self.first, self.second)?;
+        if self.first_at != self.first || self.second_at != self.second {
+            write!(
+                f,
+                " collide on `{}` and `{}`, which",
+                self.first_at, self.second_at
+            )?;
+        }
+        let nfc = icu_normalizer::ComposingNormalizer::new_nfc();
+        if nfc.normalize(&self.first_at) == nfc.normalize(&self.second_at) {
+            // The two look alike when printed: show the code points that differ.
+            write!(
+                f,
+                " are one name in two Unicode normalizations (`{}` and `{}`)",
+                escape_non_ascii(&self.first_at),
+                escape_non_ascii(&self.second_at)
+            )
+        } else {
+            f.write_str(" differ only in case")
+        }
+    }
+}
+
+fn escape_non_ascii(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                c.escape_unicode().to_string()
+            }
+        })
+        .collect()
+}
+
+/// The paths of one model, as a filesystem that ignores case and Unicode normalization sees
+/// them: every file and every folder above it, by its folded key, with the spelling it was
+/// first given. The one check every place that gathers a model's paths goes through (the
+/// manifest's `files:`, a Hub listing, the lock).
+#[derive(Debug, Default)]
+pub struct PathSet {
+    /// Folded key of a prefix (`unet`, `unet/config.json`) → its spelling and the path it came from.
+    seen: std::collections::HashMap<String, (String, String)>,
+}
+
+impl PathSet {
+    /// Adds `path`, or says which path already in the set it collides with (the set is then
+    /// unchanged). The same path given twice is not a collision; callers that care about
+    /// duplicates check them themselves.
+    pub fn insert(&mut self, path: &RelPath) -> Result<(), Collision> {
+        let text = path.as_str();
+        let ends = text
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(text.len()));
+        let mut key = String::with_capacity(text.len());
+        let mut start = 0;
+        let mut fresh = Vec::new();
+        for end in ends {
+            if start > 0 {
+                key.push('/');
+            }
+            key.push_str(&folded(&text[start..end]));
+            let spelling = &text[..end];
+            match self.seen.get(&key) {
+                Some((seen, from)) if seen != spelling => {
+                    return Err(Collision {
+                        first: from.clone(),
+                        second: text.to_owned(),
+                        first_at: seen.clone(),
+                        second_at: spelling.to_owned(),
+                    });
+                }
+                Some(_) => {}
+                None => fresh.push((key.clone(), spelling.to_owned())),
+            }
+            start = end + 1;
+        }
+        for (key, spelling) in fresh {
+            self.seen.insert(key, (spelling, text.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// The first two of `paths` that collide (see [`PathSet`]), if any do.
+pub fn collision<'a>(paths: impl IntoIterator<Item = &'a RelPath>) -> Option<Collision> {
+    let mut set = PathSet::default();
+    paths.into_iter().find_map(|p| set.insert(p).err())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +377,74 @@ mod tests {
             let joined = path.under(Path::new("/store/models"));
             assert!(joined.starts_with("/store/models"));
         }
+    }
+
+    fn paths(list: &[&str]) -> Vec<RelPath> {
+        list.iter()
+            .map(|p| RelPath::parse(p).expect("valid path"))
+            .collect()
+    }
+
+    #[test]
+    fn paths_differing_only_in_case_or_normalization_collide() {
+        let c = collision(&paths(&["Model.safetensors", "model.safetensors"])).expect("case");
+        assert_eq!(
+            (c.first.as_str(), c.second.as_str()),
+            ("Model.safetensors", "model.safetensors")
+        );
+        assert_eq!(
+            c.to_string(),
+            "`Model.safetensors` and `model.safetensors` differ only in case"
+        );
+
+        let c =
+            collision(&paths(&["\u{e9}.safetensors", "e\u{301}.safetensors"])).expect("nfc/nfd");
+        assert!(
+            c.to_string().contains(
+                "two Unicode normalizations (`\\u{e9}.safetensors` and `e\\u{301}.safetensors`)"
+            ),
+            "{c}"
+        );
+
+        let c = collision(&paths(&["A/x.bin", "b.bin", "a/y.bin"])).expect("folder");
+        assert_eq!(
+            c.to_string(),
+            "`A/x.bin` and `a/y.bin` collide on `A` and `a`, which differ only in case"
+        );
+        let c = collision(&paths(&["d/Sub/x", "d/sub/y"])).expect("inner folder");
+        assert_eq!(
+            (c.first_at.as_str(), c.second_at.as_str()),
+            ("d/Sub", "d/sub")
+        );
+        // Full case folding, not just lowercasing: the Kelvin sign, a final sigma, ß.
+        assert!(collision(&paths(&["\u{212a}.bin", "k.bin"])).is_some());
+        assert!(collision(&paths(&["\u{3a3}.bin", "\u{3c2}.bin"])).is_some());
+        assert!(collision(&paths(&["stra\u{df}e", "STRASSE"])).is_some());
+    }
+
+    #[test]
+    fn distinct_and_repeated_paths_do_not_collide() {
+        assert_eq!(
+            collision(&paths(&[
+                "unet/config.json",
+                "unet/model.bin",
+                "vae/config.json",
+                "unet/config.json",
+                "model.bin",
+                "\u{e9}.bin",
+                "e.bin",
+            ])),
+            None
+        );
+        let mut set = PathSet::default();
+        let first = RelPath::parse("Dir/a").expect("path");
+        assert!(set.insert(&first).is_ok());
+        assert!(set.insert(&RelPath::parse("dir/b").expect("path")).is_err());
+        // A refused path leaves nothing behind: `dir/c` still collides with `Dir/a` only.
+        let c = set
+            .insert(&RelPath::parse("dir/c").expect("path"))
+            .expect_err("collides");
+        assert_eq!(c.first, "Dir/a");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Reading `models.lock`: refuse a newer format first, then parse strictly.
+//! Reading `models.lock`: refuse a newer format first, then parse strictly. A hand-edited
+//! lock is held to the rules a resolved one follows: no file listed twice, and no two paths of
+//! one model that differ only in case or Unicode normalization.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::model::{LOCK_VERSION, LockedModel, Lockfile};
-use crate::names::ModelId;
+use crate::names::{ModelId, collision};
 
 /// Largest lock read, in bytes.
 const MAX_LOCK_BYTES: u64 = 64 * 1024 * 1024;
@@ -117,6 +119,14 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Lockfile, LockError> {
             return Err(LockError::Invalid {
                 path: path.to_owned(),
                 message: format!("model `{id}` lists file `{}` twice", w[0]),
+            });
+        }
+        if let Some(collision) = collision(model.files.iter().map(|f| &f.path)) {
+            return Err(LockError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "model `{id}` lists two paths that macOS and Windows take for one: {collision}"
+                ),
             });
         }
     }

@@ -13,7 +13,7 @@ use super::model::*;
 use super::node::Node;
 use crate::diagnostic::{At, Problem, closest};
 use crate::digest::{Md5, Sha256};
-use crate::names::{ModelId, RelPath, TypeName};
+use crate::names::{ModelId, PathSet, RelPath, TypeName};
 use crate::sources::ollama::OllamaRef;
 
 pub(crate) const ROOT_KEYS: &[&str] =
@@ -896,8 +896,23 @@ fn check_files(c: &mut Checker, node: &Spanned<Node>, what: &str) -> BTreeMap<Re
     let Some(entries) = c.map(node, &format!("the `files` of {what}")) else {
         return files;
     };
+    let mut spellings = PathSet::default();
     for (key, value) in entries {
         let path = c.rel_path(key, "file path");
+        if let Some(p) = &path
+            && let Err(collision) = spellings.insert(p)
+        {
+            c.report(
+                &key.referenced,
+                "manifest::path_collision",
+                format!("in the `files` of {what}, {collision}"),
+                Some(
+                    "macOS and Windows take them for one file; keep the spelling the source uses and remove the other"
+                        .to_owned(),
+                ),
+            );
+            continue;
+        }
         let file_what = format!("file `{}` of {what}", key.value);
         let Some(e) = c.map(value, &file_what) else {
             continue;

@@ -2,16 +2,21 @@
 //!
 //! Resolving asks the server what the URL is now (HEAD, following redirects): the final URL,
 //! the size, the `ETag` and `Last-Modified` validators. A server that refuses HEAD is asked for
-//! the first byte instead (`Range: bytes=0-0`, size from `Content-Range`). The lock records only
-//! digests of bytes modelctl hashed: a checksum in models.yaml is an expectation, checked when
-//! the file is downloaded (and its sha256 learned then), never copied into the lock unseen. A
+//! the first byte instead (`Range: bytes=0-0`, size from `Content-Range`), and so is one that
+//! answers HEAD with a `Content-Encoding` although the client asks for `identity`: its
+//! `Content-Length` is that of the compressed body, never pinned. If the ranged answer is
+//! encoded too, the URL is refused: the lock pins raw bytes. The lock records only digests of
+//! bytes modelctl hashed: a checksum in models.yaml is an expectation, checked when the file
+//! is downloaded (and its sha256 learned then), never copied into the lock unseen. A
 //! `file://` URL is read directly and hashed at once, so a wrong checksum in models.yaml is
 //! refused while resolving, naming the line to fix.
 
 use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE};
+use reqwest::header::{
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, LAST_MODIFIED, RANGE,
+};
 
 use super::ResolveContext;
 use crate::lock::{LockedFile, LockedSource};
@@ -118,6 +123,14 @@ fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option
         .map(str::to_owned)
 }
 
+/// The answer's `Content-Encoding`, unless it is absent or `identity`.
+fn content_encoding(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .filter(|v| !v.eq_ignore_ascii_case("identity"))
+}
+
 /// Asks the server for the file's size and validators.
 async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
     let shown = redact(url.as_str());
@@ -135,10 +148,14 @@ async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
         .send()
         .await
         .map_err(send_err)?;
-    let resp = if matches!(
+    // Every request asks for `Accept-Encoding: identity` (crate::net::client); a HEAD answered
+    // encoded anyway says the size of the compressed body, so the first byte is asked for.
+    let refuses_head = matches!(
         resp.status(),
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
-    ) {
+    );
+    let encoded_head = resp.status().is_success() && content_encoding(&resp).is_some();
+    let resp = if refuses_head || encoded_head {
         ctx.client
             .get(url.clone())
             .header(RANGE, "bytes=0-0")
@@ -151,6 +168,13 @@ async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
     let status = resp.status();
     if !status.is_success() {
         return Err(status_message(status, &shown));
+    }
+    if let Some(encoding) = content_encoding(&resp) {
+        return Err(format!(
+            "`{shown}` sends the file compressed (`Content-Encoding: {encoding}`) even when asked \
+             for `identity`, so its size is not the file's; modelctl pins and checks the raw bytes: \
+             use a URL that serves the file uncompressed"
+        ));
     }
     let size = if status == StatusCode::PARTIAL_CONTENT {
         header(&resp, CONTENT_RANGE)

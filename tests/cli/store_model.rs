@@ -209,7 +209,7 @@ impl World {
                     .push(format!("weights of {} renamed upstream", self.models[m].0));
                 self.declare();
             }
-            3 | 4 | 5 | 6 => {
+            3..=6 => {
                 let root = match which {
                     3 => self.project.path("models/models"),
                     4 => self.project.path("models/blobs"),

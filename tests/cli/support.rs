@@ -146,7 +146,8 @@ pub fn file_url(path: &Path) -> String {
 
 /// A fake file server on `127.0.0.1:0`, speaking plain HTTP as a CDN would: HEAD and GET with
 /// `Content-Length`, `ETag`, `Last-Modified` and `Range`; a redirect; a 404; a server that
-/// refuses HEAD. It counts requests so tests can assert what was asked.
+/// refuses HEAD; one that answers HEAD gzip-encoded, and one that encodes every answer. It
+/// counts requests so tests can assert what was asked.
 pub struct FileServer {
     pub base: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -154,6 +155,8 @@ pub struct FileServer {
 }
 
 pub const SERVED: &[u8] = b"pretend these are model weights\n";
+/// The `Content-Length` the gzip routes give: smaller than [`SERVED`], as compressed bodies are.
+pub const GZIPPED_LEN: usize = 20;
 
 impl FileServer {
     pub fn start() -> Self {
@@ -211,6 +214,40 @@ impl FileServer {
                         header::CONTENT_RANGE,
                         format!("bytes 0-0/{total}").parse().expect("range"),
                     );
+                    r
+                }
+                // A HEAD answered compressed whatever `Accept-Encoding` says, with the
+                // compressed body's length; a ranged GET answered as it should be.
+                "/gzip-head/weights.bin" if method == Method::HEAD => file(
+                    StatusCode::OK,
+                    &[
+                        (header::CONTENT_ENCODING, "gzip".to_owned()),
+                        (header::CONTENT_LENGTH, GZIPPED_LEN.to_string()),
+                    ],
+                ),
+                "/gzip-head/weights.bin" if headers.get(header::RANGE).is_some() => {
+                    let mut r = (StatusCode::PARTIAL_CONTENT, SERVED[..1].to_vec()).into_response();
+                    let total = SERVED.len();
+                    r.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        format!("bytes 0-0/{total}").parse().expect("range"),
+                    );
+                    r
+                }
+                // Compressed whatever is asked, ranges ignored.
+                "/gzip-always/weights.bin" => {
+                    let mut r = (
+                        StatusCode::OK,
+                        if method == Method::HEAD {
+                            Vec::new()
+                        } else {
+                            vec![0x1f; GZIPPED_LEN]
+                        },
+                    )
+                        .into_response();
+                    let h = r.headers_mut();
+                    h.insert(header::CONTENT_ENCODING, "gzip".parse().expect("gzip"));
+                    h.insert(header::CONTENT_LENGTH, GZIPPED_LEN.into());
                     r
                 }
                 "/private/weights.bin" => StatusCode::FORBIDDEN.into_response(),

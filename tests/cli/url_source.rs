@@ -1,6 +1,7 @@
-//! Resolving `url` sources against a fake server: what the lock records, and the errors.
+//! Resolving `url` sources against a fake server: what the lock records, and the errors (a
+//! compressed HEAD answer never pins the compressed length: issue 11, defect 8).
 
-use crate::support::{FileServer, Project, SERVED, sha256_hex};
+use crate::support::{FileServer, GZIPPED_LEN, Project, SERVED, sha256_hex};
 
 fn manifest(url: &str, extra: &str) -> String {
     format!("version: 1\nmodels:\n  w:\n    type: lip_sync\n    source:\n      url: {url}\n{extra}")
@@ -73,6 +74,62 @@ fn a_server_that_refuses_head_is_asked_for_one_byte() {
     assert_eq!(
         server.requests(),
         vec!["HEAD /nohead/weights.bin", "GET /nohead/weights.bin"]
+    );
+}
+
+#[test]
+fn a_head_answered_with_gzip_does_not_pin_the_encoded_length() {
+    let server = FileServer::start();
+    let project = Project::with_manifest(&manifest(
+        &format!("{}/gzip-head/weights.bin", server.base),
+        "",
+    ));
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lock = project.read("models.lock");
+    assert!(
+        lock.contains(&format!("size: {}\n", SERVED.len()))
+            && !lock.contains(&format!("size: {GZIPPED_LEN}\n")),
+        "the raw size is pinned, not the compressed one: {lock}"
+    );
+    assert_eq!(
+        server.requests(),
+        vec!["HEAD /gzip-head/weights.bin", "GET /gzip-head/weights.bin"],
+        "the encoded HEAD is followed by a ranged GET"
+    );
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        !plan.stdout.contains("upstream file changed"),
+        "the same check finds the same size: {}",
+        plan.stdout
+    );
+    assert_eq!(
+        server.requests()[2..],
+        ["HEAD /gzip-head/weights.bin", "GET /gzip-head/weights.bin"],
+        "plan asked the same way"
+    );
+}
+
+#[test]
+fn a_server_that_sends_only_gzip_is_refused_with_the_reason() {
+    let server = FileServer::start();
+    let project = Project::with_manifest(&manifest(
+        &format!("{}/gzip-always/weights.bin", server.base),
+        "",
+    ));
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("sends the file compressed (`Content-Encoding: gzip`)")
+            && run.stderr.contains("raw bytes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !project.read("models.lock").contains("size:"),
+        "nothing was pinned"
     );
 }
 

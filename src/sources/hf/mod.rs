@@ -5,7 +5,9 @@
 //! select, and locks each one with its size and, for LFS files, the sha256 the Hub publishes.
 //! Regular (non-LFS) files have only a git blob id; their sha256 is learned when they are first
 //! downloaded, then locked. Every name in the listing passes the store's name validator before
-//! anything else happens, so a listing with `../` or absolute paths rejects the whole model.
+//! anything else happens, so a listing with `../` or absolute paths rejects the whole model;
+//! so does a selection of two files that differ only in case or Unicode normalization
+//! (`Model.safetensors` and `model.safetensors`), which macOS and Windows store as one.
 //!
 //! Files are downloaded from `/{repo}/resolve/{commit}/{path}` through the shared engine: the
 //! Hub redirects LFS files to its CDN, another origin, which never sees the token. Hub errors
@@ -31,7 +33,7 @@ use super::ResolveContext;
 use crate::digest::{GitOid, Sha256};
 use crate::lock::{LockedFile, LockedSource};
 use crate::manifest::{FileExpect, HfSource, RepoType};
-use crate::names::RelPath;
+use crate::names::{PathSet, RelPath};
 
 /// The default endpoint, as `huggingface_hub` has it.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -221,9 +223,18 @@ pub fn select(
     let filter = FileFilter::new(&source.include, &source.exclude)
         .map_err(|e| format!("in `{}`'s include/exclude: {e}", repo.id))?;
     let mut files: BTreeMap<RelPath, LockedFile> = BTreeMap::new();
+    let mut spellings = PathSet::default();
     for (path, entry) in all {
         if !filter.keeps(path.as_str()) {
             continue;
+        }
+        if let Err(collision) = spellings.insert(&path) {
+            return Err(format!(
+                "repository `{}` cannot be laid out safely on case-insensitive filesystems \
+                 (macOS, Windows): {collision}, so one would replace the other; leave one out \
+                 with an `exclude:` glob (or select files with `include:`) under the model's `source:`",
+                repo.id
+            ));
         }
         let file = locked_file(repo, path.clone(), &entry)?;
         if files.insert(path.clone(), file).is_some() {
@@ -479,6 +490,42 @@ mod tests {
             .expect_err(bad);
             assert!(err.contains("unsafe file name"), "{err}");
         }
+    }
+
+    #[test]
+    fn two_spellings_of_one_name_refuse_the_model_unless_the_globs_leave_one_out() {
+        let listing = || {
+            vec![
+                entry("Model.safetensors", 3, Some(SHA)),
+                entry("model.safetensors", 3, Some(SHA)),
+                entry("config.json", 5, None),
+            ]
+        };
+        let err = select(
+            &Repo::of(&source(&[])),
+            COMMIT,
+            &source(&[]),
+            &BTreeMap::new(),
+            listing(),
+        )
+        .expect_err("collision");
+        assert!(
+            err.contains("`Model.safetensors` and `model.safetensors` differ only in case")
+                && err.contains("case-insensitive filesystems")
+                && err.contains("`exclude:`"),
+            "{err}"
+        );
+        let mut only_lower = source(&[]);
+        only_lower.exclude = vec!["Model.safetensors".to_owned()];
+        let files = select(
+            &Repo::of(&only_lower),
+            COMMIT,
+            &only_lower,
+            &BTreeMap::new(),
+            listing(),
+        )
+        .expect("one spelling left");
+        assert_eq!(files.len(), 2);
     }
 
     #[test]
