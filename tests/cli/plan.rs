@@ -64,10 +64,36 @@ fn a_saved_plan_records_its_inputs() {
 
 #[test]
 fn a_complete_store_has_no_changes() {
+    let project = complete_store();
+    let run = project.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
+}
+
+#[test]
+fn a_model_removed_from_the_manifest_is_deleted_after_its_pointer_goes() {
+    let project = complete_store();
+    project.write("models.yaml", "version: 1\nmodels: {}\n");
+    let run = project.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    insta::assert_snapshot!(project.filter(&run.stdout));
+    // In execution order, the pointer goes before the directory.
+    let json = project.run(&["plan", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let order: Vec<&str> = doc["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(order, ["deactivate", "delete"], "{doc}");
+}
+
+/// A locked model laid out as apply does: a blob, a hardlink to it, the active pointer.
+fn complete_store() -> Project {
     let project = Project::new();
     local_model(&project);
     assert_eq!(project.run(&["lock"]).code, 0);
-    // Lay the store out as apply does: a blob, a hardlink to it, the active pointer.
     let bytes = b"voice weights\n";
     let hex = sha256_hex(bytes);
     let blob = project.path(&format!("models/blobs/sha256/{}/{hex}", &hex[..2]));
@@ -78,14 +104,5 @@ fn a_complete_store_has_no_changes() {
     std::fs::create_dir_all(project.path("models/active")).expect("mkdir");
     std::os::unix::fs::symlink("../models/tts/voice", project.path("models/active/tts"))
         .expect("symlink");
-
-    let run = project.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
-
-    // A model removed from the manifest is planned for deletion, after the pointer goes.
-    project.write("models.yaml", "version: 1\nmodels: {}\n");
-    let run = project.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    insta::assert_snapshot!(project.filter(&run.stdout));
+    project
 }

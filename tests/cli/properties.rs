@@ -32,6 +32,18 @@ proptest! {
 
     #[test]
     fn any_lock_text_is_either_accepted_or_refused(text in "(version: 1\n)?([ a-z_:\"{}\\[\\],-]{0,16}\n){0,12}") {
-        let _ = modelctl::lock::parse_str(&text, Path::new("models.lock"));
+        match modelctl::lock::parse_str(&text, Path::new("models.lock")) {
+            // What is accepted renders canonically, and that text reads back the same.
+            Ok(lock) => {
+                let rendered = modelctl::lock::render(&lock);
+                let again = modelctl::lock::parse_str(&rendered, Path::new("models.lock"));
+                prop_assert_eq!(again.ok(), Some(lock));
+            }
+            // What is refused says which file and why.
+            Err(e) => {
+                let message = e.to_string();
+                prop_assert!(message.contains("models.lock"), "{}", message);
+            }
+        }
     }
 }
