@@ -87,7 +87,7 @@ impl Executor<'_> {
             let dir = self.store.model_dir(kind, model);
             let blob_of = |f: &crate::lock::LockedFile| Some(f.path.under(&dir));
             let hf_repo = crate::sources::hf::Repo::of(source);
-            match cache.share(&hf_repo, revision, commit, &locked.files, &blob_of) {
+            match super::hf_layout::share(&cache, &hf_repo, revision, commit, &locked.files, &blob_of) {
                 Ok(done) if done.copied > 0 => self.reporter.step(&format!(
                     "shared {model} with the HF cache as {repo} ({} copied: the cache is on another filesystem)",
                     done.copied

@@ -18,6 +18,7 @@ pub mod activate;
 pub mod fetch;
 mod hasher;
 mod hf_cache;
+mod hf_layout;
 mod ollama;
 mod partial;
 pub mod progress;

@@ -148,7 +148,7 @@ impl Executor<'_> {
         }
         let mut before = 0;
         for layer in &manifest.layers {
-            if !dir.has_blob(&layer.digest, layer.size) {
+            if !has_verified_blob(dir, &layer.digest, layer.size).await {
                 let job = FileJob {
                     url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
                     size: layer.size,
@@ -169,14 +169,57 @@ impl Executor<'_> {
                     .fetch(&job, part)
                     .await
                     .map_err(|e| format!("layer {}: {e}", layer.digest.short()))?;
-                dir.place_blob(&downloaded.data, &layer.digest)
+                place_blob(dir, &downloaded.data, &layer.digest)
                     .map_err(|e| format!("cannot place layer {}: {e}", layer.digest.short()))?;
                 downloaded.published();
             }
             before += layer.size;
             progress.set(before);
         }
-        dir.write_manifest(name, &manifest.bytes)
+        write_manifest(dir, name, &manifest.bytes)
             .map_err(|e| format!("cannot write the manifest: {e}"))
     }
+}
+
+/// Whether `OLLAMA_MODELS` holds the layer with bytes that hash to its name: a blob another
+/// writer left damaged is downloaded again and replaced, never taken on its size.
+async fn has_verified_blob(dir: &OllamaDir, digest: &Sha256, size: u64) -> bool {
+    if !dir.has_blob(digest, size) {
+        return false;
+    }
+    let path = dir.blob_path(digest);
+    let want = *digest;
+    tokio::task::spawn_blocking(move || crate::store::hash_file(&path).is_ok_and(|d| d == want))
+        .await
+        .unwrap_or(false)
+}
+
+/// Moves a verified file in as the blob `digest` (a copy + fsync across filesystems), renamed
+/// over whatever was there, then syncs the directory.
+fn place_blob(dir: &OllamaDir, verified: &std::path::Path, digest: &Sha256) -> std::io::Result<()> {
+    let target = dir.blob_path(digest);
+    let blobs = dir.root().join("blobs");
+    std::fs::create_dir_all(&blobs)?;
+    if std::fs::rename(verified, &target).is_ok() {
+        return crate::durable::sync_dir(&blobs);
+    }
+    let temp = blobs.join(format!(
+        "sha256-{}-modelctl-{}",
+        digest.hex(),
+        std::process::id()
+    ));
+    std::fs::copy(verified, &temp)?;
+    std::fs::File::open(&temp)?.sync_all()?;
+    std::fs::rename(&temp, &target)?;
+    let _ = std::fs::remove_file(verified);
+    crate::durable::sync_dir(&blobs)
+}
+
+/// Writes the manifest, last and atomically, so a crash never leaves one naming a missing blob.
+fn write_manifest(dir: &OllamaDir, name: &OllamaRef, bytes: &[u8]) -> std::io::Result<()> {
+    let path = dir.manifest_path(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    crate::durable::write_atomic(&path, bytes)
 }
