@@ -52,4 +52,5 @@ pub mod settings;
 pub mod sources;
 pub mod store;
 pub mod system;
+pub mod text_diff;
 pub mod units;

@@ -80,10 +80,7 @@ impl FileJob {
     }
 }
 
-/// Turns a final HTTP failure into a message with the fix, for one source.
-pub trait ExplainStatus: std::fmt::Debug + Send + Sync {
-    fn explain(&self, refusal: &crate::net::Refusal<'_>) -> String;
-}
+pub use crate::net::ExplainStatus;
 
 /// Tuning of the engine.
 #[derive(Debug, Clone)]
@@ -810,7 +807,7 @@ impl Run {
             });
         }
         let transient = is_transient(&err);
-        let detail = crate::sources::url::error_chain(&err.without_url());
+        let detail = crate::net::error_chain(&err.without_url());
         let e = if detail.to_ascii_lowercase().contains("certificate") {
             FetchError::Transport(format!(
                 "the TLS certificate of {host} was rejected: {detail}"

@@ -13,9 +13,10 @@ mod render;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::text_diff::diff_text;
 pub use model::*;
 pub use read::{LockError, load, parse_str};
-pub use render::{diff_entries, diff_text, render};
+pub use render::{diff_entries, render};
 
 /// Writes the lock if its canonical text differs from what is on disk; returns whether it wrote.
 pub fn write(path: &Path, lock: &Lockfile) -> Result<bool, WriteError> {

@@ -136,25 +136,7 @@ fn render_entry(model: &LockedModel) -> String {
 
 /// How a locked entry changed, as a line diff of its lock text.
 pub fn diff_entries(old: &LockedModel, new: &LockedModel) -> String {
-    diff_text(&render_entry(old), &render_entry(new))
-}
-
-/// A line diff: `-` old, `+` new, two spaces for context.
-pub fn diff_text(old: &str, new: &str) -> String {
-    let diff = similar::TextDiff::from_lines(old, new);
-    let mut out = String::new();
-    for change in diff.iter_all_changes() {
-        let sign = match change.tag() {
-            similar::ChangeTag::Delete => "-",
-            similar::ChangeTag::Insert => "+",
-            similar::ChangeTag::Equal => " ",
-        };
-        out.push_str(sign);
-        out.push(' ');
-        out.push_str(change.value().trim_end_matches('\n'));
-        out.push('\n');
-    }
-    out
+    crate::text_diff::diff_text(&render_entry(old), &render_entry(new))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ impl Edited {
 
     /// The removed (`- `) and added (`+ `) lines, one per line.
     pub fn diff(&self) -> String {
-        crate::lock::diff_text(&self.before, &self.after)
+        crate::text_diff::diff_text(&self.before, &self.after)
             .lines()
             .filter(|l| !l.starts_with(' '))
             .map(|l| format!("{l}\n"))

@@ -13,8 +13,8 @@ use super::model::*;
 use super::node::Node;
 use crate::diagnostic::{At, Problem, closest};
 use crate::digest::{Md5, Sha256};
+use crate::names::OllamaRef;
 use crate::names::{ModelId, PathSet, RelPath, TypeName};
-use crate::sources::ollama::OllamaRef;
 
 pub(crate) const ROOT_KEYS: &[&str] =
     &["version", "store", "hf_cache", "types", "models", "active"];

@@ -156,6 +156,31 @@ pub fn redact(text: &str) -> String {
     url.to_string()
 }
 
+/// An error with its causes, `: `-separated: reqwest keeps the useful part (a DNS failure,
+/// a refused connection, a certificate problem) in the chain, under generic wrappers.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    const GENERIC: &[&str] = &["error sending request", "client error (Connect)"];
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !GENERIC.contains(&text.as_str()) && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// Turns a final HTTP failure into a message with the fix, for one source.
+pub trait ExplainStatus: std::fmt::Debug + Send + Sync {
+    fn explain(&self, refusal: &Refusal<'_>) -> String;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,7 +110,7 @@ pub fn is_transient(err: &reqwest::Error) -> bool {
     if err.is_builder() || err.is_redirect() {
         return false;
     }
-    let chain = crate::sources::url::error_chain(err).to_ascii_lowercase();
+    let chain = super::error_chain(err).to_ascii_lowercase();
     let fatal = [
         "dns error",
         "failed to lookup address",

@@ -64,7 +64,7 @@ pub struct Located {
     /// The token to send (only to the URL's own origin; redirects elsewhere drop it).
     pub token: Option<crate::net::Token>,
     /// Turns failed statuses into source-specific advice.
-    pub explain: Option<Arc<dyn crate::apply::fetch::ExplainStatus>>,
+    pub explain: Option<Arc<dyn crate::net::ExplainStatus>>,
 }
 
 /// The request for one locked file of a model, from its manifest entry and locked entry.

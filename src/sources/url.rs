@@ -22,7 +22,7 @@ use super::ResolveContext;
 use crate::lock::{LockedFile, LockedSource};
 use crate::manifest::{FileExpect, UrlSource};
 use crate::names::RelPath;
-use crate::net::redact;
+use crate::net::{error_chain, redact};
 
 /// Resolves an url source into its locked form, or says why it could not.
 pub async fn resolve(
@@ -202,26 +202,6 @@ pub fn status_message(status: StatusCode, shown: &str) -> String {
         404 | 410 => format!("`{shown}` answered {status}: the file is not there; check the URL"),
         429 => format!("`{shown}` answered {status}: rate limited; try again later"),
         _ => format!("`{shown}` answered {status}"),
-    }
-}
-
-/// An error with its causes, `: `-separated: reqwest keeps the useful part (a DNS failure,
-/// a refused connection, a certificate problem) in the chain, under generic wrappers.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    const GENERIC: &[&str] = &["error sending request", "client error (Connect)"];
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !GENERIC.contains(&text.as_str()) && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    if parts.is_empty() {
-        err.to_string()
-    } else {
-        parts.join(": ")
     }
 }
 

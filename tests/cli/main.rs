@@ -24,6 +24,7 @@ mod gc;
 mod hf_source;
 mod hostile;
 mod integrity;
+mod layers;
 mod lock;
 mod manifest_errors;
 mod nginx;

@@ -12,8 +12,8 @@ use reqwest::header::{AUTHORIZATION, LINK, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::{HubConfig, Repo};
+use crate::net::error_chain;
 use crate::net::retry::{RetryPolicy, Verdict, is_transient};
-use crate::sources::url::error_chain;
 
 /// Most pages of a tree listing followed (the Hub sends 1,000 entries a page).
 const MAX_PAGES: usize = 10_000;

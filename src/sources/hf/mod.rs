@@ -409,7 +409,7 @@ pub struct FileContext {
     pub path: String,
 }
 
-impl crate::apply::fetch::ExplainStatus for FileContext {
+impl crate::net::ExplainStatus for FileContext {
     fn explain(&self, refusal: &Refusal<'_>) -> String {
         explain(
             &self.config,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::OllamaRef;
 use crate::digest::Sha256;
-use crate::sources::url::error_chain;
+use crate::net::error_chain;
 
 /// Where the daemon listens when `OLLAMA_HOST` is unset.
 pub const DEFAULT_HOST: &str = "127.0.0.1:11434";

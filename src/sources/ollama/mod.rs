@@ -12,12 +12,11 @@
 
 pub mod daemon;
 pub mod layout;
-mod name;
 pub mod registry;
 
 use std::collections::BTreeMap;
 
-pub use name::{DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, OllamaRef};
+pub use crate::names::ollama::{DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, OllamaRef};
 
 use super::ResolveContext;
 use crate::digest::Sha256;

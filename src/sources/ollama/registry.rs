@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::OllamaRef;
 use crate::digest::Sha256;
 use crate::lock::LockedLayer;
-use crate::sources::url::error_chain;
+use crate::net::error_chain;
 
 /// The manifest media type the daemon asks for.
 pub const MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";

@@ -12,6 +12,10 @@
 //! Unicode normalization are one file on macOS and Windows, so such a pair is refused wherever
 //! a model's paths come from, as model ids differing only in case are.
 
+pub mod ollama;
+
+pub use ollama::OllamaRef;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

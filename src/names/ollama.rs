@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::names::NameError;
+use super::NameError;
 
 pub const DEFAULT_HOST: &str = "registry.ollama.ai";
 pub const DEFAULT_NAMESPACE: &str = "library";
