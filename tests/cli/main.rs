@@ -30,6 +30,7 @@ mod plan;
 mod properties;
 mod raw_client;
 mod repository;
+mod resume;
 mod status;
 mod support;
 mod unreachable;
