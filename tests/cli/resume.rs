@@ -1,10 +1,14 @@
 //! How much a download asks the server for when things go wrong: a server that ignores
-//! `Range`, and a download that fails while other chunks are in flight. Each test counts
+//! `Range`, an apply killed on a slow link or with a file complete in staging, and a download
+//! that fails while other chunks are in flight. Each test counts
 //! the requests and body bytes the fake servers sent, against the bytes that were needed.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::apply::{BIG, FAST, assert_installed, blobs, files_under, manifest, url_model};
+use crate::apply::{
+    BIG, FAST, assert_installed, blobs, files_under, manifest, spawn, url_model, wait_for,
+};
 use crate::crash::run_until_abort;
 use crate::fake_blob::BlobFaults;
 use crate::fake_hub::{FakeHub, Lfs, RepoKind};
@@ -161,6 +165,93 @@ fn a_resumed_download_from_a_server_that_now_ignores_range_restarts_in_one_strea
         rerun[0]
     );
     assert_eq!(rerun[0].body_bytes, BIG as u64, "the whole file, once");
+}
+
+#[test]
+fn a_file_complete_in_staging_when_killed_is_published_without_a_request() {
+    // Killed between verifying a file and renaming it into `blobs/` (its data file already
+    // read-only), with and without a sha256 in the lock (the partial is then keyed by URL).
+    for pinned in [true, false] {
+        let server = FaultServer::start();
+        let bytes = pseudo_random(BIG, 92);
+        server.serve("/big.bin", bytes.clone());
+        let project = locked(&server, &bytes, pinned);
+        run_until_abort(&project, "download.before-rename");
+        assert!(blobs(&project).is_empty(), "nothing published yet");
+        let (requests, sent) = (gets(&server), server.body_bytes());
+
+        let run = project.run_env(&["apply"], FAST);
+        assert_eq!(run.code, 0, "pinned {pinned}: {}", run.stderr);
+        assert_installed(&project, "llm", "m", "big.bin", &bytes);
+        assert_eq!(
+            gets(&server),
+            requests,
+            "pinned {pinned}: no request for a file complete in staging"
+        );
+        assert_eq!(server.body_bytes(), sent);
+        if !pinned {
+            assert!(project.read("models.lock").contains(&sha256_hex(&bytes)));
+        }
+    }
+}
+
+#[test]
+fn progress_inside_chunks_survives_a_kill_on_a_slow_link() {
+    // Defect 11 of issue 11: with every connection capped, no chunk completes for seconds, and
+    // a kill then left no resume state at all: the rerun fetched the whole file again.
+    let server = FaultServer::start();
+    let bytes = pseudo_random(BIG, 94);
+    server.serve("/big.bin", bytes.clone());
+    let project = locked(&server, &bytes, true);
+    server.set_fault("/big.bin", Fault::Throttle(SLOW));
+    let connections = (BIG as u64).div_ceil(CHUNK);
+    let mut child = spawn(&project, &["apply"], FAST, "killed");
+    // A third of a second per connection recorded, well before any 4 MiB chunk can finish.
+    wait_for(
+        "in-chunk progress in the resume state",
+        Duration::from_secs(60),
+        || Recorded::read(&project).bytes(BIG as u64) >= connections * SLOW / 3,
+        || {
+            format!(
+                "{:?}, {} bytes sent",
+                Recorded::read(&project),
+                server.body_bytes()
+            )
+        },
+    );
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let recorded = Recorded::read(&project);
+    assert!(
+        recorded.done.iter().all(|i| (i + 1) * CHUNK > BIG as u64),
+        "no full chunk finished (the 4321-byte last one may have): {recorded:?}"
+    );
+    let killed = sent_since(&server, 0);
+    let kept = recorded.bytes(BIG as u64);
+    assert!(
+        killed - kept <= connections * SLOW,
+        "the kill lost {} bytes of {killed} sent: more than a second per connection",
+        killed - kept
+    );
+
+    server.set_fault("/big.bin", Fault::Ok);
+    let second = gets(&server);
+    let run = project.run_env(&["apply"], FAST);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_installed(&project, "llm", "m", "big.bin", &bytes);
+    let rerun = gets_since(&server, second);
+    for get in &rerun {
+        let (start, _) = get.range_bounds().expect("ranged");
+        let index = start / CHUNK;
+        let have = recorded.progress.get(&index).copied().unwrap_or(0);
+        assert_eq!(
+            start,
+            index * CHUNK + have,
+            "resumed where it stopped: {get:?}"
+        );
+    }
+    let again: u64 = rerun.iter().map(|r| r.body_bytes).sum();
+    assert_eq!(again, BIG as u64 - kept, "only the bytes not recorded");
 }
 
 #[test]
