@@ -131,7 +131,8 @@ pub struct Downloaded {
 }
 
 impl Downloaded {
-    /// Drops the resume state once the data file has been renamed away.
+    /// Drops the resume state once the data file has been renamed away and linked where it
+    /// is wanted (until then, it is what leads a rerun to a blob the lock has no sha256 for).
     pub fn published(self) {
         self.partial.remove_state();
     }
@@ -216,22 +217,41 @@ impl Engine {
         &self.client
     }
 
+    /// The sha256 an earlier apply verified this download to have, where the lock has none:
+    /// that apply may have published the blob and been killed before models.lock learned it.
+    pub fn verified_before(&self, job: &FileJob) -> Option<Sha256> {
+        if job.sha256.is_some() {
+            return None;
+        }
+        self.partial_for(job).verified(&fresh_state(job, 0))
+    }
+
+    /// Forgets the download of `job` (its blob is in place).
+    pub fn forget(&self, job: &FileJob) {
+        self.partial_for(job).remove();
+    }
+
+    /// Where the download of `job` is staged: keyed by its sha256, or by its URL's.
+    fn partial_for(&self, job: &FileJob) -> PartialFiles {
+        let key = job
+            .sha256
+            .unwrap_or_else(|| Sha256::of(job.url.as_str().as_bytes()));
+        PartialFiles::new(&self.tmp, &key)
+    }
+
     /// Downloads `job` into a verified file in the temporary directory.
     pub async fn fetch(
         &self,
         job: &FileJob,
         progress: Arc<dyn FileProgress>,
     ) -> Result<Downloaded, FetchError> {
-        let key = job
-            .sha256
-            .unwrap_or_else(|| Sha256::of(job.url.as_str().as_bytes()));
-        let partial = PartialFiles::new(&self.tmp, &key);
+        let partial = self.partial_for(job);
         writable(&partial.data).map_err(io(&partial.data))?;
-        let digests = if job.url.scheme() == "file" {
-            self.copy_local(job, &partial, progress).await?
+        let (digests, state) = if job.url.scheme() == "file" {
+            (self.copy_local(job, &partial, progress).await?, None)
         } else {
             match self.download(job, &partial, progress).await {
-                Ok(digests) => digests,
+                Ok((digests, state)) => (digests, Some(state)),
                 // Bytes of another version of the file can never complete this one.
                 Err(e @ FetchError::ValidatorChanged { .. }) => {
                     partial.remove();
@@ -247,6 +267,13 @@ impl Engine {
         if let Err(e) = check(job, &digests) {
             partial.remove();
             return Err(e);
+        }
+        if job.sha256.is_none()
+            && let Some(mut state) = state
+        {
+            // Until models.lock learns this sha256, only this record leads a rerun to the blob.
+            state.verified = Some(digests.sha256);
+            let _ = partial.save(&state);
         }
         Ok(Downloaded {
             data: partial.data.clone(),
@@ -325,7 +352,7 @@ impl Engine {
         job: &FileJob,
         partial: &PartialFiles,
         progress: Arc<dyn FileProgress>,
-    ) -> Result<Digests, FetchError> {
+    ) -> Result<(Digests, PartialState), FetchError> {
         let parallel = job.size >= self.config.parallel_threshold;
         let chunk_size = if parallel {
             self.config.chunk_size.max(1)
@@ -363,7 +390,8 @@ impl Engine {
             Err(FetchError::Http(msg)) if msg == RANGE_IGNORED => run.clone().whole().await,
             other => other,
         };
-        let _ = partial.save(&run.snapshot());
+        let state = run.snapshot();
+        let _ = partial.save(&state);
         let run = Arc::into_inner(run)
             .ok_or_else(|| FetchError::Transport("a download task outlived its file".into()))?;
         outcome?;
@@ -374,7 +402,7 @@ impl Engine {
                 found: digests.bytes,
             });
         }
-        Ok(digests)
+        Ok((digests, state))
     }
 }
 
@@ -387,6 +415,7 @@ fn fresh_state(job: &FileJob, chunk_size: u64) -> PartialState {
         etag: job.etag.clone().filter(|e| !e.starts_with("W/")),
         done: Default::default(),
         progress: Default::default(),
+        verified: None,
     }
 }
 

@@ -315,6 +315,18 @@ impl Executor<'_> {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for group in groups {
+            if let Some(digest) = self.published_before(&group) {
+                self.reporter.step(&format!(
+                    "linked {}/{} (verified and published by an interrupted apply)",
+                    group.label.model, group.label.path
+                ));
+                let linked = self.install(outcome, &group, &digest);
+                self.engine.forget(&group.job);
+                if let Ok(mut o) = outcome.lock() {
+                    o.linked += linked;
+                }
+                continue;
+            }
             let engine = self.engine.clone();
             let reporter = self.reporter.clone();
             let semaphore = semaphore.clone();
@@ -335,10 +347,7 @@ impl Executor<'_> {
                 Ok(downloaded) => {
                     let digest = downloaded.digests.sha256;
                     match self.store.publish_blob(&downloaded.data, &digest) {
-                        Ok(_) => {
-                            crate::failpoint::hit("download.after-publish");
-                            downloaded.published();
-                        }
+                        Ok(_) => crate::failpoint::hit("download.after-publish"),
                         Err(e) => {
                             for (model, _, _) in &group.targets {
                                 self.fail(
@@ -355,23 +364,8 @@ impl Executor<'_> {
                         o.downloaded_files += 1;
                         o.downloaded_bytes += group.label.size;
                     }
-                    for (model, kind, path) in &group.targets {
-                        match self.store.link_file(kind, model, path, &digest) {
-                            Ok(()) => {
-                                self.remember(kind, model, path, &digest);
-                                if group.job.sha256.is_none()
-                                    && let Ok(mut o) = outcome.lock()
-                                {
-                                    o.learned.push((model.clone(), path.clone(), digest));
-                                }
-                            }
-                            Err(e) => self.fail(
-                                outcome,
-                                model,
-                                &format!("cannot link `{model}/{path}`: {e}"),
-                            ),
-                        }
-                    }
+                    self.install(outcome, &group, &digest);
+                    downloaded.published();
                 }
                 Err(fetch::FetchError::Cancelled) => {
                     for (model, _, _) in &group.targets {
@@ -390,6 +384,39 @@ impl Executor<'_> {
                 }
             }
         }
+    }
+
+    /// The blob an interrupted apply verified and published for a file the lock has no
+    /// sha256 for (so the plan could not know it), when it is in the store at the locked size.
+    fn published_before(&self, group: &Group) -> Option<Sha256> {
+        let digest = self.engine.verified_before(&group.job)?;
+        let blob = std::fs::symlink_metadata(self.store.blob_path(&digest)).ok()?;
+        (blob.is_file() && blob.len() == group.job.size).then_some(digest)
+    }
+
+    /// Links a published blob to every file of its group; a digest the lock lacked is learned.
+    /// Returns how many were linked.
+    fn install(&self, outcome: &Mutex<Outcome>, group: &Group, digest: &Sha256) -> usize {
+        let mut linked = 0;
+        for (model, kind, path) in &group.targets {
+            match self.store.link_file(kind, model, path, digest) {
+                Ok(()) => {
+                    linked += 1;
+                    self.remember(kind, model, path, digest);
+                    if group.job.sha256.is_none()
+                        && let Ok(mut o) = outcome.lock()
+                    {
+                        o.learned.push((model.clone(), path.clone(), *digest));
+                    }
+                }
+                Err(e) => self.fail(
+                    outcome,
+                    model,
+                    &format!("cannot link `{model}/{path}`: {e}"),
+                ),
+            }
+        }
+        linked
     }
 
     /// Hashes a present file whose lock entry has no sha256 and checks its md5.

@@ -9,7 +9,10 @@
 //! are mapped onto the current one); otherwise the download starts over. The state records
 //! only bytes already written to the data file; it is a hint all the same: the final sha256
 //! decides whether the bytes are right, so the state is replaced by rename without an fsync (a
-//! power loss can at worst cost a re-download, never a wrong blob).
+//! power loss can at worst cost a re-download, never a wrong blob). Once the data file is
+//! verified, a download the lock has no sha256 for records the digest it learned, so a rerun
+//! after a kill between publishing and writing models.lock finds the blob instead of fetching
+//! the file again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +36,10 @@ pub struct PartialState {
     /// inside a chunk instead of fetching it again from its first byte.
     #[serde(default)]
     pub progress: BTreeMap<u64, u64>,
+    /// The sha256 of the complete, verified data file, recorded before it is published when
+    /// the lock has none (the key is then the URL's, and the plan cannot know the blob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Sha256>,
 }
 
 impl PartialState {
@@ -111,6 +118,12 @@ impl PartialFiles {
         data_ok.then(|| state.rechunk(expected.chunk_size))
     }
 
+    /// The sha256 an earlier run verified the complete file to have, when the state still
+    /// describes the same download (its data file may be published already).
+    pub fn verified(&self, expected: &PartialState) -> Option<Sha256> {
+        self.read(expected)?.verified
+    }
+
     fn read(&self, expected: &PartialState) -> Option<PartialState> {
         let bytes = std::fs::read(&self.state).ok()?;
         let state: PartialState = serde_json::from_slice(&bytes).ok()?;
@@ -158,6 +171,7 @@ mod tests {
             etag: None,
             done: BTreeSet::from([0]),
             progress: BTreeMap::from([(1, 3)]),
+            verified: None,
         };
         files.save(&state).expect("save");
         assert_eq!(files.load(&state), Some(state.clone()));
@@ -179,6 +193,7 @@ mod tests {
             etag: None,
             done: BTreeSet::new(),
             progress: BTreeMap::from([(0, 7)]),
+            verified: None,
         };
         let chunked = whole.rechunk(3);
         assert_eq!(chunked.done, BTreeSet::from([0, 1]));

@@ -1,6 +1,6 @@
 //! How much a download asks the server for when things go wrong: a server that ignores
-//! `Range`, an apply killed on a slow link or with a file complete in staging, and a download
-//! that fails while other chunks are in flight. Each test counts
+//! `Range`, an apply killed on a slow link, killed with a file complete in staging or just
+//! published, and a download that fails while other chunks are in flight. Each test counts
 //! the requests and body bytes the fake servers sent, against the bytes that were needed.
 
 use std::collections::BTreeMap;
@@ -193,6 +193,33 @@ fn a_file_complete_in_staging_when_killed_is_published_without_a_request() {
             assert!(project.read("models.lock").contains(&sha256_hex(&bytes)));
         }
     }
+}
+
+#[test]
+fn a_file_published_before_the_lock_learned_its_sha256_is_not_fetched_again() {
+    // Without a sha256 in the lock the plan cannot know the blob a killed apply published:
+    // the resume state remembers the digest it verified until the file is linked.
+    let server = FaultServer::start();
+    let bytes = pseudo_random(BIG, 93);
+    server.serve("/big.bin", bytes.clone());
+    let project = locked(&server, &bytes, false);
+    run_until_abort(&project, "download.after-publish");
+    assert_eq!(blobs(&project).len(), 1, "published");
+    assert!(!project.read("models.lock").contains(&sha256_hex(&bytes)));
+    let requests = gets(&server);
+
+    let run = project.run_env(&["apply"], FAST);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_installed(&project, "llm", "m", "big.bin", &bytes);
+    assert_eq!(gets(&server), requests, "no request: {}", run.stderr);
+    assert!(project.read("models.lock").contains(&sha256_hex(&bytes)));
+    let staged = files_under(&project.path("store/.modelctl/tmp"));
+    assert!(
+        staged
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".part")),
+        "{staged:?}"
+    );
 }
 
 #[test]
