@@ -2,13 +2,17 @@
 //!
 //! A file is split into chunks fetched over several connections at once (`Range` requests,
 //! with `If-Range` when the lock knows the `ETag`), written in place into a data file sized to
-//! the locked size, and hashed in order as its complete prefix grows ([`PrefixHasher`]). Every
-//! chunk retries on its own, resuming where its bytes stopped. Completed chunks (and how far
-//! unfinished ones got) are recorded ([`PartialFiles`]) so a killed apply resumes instead of
-//! starting over. Small files are one chunk. The engine trusts only the lock: it never writes
-//! past the locked size, checks every `Content-Range`, refuses encoded bodies, and treats a
-//! server that ignores `Range` (a `200` to a ranged request) by restarting the file from byte 0
-//! in one stream, never by appending. Once a request has been redirected (the Hub sends LFS
+//! the locked size, and hashed in order as its complete prefix grows ([`PrefixHasher`]). Only
+//! one request goes out until its answer shows that the server honours `Range` (a `206` with
+//! the `Content-Range` asked for); then the other connections start. Every chunk retries on its
+//! own, resuming where its bytes stopped. Completed chunks, and how far unfinished ones got,
+//! are recorded ([`PartialFiles`]) when a chunk completes and a few times a second while bytes
+//! arrive, so a killed apply resumes instead of starting over. Small files are one chunk. The
+//! engine trusts only the lock: it never writes past the locked size, checks every
+//! `Content-Range`, and refuses encoded bodies. A server that ignores `Range` (a `200` to a
+//! ranged request) gets the file restarted from byte 0 in one stream, never appended to: when
+//! the `200` is the first answer, its body is that stream (the file is asked for once); when
+//! chunks are already in flight, they are stopped and the file is asked for again whole. Once a request has been redirected (the Hub sends LFS
 //! files to its CDN, release pages send files to signed storage URLs), later chunks go to
 //! where it led, with no credentials unless that is the original origin; an answer of 401,
 //! 403, 404 or 410 there (an expired signature) sends the next attempt through the origin
@@ -23,7 +27,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::{
@@ -149,7 +153,8 @@ pub struct Downloaded {
 }
 
 impl Downloaded {
-    /// Drops the resume state once the data file has been renamed away.
+    /// Drops the resume state once the data file has been renamed away and linked where it
+    /// is wanted (until then, it is what leads a rerun to a blob the lock has no sha256 for).
     pub fn published(self) {
         self.partial.remove_state();
     }
@@ -233,22 +238,41 @@ impl Engine {
         &self.client
     }
 
+    /// The sha256 an earlier apply verified this download to have, where the lock has none:
+    /// that apply may have published the blob and been killed before models.lock learned it.
+    pub fn verified_before(&self, job: &FileJob) -> Option<Sha256> {
+        if job.sha256.is_some() {
+            return None;
+        }
+        self.partial_for(job).verified(&fresh_state(job, 0))
+    }
+
+    /// Forgets the download of `job` (its blob is in place).
+    pub fn forget(&self, job: &FileJob) {
+        self.partial_for(job).remove();
+    }
+
+    /// Where the download of `job` is staged: keyed by its sha256, or by its URL's.
+    fn partial_for(&self, job: &FileJob) -> PartialFiles {
+        let key = job
+            .sha256
+            .unwrap_or_else(|| Sha256::of(job.url.as_str().as_bytes()));
+        PartialFiles::new(&self.tmp, &key)
+    }
+
     /// Downloads `job` into a verified file in the temporary directory.
     pub async fn fetch(
         &self,
         job: &FileJob,
         progress: Arc<dyn FileProgress>,
     ) -> Result<Downloaded, FetchError> {
-        let key = job
-            .sha256
-            .unwrap_or_else(|| Sha256::of(job.url.as_str().as_bytes()));
-        let partial = PartialFiles::new(&self.tmp, &key);
+        let partial = self.partial_for(job);
         writable(&partial.data).map_err(io(&partial.data))?;
-        let digests = if job.url.scheme() == "file" {
-            self.copy_local(job, &partial, progress).await?
+        let (digests, state) = if job.url.scheme() == "file" {
+            (self.copy_local(job, &partial, progress).await?, None)
         } else {
             match self.download(job, &partial, progress).await {
-                Ok(digests) => digests,
+                Ok((digests, state)) => (digests, Some(state)),
                 // Bytes of another version of the file can never complete this one.
                 Err(e @ FetchError::ValidatorChanged { .. }) => {
                     partial.remove();
@@ -264,6 +288,13 @@ impl Engine {
         if let Err(e) = check(job, &digests) {
             partial.remove();
             return Err(e);
+        }
+        if job.sha256.is_none()
+            && let Some(mut state) = state
+        {
+            // Until models.lock learns this sha256, only this record leads a rerun to the blob.
+            state.verified = Some(digests.sha256);
+            let _ = partial.save(&state);
         }
         Ok(Downloaded {
             data: partial.data.clone(),
@@ -334,29 +365,27 @@ impl Engine {
         job: &FileJob,
         partial: &PartialFiles,
         progress: Arc<dyn FileProgress>,
-    ) -> Result<Digests, FetchError> {
+    ) -> Result<(Digests, PartialState), FetchError> {
         let parallel = job.size >= self.config.parallel_threshold;
         let chunk_size = if parallel {
             self.config.chunk_size.max(1)
         } else {
             job.size.max(1)
         };
-        let fresh = PartialState {
-            url: Sha256::of(job.url.as_str().as_bytes()),
-            size: job.size,
-            chunk_size,
-            etag: job.etag.clone().filter(|e| !e.starts_with("W/")),
-            done: Default::default(),
-            progress: Default::default(),
-        };
-        let state = partial.load(&fresh).unwrap_or_else(|| fresh.clone());
+        let fresh = fresh_state(job, chunk_size);
+        let loaded = partial.load(&fresh);
+        if loaded.is_none() {
+            // A state left over from another download must not describe the zeroed file.
+            partial.remove_state();
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(state.done.is_empty())
+            .truncate(loaded.is_none())
             .open(&partial.data)
             .map_err(io(&partial.data))?;
+        let state = loaded.unwrap_or(fresh);
         file.set_len(job.size).map_err(io(&partial.data))?;
         let extra = job.expected().extra(job.size);
         let hasher = PrefixHasher::start(&partial.data, extra).map_err(io(&partial.data))?;
@@ -374,7 +403,8 @@ impl Engine {
             Err(FetchError::Http(msg)) if msg == RANGE_IGNORED => run.clone().whole().await,
             other => other,
         };
-        let _ = partial.save(&run.snapshot());
+        let state = run.snapshot();
+        let _ = partial.save(&state);
         let run = Arc::into_inner(run)
             .ok_or_else(|| FetchError::Transport("a download task outlived its file".into()))?;
         outcome?;
@@ -385,7 +415,49 @@ impl Engine {
                 found: digests.bytes,
             });
         }
-        Ok(digests)
+        Ok((digests, state))
+    }
+}
+
+/// The state of a download that has not started.
+fn fresh_state(job: &FileJob, chunk_size: u64) -> PartialState {
+    PartialState {
+        url: Sha256::of(job.url.as_str().as_bytes()),
+        size: job.size,
+        chunk_size,
+        etag: job.etag.clone().filter(|e| !e.starts_with("W/")),
+        done: Default::default(),
+        progress: Default::default(),
+        verified: None,
+    }
+}
+
+/// While bytes arrive, the resume state is saved at most this often (and whenever a chunk
+/// completes): a kill loses at most about this much of each connection's transfer. A save is
+/// a small write and a rename, no fsync; at full speed chunk completions save far more often.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
+
+/// What the first answer of a download said about `Range`. Until it is known only one request
+/// is out: a server that ignores `Range` answers every ranged request with the whole file, so
+/// fanning out first would have it send the file once per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ranges {
+    /// No answer yet: the other connections wait.
+    Unknown,
+    /// A `206` with the `Content-Range` asked for: the other connections start.
+    Honoured,
+    /// The first answer was the whole file (which that connection then streams alone), or the
+    /// first connection ended before an answer: no other connection starts.
+    Alone,
+}
+
+/// Ends the wait of the other connections when the first one ends without an answer (nothing
+/// left to ask, a failure, even a panic): they then do not start.
+struct Unblock<'a>(&'a Run);
+
+impl Drop for Unblock<'_> {
+    fn drop(&mut self) {
+        self.0.answered(Ranges::Alone);
     }
 }
 
@@ -402,6 +474,10 @@ struct Run {
     hasher: PrefixHasher,
     progress: Arc<dyn FileProgress>,
     failed: AtomicBool,
+    /// What the first answer said about `Range`; connections but the first wait for it.
+    ranges: tokio::sync::watch::Sender<Ranges>,
+    /// The file is one stream from byte 0 (the server ignores `Range`).
+    whole: AtomicBool,
     /// Where the job's URL redirected to (a CDN's signed URL): later chunks go there directly
     /// instead of through the origin once per chunk, and back to the origin if it expires.
     location: Mutex<Option<url::Url>>,
@@ -413,6 +489,8 @@ struct Chunks {
     queue: VecDeque<u64>,
     /// No chunk before this one is unfinished (a hint: `done` only grows, except on restart).
     first_open: u64,
+    /// When the state was last saved.
+    saved: Instant,
 }
 
 impl Chunks {
@@ -467,6 +545,7 @@ impl Run {
             state,
             queue: VecDeque::new(),
             first_open: 0,
+            saved: Instant::now(),
         };
         chunks.queue = (0..chunks.count())
             .filter(|i| !chunks.state.done.contains(i))
@@ -482,6 +561,8 @@ impl Run {
             hasher,
             progress,
             failed: AtomicBool::new(false),
+            ranges: tokio::sync::watch::channel(Ranges::Unknown).0,
+            whole: AtomicBool::new(false),
             location: Mutex::new(None),
         }
     }
@@ -493,14 +574,15 @@ impl Run {
             .unwrap_or_else(|p| p.into_inner().state.clone())
     }
 
-    /// Fetches the remaining chunks over several connections.
+    /// Fetches the remaining chunks over several connections: the first asks alone, the
+    /// others start once its answer shows that the server honours `Range`.
     async fn chunks(self: Arc<Self>) -> Result<(), FetchError> {
         let pending = self.chunks.lock().map(|c| c.queue.len()).unwrap_or(0);
         let workers = self.engine.config.connections.min(pending).max(1);
         let mut set = tokio::task::JoinSet::new();
-        for _ in 0..workers {
+        for n in 0..workers {
             let run = self.clone();
-            set.spawn(async move { run.worker().await });
+            set.spawn(async move { run.worker(n == 0).await });
         }
         let mut first_error = None;
         while let Some(joined) = set.join_next().await {
@@ -517,7 +599,25 @@ impl Run {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn worker(self: Arc<Self>) -> Result<(), FetchError> {
+    /// One connection: the first goes at once, the others wait for its answer.
+    async fn worker(self: Arc<Self>, first: bool) -> Result<(), FetchError> {
+        if first {
+            let _unblock = Unblock(&self);
+            return self.work().await;
+        }
+        let mut answer = self.ranges.subscribe();
+        let honoured = matches!(
+            answer.wait_for(|r| *r != Ranges::Unknown).await.as_deref(),
+            Ok(Ranges::Honoured)
+        );
+        if !honoured {
+            return Ok(());
+        }
+        self.work().await
+    }
+
+    /// Takes chunks from the queue until it is empty.
+    async fn work(&self) -> Result<(), FetchError> {
         loop {
             if self.failed.load(Ordering::Relaxed) {
                 return Ok(());
@@ -535,29 +635,51 @@ impl Run {
                 .acquire_owned()
                 .await
                 .map_err(|_| FetchError::Cancelled)?;
-            self.fetch_chunk(index, false).await?;
+            // Abandoned (another connection failed): not complete, so not recorded as done.
+            let Some(finished) = self.fetch_chunk(index).await? else {
+                return Ok(());
+            };
             let Ok(mut c) = self.chunks.lock() else {
                 return Ok(());
             };
-            c.state.progress.remove(&index);
-            c.state.done.insert(index);
-            self.hasher.advance(c.prefix());
-            // Saved under the lock: one writer at a time, never an older state last. It also
-            // records how far the other chunks in flight have got.
-            let _ = self.partial.save(&c.state);
+            self.complete(&mut c, finished);
             if c.count() > 1 {
                 failpoint::hit("download.after-first-chunk");
             }
         }
     }
 
-    /// The fallback for servers that ignore `Range`: the whole file in one stream, from 0.
+    /// Records chunk `index` as complete. Saved under the lock: one writer at a time, never an
+    /// older state last. It also records how far the other chunks in flight have got.
+    fn complete(&self, c: &mut Chunks, index: u64) {
+        c.state.progress.remove(&index);
+        c.state.done.insert(index);
+        self.hasher.advance(c.prefix());
+        let _ = self.partial.save(&c.state);
+        c.saved = Instant::now();
+    }
+
+    /// The fallback when a server stops honouring `Range` while chunks are in flight: the
+    /// whole file in one stream, from 0.
     async fn whole(self: Arc<Self>) -> Result<(), FetchError> {
         self.failed.store(false, Ordering::Relaxed);
-        {
-            let Ok(mut c) = self.chunks.lock() else {
-                return Err(FetchError::Cancelled);
-            };
+        self.restart_whole();
+        let Some(finished) = self.fetch_chunk(0).await? else {
+            return Err(FetchError::Transport(
+                "the download was abandoned before the file was complete".into(),
+            ));
+        };
+        if let Ok(mut c) = self.chunks.lock() {
+            self.complete(&mut c, finished);
+        }
+        Ok(())
+    }
+
+    /// From now on the file is one chunk, fetched in one stream from byte 0: what was written
+    /// is forgotten, never appended to.
+    fn restart_whole(&self) {
+        self.whole.store(true, Ordering::Relaxed);
+        if let Ok(mut c) = self.chunks.lock() {
             c.state.chunk_size = c.state.size.max(1);
             c.state.done.clear();
             c.state.progress.clear();
@@ -566,24 +688,18 @@ impl Run {
         }
         self.hasher.reset();
         self.progress.set(0);
-        self.fetch_chunk(0, true).await?;
-        let Ok(mut c) = self.chunks.lock() else {
-            return Err(FetchError::Cancelled);
-        };
-        c.state.progress.remove(&0);
-        c.state.done.insert(0);
-        self.hasher.advance(c.prefix());
-        Ok(())
     }
 
-    /// Fetches one chunk, retrying transient failures from where its bytes stopped.
-    async fn fetch_chunk(&self, index: u64, whole: bool) -> Result<(), FetchError> {
+    /// Fetches one chunk, retrying transient failures from where its bytes stopped. Returns
+    /// the chunk completed (chunk 0 once the file has become one stream), or `None` when the
+    /// download failed elsewhere and this chunk was abandoned.
+    async fn fetch_chunk(&self, index: u64) -> Result<Option<u64>, FetchError> {
         let policy = self.engine.config.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let verdict = match self.transfer(index, whole).await {
-                Ok(()) => return Ok(()),
+            let verdict = match self.transfer(index).await {
+                Ok(finished) => return Ok(finished),
                 Err(Failure::Fatal(e)) => return Err(e),
                 Err(Failure::Status(status, info)) => {
                     match policy.on_status(status.as_u16(), info.retry_after.as_deref(), attempt) {
@@ -622,21 +738,23 @@ impl Run {
         }
     }
 
-    /// One request for the rest of a chunk.
-    async fn transfer(&self, index: u64, whole: bool) -> Result<(), Failure> {
-        let (start, end) = self
+    /// One request for the rest of a chunk (of the file, once it is one stream). Returns
+    /// the chunk completed, or `None` when it was abandoned because another one failed.
+    async fn transfer(&self, asked: u64) -> Result<Option<u64>, Failure> {
+        let whole = self.whole.load(Ordering::Relaxed);
+        let mut index = if whole { 0 } else { asked };
+        let (mut start, mut end, written) = self
             .chunks
             .lock()
-            .map(|c| c.range(index))
+            .map(|c| {
+                let (start, end) = c.range(index);
+                let written = c.state.progress.get(&index).copied().unwrap_or(0);
+                (start, end, written)
+            })
             .map_err(|_| Failure::Fatal(FetchError::Cancelled))?;
-        let written = self
-            .chunks
-            .lock()
-            .map(|c| c.state.progress.get(&index).copied().unwrap_or(0))
-            .unwrap_or(0);
         let from = start + written;
         if from >= end {
-            return Ok(());
+            return Ok(Some(index));
         }
         let learned = self.location.lock().ok().and_then(|l| l.clone());
         let url = learned.clone().unwrap_or_else(|| self.job.url.clone());
@@ -702,6 +820,7 @@ impl Run {
                     }
                     return Err(Failure::Fatal(FetchError::WrongRange { got, want }));
                 }
+                self.answered(Ranges::Honoured);
                 from
             }
             StatusCode::OK => {
@@ -718,10 +837,16 @@ impl Run {
                     }));
                 }
                 if !(whole || (start == 0 && end == self.job.size)) {
-                    return Err(Failure::Fatal(FetchError::Http(RANGE_IGNORED.into())));
-                }
-                // The body starts at byte 0 again: never append it to what we have.
-                if written > 0 {
+                    if !self.answered(Ranges::Alone) {
+                        // Other connections are writing their chunks: stop them all first.
+                        return Err(Failure::Fatal(FetchError::Http(RANGE_IGNORED.into())));
+                    }
+                    // The first answer, with no other request out: this body is the file from
+                    // byte 0, and the only stream there will be.
+                    self.restart_whole();
+                    (index, start, end) = (0, 0, self.job.size);
+                } else if written > 0 {
+                    // The body starts at byte 0 again: never append it to what we have.
                     if let Ok(mut c) = self.chunks.lock() {
                         c.state.progress.insert(index, 0);
                     }
@@ -738,7 +863,7 @@ impl Run {
                 return Err(Failure::Fatal(FetchError::Cancelled));
             }
             if self.failed.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(None);
             }
             let Some(bytes) = response.chunk().await.map_err(|e| self.transport(e))? else {
                 break;
@@ -754,9 +879,14 @@ impl Run {
                 .map_err(|e| Failure::Fatal(io(&self.partial.data)(e)))?;
             offset += bytes.len() as u64;
             self.progress.add(bytes.len() as u64);
+            // Recorded only now that the bytes are written, so a saved state never claims more.
             if let Ok(mut c) = self.chunks.lock() {
                 c.state.progress.insert(index, offset - start);
                 self.hasher.advance(c.prefix());
+                if c.saved.elapsed() >= SAVE_EVERY {
+                    let _ = self.partial.save(&c.state);
+                    c.saved = Instant::now();
+                }
             }
         }
         if offset < end {
@@ -766,7 +896,19 @@ impl Run {
                 end - start
             ))));
         }
-        Ok(())
+        Ok(Some(index))
+    }
+
+    /// Records what the first answer said, unless an earlier one did; returns whether this
+    /// was the first (and so the only request out).
+    fn answered(&self, ranges: Ranges) -> bool {
+        self.ranges.send_if_modified(|r| {
+            let first = *r == Ranges::Unknown;
+            if first {
+                *r = ranges;
+            }
+            first
+        })
     }
 
     /// Without a checksum in the lock, its strong `ETag` is what pins the file: a response

@@ -87,6 +87,12 @@ struct Group {
     label: FileLabel,
 }
 
+impl Group {
+    fn models(&self) -> Vec<ModelId> {
+        self.targets.iter().map(|(m, _, _)| m.clone()).collect()
+    }
+}
+
 impl Executor<'_> {
     /// Runs every action of `plan`.
     pub async fn run(&self, plan: &Plan) -> Outcome {
@@ -189,10 +195,21 @@ impl Executor<'_> {
                 _ => {}
             }
         }
-        self.download_all(groups.into_values().collect(), outcome)
+        let fetched = self
+            .download_all(groups.into_values().collect(), outcome)
             .await;
         if !self.cancel.load(Ordering::Relaxed) {
             self.rebuild(plan, kinds, &changed, outcome);
+        }
+        // A blob whose models now link it needs no resume state; one for a model that failed
+        // keeps it, so the next apply finds the blob the lock still has no sha256 for.
+        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
+        if !self.cancel.load(Ordering::Relaxed) {
+            for (job, models) in fetched {
+                if !models.iter().any(|m| failed.contains(m)) {
+                    self.engine.forget(&job);
+                }
+            }
         }
     }
 
@@ -378,10 +395,32 @@ impl Executor<'_> {
     }
 
     /// Runs the downloads, `jobs` at a time, and publishes each verified file as a blob.
-    async fn download_all(&self, groups: Vec<Group>, outcome: &Mutex<Outcome>) {
+    /// Returns the jobs whose blobs are now in place, for [`Engine::forget`] once their models
+    /// are rebuilt (until then their resume state is what leads a rerun to a blob the lock
+    /// has no sha256 for).
+    async fn download_all(
+        &self,
+        groups: Vec<Group>,
+        outcome: &Mutex<Outcome>,
+    ) -> Vec<(FileJob, Vec<ModelId>)> {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
         let mut set = tokio::task::JoinSet::new();
+        let mut done = Vec::new();
         for group in groups {
+            if let Some(digest) = self.published_before(&group) {
+                self.reporter.step(&format!(
+                    "linked {}/{} (verified and published by an interrupted apply)",
+                    group.label.model, group.label.path
+                ));
+                if let Ok(mut o) = outcome.lock() {
+                    o.linked += group.targets.len();
+                    for (model, _, path) in &group.targets {
+                        o.learned.push((model.clone(), path.clone(), digest));
+                    }
+                }
+                done.push((group.job.clone(), group.models()));
+                continue;
+            }
             let engine = self.engine.clone();
             let reporter = self.reporter.clone();
             let semaphore = semaphore.clone();
@@ -402,10 +441,7 @@ impl Executor<'_> {
                 Ok(downloaded) => {
                     let digest = downloaded.digests.sha256;
                     match self.store.publish_blob(&downloaded.data, &digest) {
-                        Ok(_) => {
-                            crate::failpoint::hit("download.after-publish");
-                            downloaded.published();
-                        }
+                        Ok(_) => crate::failpoint::hit("download.after-publish"),
                         Err(e) => {
                             for (model, _, _) in &group.targets {
                                 self.fail(
@@ -427,6 +463,12 @@ impl Executor<'_> {
                             }
                         }
                     }
+                    // A blob named by a known sha256 is found by the next plan; only one the
+                    // lock has no sha256 for needs its resume state until it is linked.
+                    match group.job.sha256 {
+                        Some(_) => self.engine.forget(&group.job),
+                        None => done.push((group.job.clone(), group.models())),
+                    }
                 }
                 Err(fetch::FetchError::Cancelled) => {
                     for (model, _, _) in &group.targets {
@@ -445,6 +487,7 @@ impl Executor<'_> {
                 }
             }
         }
+        done
     }
 
     /// The sha256 the lock being applied has for a file.
@@ -454,6 +497,15 @@ impl Executor<'_> {
             .get(model)
             .and_then(|m| m.files.iter().find(|f| &f.path == path))
             .and_then(|f| f.sha256)
+    }
+
+    /// The blob an interrupted apply verified and published for a file the lock has no
+    /// sha256 for (so the plan could not know it), when it is in the store at the locked size
+    /// (a damaged blob was repaired or removed before the downloads start).
+    fn published_before(&self, group: &Group) -> Option<Sha256> {
+        let digest = self.engine.verified_before(&group.job)?;
+        let blob = std::fs::symlink_metadata(self.store.blob_path(&digest)).ok()?;
+        (blob.is_file() && blob.len() == group.job.size).then_some(digest)
     }
 
     /// Hashes a present file whose lock entry has no sha256 and checks it against every digest

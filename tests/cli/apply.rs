@@ -340,7 +340,8 @@ fn a_saved_plan_applies_and_is_refused_once_models_yaml_changed() {
 }
 
 /// Spawns `modelctl ARGS` with stdout and stderr into `<project>/<name>.out` and `.err`.
-fn spawn(project: &Project, args: &[&str], env: &[(&str, &str)], name: &str) -> Child {
+/// Starts `modelctl ARGS` in the project, its output in `<name>.out` and `<name>.err`.
+pub fn spawn(project: &Project, args: &[&str], env: &[(&str, &str)], name: &str) -> Child {
     let out = std::fs::File::create(project.path(&format!("{name}.out"))).expect("stdout file");
     let err = std::fs::File::create(project.path(&format!("{name}.err"))).expect("stderr file");
     project

@@ -154,7 +154,7 @@ fn c1_to_c4_a_kill_at_any_failpoint_leaves_a_consistent_store_that_apply_complet
 }
 
 /// Runs `apply --yes` with the failpoint armed and returns its stderr once it has aborted.
-fn run_until_abort(project: &Project, name: &str) -> String {
+pub fn run_until_abort(project: &Project, name: &str) -> String {
     let log = project.path(&format!("crash-{name}.log"));
     let file = std::fs::File::create(&log).expect("log file");
     let template = project.command(

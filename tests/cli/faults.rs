@@ -4,8 +4,8 @@
 //! It serves byte buffers at paths the way a CDN does (`Content-Length`, a strong `ETag`,
 //! `Accept-Ranges: bytes`, `Range` → `206` with `Content-Range`, the end clamped to the size,
 //! `416` past the end, `If-Range` → the whole file when the validator does not match) and
-//! breaks each `GET` the way a test asks: a reset after n body bytes, a stall, a `200` to a
-//! ranged request, other bytes under another `ETag`, a lying `Content-Range`, a status sequence,
+//! breaks each `GET` the way a test asks: a reset after n body bytes, a stall, a slow body (a
+//! per-connection rate cap, as a CDN's), a `200` to a ranged request, other bytes under another `ETag`, a lying `Content-Range`, a status sequence,
 //! `Retry-After`, more body than asked for, `Content-Encoding: gzip`, a flipped byte, a
 //! `Content-Disposition` filename, a redirect. A fault can be scripted for the next few requests
 //! and changed between runs of the binary. Every request is recorded (method, path and the
@@ -71,6 +71,9 @@ pub enum Fault {
     ContentDisposition(String),
     /// `302` to this URL or path (HEAD too).
     RedirectTo(String),
+    /// The body at no more than this many bytes per second (each response on its own, as a
+    /// per-connection cap), one 64 KiB frame at a time.
+    Throttle(u64),
 }
 
 /// One recorded request.
@@ -403,7 +406,20 @@ async fn handle(
             .headers_mut()
             .insert(header::CONTENT_LENGTH, body.len().into());
     }
-    *response.body_mut() = feed(shared, index, Bytes::from(body), limit as usize, tail);
+    let pace = match fault {
+        Fault::Throttle(rate) => Some(rate.max(1)),
+        _ => None,
+    };
+    *response.body_mut() = feed(
+        shared,
+        index,
+        Bytes::from(body),
+        Feed {
+            limit: limit as usize,
+            tail,
+            pace,
+        },
+    );
     response
 }
 
@@ -421,9 +437,18 @@ enum Tail {
     Stall,
 }
 
-/// A body fed by a task: `limit` bytes of `data`, in frames, then the `tail`; what it sends
-/// is counted for request `index` of the log.
-fn feed(shared: Arc<Shared>, index: usize, data: Bytes, limit: usize, tail: Tail) -> Body {
+/// How much of a body [`feed`] sends, how fast, and how it ends.
+struct Feed {
+    limit: usize,
+    tail: Tail,
+    /// Bytes per second, if capped.
+    pace: Option<u64>,
+}
+
+/// A body fed by a task: `limit` bytes of `data`, in frames (each followed by the pause its
+/// size takes at the `pace`), then the `tail`; what it sends is counted for request `index`.
+fn feed(shared: Arc<Shared>, index: usize, data: Bytes, how: Feed) -> Body {
+    let Feed { limit, tail, pace } = how;
     let (tx, rx) = mpsc::channel(1);
     let counter = shared.clone();
     tokio::spawn(async move {
@@ -444,6 +469,13 @@ fn feed(shared: Arc<Shared>, index: usize, data: Bytes, limit: usize, tail: Tail
             let end = (pos + FRAME).min(limit);
             if tx.send(Ok(data.slice(pos..end))).await.is_err() {
                 return;
+            }
+            if let Some(rate) = pace {
+                let pause = Duration::from_secs_f64((end - pos) as f64 / rate as f64);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = tx.closed() => return,
+                }
             }
             pos = end;
         }

@@ -34,6 +34,7 @@ mod plan;
 mod properties;
 mod raw_client;
 mod repository;
+mod resume;
 mod status;
 mod store_model;
 mod support;
