@@ -196,11 +196,7 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
             )
     };
     plan.actions.retain(|a| keep(a));
-    plan.activations.clear();
     plan.models.retain(|m| damaged.contains(&m.id));
-    for m in &mut plan.models {
-        m.actions.retain(|a| keep(a));
-    }
     plan.totals.download_bytes = plan
         .actions
         .iter()

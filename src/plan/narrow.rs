@@ -14,8 +14,7 @@ impl Plan {
     /// model it replaces) or that deactivates it. Other models are left exactly as they are.
     pub fn narrow_to(&mut self, id: &ModelId) {
         let replaced: Vec<String> = self
-            .activations
-            .iter()
+            .activations()
             .filter_map(|a| match a {
                 Action::Swap { to, from, .. } if to == id => Some(from.clone()),
                 _ => None,
@@ -30,7 +29,6 @@ impl Plan {
             other => other.model() == Some(id),
         };
         self.actions.retain(keep);
-        self.activations.retain(keep);
         self.totals = planner::totals(&self.actions, &self.models);
     }
 
@@ -39,7 +37,6 @@ impl Plan {
         let deletion = |a: &Action| matches!(a, Action::Delete { .. } | Action::Remove { .. });
         let before = self.actions.len();
         self.actions.retain(|a| !deletion(a));
-        self.activations.retain(|a| !deletion(a));
         self.totals = planner::totals(&self.actions, &self.models);
         before - self.actions.len()
     }
