@@ -273,7 +273,7 @@ impl Project {
             .models
             .iter()
             .filter(|m| {
-                m.actions.iter().any(|a| {
+                plan.model_actions(&m.id).any(|a| {
                     matches!(
                         a,
                         crate::plan::Action::Download { .. } | crate::plan::Action::Pull { .. }

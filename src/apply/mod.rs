@@ -344,12 +344,7 @@ impl Executor<'_> {
                     self.remember(kind, model, &f.path, &digest);
                 }
             }
-            for action in plan
-                .models
-                .iter()
-                .filter(|m| &m.id == model)
-                .flat_map(|m| &m.actions)
-            {
+            for action in plan.model_actions(model) {
                 if let Action::DeleteFile { path, .. } = action {
                     self.reporter
                         .step(&format!("removed stray file {model}/{path}"));
@@ -585,7 +580,7 @@ impl Executor<'_> {
         let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
         // The pointer change a hook belongs to, for rollback.
         let mut last: Option<(TypeName, Option<ModelId>, Option<ModelId>, bool)> = None;
-        for action in &plan.activations {
+        for action in plan.activations() {
             match action {
                 Action::Activate { kind, to } | Action::Swap { kind, to, .. } => {
                     let from = self.current(kind);

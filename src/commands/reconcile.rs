@@ -5,8 +5,10 @@
 //! once), and differs from `apply` in three ways: a models.yaml that cannot be used, or that
 //! declares no models at all (what a half-written save can look like), is reported and
 //! skipped, so the store keeps its last good state; deletions are held back
-//! unless the round prunes; and a round can be narrowed to one model. Its reports go to the
-//! log (stderr) and, when the API is listening, to its event stream as well.
+//! unless the round prunes; and a round can be narrowed to one model, which leaves every other
+//! model out of its plan (another model that cannot be resolved does not fail it; the model
+//! itself does). Its reports go to the log (stderr) and, when the API is listening, to its
+//! event stream as well.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -90,11 +92,16 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
             plan.errors[0].message
         ));
     }
+    // A round for one model that cannot be resolved is not up to date: it goes on, and the
+    // executor fails it with the reason. A whole round with nothing else to do stays quiet
+    // about unresolved models, so that `watch` does not fail every wake for them.
+    let unresolved_target = round.only.is_some() && plan.totals.unresolved > 0;
     if !plan
         .actions
         .iter()
         .any(|a| !matches!(a, Action::Hook { .. }))
         && plan.lock_changes.is_empty()
+        && !unresolved_target
     {
         let _ = cache.save(&project.store.stat_cache_path());
         super::apply::refresh_active_json(&project)?;

@@ -195,20 +195,7 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
                     | Action::ShareHfCache { .. }
             )
     };
-    plan.actions.retain(|a| keep(a));
-    plan.activations.clear();
-    plan.models.retain(|m| damaged.contains(&m.id));
-    for m in &mut plan.models {
-        m.actions.retain(|a| keep(a));
-    }
-    plan.totals.download_bytes = plan
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::Download { size, .. } => *size,
-            _ => 0,
-        })
-        .sum();
+    plan.retain(|m| damaged.contains(&m.id), keep);
     if plan.actions.is_empty() {
         eprintln!("Nothing to repair in the model directories.");
         let _ = cache.save(&store.stat_cache_path());

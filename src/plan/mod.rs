@@ -2,12 +2,16 @@
 //!
 //! [`plan`] is a pure function of its inputs (manifest, lock, fresh resolutions, scanned store,
 //! system facts): it reads no file, clock, network or environment, so the same inputs always
-//! give the same plan, and tests describe any situation as data. The result groups actions by
-//! model in a fixed order (acquire files, then pointer swaps, then deletions, so an old model is
-//! never removed before its replacement is active), carries the lock `apply` would write, and
-//! the totals and disk check that decide whether it can run at all. `render` prints it the way
-//! terraform does; its `Serialize` form is the stable `--json` document.
+//! give the same plan, and tests describe any situation as data. The result is one list of
+//! actions in a fixed order (blob repairs, then each model's files, then pointer swaps, then
+//! deletions, so an old model is never removed before its replacement is active), where each
+//! model stands, the lock `apply` would write, and the totals and disk check that decide
+//! whether it can run at all. A model's actions and the pointer changes are views of that one
+//! list ([`Plan::model_actions`], [`Plan::activations`]), and [`Plan::retain`] is the one way
+//! to cut a plan down. `render` prints it the way terraform does; its `Serialize` form
+//! (`document.rs`) is the stable `--json` document.
 
+mod document;
 mod narrow;
 mod planner;
 mod render;
@@ -26,16 +30,18 @@ use crate::names::{ModelId, RelPath, TypeName};
 /// Version of the `--json` and `--out` document.
 pub const PLAN_FORMAT: u32 = 1;
 
-/// Everything `apply` would do, and what it would cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything `apply` would do, and what it would cost. It serializes as the `--json`
+/// document (`document.rs`), which also spells out the derived views; it deserializes from
+/// that document (a saved plan), whose views it ignores.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Plan {
     pub format: u32,
-    /// Per declared or deleted model, sorted by id.
+    /// Per declared or deleted model, sorted by id: where it stands. Its actions are in
+    /// `actions` ([`Plan::model_actions`]).
     pub models: Vec<ModelPlan>,
-    /// Changes to `active/<type>` pointers, in type order, after all files are in place.
-    pub activations: Vec<Action>,
-    /// Every action in execution order (blob repairs, the model actions, then activations, then
-    /// deletions).
+    /// Every action, in execution order: blob repairs, the models' files, then the pointer
+    /// changes (type by type, each followed by the Ollama loads and unloads and the hooks it
+    /// entails), then deletions. This is the only list of actions; the rest are views of it.
     pub actions: Vec<Action>,
     /// How models.lock would change.
     pub lock_changes: Vec<LockChange>,
@@ -56,6 +62,20 @@ impl Plan {
         !self.actions.is_empty() || !self.lock_changes.is_empty()
     }
 
+    /// One model's actions, in execution order: its files, its Ollama pull, its deletion. The
+    /// loads, unloads and hooks that go with a pointer change are [`Plan::activations`].
+    pub fn model_actions<'a>(&'a self, id: &'a ModelId) -> impl Iterator<Item = &'a Action> {
+        self.actions
+            .iter()
+            .filter(move |a| !a.is_activation() && a.model() == Some(id))
+    }
+
+    /// The changes to `active/<type>` pointers, in type order, with the Ollama loads and
+    /// unloads and the hooks they entail; they run after all files are in place.
+    pub fn activations(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| a.is_activation())
+    }
+
     /// Models whose entries could not be resolved, with the reason.
     pub fn unresolved(&self) -> impl Iterator<Item = (&ModelId, &str)> {
         self.models.iter().filter_map(|m| match &m.status {
@@ -65,8 +85,9 @@ impl Plan {
     }
 }
 
-/// One model's part of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where one model stands in the plan (its actions are [`Plan::model_actions`]). It is written
+/// out only as part of the plan's document, which adds them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ModelPlan {
     pub id: ModelId,
     #[serde(rename = "type")]
@@ -74,9 +95,8 @@ pub struct ModelPlan {
     /// Where it comes from, for display (`hf:org/name@1a2b3c4`, a redacted URL, `ollama:llama3:8b`).
     pub source: String,
     pub status: ModelStatus,
-    pub actions: Vec<Action>,
     /// Text diff of the locked entry against the new one, when a locked entry changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub diff: Option<String>,
 }
 
@@ -284,6 +304,21 @@ impl Action {
             | Action::Deactivate { .. }
             | Action::RepairBlob { .. } => None,
         }
+    }
+
+    /// Whether the action is part of a pointer change: the change itself, or the Ollama load
+    /// or unload or the hook that goes with it (the planner makes those for pointer changes
+    /// only).
+    pub fn is_activation(&self) -> bool {
+        matches!(
+            self,
+            Action::Activate { .. }
+                | Action::Swap { .. }
+                | Action::Deactivate { .. }
+                | Action::Load { .. }
+                | Action::Unload { .. }
+                | Action::Hook { .. }
+        )
     }
 }
 

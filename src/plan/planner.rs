@@ -33,15 +33,15 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut p = Planner::default();
     let pinned = p.pin_models(&input);
 
-    let mut acquire = repairs(input.state);
+    let mut actions = repairs(input.state);
     for (id, entry) in &input.manifest.models {
         let present = input.state.models.get(&(entry.kind.clone(), id.clone()));
-        let actions = match pinned.get(id) {
+        let own = match pinned.get(id) {
             Some(locked) => p.model_actions(id, entry, locked, present, &input),
             None => Vec::new(),
         };
-        acquire.extend(actions.iter().cloned());
-        p.finish_model(id, entry, pinned.get(id), actions);
+        p.finish_model(id, entry, pinned.get(id), !own.is_empty());
+        actions.extend(own);
     }
 
     let desired_blobs: BTreeSet<Sha256> = p
@@ -50,32 +50,17 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         .values()
         .flat_map(|m| m.files.iter().filter_map(|f| f.sha256))
         .collect();
-    let activations = p.activations(&input);
-    let deletions = p.deletions(&input, &desired_blobs);
-
-    let mut actions = acquire;
-    actions.extend(activations.iter().cloned());
-    actions.extend(deletions);
+    actions.extend(p.activations(&input));
+    actions.extend(p.deletions(&input, &desired_blobs));
     p.models.sort_by(|a, b| a.id.cmp(&b.id));
 
     p.check_requirements(&input);
     let totals = totals(&actions, &p.models);
-    let disk = disk_check(&totals, input.facts);
-    if !disk.fits {
-        p.errors.push(Notice {
-            model: None,
-            message: format!(
-                "not enough disk space: the plan needs {} at its peak, but only {} is free at `{}`",
-                human_bytes(disk.peak_bytes),
-                human_bytes(disk.free_bytes.unwrap_or(0)),
-                disk.path
-            ),
-        });
-    }
+    let disk = disk_check(&totals, input.facts.free_disk, &input.facts.disk_path);
+    p.errors.extend(disk_error(&disk));
     Plan {
         format: PLAN_FORMAT,
         models: p.models,
-        activations,
         actions,
         lock_changes: p.lock_changes,
         totals,
@@ -364,13 +349,13 @@ impl Planner {
         id: &ModelId,
         entry: &ModelEntry,
         locked: Option<&LockedModel>,
-        actions: Vec<Action>,
+        has_actions: bool,
     ) {
         let status = if let Some(reason) = self.unresolved.get(id) {
             ModelStatus::Unresolved {
                 reason: reason.clone(),
             }
-        } else if actions.is_empty() && !self.lock_changes.iter().any(|c| &c.model == id) {
+        } else if !has_actions && !self.lock_changes.iter().any(|c| &c.model == id) {
             ModelStatus::UpToDate
         } else {
             ModelStatus::Changes
@@ -380,7 +365,6 @@ impl Planner {
             kind: entry.kind.clone(),
             source: source_label(&entry.source, locked),
             status,
-            actions,
             diff: self.diffs.remove(id),
         });
     }
@@ -516,14 +500,13 @@ impl Planner {
                 size: present.size(),
                 freed,
             };
-            out.push(action.clone());
+            out.push(action);
             let renamed = input.manifest.models.contains_key(id);
             if renamed {
-                if let Some(m) = self.models.iter_mut().find(|m| &m.id == id) {
-                    m.actions.push(action);
-                    if m.status == ModelStatus::UpToDate {
-                        m.status = ModelStatus::Changes;
-                    }
+                if let Some(m) = self.models.iter_mut().find(|m| &m.id == id)
+                    && m.status == ModelStatus::UpToDate
+                {
+                    m.status = ModelStatus::Changes;
                 }
                 continue;
             }
@@ -535,11 +518,6 @@ impl Planner {
                     .as_ref()
                     .map_or_else(String::new, |d| format!("ollama:{}", d.ollama)),
                 status: ModelStatus::Removed,
-                actions: out
-                    .iter()
-                    .filter(|a| a.model() == Some(id))
-                    .cloned()
-                    .collect(),
                 diff: None,
             });
         }
@@ -756,14 +734,27 @@ pub(super) fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
 }
 
 /// Downloads land in the store before anything is deleted, so the peak is all of them.
-fn disk_check(totals: &Totals, facts: &SystemFacts) -> DiskCheck {
+pub(super) fn disk_check(totals: &Totals, free_disk: Option<u64>, path: &str) -> DiskCheck {
     let peak = totals.download_bytes;
     DiskCheck {
         peak_bytes: peak,
-        free_bytes: facts.free_disk,
-        path: facts.disk_path.clone(),
-        fits: facts.free_disk.is_none_or(|free| peak <= free),
+        free_bytes: free_disk,
+        path: path.to_owned(),
+        fits: free_disk.is_none_or(|free| peak <= free),
     }
+}
+
+/// The error that refuses a plan which does not fit on disk.
+pub(super) fn disk_error(disk: &DiskCheck) -> Option<Notice> {
+    (!disk.fits).then(|| Notice {
+        model: None,
+        message: format!(
+            "not enough disk space: the plan needs {} at its peak, but only {} is free at `{}`",
+            human_bytes(disk.peak_bytes),
+            human_bytes(disk.free_bytes.unwrap_or(0)),
+            disk.path
+        ),
+    })
 }
 
 /// How a model's source reads in the plan.

@@ -63,7 +63,7 @@ pub fn render_text(plan: &Plan, style: Style) -> String {
     let up_to_date = plan.models.len() - changed.len();
 
     for m in &changed {
-        render_model(&mut out, &p, m);
+        render_model(&mut out, &p, m, plan.model_actions(&m.id).collect());
     }
     let repairs: Vec<&Action> = plan
         .actions
@@ -77,9 +77,10 @@ pub fn render_text(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
-    if !plan.activations.is_empty() {
+    let activations: Vec<&Action> = plan.activations().collect();
+    if !activations.is_empty() {
         let _ = writeln!(out, "  {}", p.bold("active models"));
-        for a in &plan.activations {
+        for a in activations {
             let _ = writeln!(out, "    {}", action_line(&p, a));
         }
         out.push('\n');
@@ -115,11 +116,11 @@ pub fn render_text(plan: &Plan, style: Style) -> String {
     out
 }
 
-fn render_model(out: &mut String, p: &Painter, m: &ModelPlan) {
+fn render_model(out: &mut String, p: &Painter, m: &ModelPlan, actions: Vec<&Action>) {
     let sym = match &m.status {
         ModelStatus::Removed => "-",
         ModelStatus::Unresolved { .. } => "?",
-        _ if m.actions.iter().any(|a| {
+        _ if actions.iter().any(|a| {
             matches!(
                 a,
                 Action::Download { replace: true, .. }
@@ -158,7 +159,7 @@ fn render_model(out: &mut String, p: &Painter, m: &ModelPlan) {
     if let ModelStatus::Unresolved { reason } = &m.status {
         let _ = writeln!(out, "      needs resolving: {reason}");
     }
-    for a in &m.actions {
+    for a in actions {
         let _ = writeln!(out, "      {}", action_line(p, a));
     }
     out.push('\n');

@@ -367,7 +367,7 @@ fn an_unpinned_model_is_reported_and_gets_no_file_actions() {
             reason: "offline".into()
         }
     );
-    assert!(a.actions.is_empty());
+    assert_eq!(plan.model_actions(&id("a")).count(), 0);
     assert_eq!(plan.totals.unresolved, 1);
     assert!(!plan.next_lock.models.contains_key(&id("a")));
 }
@@ -516,4 +516,199 @@ fn rendered_no_change_plan_snapshot() {
     let plan = run(&m, &lock, &state);
     assert!(!plan.has_changes());
     insta::assert_snapshot!(render_text(&plan, Style::Plain));
+}
+
+/// TWO_IMAGE_MODELS with `b` unpinned and unresolvable, on an empty store.
+fn plan_with_b_unresolved(free: u64) -> Plan {
+    let m = manifest(TWO_IMAGE_MODELS);
+    let mut lock = lock_all(&m);
+    lock.models.remove(&id("b"));
+    let mut resolutions = BTreeMap::new();
+    resolutions.insert(
+        id("b"),
+        Resolution::Failed {
+            reason: "the server refused the connection".into(),
+        },
+    );
+    plan(PlanInput {
+        manifest: &m,
+        lock: &lock,
+        resolutions: &resolutions,
+        state: &StoreState::default(),
+        facts: &facts(free),
+        hf_cache: &Default::default(),
+        daemon: &Default::default(),
+    })
+}
+
+fn listed(plan: &Plan) -> Vec<&str> {
+    plan.models.iter().map(|m| m.id.as_str()).collect()
+}
+
+#[test]
+fn narrowing_to_a_model_leaves_an_unresolved_other_out_of_the_plan() {
+    let whole = plan_with_b_unresolved(100 * GIB);
+    assert_eq!(whole.totals.unresolved, 1);
+
+    let mut a = whole.clone();
+    a.narrow_to(&id("a"));
+    assert_eq!(listed(&a), ["a"]);
+    assert_eq!(kinds(&a), ["download a"], "b's activation is not a's");
+    assert_eq!(a.unresolved().count(), 0);
+    assert_eq!(a.totals.unresolved, 0);
+    assert_eq!(a.totals.downloads, 1);
+    assert_eq!(a.totals.activations, 0);
+    assert_eq!(a.model_actions(&id("a")).count(), 1);
+    assert_eq!(a.next_lock, whole.next_lock, "the lock is left whole");
+
+    let mut b = whole;
+    b.narrow_to(&id("b"));
+    assert_eq!(listed(&b), ["b"]);
+    assert_eq!(
+        b.unresolved().collect::<Vec<_>>(),
+        [(&id("b"), "the server refused the connection")],
+        "the model itself still fails with its own reason"
+    );
+    assert_eq!(b.totals.unresolved, 1);
+    assert_eq!(kinds(&b), ["activate image_gen"]);
+}
+
+#[test]
+fn narrowing_drops_the_notices_of_models_left_out_and_checks_the_disk_again() {
+    let wrong = Sha256::of(b"something else");
+    let yaml = TWO_IMAGE_MODELS.replace(
+        "    source: { url: 'https://example.com/b.bin' }\n",
+        &format!("    source: {{ url: 'https://example.com/b.bin' }}\n    files: {{ b.bin: {{ sha256: {wrong} }} }}\n"),
+    );
+    let m = manifest(&yaml);
+    let lock = lock_all(&m);
+    let whole = plan(PlanInput {
+        manifest: &m,
+        lock: &lock,
+        resolutions: &BTreeMap::new(),
+        state: &StoreState::default(),
+        facts: &facts(1500),
+        hf_cache: &Default::default(),
+        daemon: &Default::default(),
+    });
+    assert!(!whole.disk.fits);
+    assert_eq!(whole.errors.len(), 2, "{:?}", whole.errors);
+
+    let mut a = whole.clone();
+    a.narrow_to(&id("a"));
+    assert!(a.errors.is_empty(), "{:?}", a.errors);
+    assert_eq!(a.disk.peak_bytes, 1000);
+    assert!(a.disk.fits);
+
+    let mut b = whole;
+    b.narrow_to(&id("b"));
+    assert_eq!(b.errors.len(), 1, "b's own error stays: {:?}", b.errors);
+    assert_eq!(b.errors[0].model, Some(id("b")));
+    assert!(b.disk.fits);
+}
+
+#[test]
+fn narrowing_to_the_new_active_model_keeps_its_swap_and_the_old_models_unload() {
+    let o = manifest(WITH_OLLAMA);
+    let state = store_with(&o, &["small", "big"], &[("llm", "small")]);
+    let whole = run(&o, &lock_all(&o), &state);
+
+    let mut big = whole.clone();
+    big.narrow_to(&id("big"));
+    assert_eq!(kinds(&big), ["swap llm", "load big", "unload small"]);
+    assert_eq!(listed(&big), ["big"]);
+    assert_eq!(big.activations().count(), 3);
+    assert_eq!(big.model_actions(&id("big")).count(), 0);
+    assert_eq!(big.totals.swaps, 1);
+
+    let mut small = whole;
+    small.narrow_to(&id("small"));
+    assert!(
+        small.actions.is_empty(),
+        "the still active model is not unloaded by a round about it alone: {:?}",
+        small.actions
+    );
+    assert_eq!(listed(&small), ["small"]);
+    assert_eq!(small.totals, Totals::default());
+
+    // A hook goes with the pointer change it belongs to, whichever model it is of.
+    let m = manifest(TWO_IMAGE_MODELS);
+    let whole = run(
+        &m,
+        &lock_all(&m),
+        &store_with(&m, &["a", "b"], &[("image_gen", "a")]),
+    );
+    let mut b = whole.clone();
+    b.narrow_to(&id("b"));
+    assert_eq!(kinds(&b), ["swap image_gen", "hook a"]);
+    let mut a = whole;
+    a.narrow_to(&id("a"));
+    assert!(a.actions.is_empty(), "{:?}", a.actions);
+}
+
+#[test]
+fn holding_deletions_leaves_the_removed_models_out_and_keeps_the_rest() {
+    let m = manifest(TWO_IMAGE_MODELS);
+    let mut state = store_with(&m, &["b"], &[("image_gen", "b")]);
+    let mut old = PresentModel::default();
+    old.files.insert(
+        path("own.bin"),
+        PresentFile {
+            size: 700,
+            sha256: digest("own"),
+            git_oid: None,
+        },
+    );
+    state.blobs.insert(digest("own"), 700);
+    state.models.insert((ty("tts"), id("old")), old);
+    let mut plan = run(&m, &lock_all(&m), &state);
+    assert_eq!(kinds(&plan), ["download a", "delete old"]);
+    assert_eq!(listed(&plan), ["a", "b", "old"]);
+
+    assert_eq!(plan.hold_deletions(), 1);
+    assert_eq!(kinds(&plan), ["download a"]);
+    assert_eq!(listed(&plan), ["a", "b"]);
+    assert_eq!(plan.totals.deletes, 0);
+    assert_eq!(plan.totals.freed_bytes, 0);
+    assert_eq!(plan.totals.downloads, 1);
+    assert_eq!(plan.hold_deletions(), 0, "nothing more to hold");
+}
+
+#[test]
+fn a_kept_model_left_with_nothing_to_do_is_up_to_date() {
+    let m = manifest(TWO_IMAGE_MODELS);
+    let mut plan = run(&m, &lock_all(&m), &StoreState::default());
+    assert_eq!(plan.models[0].status, ModelStatus::Changes);
+    plan.retain(|_| true, |a| a.is_activation());
+    assert_eq!(kinds(&plan), ["activate image_gen"]);
+    assert_eq!(listed(&plan), ["a", "b"]);
+    assert!(
+        plan.models
+            .iter()
+            .all(|m| m.status == ModelStatus::UpToDate),
+        "{:?}",
+        plan.models
+    );
+    assert_eq!(plan.totals.downloads, 0);
+    assert_eq!(plan.totals.activations, 1);
+    assert_eq!(plan.disk.peak_bytes, 0);
+}
+
+#[test]
+fn the_json_document_spells_out_the_views_and_reads_back_as_the_same_plan() {
+    let mut plan = plan_with_b_unresolved(100 * GIB);
+    let doc = serde_json::to_value(&plan).expect("json");
+    assert_eq!(doc["models"][0]["id"], "a");
+    assert_eq!(doc["models"][0]["actions"][0]["action"], "download");
+    assert_eq!(doc["models"][1]["actions"], serde_json::json!([]));
+    assert_eq!(doc["activations"][0]["action"], "activate");
+    assert_eq!(doc["actions"].as_array().map(Vec::len), Some(2));
+
+    plan.narrow_to(&id("a"));
+    let doc = serde_json::to_value(&plan).expect("json");
+    assert_eq!(doc["activations"], serde_json::json!([]));
+    assert_eq!(doc["models"].as_array().map(Vec::len), Some(1));
+    let mut back: Plan = serde_json::from_value(doc).expect("a saved plan loads");
+    back.next_lock = plan.next_lock.clone();
+    assert_eq!(back, plan);
 }

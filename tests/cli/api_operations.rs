@@ -417,3 +417,72 @@ fn activating_through_the_api_acts_on_that_model_alone() {
     );
     assert_eq!(status_of(&server, "c"), "error");
 }
+
+#[test]
+fn a_download_succeeds_beside_a_model_that_cannot_be_resolved_which_fails_on_its_own() {
+    let project = voices();
+    // b is declared but not locked, and its file is gone: it cannot be resolved.
+    std::fs::remove_file(project.path("src/b.bin")).expect("remove");
+    let server = Server::start(&project);
+    let events = server.events();
+
+    let (code, queued) = download(&server, "a");
+    assert_eq!(code, 202, "{queued}");
+    let op = queued["operation"]
+        .as_str()
+        .expect("operation id")
+        .to_owned();
+    let seen = events.until(|name, e| {
+        name == "operation"
+            && e["operation"] == op.as_str()
+            && (e["state"] == "succeeded" || e["state"] == "failed")
+    });
+    let (_, ended) = seen.last().expect("the operation ended");
+    assert_eq!(
+        ended["state"], "succeeded",
+        "b is not a's business: {ended}"
+    );
+    let (_, finished) = server.get(&format!("/api/operations/{op}"), &[]);
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    assert!(project.path("store/models/tts/a/a.bin").exists());
+    assert_eq!(status_of(&server, "a"), "active");
+    let plan = seen
+        .iter()
+        .find(|(name, _)| name == "plan")
+        .expect("the plan is announced");
+    let listed: Vec<&str> = plan.1["plan"]["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(
+        listed,
+        ["a"],
+        "the narrowed plan is about a alone: {}",
+        plan.1
+    );
+    assert_eq!(plan.1["plan"]["totals"]["unresolved"], 0, "{}", plan.1);
+
+    // b's own download fails, with b's reason.
+    let (code, queued) = download(&server, "b");
+    assert_eq!(code, 202, "{queued}");
+    let op = queued["operation"]
+        .as_str()
+        .expect("operation id")
+        .to_owned();
+    let seen = events.until(|name, e| {
+        name == "operation"
+            && e["operation"] == op.as_str()
+            && (e["state"] == "succeeded" || e["state"] == "failed")
+    });
+    let (_, ended) = seen.last().expect("the operation ended");
+    assert_eq!(ended["state"], "failed", "{ended}");
+    let message = ended["message"].as_str().expect("message");
+    assert!(
+        message.contains("`b`") && message.contains("b.bin"),
+        "the failure is b's own: {message}"
+    );
+    assert!(project.path("store/models/tts/a/a.bin").exists());
+    assert!(!project.path("store/models/tts/b").exists());
+}
