@@ -63,7 +63,7 @@ pub fn hit_file(path: &Path, step: &str) {
 }
 
 fn die(name: &str) -> ! {
-    eprintln!("failpoint {name}: aborting");
+    crate::log_line!("failpoint {name}: aborting");
     std::process::abort()
 }
 

@@ -21,18 +21,8 @@
 //!   [`durable`] is the one way files are replaced; [`failpoint`] lets crash tests kill it
 //!   between any two of those steps.
 //! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this; [`api`]
-//!   serves the same facts over HTTP.
-
-/// A line on stderr that never panics. `eprintln!` panics when stderr is a closed pipe; for
-/// `serve` and `watch`, which run for hours behind pipes and log collectors, a lost log line
-/// must not take a download or the server down with it.
-#[macro_export]
-macro_rules! log_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
+//!   serves the same facts over HTTP. [`printer`] is how they all write: data on stdout,
+//!   talk on stderr, and no write that panics when a reader goes away.
 
 pub mod api;
 pub mod apply;
@@ -47,6 +37,7 @@ pub mod manifest;
 pub mod names;
 pub mod net;
 pub mod plan;
+pub mod printer;
 pub mod project;
 pub mod settings;
 pub mod sources;

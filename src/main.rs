@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use modelctl::manifest::ManifestError;
+use modelctl::printer::{OutputError, Printer};
 
 fn main() -> ExitCode {
     let cli = modelctl::cli::Cli::parse();
@@ -15,13 +16,15 @@ fn main() -> ExitCode {
             std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
     };
+    // Errors are told at every level, so the printer's level does not matter here.
+    let printer = Printer::default();
     match modelctl::commands::run(cli) {
         Ok(code) => code,
-        // `modelctl plan --json | head`: a closed pipe is the reader's choice, not an error.
-        Err(report) if is_broken_pipe(&report) => ExitCode::SUCCESS,
+        // `modelctl plan --json | head`: a closed stdout is the reader's choice, not an error.
+        Err(report) if stdout_closed(&report) => ExitCode::SUCCESS,
         Err(report) => {
             if let Some(ManifestError::Invalid(problems)) = report.downcast_ref::<ManifestError>() {
-                eprint!("{}", problems.render(color));
+                printer.err(&problems.render(color));
             } else {
                 let theme = if color {
                     miette::GraphicalTheme::unicode()
@@ -43,16 +46,18 @@ fn main() -> ExitCode {
                 if handler.render_report(&mut text, report.as_ref()).is_err() {
                     text = format!("error: {report}\n");
                 }
-                eprint!("{text}");
+                printer.err(&text);
             }
             ExitCode::FAILURE
         }
     }
 }
 
-fn is_broken_pipe(report: &miette::Report) -> bool {
+/// Only a failed write of data to stdout counts: a broken pipe elsewhere (a hook's stdin, a
+/// socket) is an error like any other.
+fn stdout_closed(report: &miette::Report) -> bool {
     report.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<OutputError>()
+            .is_some_and(OutputError::is_closed)
     })
 }

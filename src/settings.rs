@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::manifest::Manifest;
 use crate::plan::Style;
+use crate::printer::Printer;
 use crate::sources::hf::HubConfig;
 
 /// Resolved settings for one run.
@@ -19,6 +20,8 @@ pub struct Settings {
     store_override: Option<PathBuf>,
     pub network: Network,
     pub color: ColorChoice,
+    /// How the run writes: data on stdout, talk on stderr, at the level `-q`/`-v` will set.
+    pub printer: Printer,
     /// HTTP timeouts and retries (`MODELCTL_HTTP_TIMEOUT`, `MODELCTL_HTTP_RETRIES`,
     /// `MODELCTL_HTTP_RETRY_BASE_MS`).
     pub net: crate::net::NetConfig,
@@ -83,6 +86,7 @@ impl Settings {
                 offline: *offline || *frozen || env("HF_HUB_OFFLINE").is_some_and(|v| truthy(&v)),
             },
             color: *color,
+            printer: Printer::default(),
             net: net_from_env(),
             lock_timeout: Duration::from_secs_f64(
                 env_number("MODELCTL_LOCK_TIMEOUT").unwrap_or(300.0),

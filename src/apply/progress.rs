@@ -8,7 +8,6 @@
 //! [`EventSink`]: stdout, one per line, for `--json`, or the API's event stream. A [`Tee`]
 //! sends one apply's reports to two reporters (the watch log and the event stream).
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use super::fetch::FileProgress;
+use crate::printer::Printer;
 use crate::units::human_bytes;
 
 /// Identifies a file in progress reports.
@@ -215,31 +215,21 @@ impl Reporter for Lines {
     }
 }
 
-/// One JSON event per line on stdout (`--json`).
+/// One JSON event per line on stdout (`--json`), each line in one write. An event that cannot
+/// be written (the reader went away) is dropped: the apply it reports goes on.
 pub struct Json {
-    out: Mutex<std::io::Stdout>,
+    printer: Printer,
 }
 
 impl Json {
-    pub fn new() -> Self {
-        Self {
-            out: Mutex::new(std::io::stdout()),
-        }
+    pub fn new(printer: Printer) -> Self {
+        Self { printer }
     }
 }
 
 impl EventSink for Json {
     fn emit(&self, event: serde_json::Value) {
-        if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(out, "{event}");
-            let _ = out.flush();
-        }
-    }
-}
-
-impl Default for Json {
-    fn default() -> Self {
-        Self::new()
+        let _ = self.printer.outln(event);
     }
 }
 

@@ -1,6 +1,6 @@
 //! `modelctl apply [PLANFILE]`: plan (or load a saved plan), confirm deletions, execute.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use crate::apply::{Executor, Outcome};
 use crate::cli::ApplyArgs;
 use crate::lock::Lockfile;
 use crate::plan::{Action, Plan, SavedPlan};
+use crate::printer::{OutputError, Printer};
 use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::StatCache;
@@ -38,15 +39,15 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
         }
     };
 
-    let json = args.json.then(|| Arc::new(Json::new()));
+    let printer = project.settings.printer;
+    let json = args.json.then(|| Arc::new(Json::new(printer)));
     match &json {
         Some(j) => j.emit(json!({"event": "plan", "plan": &plan})),
         None => {
             let style = project.settings.style_for(&std::io::stdout());
             let text = crate::plan::render_text(&plan, style);
-            std::io::stdout()
-                .write_all(text.as_bytes())
-                .into_diagnostic()?;
+            // The plan is a preview: a reader that went away does not cancel the apply.
+            printer.out(text).or_else(OutputError::ignore_closed)?;
         }
     }
     if !plan.errors.is_empty() {
@@ -58,13 +59,14 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     if !plan.has_changes() && plan.totals.unresolved == 0 {
         finish_quietly(&project, &next_lock, &mut cache)?;
         say(
+            printer,
             &json,
             "Nothing to do: the store matches models.yaml and models.lock.",
             json!({}),
         );
         return Ok(ExitCode::SUCCESS);
     }
-    confirm_deletions(&plan, args.yes)?;
+    confirm_deletions(printer, &plan, args.yes)?;
 
     let reporter = reporter_for(&json, plan.totals.download_bytes);
     let (outcome, elapsed, cache) = execute(
@@ -259,7 +261,7 @@ fn saved_plan(
 }
 
 /// Deletions need a yes: from the terminal, or `--yes` where there is none.
-fn confirm_deletions(plan: &Plan, yes: bool) -> Result<()> {
+fn confirm_deletions(printer: Printer, plan: &Plan, yes: bool) -> Result<()> {
     let doomed: Vec<String> = plan
         .actions
         .iter()
@@ -280,11 +282,10 @@ fn confirm_deletions(plan: &Plan, yes: bool) -> Result<()> {
             "this apply deletes {list}"
         ));
     }
-    eprint!(
+    printer.err(&format!(
         "This apply deletes {list} (freeing {} at the next `gc`). Continue? [y/N] ",
         human_bytes(plan.totals.freed_bytes)
-    );
-    let _ = std::io::stderr().flush();
+    ));
     let mut answer = String::new();
     std::io::stdin()
         .lock()
@@ -399,9 +400,9 @@ fn summary(
     }
 }
 
-fn say(json: &Option<Arc<Json>>, line: &str, figures: serde_json::Value) {
+fn say(printer: Printer, json: &Option<Arc<Json>>, line: &str, figures: serde_json::Value) {
     match json {
         Some(j) => j.emit(json!({"event": "summary", "message": line, "totals": figures})),
-        None => eprintln!("{line}"),
+        None => printer.say(line),
     }
 }

@@ -7,9 +7,13 @@ use clap::CommandFactory;
 use miette::Result;
 
 use crate::cli::{Cli, CompletionsArgs};
+use crate::printer::Printer;
 
-pub fn run(args: &CompletionsArgs) -> Result<ExitCode> {
+pub fn run(printer: Printer, args: &CompletionsArgs) -> Result<ExitCode> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "modelctl", &mut std::io::stdout());
+    // `generate` panics when its writer fails; it writes to memory, the printer to stdout.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "modelctl", &mut script);
+    printer.out(script)?;
     Ok(ExitCode::SUCCESS)
 }

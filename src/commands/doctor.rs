@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
@@ -59,13 +59,11 @@ pub fn run(settings: Settings, args: &DoctorArgs) -> Result<ExitCode> {
         fits,
         problems,
     };
+    let printer = project.settings.printer;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).into_diagnostic()?
-        );
+        printer.json(&report)?;
     } else {
-        print!("{}", render(&report));
+        printer.out(render(&report))?;
     }
     Ok(if report.fits == Some(false) {
         ExitCode::FAILURE

@@ -14,6 +14,7 @@ use crate::cli::{ActivateArgs, AddArgs, ConfigArgs, DeactivateArgs, RemoveArgs};
 use crate::manifest::Manifest;
 use crate::manifest::edit::{Edited, edit, remove_in, set_in, set_new_mapping};
 use crate::names::ModelId;
+use crate::printer::OutputError;
 use crate::settings::Settings;
 
 /// `modelctl activate ID [--type TYPE]`: `active.<type>: ID`.
@@ -284,12 +285,18 @@ fn new_source(args: &AddArgs, mut source: MappingBuilder) -> MappingBuilder {
 
 /// Prints the changed lines and what to do next.
 fn report(settings: &Settings, edited: &Edited) -> Result<ExitCode> {
+    let printer = settings.printer;
     let name = crate::manifest::display_name(&settings.manifest_path);
     if !edited.changed() {
-        eprintln!("`{name}` is unchanged.");
+        printer.say(format_args!("`{name}` is unchanged."));
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", edited.diff());
-    eprintln!("Wrote `{name}`; run `modelctl apply` to make it so.");
+    // The file is written: a reader that went away does not make that untrue.
+    printer
+        .out(edited.diff())
+        .or_else(OutputError::ignore_closed)?;
+    printer.say(format_args!(
+        "Wrote `{name}`; run `modelctl apply` to make it so."
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,10 @@
 //! and how it is removed is [`crate::store::gc`]; this file gathers the inputs and prints.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 use serde::Serialize;
 
 use crate::cli::GcArgs;
@@ -68,6 +67,7 @@ struct Document<'a> {
 pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
     let store = &project.store;
+    let printer = project.settings.printer;
     let root = store.root().display().to_string();
     let exists = crate::store::gc::check_store(store)?;
     let _lock = match exists && !args.dry_run {
@@ -91,10 +91,10 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
         let gone = removal.keys();
         cache.retain(|key| !gone.contains(key));
         if exists && let Err(e) = cache.save(&cache_path) {
-            eprintln!(
+            printer.warn(format_args!(
                 "note: the stat cache `{}` was not updated ({e})",
                 cache_path.display()
-            );
+            ));
         }
         (
             removal.blobs,
@@ -104,8 +104,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
         )
     };
 
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
+    let shown = if args.json {
         let doc = Document {
             format: GC_FORMAT,
             dry_run: args.dry_run,
@@ -118,8 +117,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
             changed: &changed,
             errors: errors.iter().map(ToString::to_string).collect(),
         };
-        let text = serde_json::to_string_pretty(&doc).into_diagnostic()?;
-        writeln!(stdout, "{text}").into_diagnostic()?;
+        printer.json(&doc)
     } else {
         let text = render_text(&Report {
             dry_run: args.dry_run,
@@ -130,10 +128,20 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
             skipped: &found.skipped,
             changed: &changed,
         });
-        stdout.write_all(text.as_bytes()).into_diagnostic()?;
-    }
+        printer.out(text)
+    };
+    // What was removed is gone: a reader that went away changes nothing about how gc ends.
+    shown.or_else(|e| {
+        if args.dry_run {
+            Err(e)
+        } else {
+            e.ignore_closed()
+        }
+    })?;
     if !exists {
-        eprintln!("There is no store at `{root}`; nothing to collect.");
+        printer.say(format_args!(
+            "There is no store at `{root}`; nothing to collect."
+        ));
     }
     if !errors.is_empty() {
         return Err(Incomplete {

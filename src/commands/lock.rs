@@ -12,6 +12,7 @@ use crate::sources::Resolution;
 
 pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
+    let printer = project.settings.printer;
     if args.check {
         let stale = project.unpinned();
         let orphaned: Vec<_> = project
@@ -21,16 +22,18 @@ pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
             .filter(|id| !project.manifest.models.contains_key(*id))
             .collect();
         if stale.is_empty() && orphaned.is_empty() {
-            eprintln!("models.lock is up to date.");
+            printer.say("models.lock is up to date.");
             return Ok(ExitCode::SUCCESS);
         }
         for id in &stale {
-            eprintln!("  {id}: needs resolving");
+            printer.warn(format_args!("  {id}: needs resolving"));
         }
         for id in &orphaned {
-            eprintln!("  {id}: in models.lock but no longer in models.yaml");
+            printer.warn(format_args!(
+                "  {id}: in models.lock but no longer in models.yaml"
+            ));
         }
-        eprintln!("models.lock is out of date; run `modelctl lock`.");
+        printer.warn("models.lock is out of date; run `modelctl lock`.");
         return Ok(ExitCode::FAILURE);
     }
     project.check_locked()?;
@@ -41,7 +44,7 @@ pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
     for id in project.manifest.models.keys() {
         match resolutions.get(id) {
             Some(Resolution::Resolved(model)) => {
-                eprintln!("  resolved {id}");
+                printer.say(format_args!("  resolved {id}"));
                 next.models.insert(id.clone(), model.clone());
             }
             Some(Resolution::Failed { reason }) => {
@@ -59,23 +62,29 @@ pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
     }
     let path = &project.settings.lock_path;
     if crate::lock::write(path, &next)? {
-        eprintln!("Wrote `{}`.", crate::manifest::display_name(path));
+        printer.say(format_args!(
+            "Wrote `{}`.",
+            crate::manifest::display_name(path)
+        ));
     } else {
-        eprintln!("`{}` is unchanged.", crate::manifest::display_name(path));
+        printer.say(format_args!(
+            "`{}` is unchanged.",
+            crate::manifest::display_name(path)
+        ));
     }
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
+    printer.warn(format_args!(
         "{} could not be resolved:",
         if failed.len() == 1 {
             "1 model"
         } else {
             "some models"
         }
-    );
+    ));
     for f in &failed {
-        eprintln!("  {f}");
+        printer.warn(format_args!("  {f}"));
     }
     Ok(ExitCode::FAILURE)
 }

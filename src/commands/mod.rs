@@ -1,5 +1,5 @@
 //! The commands: each loads the [`crate::project::Project`], calls the library, prints, and picks an exit
-//! code. Where the HTTP API answers the same question or makes the same change, the command's
+//! code, writing through the [`crate::printer::Printer`] in its settings. Where the HTTP API answers the same question or makes the same change, the command's
 //! module keeps that part as a function of its own that returns data instead of printing
 //! (`status::rows`, `show::shown`, `edit::edit_activate`, `reconcile::reconcile`, …), and both
 //! call it.
@@ -35,7 +35,7 @@ pub const EXIT_CHANGES: u8 = 2;
 pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
     let settings = Settings::resolve(&cli.global);
     for warning in &settings.warnings {
-        eprintln!("warning: {warning}");
+        settings.printer.warn(format_args!("warning: {warning}"));
     }
     crate::failpoint::arm(settings.failpoint.clone());
     match cli.command {
@@ -53,8 +53,8 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Storage(args) => storage::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
-        crate::cli::Command::Schema => schema::run(),
-        crate::cli::Command::Completions(args) => completions::run(&args),
+        crate::cli::Command::Schema => schema::run(settings.printer),
+        crate::cli::Command::Completions(args) => completions::run(settings.printer, &args),
         crate::cli::Command::Activate(args) => edit::activate(&settings, &args),
         crate::cli::Command::Deactivate(args) => edit::deactivate(&settings, &args),
         crate::cli::Command::Config(args) => edit::config(&settings, &args),

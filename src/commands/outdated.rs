@@ -15,6 +15,7 @@ use crate::cli::OutdatedArgs;
 use crate::lock::{LockedFile, LockedModel, LockedSource};
 use crate::manifest::Source;
 use crate::names::ModelId;
+use crate::printer::{OutputError, Printer};
 use crate::project::Project;
 use crate::settings::Settings;
 use crate::units::human_bytes;
@@ -63,10 +64,11 @@ pub fn run(settings: Settings, args: &OutdatedArgs) -> Result<ExitCode> {
         }
         rows
     });
+    let printer = project.settings.printer;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows).into_diagnostic()?);
+        printer.json(&rows)?;
     } else {
-        print_table(&rows);
+        print_table(printer, &rows)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -153,8 +155,10 @@ fn short(commit: &str) -> String {
     commit.get(..12).unwrap_or(commit).to_owned()
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(printer: Printer, rows: &[Row]) -> Result<(), OutputError> {
+    use std::fmt::Write;
     let outdated = rows.iter().filter(|r| r.state == "outdated").count();
+    let mut table = String::new();
     for row in rows {
         let detail = match row.state {
             "up_to_date" => format!("up to date ({})", row.locked.as_deref().unwrap_or("-")),
@@ -175,19 +179,26 @@ fn print_table(rows: &[Row]) {
             "unlocked" => "not locked".to_owned(),
             _ => "unknown".to_owned(),
         };
-        println!("{:<24} {:<40} {detail}", row.model.as_str(), row.source);
+        let _ = writeln!(
+            table,
+            "{:<24} {:<40} {detail}",
+            row.model.as_str(),
+            row.source
+        );
         if let Some(note) = &row.note {
-            println!("{:<24} {note}", "");
+            let _ = writeln!(table, "{:<24} {note}", "");
         }
     }
+    printer.out(table)?;
     if outdated == 0 {
-        eprintln!("Every checked model is up to date.");
+        printer.say("Every checked model is up to date.");
     } else {
-        eprintln!(
+        printer.say(format_args!(
             "{outdated} model{} can be updated; `modelctl update ID` re-pins, then `modelctl apply`.",
             if outdated == 1 { "" } else { "s" }
-        );
+        ));
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! `modelctl plan`: resolve what is unpinned, scan the store, print the plan.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
@@ -18,16 +17,18 @@ pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
     let state = project.scan()?;
     let plan = project.plan(&state)?;
 
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let text = serde_json::to_string_pretty(&plan).into_diagnostic()?;
-        writeln!(stdout, "{text}").into_diagnostic()?;
+    let printer = project.settings.printer;
+    let shown = if args.json {
+        printer.json(&plan)
     } else {
         let style = project.settings.style_for(&std::io::stdout());
-        stdout
-            .write_all(crate::plan::render_text(&plan, style).as_bytes())
-            .into_diagnostic()?;
-    }
+        printer.out(crate::plan::render_text(&plan, style))
+    };
+    // `--out` asked for the file too: a reader that went away does not cancel that.
+    shown.or_else(|e| match args.out {
+        Some(_) => e.ignore_closed(),
+        None => Err(e),
+    })?;
     if let Some(out) = &args.out {
         let saved = SavedPlan {
             format: crate::plan::PLAN_FORMAT,
@@ -44,7 +45,7 @@ pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
         crate::durable::write_atomic(out, text.as_bytes())
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot write the plan to `{}`", out.display()))?;
-        eprintln!("Saved the plan to `{}`.", out.display());
+        printer.say(format_args!("Saved the plan to `{}`.", out.display()));
     }
 
     if !plan.errors.is_empty() {

@@ -1,13 +1,12 @@
 //! `modelctl schema`: print the JSON Schema of models.yaml.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 
-pub fn run() -> Result<ExitCode> {
-    std::io::stdout()
-        .write_all(crate::manifest::json_schema().as_bytes())
-        .into_diagnostic()?;
+use crate::printer::Printer;
+
+pub fn run(printer: Printer) -> Result<ExitCode> {
+    printer.out(crate::manifest::json_schema())?;
     Ok(ExitCode::SUCCESS)
 }

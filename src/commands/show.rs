@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -77,13 +77,11 @@ pub fn run(settings: Settings, args: &ShowArgs) -> Result<ExitCode> {
         .next()
         .ok_or_else(|| miette::miette!("no model `{}` in models.yaml", args.id))?;
     let shown = shown(&project, &id)?;
+    let printer = project.settings.printer;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&shown).into_diagnostic()?
-        );
+        printer.json(&shown)?;
     } else {
-        print!("{}", render(&shown));
+        printer.out(render(&shown))?;
     }
     Ok(ExitCode::SUCCESS)
 }

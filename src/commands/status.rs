@@ -1,10 +1,9 @@
 //! `modelctl status`: each model as declared, locked, present and active. No network; the
 //! local Ollama daemon, when one answers, says which Ollama models are loaded in memory.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 use serde::Serialize;
 
 use crate::cli::{ListArgs, StatusArgs};
@@ -64,13 +63,11 @@ fn report(settings: Settings, json: bool, only: Option<&str>) -> Result<ExitCode
     if let Some(kind) = only {
         rows.retain(|r| r.kind.as_str() == kind);
     }
-    let mut out = std::io::stdout().lock();
+    let printer = project.settings.printer;
     if json {
-        let text = serde_json::to_string_pretty(&rows).into_diagnostic()?;
-        writeln!(out, "{text}").into_diagnostic()?;
+        printer.json(&rows)?;
     } else {
-        out.write_all(render_table(&rows).as_bytes())
-            .into_diagnostic()?;
+        printer.out(render_table(&rows))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 
 use crate::cli::StorageArgs;
 use crate::project::Project;
@@ -15,16 +15,11 @@ pub fn run(settings: Settings, args: &StorageArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
     let state = project.scan()?;
     let report = usage(&state, &project.manifest);
+    let printer = project.settings.printer;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).into_diagnostic()?
-        );
+        printer.json(&report)?;
     } else {
-        print!(
-            "{}",
-            render(&report, &project.store.root().display().to_string())
-        );
+        printer.out(render(&report, &project.store.root().display().to_string()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

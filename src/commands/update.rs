@@ -18,6 +18,7 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
             "`update` rewrites models.lock, which {flag} forbids"
         ));
     }
+    let printer = project.settings.printer;
     let ids = select_ids(&project, &args.ids)?;
     // The store proves which learned sha256s belong to their git blob ids (a lock written from
     // stale bytes loses the others, and learns them again from verified bytes).
@@ -30,34 +31,40 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
     for id in &ids {
         match resolutions.get(id) {
             Some(Resolution::Resolved(new)) => match project.lock.models.get(id) {
-                Some(old) if old == new => eprintln!("  {id}: up to date"),
+                Some(old) if old == new => printer.say(format_args!("  {id}: up to date")),
                 Some(old) => {
-                    eprintln!("  {id}: updated");
+                    printer.say(format_args!("  {id}: updated"));
                     for line in crate::lock::diff_entries(old, new)
                         .lines()
                         .filter(|l| !l.starts_with(' '))
                     {
-                        eprintln!("      {line}");
+                        printer.say(format_args!("      {line}"));
                     }
                     next.models.insert(id.clone(), new.clone());
                 }
                 None => {
-                    eprintln!("  {id}: pinned");
+                    printer.say(format_args!("  {id}: pinned"));
                     next.models.insert(id.clone(), new.clone());
                 }
             },
             Some(Resolution::Failed { reason }) => {
                 failed += 1;
-                eprintln!("  {id}: not updated: {reason}");
+                printer.warn(format_args!("  {id}: not updated: {reason}"));
             }
             None => {}
         }
     }
     let path = &project.settings.lock_path;
     if crate::lock::write(path, &next)? {
-        eprintln!("Wrote `{}`.", crate::manifest::display_name(path));
+        printer.say(format_args!(
+            "Wrote `{}`.",
+            crate::manifest::display_name(path)
+        ));
     } else {
-        eprintln!("`{}` is unchanged.", crate::manifest::display_name(path));
+        printer.say(format_args!(
+            "`{}` is unchanged.",
+            crate::manifest::display_name(path)
+        ));
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS

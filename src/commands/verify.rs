@@ -6,10 +6,9 @@
 //! intact, 1 on any problem. The only write is the stat cache, best effort: a read-only store
 //! verifies just the same (docs/reliability.md D2).
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic, Result};
+use miette::Result;
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
@@ -98,12 +97,13 @@ pub fn run(settings: Settings, args: &VerifyArgs) -> Result<ExitCode> {
 
     let cache_path = project.store.stat_cache_path();
     let mut cache = StatCache::load(&cache_path);
+    let printer = project.settings.printer;
     let announce = |files: usize, bytes: u64| {
         if bytes >= 1_000_000_000 {
-            eprintln!(
+            printer.say(format_args!(
                 "Hashing {files} files ({}) on every core...",
                 human_bytes(bytes)
-            );
+            ));
         }
     };
     let mut report = crate::store::verify::verify(&project.store, &targets, &mut cache, &announce)?;
@@ -113,23 +113,25 @@ pub fn run(settings: Settings, args: &VerifyArgs) -> Result<ExitCode> {
     if project.store.root().exists()
         && let Err(e) = cache.save(&cache_path)
     {
-        eprintln!(
+        printer.warn(format_args!(
             "note: the stat cache `{}` was not updated ({e}); the next `plan` hashes again",
             cache_path.display()
-        );
+        ));
     }
 
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        let doc = document(&outcomes, &report);
-        let text = serde_json::to_string_pretty(&doc).into_diagnostic()?;
-        writeln!(stdout, "{text}").into_diagnostic()?;
+    let shown = if args.json {
+        printer.json(&document(&outcomes, &report))
     } else {
-        stdout
-            .write_all(render_text(&outcomes, &report).as_bytes())
-            .into_diagnostic()?;
-    }
-    drop(stdout);
+        printer.out(render_text(&outcomes, &report))
+    };
+    // `--repair` asked for the repair too: a reader that went away does not cancel it.
+    shown.or_else(|e| {
+        if args.repair {
+            e.ignore_closed()
+        } else {
+            Err(e)
+        }
+    })?;
     if args.repair && !report.is_ok() {
         return repair(&project, &report, cache);
     }
@@ -165,6 +167,7 @@ fn check_hf_cache(project: &Project, report: &mut VerifyReport) {
 /// goes to stderr so that `--json` keeps stdout to the report.
 fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Result<ExitCode> {
     let store = &project.store;
+    let printer = project.settings.printer;
     store.check_writable()?;
     let _lock = project.lock_store()?;
     for blob in &report.corrupt_blobs {
@@ -197,11 +200,11 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
     };
     plan.retain(|m| damaged.contains(&m.id), keep);
     if plan.actions.is_empty() {
-        eprintln!("Nothing to repair in the model directories.");
+        printer.say("Nothing to repair in the model directories.");
         let _ = cache.save(&store.stat_cache_path());
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("Repairing {} file(s):", plan.actions.len());
+    printer.say(format_args!("Repairing {} file(s):", plan.actions.len()));
     let reporter = super::apply::reporter_for(&None, plan.totals.download_bytes);
     let next_lock = plan.next_lock.clone();
     let options = super::apply::ExecOptions {

@@ -9,6 +9,7 @@ mod api_security;
 mod api_server;
 mod apply;
 mod apply_faults;
+mod closed_stdout;
 mod colliding_names;
 mod crash;
 mod disk_faults;
