@@ -170,15 +170,6 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
     let printer = project.settings.printer;
     store.check_writable()?;
     let _lock = project.lock_store()?;
-    for blob in &report.corrupt_blobs {
-        // Blobs are only ever renamed over; a damaged one no model links is simply dropped.
-        let path = store.blob_path(&blob.expected_sha256);
-        if std::fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1)
-        {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
     let damaged: std::collections::BTreeSet<&ModelId> = report
         .models
         .iter()
@@ -187,16 +178,19 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
         .collect();
     let state = project.scan_with(&mut cache)?;
     let mut plan = project.plan(&state)?;
+    // Damaged blobs are put right by the plan itself (published again from an intact model
+    // file, or removed); the damaged models' files are fetched or relinked.
     let keep = |a: &Action| {
-        a.model().is_some_and(|m| damaged.contains(m))
-            && matches!(
-                a,
-                Action::Download { .. }
-                    | Action::Reuse { .. }
-                    | Action::DeleteFile { .. }
-                    | Action::Verify { .. }
-                    | Action::ShareHfCache { .. }
-            )
+        matches!(a, Action::RepairBlob { .. })
+            || a.model().is_some_and(|m| damaged.contains(m))
+                && matches!(
+                    a,
+                    Action::Download { .. }
+                        | Action::Reuse { .. }
+                        | Action::DeleteFile { .. }
+                        | Action::Verify { .. }
+                        | Action::ShareHfCache { .. }
+                )
     };
     plan.retain(|m| damaged.contains(&m.id), keep);
     if plan.actions.is_empty() {
