@@ -36,6 +36,7 @@ pub mod lock;
 pub mod manifest;
 pub mod names;
 pub mod net;
+pub mod ops;
 pub mod plan;
 pub mod printer;
 pub mod project;

@@ -26,10 +26,10 @@ use super::ApiState;
 use super::models::{ApiError, blocking, declared, declared_entry};
 use crate::apply::progress::EventSink;
 use crate::cli::AddArgs;
-use crate::commands::apply::ExecOptions;
 use crate::commands::edit::ConfigChange;
-use crate::commands::reconcile::{Round, reconcile};
 use crate::names::ModelId;
+use crate::ops::execute::ExecOptions;
+use crate::ops::reconcile::{Round, reconcile};
 
 #[derive(Debug, Deserialize)]
 pub struct Activate {
@@ -121,7 +121,7 @@ pub async fn config(
             crate::project::Project::load(settings.clone()).map_err(ApiError::internal)?;
         {
             let _store = project.lock_store().map_err(ApiError::internal)?;
-            crate::commands::apply::refresh_active_json(&project).map_err(ApiError::internal)?;
+            crate::ops::execute::refresh_active_json(&project).map_err(ApiError::internal)?;
         }
         let config = project
             .manifest
