@@ -6,3 +6,5 @@
 
 pub mod execute;
 pub mod reconcile;
+pub mod show;
+pub mod status;
