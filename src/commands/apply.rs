@@ -106,8 +106,8 @@ fn saved_plan(
                 file.display()
             )
         })?;
-    let manifest = super::plan::digest_of_file(&project.settings.manifest_path);
-    let lock = super::plan::digest_of_file(&project.settings.lock_path);
+    let manifest = crate::ops::saved_plan::digest_of_file(&project.settings.manifest_path);
+    let lock = crate::ops::saved_plan::digest_of_file(&project.settings.lock_path);
     if let Some(why) = saved.staleness(&manifest, &lock, state) {
         return Err(miette!(
             help = format!(

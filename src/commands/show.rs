@@ -16,7 +16,7 @@ use crate::units::human_bytes;
 
 pub fn run(settings: Settings, args: &ShowArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
-    let id = super::update::select_ids(&project, std::slice::from_ref(&args.id))?
+    let id = crate::ops::select::select_ids(&project, std::slice::from_ref(&args.id))?
         .into_iter()
         .next()
         .ok_or_else(|| miette::miette!("no model `{}` in models.yaml", args.id))?;

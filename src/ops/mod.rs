@@ -7,5 +7,7 @@
 pub mod edit;
 pub mod execute;
 pub mod reconcile;
+pub mod saved_plan;
+pub mod select;
 pub mod show;
 pub mod status;
