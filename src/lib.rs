@@ -20,8 +20,11 @@
 //! - [`names`] and [`digest`] validate every name and hash before it can reach a path;
 //!   [`durable`] is the one way files are replaced; [`failpoint`] lets crash tests kill it
 //!   between any two of those steps.
-//! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this; [`api`]
-//!   serves the same facts over HTTP. [`printer`] is how they all write: data on stdout,
+//! - [`ops`] are the operations a command or an API request carries out, returning data and
+//!   printing nothing: executing a plan, a reconcile round, status rows, the show report, the
+//!   typed edits of models.yaml.
+//! - [`cli`], [`settings`] and [`commands`] are the command line on top of all this (parse,
+//!   call [`ops`], print); [`api`] serves the same facts over HTTP through the same [`ops`]. [`printer`] is how they all write: data on stdout,
 //!   talk on stderr, and no write that panics when a reader goes away.
 
 pub mod api;
@@ -36,6 +39,7 @@ pub mod lock;
 pub mod manifest;
 pub mod names;
 pub mod net;
+pub mod ops;
 pub mod plan;
 pub mod printer;
 pub mod project;

@@ -25,11 +25,10 @@ use yaml_edit::ScalarValue;
 use super::ApiState;
 use super::models::{ApiError, blocking, declared, declared_entry};
 use crate::apply::progress::EventSink;
-use crate::cli::AddArgs;
-use crate::commands::apply::ExecOptions;
-use crate::commands::edit::ConfigChange;
-use crate::commands::reconcile::{Round, reconcile};
 use crate::names::ModelId;
+use crate::ops::edit::{ConfigChange, NewModel};
+use crate::ops::execute::ExecOptions;
+use crate::ops::reconcile::{Round, reconcile};
 
 #[derive(Debug, Deserialize)]
 pub struct Activate {
@@ -53,7 +52,7 @@ async fn switch_to(state: Arc<ApiState>, id: String) -> Response {
         let id = declared(project, &id)?;
         let kind = declared_entry(project, id.as_str())?.kind.to_string();
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        crate::commands::edit::edit_activate(&settings, id.as_str(), None).map_err(refused)?;
+        crate::ops::edit::edit_activate(&settings, id.as_str(), None).map_err(refused)?;
         round(&busy, &format!("API: activate {id}"), &id, false)?;
         Ok(json!({ "type": kind, "id": id, "active": true }))
     })
@@ -67,7 +66,7 @@ pub async fn deactivate(State(state): State<Arc<ApiState>>, Path(id): Path<Strin
     blocking(state, move |project| {
         let id = declared(project, &id)?;
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        crate::commands::edit::edit_deactivate(&settings, id.as_str()).map_err(refused)?;
+        crate::ops::edit::edit_deactivate(&settings, id.as_str()).map_err(refused)?;
         round(&busy, &format!("API: deactivate {id}"), &id, false)?;
         Ok(json!({ "id": id, "active": false }))
     })
@@ -116,12 +115,12 @@ pub async fn config(
             changes.push(change);
         }
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        crate::commands::edit::edit_config(&settings, id.as_str(), &changes).map_err(refused)?;
+        crate::ops::edit::edit_config(&settings, id.as_str(), &changes).map_err(refused)?;
         let project =
             crate::project::Project::load(settings.clone()).map_err(ApiError::internal)?;
         {
             let _store = project.lock_store().map_err(ApiError::internal)?;
-            crate::commands::apply::refresh_active_json(&project).map_err(ApiError::internal)?;
+            crate::ops::execute::refresh_active_json(&project).map_err(ApiError::internal)?;
         }
         let config = project
             .manifest
@@ -172,7 +171,7 @@ pub async fn delete(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
             ));
         }
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        crate::commands::edit::edit_remove(&settings, id.as_str()).map_err(refused)?;
+        crate::ops::edit::edit_remove(&settings, id.as_str()).map_err(refused)?;
         round(&busy, &format!("API: delete {id}"), &id, true)?;
         Ok(json!({ "id": id, "deleted": true }))
     })
@@ -227,7 +226,7 @@ pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> R
                 "the API does not add models from insecure (plain http) registries; declare them in models.yaml".to_owned(),
             ));
         }
-        let args = AddArgs {
+        let args = NewModel {
             id: body.id,
             kind: body.kind,
             hf: body.hf,
@@ -240,7 +239,7 @@ pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> R
             activate: body.activate,
         };
         let _one_at_a_time = busy.changes.lock().unwrap_or_else(|p| p.into_inner());
-        crate::commands::edit::edit_add(&settings, &args).map_err(refused)?;
+        crate::ops::edit::edit_add(&settings, &args).map_err(refused)?;
         Ok(json!({
             "id": args.id,
             "type": args.kind,

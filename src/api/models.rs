@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::ApiState;
 use super::operations::OpState;
-use crate::commands::status::ModelStatus;
 use crate::names::ModelId;
+use crate::ops::status::ModelStatus;
 use crate::project::Project;
 use crate::store::ActivePointer;
 
@@ -125,7 +125,7 @@ pub struct Listed {
 pub async fn list(State(state): State<Arc<ApiState>>, Query(filter): Query<Filter>) -> Response {
     let ops = state.clone();
     blocking(state, move |project| {
-        let mut rows: Vec<Listed> = crate::commands::status::rows(project)
+        let mut rows: Vec<Listed> = crate::ops::status::rows(project)
             .map_err(ApiError::internal)?
             .into_iter()
             .map(|row| Listed {
@@ -169,7 +169,7 @@ pub async fn get(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> 
     let api = state.clone();
     blocking(state, move |project| {
         let id = declared(project, &id)?;
-        let shown = crate::commands::show::shown(project, &id).map_err(ApiError::internal)?;
+        let shown = crate::ops::show::shown(project, &id).map_err(ApiError::internal)?;
         let status = status_word(id.as_str(), shown.state, shown.active, &api);
         let mut value =
             serde_json::to_value(shown).map_err(|e| ApiError::internal(miette::miette!("{e}")))?;
@@ -185,7 +185,7 @@ pub async fn get(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> 
 pub async fn requirements(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
     blocking(state, move |project| {
         let entry = declared_entry(project, &id)?;
-        Ok(crate::commands::show::requirements(entry))
+        Ok(crate::ops::show::requirements(entry))
     })
     .await
 }
@@ -195,7 +195,7 @@ pub async fn compatibility(State(state): State<Arc<ApiState>>, Path(id): Path<St
     blocking(state, move |project| {
         let entry = declared_entry(project, &id)?;
         let facts = crate::system::gather(project.store.root());
-        Ok(crate::commands::show::compatibility(entry, &facts))
+        Ok(crate::ops::show::compatibility(entry, &facts))
     })
     .await
 }

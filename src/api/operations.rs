@@ -25,9 +25,9 @@ use serde_json::json;
 use super::ApiState;
 use super::models::{ApiError, declared, on_project};
 use crate::apply::progress::EventSink;
-use crate::commands::apply::ExecOptions;
-use crate::commands::reconcile::{Ended, Round, reconcile};
 use crate::names::ModelId;
+use crate::ops::execute::ExecOptions;
+use crate::ops::reconcile::{Ended, Round, reconcile};
 
 /// Finished operations remembered.
 const KEEP_FINISHED: usize = 256;

@@ -2,26 +2,23 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
 use serde_json::json;
 
-use crate::apply::fetch::{Engine, EngineConfig};
-use crate::apply::progress::{Bars, EventSink, Json, JsonReporter, Lines, Reporter};
-use crate::apply::{Executor, Outcome};
+use crate::apply::progress::{EventSink, Json};
 use crate::cli::ApplyArgs;
 use crate::lock::Lockfile;
+use crate::ops::execute::{
+    ExecOptions, execute, finish, refresh_active_json, reporter_for, write_lock,
+};
 use crate::plan::{Action, Plan, SavedPlan};
 use crate::printer::{OutputError, Printer};
 use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::StatCache;
 use crate::units::human_bytes;
-
-/// Exit code after Ctrl-C, as shells report a SIGINT death.
-const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     let (project, _lock) = Project::load(settings)?.lock_for_changes()?;
@@ -92,141 +89,6 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     )
 }
 
-/// How the executor talks and how hard it pushes the network.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ExecOptions {
-    pub jobs: u16,
-    pub connections: u16,
-}
-
-/// The command line's defaults (`--jobs 4 --connections 16`), for the API's rounds.
-impl Default for ExecOptions {
-    fn default() -> Self {
-        Self {
-            jobs: 4,
-            connections: 16,
-        }
-    }
-}
-
-/// Runs `plan` with progress reporting and Ctrl-C handling; the caller holds the store lock.
-pub(crate) fn execute(
-    project: &Project,
-    plan: &Plan,
-    next_lock: &Lockfile,
-    reporter: Arc<dyn Reporter>,
-    options: ExecOptions,
-    cache: StatCache,
-) -> Result<(Outcome, std::time::Duration, StatCache)> {
-    let ExecOptions { jobs, connections } = options;
-    let store = &project.store;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let client = crate::net::client(&project.settings.net)
-        .into_diagnostic()
-        .wrap_err("cannot set up the HTTP client")?;
-    let engine = Engine::new(
-        client,
-        EngineConfig {
-            connections: usize::from(connections),
-            retry: project.settings.net.retry,
-            stall: project.settings.net.read_timeout,
-            connect: project.settings.net.connect_timeout,
-            ..EngineConfig::default()
-        },
-        store.tmp_dir(),
-        cancel.clone(),
-    );
-    let cache = Mutex::new(cache);
-    let executor = Executor {
-        manifest: &project.manifest,
-        lock: next_lock,
-        store,
-        engine,
-        jobs: usize::from(jobs),
-        reporter: reporter.clone(),
-        cancel: cancel.clone(),
-        cache: &cache,
-        manifest_dir: project.settings.manifest_dir(),
-        hf: project.settings.hf.clone(),
-        ollama: project.daemon(),
-        ollama_dir: project
-            .settings
-            .ollama_models
-            .as_ref()
-            .map(crate::sources::ollama::layout::OllamaDir::new),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .into_diagnostic()?;
-    let started = std::time::Instant::now();
-    let outcome = runtime.block_on(async {
-        let signal_reporter = reporter.clone();
-        let flag = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, Ordering::Relaxed);
-                signal_reporter.step("interrupted: finishing the current step; partial downloads are kept and resume on the next apply (Ctrl-C again to quit now)");
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(i32::from(EXIT_INTERRUPTED));
-                }
-            }
-        });
-        executor.run(plan).await
-    });
-    drop(runtime);
-    let cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok((outcome, started.elapsed(), cache))
-}
-
-pub(crate) fn reporter_for(json: &Option<Arc<Json>>, total_bytes: u64) -> Arc<dyn Reporter> {
-    match (json, std::io::stderr().is_terminal()) {
-        (Some(j), _) => Arc::new(JsonReporter(j.clone())),
-        (None, true) => Arc::new(Bars::new(total_bytes)),
-        (None, false) => Arc::new(Lines),
-    }
-}
-
-/// `active.json` carries each active model's `config`, which can change with nothing to apply.
-pub(crate) fn refresh_active_json(project: &Project) -> Result<()> {
-    crate::apply::activate::refresh_active_json(&project.store, &project.manifest)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write `{}`", project.store.active_json().display()))
-}
-
-/// Saves the stat cache, reports the summary and picks the exit code.
-pub(crate) fn finish(
-    project: &Project,
-    mut cache: StatCache,
-    outcome: &Outcome,
-    elapsed: std::time::Duration,
-    lock_note: Option<String>,
-    reporter: &dyn Reporter,
-    verb: &str,
-) -> Result<ExitCode> {
-    let _ = cache.save(&project.store.stat_cache_path());
-    let line = summary(outcome, elapsed, lock_note, verb);
-    let figures = json!({
-        "downloaded_files": outcome.downloaded_files,
-        "downloaded_bytes": outcome.downloaded_bytes,
-        "linked": outcome.linked,
-        "verified": outcome.verified,
-        "swaps": outcome.swaps,
-        "deleted": outcome.deleted,
-        "hooks": outcome.hooks,
-        "errors": outcome.errors.len(),
-        "interrupted": outcome.interrupted,
-    });
-    reporter.summary(&line, figures);
-    Ok(if outcome.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else if outcome.errors.is_empty() && outcome.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 /// Loads `plan --out` output and checks that it still describes this project and store.
 fn saved_plan(
     project: &Project,
@@ -244,8 +106,8 @@ fn saved_plan(
                 file.display()
             )
         })?;
-    let manifest = super::plan::digest_of_file(&project.settings.manifest_path);
-    let lock = super::plan::digest_of_file(&project.settings.lock_path);
+    let manifest = crate::ops::saved_plan::digest_of_file(&project.settings.manifest_path);
+    let lock = crate::ops::saved_plan::digest_of_file(&project.settings.lock_path);
     if let Some(why) = saved.staleness(&manifest, &lock, state) {
         return Err(miette!(
             help = format!(
@@ -298,45 +160,6 @@ fn confirm_deletions(printer: Printer, plan: &Plan, yes: bool) -> Result<()> {
     }
 }
 
-/// Writes the lock the plan pinned, with the sha256 learned while downloading. A model that
-/// failed keeps the entry it had (or stays out of the lock): its new pin is taken once its
-/// bytes are in, so models.lock never holds what no verified download backed.
-pub(crate) fn write_lock(
-    project: &Project,
-    next: &Lockfile,
-    outcome: &Outcome,
-) -> Result<Option<String>> {
-    let mut next = next.clone();
-    for model in &outcome.failed {
-        match project.lock.models.get(model) {
-            Some(old) => next.models.insert(model.clone(), old.clone()),
-            None => next.models.remove(model),
-        };
-    }
-    let learned = outcome
-        .learned
-        .iter()
-        .filter(|(model, _, _)| !outcome.failed.contains(model));
-    for (model, path, digest) in learned {
-        if let Some(file) = next
-            .models
-            .get_mut(model)
-            .and_then(|m| m.files.iter_mut().find(|f| &f.path == path))
-        {
-            file.sha256 = Some(*digest);
-            file.md5 = None;
-        }
-    }
-    if let Some(flag) = project.settings.network.locked {
-        return Ok((next != project.lock).then(|| format!("models.lock not updated ({flag})")));
-    }
-    if next == project.lock {
-        return Ok(None);
-    }
-    let wrote = crate::lock::write(&project.settings.lock_path, &next)?;
-    Ok(wrote.then(|| "models.lock updated".to_owned()))
-}
-
 /// With nothing to apply, the lock and active.json are still brought up to date.
 fn finish_quietly(project: &Project, next: &Lockfile, cache: &mut StatCache) -> Result<()> {
     if project.settings.network.locked.is_none() {
@@ -345,59 +168,6 @@ fn finish_quietly(project: &Project, next: &Lockfile, cache: &mut StatCache) -> 
     refresh_active_json(project)?;
     let _ = cache.save(&project.store.stat_cache_path());
     Ok(())
-}
-
-fn summary(
-    o: &Outcome,
-    elapsed: std::time::Duration,
-    lock_note: Option<String>,
-    verb: &str,
-) -> String {
-    let mut parts = Vec::new();
-    if o.downloaded_files > 0 {
-        parts.push(format!(
-            "{} downloaded ({})",
-            o.downloaded_files,
-            human_bytes(o.downloaded_bytes)
-        ));
-    }
-    if o.linked > 0 {
-        parts.push(format!("{} linked", o.linked));
-    }
-    if o.verified > 0 {
-        parts.push(format!("{} verified", o.verified));
-    }
-    if o.swaps > 0 {
-        parts.push(format!("{} activated", o.swaps));
-    }
-    if o.deleted > 0 {
-        parts.push(format!("{} deleted", o.deleted));
-    }
-    if o.hooks > 0 {
-        parts.push(format!(
-            "{} hook{} run",
-            o.hooks,
-            if o.hooks == 1 { "" } else { "s" }
-        ));
-    }
-    parts.extend(lock_note);
-    let done = if parts.is_empty() {
-        "nothing changed".to_owned()
-    } else {
-        parts.join(", ")
-    };
-    let took = crate::apply::progress::seconds(elapsed);
-    if o.interrupted {
-        format!("Interrupted after {took}: {done}. Run `modelctl apply` again to resume.")
-    } else if o.errors.is_empty() && o.failed.is_empty() {
-        format!("{verb} in {took}: {done}.")
-    } else {
-        let n = o.errors.len().max(1);
-        format!(
-            "{verb} with {n} error{} in {took}: {done}. The errors are listed above; the store is consistent and `modelctl apply` retries what failed.",
-            if n == 1 { "" } else { "s" }
-        )
-    }
 }
 
 fn say(printer: Printer, json: &Option<Arc<Json>>, line: &str, figures: serde_json::Value) {

@@ -1,8 +1,7 @@
-//! The commands: each loads the [`crate::project::Project`], calls the library, prints, and picks an exit
-//! code, writing through the [`crate::printer::Printer`] in its settings. Where the HTTP API answers the same question or makes the same change, the command's
-//! module keeps that part as a function of its own that returns data instead of printing
-//! (`status::rows`, `show::shown`, `edit::edit_activate`, `reconcile::reconcile`, …), and both
-//! call it.
+//! The commands: each parses its arguments, loads the [`crate::project::Project`], calls the
+//! library (the operations it shares with the HTTP API are in [`crate::ops`]), prints, and
+//! picks an exit code, writing through the [`crate::printer::Printer`] in its settings. A
+//! command never calls another command: what two of them share lives in `ops`.
 
 pub mod apply;
 pub mod completions;
@@ -12,7 +11,6 @@ pub mod gc;
 pub mod lock;
 pub mod outdated;
 pub mod plan;
-pub(crate) mod reconcile;
 pub mod schema;
 pub mod serve;
 pub mod show;

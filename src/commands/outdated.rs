@@ -48,7 +48,7 @@ pub fn run(settings: Settings, args: &OutdatedArgs) -> Result<ExitCode> {
             "`outdated` asks the sources what is newest, which needs the network"
         ));
     }
-    let ids = super::update::select_ids(&project, &args.ids)?;
+    let ids = crate::ops::select::select_ids(&project, &args.ids)?;
     let ctx = project.resolve_context()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,7 +6,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 
 use super::EXIT_CHANGES;
 use crate::cli::PlanArgs;
-use crate::digest::Sha256;
+use crate::ops::saved_plan::digest_of_file;
 use crate::plan::SavedPlan;
 use crate::project::Project;
 use crate::settings::Settings;
@@ -57,9 +57,4 @@ pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The sha256 of a file's bytes; a missing file hashes as empty.
-pub(crate) fn digest_of_file(path: &std::path::Path) -> Sha256 {
-    Sha256::of(&std::fs::read(path).unwrap_or_default())
 }

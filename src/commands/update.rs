@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use miette::{Result, miette};
 
 use crate::cli::UpdateArgs;
-use crate::names::ModelId;
+use crate::ops::select::select_ids;
 use crate::project::Project;
 use crate::settings::Settings;
 use crate::sources::Resolution;
@@ -71,17 +71,4 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The named models (each must be declared), or every declared model when none is named.
-pub(super) fn select_ids(project: &Project, named: &[String]) -> Result<Vec<ModelId>> {
-    if named.is_empty() {
-        return Ok(project.manifest.models.keys().cloned().collect());
-    }
-    named.iter().map(|id| declared(project, id)).collect()
-}
-
-/// A named id that models.yaml declares, or an error with the closest one.
-fn declared(project: &Project, text: &str) -> Result<ModelId> {
-    project.manifest.declared(text)
 }

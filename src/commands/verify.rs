@@ -199,15 +199,15 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
         return Ok(ExitCode::SUCCESS);
     }
     printer.say(format_args!("Repairing {} file(s):", plan.actions.len()));
-    let reporter = super::apply::reporter_for(&None, plan.totals.download_bytes);
+    let reporter = crate::ops::execute::reporter_for(&None, plan.totals.download_bytes);
     let next_lock = plan.next_lock.clone();
-    let options = super::apply::ExecOptions {
+    let options = crate::ops::execute::ExecOptions {
         jobs: 4,
         connections: 16,
     };
     let (outcome, elapsed, cache) =
-        super::apply::execute(project, &plan, &next_lock, reporter.clone(), options, cache)?;
-    super::apply::finish(
+        crate::ops::execute::execute(project, &plan, &next_lock, reporter.clone(), options, cache)?;
+    crate::ops::execute::finish(
         project,
         cache,
         &outcome,

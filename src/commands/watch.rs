@@ -27,10 +27,10 @@ use notify::RecursiveMode;
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent};
 
-use super::apply::ExecOptions;
-use super::reconcile::{Round, reconcile};
 use crate::apply::progress::EventSink;
 use crate::cli::WatchArgs;
+use crate::ops::execute::ExecOptions;
+use crate::ops::reconcile::{Round, reconcile};
 use crate::settings::Settings;
 
 /// Quiet time that ends a burst of file events.

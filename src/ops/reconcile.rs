@@ -16,7 +16,7 @@ use std::sync::Arc;
 use miette::Result;
 use serde_json::json;
 
-use super::apply::{ExecOptions, execute, reporter_for, write_lock};
+use super::execute::{ExecOptions, execute, finish, refresh_active_json, reporter_for, write_lock};
 use crate::apply::progress::{EventSink, JsonReporter, Reporter, Tee};
 use crate::manifest::ManifestError;
 use crate::names::ModelId;
@@ -104,7 +104,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
         && !unresolved_target
     {
         let _ = cache.save(&project.store.stat_cache_path());
-        super::apply::refresh_active_json(&project)?;
+        refresh_active_json(&project)?;
         if !round.reason.is_empty() {
             crate::log_line!("{}: up to date", round.reason);
         }
@@ -144,7 +144,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
         cache,
     )?;
     let note = write_lock(&project, &next_lock, &outcome)?;
-    let code = super::apply::finish(
+    let code = finish(
         &project,
         cache,
         &outcome,

@@ -1,0 +1,227 @@
+//! The typed edits of models.yaml: activate, deactivate, config, remove and add, each made
+//! through [`crate::manifest::edit`], which re-validates the result and refuses an edit that
+//! would break the file. The commands of the same names and the API's changes make them; both
+//! check names against the validated manifest here (an unknown id or type gets the closest
+//! known one). None of them touches the store, and none prints.
+
+use miette::{Result, miette};
+use yaml_edit::{Mapping, MappingBuilder, ScalarValue};
+
+use crate::manifest::Manifest;
+use crate::manifest::edit::{Edited, edit, remove_in, set_in, set_new_mapping};
+use crate::names::ModelId;
+use crate::settings::Settings;
+
+/// A model to declare: `add`'s arguments as data. Exactly one of `hf`, `url` and `ollama` is
+/// expected (the first one given is used); `revision` and `include` go with `hf`, `sha256`
+/// with `url`.
+#[derive(Debug, Clone, Default)]
+pub struct NewModel {
+    pub id: String,
+    pub kind: String,
+    pub hf: Option<String>,
+    pub revision: Option<String>,
+    pub include: Vec<String>,
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    pub ollama: Option<String>,
+    pub description: Option<String>,
+    /// Also make it its type's active model.
+    pub activate: bool,
+}
+
+/// The edit `activate` makes (the API's activate and switch make it too).
+pub(crate) fn edit_activate(settings: &Settings, id: &str, kind: Option<&str>) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
+        let id = manifest.declared(id)?;
+        let kind = match (kind, manifest.models.get(&id)) {
+            (Some(kind), _) => kind.to_owned(),
+            (None, Some(entry)) => entry.kind.to_string(),
+            (None, None) => return Err(miette!("no model `{id}` in models.yaml")),
+        };
+        set_in(root, "active", &kind, id.as_str());
+        Ok(())
+    })
+}
+
+/// The edit `deactivate` makes (the API's deactivate makes it too).
+pub(crate) fn edit_deactivate(settings: &Settings, target: &str) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
+        if let Some(kind) = active_type(manifest, target)? {
+            remove_in(root, "active", &kind);
+        }
+        Ok(())
+    })
+}
+
+/// The type whose active entry `target` names (a type, or an active model's id); `None` for a
+/// known type with no active model.
+fn active_type(manifest: &Manifest, target: &str) -> Result<Option<String>> {
+    if let Some(kind) = manifest.active.keys().find(|k| k.as_str() == target) {
+        return Ok(Some(kind.to_string()));
+    }
+    if let Some((kind, _)) = manifest.active.iter().find(|(_, id)| id.as_str() == target) {
+        return Ok(Some(kind.to_string()));
+    }
+    let known = manifest.known_types();
+    if known.iter().any(|k| k == target) || manifest.models.keys().any(|id| id.as_str() == target) {
+        return Ok(None);
+    }
+    let candidates = manifest
+        .active
+        .iter()
+        .flat_map(|(k, id)| [k.as_str(), id.as_str()]);
+    let help = match crate::diagnostic::closest(target, candidates) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => "name a type, or the id of an active model; `modelctl status` lists them".into(),
+    };
+    Err(miette!(
+        help = help,
+        "no type or model `{target}` in models.yaml"
+    ))
+}
+
+/// One change `config` makes to a model's `config` mapping.
+#[derive(Debug, Clone)]
+pub(crate) enum ConfigChange {
+    Set(String, ScalarValue),
+    Unset(String),
+}
+
+/// The edit `config` makes (the API's `PUT /api/models/{id}/config` makes it too, with values
+/// typed by their JSON rather than read from text).
+pub(crate) fn edit_config(
+    settings: &Settings,
+    id: &str,
+    changes: &[ConfigChange],
+) -> Result<Edited> {
+    if changes.is_empty() {
+        return Err(miette!(
+            help = "pass `KEY=VALUE` to set a key, or `--unset KEY` to remove one",
+            "nothing to change"
+        ));
+    }
+    edit(&settings.manifest_path, |manifest, root| {
+        let id = manifest.declared(id)?;
+        let model = model_mapping(root, &id)?;
+        for change in changes {
+            match change {
+                ConfigChange::Set(key, value) => set_in(&model, "config", key, value.clone()),
+                ConfigChange::Unset(key) => {
+                    let keys = manifest.models.get(&id).map(|e| &e.config);
+                    if !keys.is_some_and(|c| c.contains_key(key)) {
+                        let names = keys.into_iter().flat_map(|c| c.keys().map(String::as_str));
+                        let help = match crate::diagnostic::closest(key, names) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => format!("`modelctl show {id}` shows its config"),
+                        };
+                        return Err(miette!(help = help, "`{id}` has no config key `{key}`"));
+                    }
+                    remove_in(&model, "config", key);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The syntax-tree mapping of a declared model.
+fn model_mapping(root: &Mapping, id: &ModelId) -> Result<Mapping> {
+    root.get_mapping("models")
+        .and_then(|models| models.get_mapping(id.as_str()))
+        .ok_or_else(|| miette!("cannot edit `{id}`: it is not a plain mapping under `models:`"))
+}
+
+/// The edit `remove` makes (the API's `DELETE /api/models/{id}` makes it too).
+pub(crate) fn edit_remove(settings: &Settings, id: &str) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
+        let id = manifest.declared(id)?;
+        model_mapping(root, &id)?;
+        if let Some(models) = root.get_mapping("models") {
+            models.remove(id.as_str());
+        }
+        for (kind, _) in manifest.active.iter().filter(|(_, a)| **a == id) {
+            remove_in(root, "active", kind.as_str());
+        }
+        Ok(())
+    })
+}
+
+/// The edit `add` makes (the API's `POST /api/models/add` makes it too).
+pub(crate) fn edit_add(settings: &Settings, args: &NewModel) -> Result<Edited> {
+    edit(&settings.manifest_path, |manifest, root| {
+        if let Ok(id) = ModelId::parse(&args.id)
+            && manifest.models.contains_key(&id)
+        {
+            return Err(miette!(
+                help = format!("pick another id, or run `modelctl remove {id}` first"),
+                "`{id}` is already in models.yaml"
+            ));
+        }
+        known_type(manifest, &args.kind)?;
+        let entry = new_entry(args);
+        match root.get_mapping("models") {
+            Some(models) => set_new_mapping(&models, &args.id, entry),
+            None => set_new_mapping(
+                root,
+                "models",
+                MappingBuilder::new().insert_mapping(&args.id, entry),
+            ),
+        }
+        if args.activate {
+            set_in(root, "active", &args.kind, args.id.as_str());
+        }
+        Ok(())
+    })
+}
+
+/// Refuses a type the manifest does not know, naming the closest one.
+fn known_type(manifest: &Manifest, kind: &str) -> Result<()> {
+    let known = manifest.known_types();
+    if known.iter().any(|k| k == kind) {
+        return Ok(());
+    }
+    let help = match crate::diagnostic::closest(kind, known.iter().map(String::as_str)) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!(
+            "the types are {}; declare others under `types:`",
+            known.join(", ")
+        ),
+    };
+    Err(miette!(help = help, "unknown model type `{kind}`"))
+}
+
+/// The new model's mapping, in the order the examples in docs/ use.
+fn new_entry(args: &NewModel) -> MappingBuilder {
+    let mut entry = MappingBuilder::new().pair("type", args.kind.as_str());
+    if let Some(description) = &args.description {
+        entry = entry.pair("description", description.as_str());
+    }
+    entry.mapping("source", |source| new_source(args, source))
+}
+
+/// The `source:` mapping of `add`'s arguments.
+fn new_source(args: &NewModel, mut source: MappingBuilder) -> MappingBuilder {
+    if let Some(hf) = &args.hf {
+        source = source.pair("hf", hf.as_str());
+        if let Some(revision) = &args.revision {
+            source = source.pair("revision", revision.as_str());
+        }
+        if !args.include.is_empty() {
+            source = source.sequence("include", |mut seq| {
+                for glob in &args.include {
+                    seq = seq.item(glob.as_str());
+                }
+                seq
+            });
+        }
+    } else if let Some(url) = &args.url {
+        source = source.pair("url", url.as_str());
+        if let Some(sha256) = &args.sha256 {
+            source = source.pair("sha256", sha256.as_str());
+        }
+    } else if let Some(ollama) = &args.ollama {
+        source = source.pair("ollama", ollama.as_str());
+    }
+    source
+}
