@@ -41,7 +41,9 @@ pub struct ResolveContext {
 /// Resolves one manifest entry.
 pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     let result = match &entry.source {
-        Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
+        Source::Url(source) => url::resolve(ctx, source, &entry.files)
+            .await
+            .map_err(|e| e.to_string()),
         Source::Hf(source) => hf::resolve(ctx, source, &entry.files).await,
         Source::Ollama(source) => ollama::resolve(ctx, source).await.map(|l| (l, Vec::new())),
     };
