@@ -86,8 +86,13 @@ pub fn locate(
         }),
         (Source::Hf(h), LockedSource::Hf { commit, .. }) => {
             let repo = hf::Repo::of(h);
-            let url = repo.file_url(hub, commit, &file.path).map_err(|e| e.0)?;
-            let token = hub.token_for(url.as_str()).map_err(|e| e.0)?.cloned();
+            let url = repo
+                .file_url(hub, commit, &file.path)
+                .map_err(|e| e.to_string())?;
+            let token = hub
+                .token_for(url.as_str())
+                .map_err(|e| e.to_string())?
+                .cloned();
             Ok(Located {
                 url,
                 // A regular file's ETag is its git blob id: a strong validator for `If-Range`.
