@@ -310,21 +310,28 @@ impl Project {
             let crate::manifest::Source::Url(source) = &entry.source else {
                 continue;
             };
-            let notice = match runtime.block_on(crate::sources::url::drift(&ctx, source, locked)) {
+            let (notice, changed) = match runtime
+                .block_on(crate::sources::url::drift(&ctx, source, locked))
+            {
                 Ok(None) => continue,
-                Ok(Some(change)) => crate::plan::Notice {
-                    model: Some(id.clone()),
-                    message: format!(
-                        "the upstream file changed since models.lock was written: {change}; \
-                         run `modelctl update {id}` to pin the new file"
-                    ),
-                },
-                Err(why) => crate::plan::Notice {
-                    model: Some(id.clone()),
-                    message: format!("cannot check the upstream file: {why}"),
-                },
+                Ok(Some(change)) => (
+                    crate::plan::Notice {
+                        model: Some(id.clone()),
+                        message: format!(
+                            "the upstream file changed since models.lock was written: {change}; \
+                                 run `modelctl update {id}` to pin the new file"
+                        ),
+                    },
+                    true,
+                ),
+                Err(why) => (
+                    crate::plan::Notice {
+                        model: Some(id.clone()),
+                        message: format!("cannot check the upstream file: {why}"),
+                    },
+                    false,
+                ),
             };
-            let changed = notice.message.starts_with("the upstream file changed");
             match self.settings.network.locked {
                 Some(flag) if changed => plan.errors.push(crate::plan::Notice {
                     message: format!("{} ({flag} was passed)", notice.message),

@@ -136,8 +136,9 @@ impl Executor<'_> {
         dir: &OllamaDir,
         progress: Arc<dyn fetch::FileProgress>,
     ) -> Result<(), String> {
-        let manifest =
-            crate::sources::ollama::registry::manifest(self.engine.client(), name).await?;
+        let manifest = crate::sources::ollama::registry::manifest(self.engine.client(), name)
+            .await
+            .map_err(|e| e.to_string())?;
         if manifest.digest != *digest {
             return Err(format!(
                 "the registry now serves {} for it, but models.lock pins {}: the tag moved upstream; \
@@ -150,7 +151,8 @@ impl Executor<'_> {
         for layer in &manifest.layers {
             if !has_verified_blob(dir, &layer.digest, layer.size).await {
                 let job = FileJob {
-                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
+                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)
+                        .map_err(|e| e.to_string())?,
                     size: layer.size,
                     sha256: Some(layer.digest),
                     md5: None,

@@ -121,9 +121,9 @@ async fn check(
                 Ok(None) => row.state = "up_to_date",
                 Ok(Some(change)) => {
                     row.state = "outdated";
-                    row.note = Some(change);
+                    row.note = Some(change.to_string());
                 }
-                Err(why) => row.note = Some(why),
+                Err(why) => row.note = Some(why.to_string()),
             }
         }
         (Source::Ollama(_), _) => {

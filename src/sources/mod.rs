@@ -41,7 +41,9 @@ pub struct ResolveContext {
 /// Resolves one manifest entry.
 pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     let result = match &entry.source {
-        Source::Url(source) => url::resolve(ctx, source, &entry.files).await,
+        Source::Url(source) => url::resolve(ctx, source, &entry.files)
+            .await
+            .map_err(|e| e.to_string()),
         Source::Hf(source) => hf::resolve(ctx, source, &entry.files).await,
         Source::Ollama(source) => ollama::resolve(ctx, source).await.map(|l| (l, Vec::new())),
     };
@@ -84,8 +86,13 @@ pub fn locate(
         }),
         (Source::Hf(h), LockedSource::Hf { commit, .. }) => {
             let repo = hf::Repo::of(h);
-            let url = repo.file_url(hub, commit, &file.path).map_err(|e| e.0)?;
-            let token = hub.token_for(url.as_str()).map_err(|e| e.0)?.cloned();
+            let url = repo
+                .file_url(hub, commit, &file.path)
+                .map_err(|e| e.to_string())?;
+            let token = hub
+                .token_for(url.as_str())
+                .map_err(|e| e.to_string())?
+                .cloned();
             Ok(Located {
                 url,
                 // A regular file's ETag is its git blob id: a strong validator for `If-Range`.

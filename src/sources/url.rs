@@ -12,6 +12,7 @@
 //! refused while resolving, naming the line to fix.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use reqwest::StatusCode;
 use reqwest::header::{
@@ -24,34 +25,136 @@ use crate::manifest::{FileExpect, UrlSource};
 use crate::names::RelPath;
 use crate::net::{error_chain, redact};
 
+/// Why an url source could not be resolved or checked. Each message is what the user sees
+/// (stored as text in a failed resolution), so it names the URL and, where it can, the fix.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum UrlError {
+    /// The `url:` in models.yaml is neither a URL nor a usable path.
+    #[error("{0}")]
+    #[diagnostic(code(modelctl::url::location))]
+    Location(String),
+    #[error("`{shown}` is not a local file path")]
+    #[diagnostic(code(modelctl::url::not_a_path))]
+    NotFilePath { shown: String },
+    /// What the drift check says of a `file://` URL without a local path.
+    #[error("not a local path")]
+    #[diagnostic(code(modelctl::url::not_a_path))]
+    NotLocalPath,
+    #[error("cannot read `{}`: {error}", path.display())]
+    #[diagnostic(code(modelctl::url::read))]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("`{}` is not a regular file", path.display())]
+    #[diagnostic(code(modelctl::url::not_a_file))]
+    NotRegularFile { path: PathBuf },
+    #[error("hashing `{shown}` failed: {reason}")]
+    #[diagnostic(code(modelctl::url::hash))]
+    Hashing { shown: String, reason: String },
+    #[error(
+        "models.yaml expects another file: `{shown}` does not match its {key} \
+         ({mismatch}); fix the {key} in models.yaml if this is the file you want"
+    )]
+    #[diagnostic(code(modelctl::url::checksum))]
+    Checksum {
+        shown: String,
+        key: &'static str,
+        mismatch: String,
+    },
+    #[error("`--offline` was passed, so the URL's size and validators cannot be fetched")]
+    #[diagnostic(
+        code(modelctl::url::offline),
+        help("run without `--offline` to pin the URL")
+    )]
+    Offline,
+    #[error("models.yaml expects {want} bytes, but `{shown}` has {size}")]
+    #[diagnostic(code(modelctl::url::size))]
+    SizeMismatch { want: u64, shown: String, size: u64 },
+    #[error("cannot reach `{shown}`: connect timeout to {host}")]
+    #[diagnostic(code(modelctl::url::connect_timeout))]
+    ConnectTimeout { shown: String, host: String },
+    #[error("cannot reach `{shown}`: {chain}")]
+    #[diagnostic(code(modelctl::url::unreachable))]
+    Unreachable { shown: String, chain: String },
+    /// A failed status; the text says what it means ([`status_message`]).
+    #[error("{}", status_message(*status, shown))]
+    #[diagnostic(code(modelctl::url::status))]
+    Status { status: StatusCode, shown: String },
+    #[error(
+        "`{shown}` sends the file compressed (`Content-Encoding: {encoding}`) even when asked \
+         for `identity`, so its size is not the file's; modelctl pins and checks the raw bytes: \
+         use a URL that serves the file uncompressed"
+    )]
+    #[diagnostic(code(modelctl::url::compressed))]
+    Compressed { shown: String, encoding: String },
+    #[error("`{shown}` did not say how large the file is (no Content-Length)")]
+    #[diagnostic(code(modelctl::url::no_size))]
+    NoSize { shown: String },
+}
+
+/// How a locked URL differs from what the server says now (at least one field is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlChange {
+    /// The size now and the size the lock pins, when they differ.
+    pub size: Option<(u64, u64)>,
+    /// The `ETag` now and the one the lock pins, when they differ.
+    pub etag: Option<(String, String)>,
+}
+
+impl std::fmt::Display for UrlChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut changes = Vec::new();
+        if let Some((now, then)) = self.size {
+            changes.push(format!("its size is {now} bytes, the lock pins {then}"));
+        }
+        if let Some((now, then)) = &self.etag {
+            changes.push(format!("its ETag is {now}, the lock pins {then}"));
+        }
+        f.write_str(&changes.join("; "))
+    }
+}
+
 /// Resolves an url source into its locked form, or says why it could not.
 pub async fn resolve(
     ctx: &ResolveContext,
     source: &UrlSource,
     files: &BTreeMap<RelPath, FileExpect>,
-) -> Result<(LockedSource, Vec<LockedFile>), String> {
+) -> Result<(LockedSource, Vec<LockedFile>), UrlError> {
     let expect = files.get(&source.file).cloned().unwrap_or_default();
     let sha256 = source.sha256.or(expect.sha256);
     let md5 = source.md5.or(expect.md5);
     let shown = redact(&source.url);
-    let location = source.location(&ctx.manifest_dir)?;
+    let location = source
+        .location(&ctx.manifest_dir)
+        .map_err(UrlError::Location)?;
 
     let (size, final_url, etag, last_modified, hashed) = if location.scheme() == "file" {
         let path = location
             .to_file_path()
-            .map_err(|()| format!("`{shown}` is not a local file path"))?;
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            .map_err(|()| UrlError::NotFilePath {
+                shown: shown.clone(),
+            })?;
+        let meta = std::fs::metadata(&path).map_err(|error| UrlError::Read {
+            path: path.clone(),
+            error,
+        })?;
         if !meta.is_file() {
-            return Err(format!("`{}` is not a regular file", path.display()));
+            return Err(UrlError::NotRegularFile { path });
         }
         let hashed = {
             let path = path.clone();
             let extra = crate::digest::Extra::to_check(md5, None, meta.len());
             tokio::task::spawn_blocking(move || crate::store::hash_file_with(&path, extra))
                 .await
-                .map_err(|e| format!("hashing `{shown}` failed: {e}"))?
-                .map_err(|e| format!("cannot read `{}`: {}", e.path.display(), e.source))?
+                .map_err(|e| UrlError::Hashing {
+                    shown: shown.clone(),
+                    reason: e.to_string(),
+                })?
+                .map_err(|e| UrlError::Read {
+                    path: e.path,
+                    error: e.source,
+                })?
         };
         let expected = crate::digest::Expected {
             sha256,
@@ -60,18 +163,16 @@ pub async fn resolve(
         };
         if let Err(mismatch) = expected.check(&hashed) {
             let key = if sha256.is_some() { "sha256" } else { "md5" };
-            return Err(format!(
-                "models.yaml expects another file: `{shown}` does not match its {key} \
-                 ({mismatch}); fix the {key} in models.yaml if this is the file you want"
-            ));
+            return Err(UrlError::Checksum {
+                shown,
+                key,
+                mismatch: mismatch.to_string(),
+            });
         }
         (meta.len(), None, None, None, Some(hashed.sha256))
     } else {
         if ctx.offline {
-            return Err(
-                "`--offline` was passed, so the URL's size and validators cannot be fetched"
-                    .to_owned(),
-            );
+            return Err(UrlError::Offline);
         }
         let head = head(ctx, &location).await?;
         (
@@ -84,9 +185,7 @@ pub async fn resolve(
     };
 
     if let Some(want) = expect.size.filter(|s| *s != size) {
-        return Err(format!(
-            "models.yaml expects {want} bytes, but `{shown}` has {size}"
-        ));
+        return Err(UrlError::SizeMismatch { want, shown, size });
     }
     // Only what modelctl hashed itself: the manifest's checksums are checked at download.
     let file = LockedFile {
@@ -132,14 +231,20 @@ fn content_encoding(resp: &reqwest::Response) -> Option<String> {
 }
 
 /// Asks the server for the file's size and validators.
-async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
+async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, UrlError> {
     let shown = redact(url.as_str());
     let host = url.host_str().unwrap_or("the server").to_owned();
     let send_err = |e: reqwest::Error| {
         if e.is_connect() && e.is_timeout() {
-            format!("cannot reach `{shown}`: connect timeout to {host}")
+            UrlError::ConnectTimeout {
+                shown: shown.clone(),
+                host: host.clone(),
+            }
         } else {
-            format!("cannot reach `{shown}`: {}", error_chain(&e.without_url()))
+            UrlError::Unreachable {
+                shown: shown.clone(),
+                chain: error_chain(&e.without_url()),
+            }
         }
     };
     let resp = ctx
@@ -167,14 +272,10 @@ async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
     };
     let status = resp.status();
     if !status.is_success() {
-        return Err(status_message(status, &shown));
+        return Err(UrlError::Status { status, shown });
     }
     if let Some(encoding) = content_encoding(&resp) {
-        return Err(format!(
-            "`{shown}` sends the file compressed (`Content-Encoding: {encoding}`) even when asked \
-             for `identity`, so its size is not the file's; modelctl pins and checks the raw bytes: \
-             use a URL that serves the file uncompressed"
-        ));
+        return Err(UrlError::Compressed { shown, encoding });
     }
     let size = if status == StatusCode::PARTIAL_CONTENT {
         header(&resp, CONTENT_RANGE)
@@ -182,9 +283,7 @@ async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, String> {
     } else {
         header(&resp, CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
     };
-    let size = size.ok_or_else(|| {
-        format!("`{shown}` did not say how large the file is (no Content-Length)")
-    })?;
+    let size = size.ok_or(UrlError::NoSize { shown })?;
     Ok(Head {
         size,
         final_url: Some(resp.url().to_string()),
@@ -205,13 +304,13 @@ pub fn status_message(status: StatusCode, shown: &str) -> String {
     }
 }
 
-/// What the server says about a locked URL now, against what the lock pinned: `Some` with a
-/// description when the size or the `ETag` differ (the upstream file changed).
+/// What the server says about a locked URL now, against what the lock pinned: `Some` when the
+/// size or the `ETag` differ (the upstream file changed).
 pub async fn drift(
     ctx: &ResolveContext,
     source: &UrlSource,
     locked: &crate::lock::LockedModel,
-) -> Result<Option<String>, String> {
+) -> Result<Option<UrlChange>, UrlError> {
     let (
         LockedSource::Url {
             etag: locked_etag, ..
@@ -221,29 +320,28 @@ pub async fn drift(
     else {
         return Ok(None);
     };
-    let location = source.location(&ctx.manifest_dir)?;
+    let location = source
+        .location(&ctx.manifest_dir)
+        .map_err(UrlError::Location)?;
     let (size, etag) = if location.scheme() == "file" {
         let path = location
             .to_file_path()
-            .map_err(|()| "not a local path".to_owned())?;
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            .map_err(|()| UrlError::NotLocalPath)?;
+        let meta = std::fs::metadata(&path).map_err(|error| UrlError::Read {
+            path: path.clone(),
+            error,
+        })?;
         (meta.len(), None)
     } else {
         let head = head(ctx, &location).await?;
         (head.size, head.etag)
     };
-    let mut changes = Vec::new();
-    if size != file.size {
-        changes.push(format!(
-            "its size is {size} bytes, the lock pins {}",
-            file.size
-        ));
-    }
-    if let (Some(now), Some(then)) = (&etag, locked_etag)
-        && now != then
-    {
-        changes.push(format!("its ETag is {now}, the lock pins {then}"));
-    }
-    Ok((!changes.is_empty()).then(|| changes.join("; ")))
+    let change = UrlChange {
+        size: (size != file.size).then_some((size, file.size)),
+        etag: match (etag, locked_etag) {
+            (Some(now), Some(then)) if &now != then => Some((now, then.clone())),
+            _ => None,
+        },
+    };
+    Ok((change.size.is_some() || change.etag.is_some()).then_some(change))
 }

@@ -55,14 +55,90 @@ struct RevisionInfo {
     sha: String,
 }
 
-/// A failed Hub request, with the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubError(pub String);
-
-impl std::fmt::Display for HubError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A failed Hub request or a Hub setting that cannot work, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum HubError {
+    #[error("the Hub's answer about `{repo}` at `{revision}` is not the expected JSON: {error}")]
+    #[diagnostic(code(modelctl::hf::revision_json))]
+    RevisionJson {
+        repo: String,
+        revision: String,
+        error: String,
+    },
+    #[error(
+        "the Hub says `{repo}` at `{revision}` is commit `{sha}`, which is not a commit id: {error}"
+    )]
+    #[diagnostic(code(modelctl::hf::not_a_commit))]
+    NotACommit {
+        repo: String,
+        revision: String,
+        sha: String,
+        error: String,
+    },
+    #[error(
+        "the file listing of `{repo}` has more than {} pages; refusing to read on",
+        MAX_PAGES
+    )]
+    #[diagnostic(code(modelctl::hf::too_many_pages))]
+    TooManyPages { repo: String },
+    #[error("the file listing of `{repo}` is not the expected JSON: {error}")]
+    #[diagnostic(code(modelctl::hf::listing_json))]
+    ListingJson { repo: String, error: String },
+    #[error("the listing's next-page link is bad: {0}")]
+    #[diagnostic(code(modelctl::hf::next_link))]
+    NextLink(url::ParseError),
+    #[error(
+        "the file listing of `{repo}` points its next page at another host ({host}); refusing to follow it"
+    )]
+    #[diagnostic(code(modelctl::hf::foreign_next_page))]
+    ForeignNextPage { repo: String, host: String },
+    /// A status the Hub answered with, explained ([`super::explain`]).
+    #[error("{0}")]
+    #[diagnostic(code(modelctl::hf::refused))]
+    Refused(String),
+    #[error("cannot reach the Hub at {endpoint}: {reason}")]
+    #[diagnostic(code(modelctl::hf::unreachable))]
+    Unreachable { endpoint: String, reason: String },
+    #[error("cannot reach the Hub at {endpoint}: {reason} ({why})")]
+    #[diagnostic(code(modelctl::hf::unreachable))]
+    GaveUp {
+        endpoint: String,
+        reason: String,
+        why: String,
+    },
+    #[error("reading the Hub's answer about `{repo}` failed: {chain}")]
+    #[diagnostic(code(modelctl::hf::read))]
+    Read { repo: String, chain: String },
+    #[error(
+        "the Hub's answer about `{repo}` is larger than {} MiB; refusing to read it",
+        MAX_JSON_BYTES >> 20
+    )]
+    #[diagnostic(code(modelctl::hf::too_large))]
+    TooLarge { repo: String },
+    #[error("the Hugging Face token from {origin} contains characters a header cannot carry")]
+    #[diagnostic(
+        code(modelctl::hf::bad_token),
+        help("check the token for stray whitespace or newlines")
+    )]
+    BadToken { origin: String },
+    #[error(
+        "HF_ENDPOINT is `{shown}`, which is not an http(s) URL; set it to the Hub's address, such as {}",
+        super::DEFAULT_ENDPOINT
+    )]
+    #[diagnostic(code(modelctl::hf::endpoint))]
+    Endpoint { shown: String },
+    #[error(
+        "refusing to send the Hugging Face token (from {origin}) over plain http to {host}; \
+         set HF_ENDPOINT to an https URL, or unset the token to read public repositories from this mirror"
+    )]
+    #[diagnostic(code(modelctl::hf::plain_http_token))]
+    PlainHttpToken { origin: String, host: String },
+    #[error("cannot build the URL of `{path}`: {error}")]
+    #[diagnostic(code(modelctl::hf::file_url))]
+    FileUrl {
+        path: String,
+        error: url::ParseError,
+    },
 }
 
 impl HubApi<'_> {
@@ -74,17 +150,17 @@ impl HubApi<'_> {
             encode_segment(revision)
         );
         let body = self.get(&url, repo, Some(revision)).await?.bytes;
-        let info: RevisionInfo = serde_json::from_slice(&body).map_err(|e| {
-            HubError(format!(
-                "the Hub's answer about `{}` at `{revision}` is not the expected JSON: {e}",
-                repo.id
-            ))
-        })?;
-        crate::digest::GitOid::parse(&info.sha).map_err(|e| {
-            HubError(format!(
-                "the Hub says `{}` at `{revision}` is commit `{}`, which is not a commit id: {e}",
-                repo.id, info.sha
-            ))
+        let info: RevisionInfo =
+            serde_json::from_slice(&body).map_err(|e| HubError::RevisionJson {
+                repo: repo.id.clone(),
+                revision: revision.to_owned(),
+                error: e.to_string(),
+            })?;
+        crate::digest::GitOid::parse(&info.sha).map_err(|e| HubError::NotACommit {
+            repo: repo.id.clone(),
+            revision: revision.to_owned(),
+            sha: info.sha.clone(),
+            error: e.to_string(),
         })?;
         Ok(info.sha.to_ascii_lowercase())
     }
@@ -101,29 +177,26 @@ impl HubApi<'_> {
         while let Some(url) = next.take() {
             pages += 1;
             if pages > MAX_PAGES {
-                return Err(HubError(format!(
-                    "the file listing of `{}` has more than {MAX_PAGES} pages; refusing to read on",
-                    repo.id
-                )));
+                return Err(HubError::TooManyPages {
+                    repo: repo.id.clone(),
+                });
             }
             let page = self.get(&url, repo, Some(commit)).await?;
-            let entries: Vec<TreeEntry> = serde_json::from_slice(&page.bytes).map_err(|e| {
-                HubError(format!(
-                    "the file listing of `{}` is not the expected JSON: {e}",
-                    repo.id
-                ))
-            })?;
+            let entries: Vec<TreeEntry> =
+                serde_json::from_slice(&page.bytes).map_err(|e| HubError::ListingJson {
+                    repo: repo.id.clone(),
+                    error: e.to_string(),
+                })?;
             files.extend(entries.into_iter().filter(|e| e.kind == "file"));
             if let Some(link) = page.next {
                 let parsed = url::Url::parse(&url)
                     .and_then(|base| base.join(&link))
-                    .map_err(|e| HubError(format!("the listing's next-page link is bad: {e}")))?;
+                    .map_err(HubError::NextLink)?;
                 if parsed.origin() != origin {
-                    return Err(HubError(format!(
-                        "the file listing of `{}` points its next page at another host ({}); refusing to follow it",
-                        repo.id,
-                        crate::net::redact(parsed.as_str())
-                    )));
+                    return Err(HubError::ForeignNextPage {
+                        repo: repo.id.clone(),
+                        host: crate::net::redact(parsed.as_str()),
+                    });
                 }
                 next = Some(parsed.to_string());
             }
@@ -156,7 +229,7 @@ impl HubApi<'_> {
                         Verdict::GiveUp(why) => {
                             let code = header(&response, "x-error-code");
                             let message = header(&response, "x-error-message");
-                            return Err(HubError(super::explain(
+                            return Err(HubError::Refused(super::explain(
                                 self.config,
                                 repo,
                                 revision,
@@ -177,16 +250,17 @@ impl HubApi<'_> {
                     match self.retry.on_transport_error(attempt) {
                         Verdict::RetryAfter(wait) if transient => wait,
                         Verdict::RetryAfter(_) => {
-                            return Err(HubError(format!(
-                                "cannot reach the Hub at {}: {reason}",
-                                self.config.shown_endpoint()
-                            )));
+                            return Err(HubError::Unreachable {
+                                endpoint: self.config.shown_endpoint(),
+                                reason,
+                            });
                         }
                         Verdict::GiveUp(why) => {
-                            return Err(HubError(format!(
-                                "cannot reach the Hub at {}: {reason} ({why})",
-                                self.config.shown_endpoint()
-                            )));
+                            return Err(HubError::GaveUp {
+                                endpoint: self.config.shown_endpoint(),
+                                reason,
+                                why,
+                            });
                         }
                     }
                 }
@@ -207,20 +281,15 @@ impl Page {
         let next = header(&response, LINK).and_then(|l| next_link(&l));
         let mut bytes = Vec::new();
         loop {
-            let chunk = response.chunk().await.map_err(|e| {
-                HubError(format!(
-                    "reading the Hub's answer about `{}` failed: {}",
-                    repo.id,
-                    error_chain(&e.without_url())
-                ))
+            let chunk = response.chunk().await.map_err(|e| HubError::Read {
+                repo: repo.id.clone(),
+                chain: error_chain(&e.without_url()),
             })?;
             let Some(chunk) = chunk else { break };
             if bytes.len() + chunk.len() > MAX_JSON_BYTES {
-                return Err(HubError(format!(
-                    "the Hub's answer about `{}` is larger than {} MiB; refusing to read it",
-                    repo.id,
-                    MAX_JSON_BYTES >> 20
-                )));
+                return Err(HubError::TooLarge {
+                    repo: repo.id.clone(),
+                });
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -242,11 +311,8 @@ fn header(
 /// `Bearer <token>`, marked sensitive so reqwest never prints it.
 pub fn bearer(token: &super::Token) -> Result<reqwest::header::HeaderValue, HubError> {
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .map_err(|_| {
-        HubError(format!(
-            "the Hugging Face token from {} contains characters a header cannot carry",
-            token.origin()
-        ))
+        .map_err(|_| HubError::BadToken {
+        origin: token.origin().to_string(),
     })?;
     value.set_sensitive(true);
     Ok(value)

@@ -64,11 +64,8 @@ impl HubConfig {
         url::Url::parse(&self.endpoint)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                HubError(format!(
-                    "HF_ENDPOINT is `{}`, which is not an http(s) URL; set it to the Hub's address, such as {DEFAULT_ENDPOINT}",
-                    self.shown_endpoint()
-                ))
+            .ok_or_else(|| HubError::Endpoint {
+                shown: self.shown_endpoint(),
             })
     }
 
@@ -90,12 +87,10 @@ impl HubConfig {
             return Ok(None);
         }
         if !token::may_send_to(&target) {
-            return Err(HubError(format!(
-                "refusing to send the Hugging Face token (from {}) over plain http to {}; \
-                 set HF_ENDPOINT to an https URL, or unset the token to read public repositories from this mirror",
-                token.origin(),
-                target.host_str().unwrap_or("the endpoint")
-            )));
+            return Err(HubError::PlainHttpToken {
+                origin: token.origin().to_string(),
+                host: target.host_str().unwrap_or("the endpoint").to_owned(),
+            });
         }
         Ok(Some(token))
     }
@@ -150,8 +145,10 @@ impl Repo {
             self.id,
             api::encode_path(path.as_str())
         );
-        url::Url::parse(&text)
-            .map_err(|e| HubError(format!("cannot build the URL of `{path}`: {e}")))
+        url::Url::parse(&text).map_err(|error| HubError::FileUrl {
+            path: path.to_string(),
+            error,
+        })
     }
 
     fn prefix(&self) -> &'static str {
@@ -186,8 +183,11 @@ pub async fn resolve(
         config: &ctx.hf,
         retry: ctx.retry,
     };
-    let commit = api.commit(&repo, &source.revision).await.map_err(|e| e.0)?;
-    let entries = api.files(&repo, &commit).await.map_err(|e| e.0)?;
+    let commit = api
+        .commit(&repo, &source.revision)
+        .await
+        .map_err(|e| e.to_string())?;
+    let entries = api.files(&repo, &commit).await.map_err(|e| e.to_string())?;
     let files = select(&repo, &commit, source, expected, entries)?;
     Ok((
         LockedSource::Hf {
@@ -592,8 +592,10 @@ mod tests {
         let err = remote
             .token_for("http://mirror.example.com/api/models/a/b")
             .expect_err("refused");
+        assert!(matches!(err, HubError::PlainHttpToken { .. }), "{err}");
+        let text = err.to_string();
         assert!(
-            err.0.contains("plain http") && !err.0.contains("hf_x"),
+            text.contains("plain http") && !text.contains("hf_x"),
             "{err}"
         );
     }

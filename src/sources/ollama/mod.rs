@@ -33,7 +33,9 @@ pub async fn resolve(ctx: &ResolveContext, source: &OllamaSource) -> Result<Lock
             name.display_shortest()
         ));
     }
-    let manifest = registry::manifest(&ctx.client, &name).await?;
+    let manifest = registry::manifest(&ctx.client, &name)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(LockedSource::Ollama {
         ollama: source.ollama.clone(),
         digest: manifest.digest,

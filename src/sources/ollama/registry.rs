@@ -55,8 +55,83 @@ struct WireLayer {
     size: i128,
 }
 
+/// Why the registry gave no usable manifest (or blob URL) for a tag.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RegistryError {
+    #[error("cannot reach the registry {host}: {chain}")]
+    #[diagnostic(code(modelctl::ollama::unreachable))]
+    Unreachable { host: String, chain: String },
+    #[error(
+        "`{shown}` does not exist in the registry (HTTP 404): check the model name and tag on https://ollama.com/library"
+    )]
+    #[diagnostic(code(modelctl::ollama::not_found))]
+    NotFound { shown: String },
+    #[error("the registry answered {status} for `{shown}`")]
+    #[diagnostic(code(modelctl::ollama::status))]
+    Status { status: StatusCode, shown: String },
+    #[error("reading the manifest of `{shown}` failed: {error}")]
+    #[diagnostic(code(modelctl::ollama::read))]
+    Read {
+        shown: String,
+        error: Box<RegistryError>,
+    },
+    #[error("the registry's manifest of `{shown}` is refused: {error}")]
+    #[diagnostic(code(modelctl::ollama::manifest))]
+    Manifest {
+        shown: String,
+        error: Box<RegistryError>,
+    },
+    #[error("cannot build the blob URL of `{name}`: {error}")]
+    #[diagnostic(code(modelctl::ollama::blob_url))]
+    BlobUrl {
+        name: String,
+        error: url::ParseError,
+    },
+    #[error("it is not a manifest: {0}")]
+    NotAManifest(String),
+    #[error("it lists {0} layers")]
+    TooManyLayers(usize),
+    #[error("layer digest `{digest}` is not `sha256:<64 hex>`")]
+    NotSha256 { digest: String },
+    #[error("layer digest `{digest}`: {error}")]
+    BadDigest { digest: String, error: String },
+    #[error("layer {digest} has the impossible size {size}")]
+    BadSize { digest: String, size: i128 },
+    #[error("layer {digest} has the media type `{media_type}`")]
+    BadMediaType { digest: String, media_type: String },
+    #[error("the registry {host} sent an unreadable auth challenge")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    Challenge { host: String },
+    #[error("the registry {host}'s auth challenge has no realm")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    NoRealm { host: String },
+    #[error("the registry {host}'s auth realm is not a URL")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    RealmNotUrl { host: String },
+    #[error("the registry {host} asks to authenticate at another host ({realm}); refusing")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    ForeignRealm { host: String, realm: String },
+    #[error("cannot get a registry token: {chain}")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    TokenUnreachable { chain: String },
+    #[error("the registry {host} refused a token ({status}): the model may be private")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    TokenRefused { host: String, status: StatusCode },
+    #[error("the registry's token answer is not JSON with a token: {0}")]
+    #[diagnostic(code(modelctl::ollama::auth))]
+    TokenJson(String),
+    /// Reading an answer's body failed (the error chain).
+    #[error("{0}")]
+    Body(String),
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
 /// Fetches and validates the manifest of `name`'s tag.
-pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Manifest, String> {
+pub async fn manifest(
+    client: &reqwest::Client,
+    name: &OllamaRef,
+) -> Result<Manifest, RegistryError> {
     let url = format!(
         "{}/v2/{}/{}/manifests/{}",
         name.base_url(),
@@ -72,12 +147,9 @@ pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Mani
         }
         request.send()
     };
-    let unreachable = |e: reqwest::Error| {
-        format!(
-            "cannot reach the registry {}: {}",
-            name.host,
-            error_chain(&e.without_url())
-        )
+    let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
+        host: name.host.clone(),
+        chain: error_chain(&e.without_url()),
     };
     let mut response = send(None).await.map_err(unreachable)?;
     let mut issued = None;
@@ -97,23 +169,26 @@ pub async fn manifest(client: &reqwest::Client, name: &OllamaRef) -> Result<Mani
     match response.status() {
         s if s.is_success() => {}
         StatusCode::NOT_FOUND => {
-            return Err(format!(
-                "`{shown}` does not exist in the registry (HTTP 404): check the model name and tag on https://ollama.com/library"
-            ));
+            return Err(RegistryError::NotFound { shown });
         }
-        s => return Err(format!("the registry answered {s} for `{shown}`")),
+        status => return Err(RegistryError::Status { status, shown }),
     }
     let bytes = read_limited(response, MAX_MANIFEST_BYTES)
         .await
-        .map_err(|e| format!("reading the manifest of `{shown}` failed: {e}"))?;
-    let mut manifest = parse(&bytes)
-        .map_err(|e| format!("the registry's manifest of `{shown}` is refused: {e}"))?;
+        .map_err(|e| RegistryError::Read {
+            shown: shown.clone(),
+            error: Box::new(e),
+        })?;
+    let mut manifest = parse(&bytes).map_err(|e| RegistryError::Manifest {
+        shown,
+        error: Box::new(e),
+    })?;
     manifest.token = issued;
     Ok(manifest)
 }
 
 /// Where a blob of `name`'s repository is (the registry redirects to its CDN).
-pub fn blob_url(name: &OllamaRef, digest: &Sha256) -> Result<url::Url, String> {
+pub fn blob_url(name: &OllamaRef, digest: &Sha256) -> Result<url::Url, RegistryError> {
     let text = format!(
         "{}/v2/{}/{}/blobs/sha256:{}",
         name.base_url(),
@@ -121,15 +196,18 @@ pub fn blob_url(name: &OllamaRef, digest: &Sha256) -> Result<url::Url, String> {
         name.model,
         digest.hex()
     );
-    url::Url::parse(&text).map_err(|e| format!("cannot build the blob URL of `{name}`: {e}"))
+    url::Url::parse(&text).map_err(|error| RegistryError::BlobUrl {
+        name: name.to_string(),
+        error,
+    })
 }
 
 /// Validates manifest bytes: every layer, before any is used.
-pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
+pub fn parse(bytes: &[u8]) -> Result<Manifest, RegistryError> {
     let wire: Wire =
-        serde_json::from_slice(bytes).map_err(|e| format!("it is not a manifest: {e}"))?;
+        serde_json::from_slice(bytes).map_err(|e| RegistryError::NotAManifest(e.to_string()))?;
     if wire.layers.len() > MAX_LAYERS {
-        return Err(format!("it lists {} layers", wire.layers.len()));
+        return Err(RegistryError::TooManyLayers(wire.layers.len()));
     }
     let layers = wire
         .layers
@@ -145,24 +223,23 @@ pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     })
 }
 
-fn layer(wire: &WireLayer) -> Result<LockedLayer, String> {
-    let hex = wire.digest.strip_prefix("sha256:").ok_or_else(|| {
-        format!(
-            "layer digest `{}` is not `sha256:<64 hex>`",
-            wire.digest.escape_debug()
-        )
+fn layer(wire: &WireLayer) -> Result<LockedLayer, RegistryError> {
+    let hex = wire
+        .digest
+        .strip_prefix("sha256:")
+        .ok_or_else(|| RegistryError::NotSha256 {
+            digest: wire.digest.escape_debug().to_string(),
+        })?;
+    let digest = Sha256::parse(hex).map_err(|e| RegistryError::BadDigest {
+        digest: wire.digest.escape_debug().to_string(),
+        error: e.to_string(),
     })?;
-    let digest = Sha256::parse(hex)
-        .map_err(|e| format!("layer digest `{}`: {e}", wire.digest.escape_debug()))?;
     let size = u64::try_from(wire.size)
         .ok()
         .filter(|s| *s <= MAX_LAYER)
-        .ok_or_else(|| {
-            format!(
-                "layer {} has the impossible size {}",
-                digest.short(),
-                wire.size
-            )
+        .ok_or_else(|| RegistryError::BadSize {
+            digest: digest.short().to_string(),
+            size: wire.size,
         })?;
     let media_ok = !wire.media_type.is_empty()
         && wire.media_type.len() <= 128
@@ -171,11 +248,10 @@ fn layer(wire: &WireLayer) -> Result<LockedLayer, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "./+-_".contains(c));
     if !media_ok {
-        return Err(format!(
-            "layer {} has the media type `{}`",
-            digest.short(),
-            wire.media_type.escape_debug()
-        ));
+        return Err(RegistryError::BadMediaType {
+            digest: digest.short().to_string(),
+            media_type: wire.media_type.escape_debug().to_string(),
+        });
     }
     Ok(LockedLayer {
         media_type: wire.media_type.clone(),
@@ -190,44 +266,44 @@ async fn bearer_token(
     client: &reqwest::Client,
     name: &OllamaRef,
     challenge: &str,
-) -> Result<String, String> {
-    let params = challenge_params(challenge).ok_or_else(|| {
-        format!(
-            "the registry {} sent an unreadable auth challenge",
-            name.host
-        )
+) -> Result<String, RegistryError> {
+    let params = challenge_params(challenge).ok_or_else(|| RegistryError::Challenge {
+        host: name.host.clone(),
     })?;
     let realm = params
         .iter()
         .find(|(k, _)| k == "realm")
         .map(|(_, v)| v.clone())
-        .ok_or_else(|| format!("the registry {}'s auth challenge has no realm", name.host))?;
-    let realm_url = url::Url::parse(&realm)
-        .map_err(|_| format!("the registry {}'s auth realm is not a URL", name.host))?;
+        .ok_or_else(|| RegistryError::NoRealm {
+            host: name.host.clone(),
+        })?;
+    let realm_url = url::Url::parse(&realm).map_err(|_| RegistryError::RealmNotUrl {
+        host: name.host.clone(),
+    })?;
     let registry_host = name.host.split(':').next().unwrap_or(&name.host);
     if realm_url.host_str() != Some(registry_host) {
-        return Err(format!(
-            "the registry {} asks to authenticate at another host ({}); refusing",
-            name.host,
-            realm_url.host_str().unwrap_or("?")
-        ));
+        return Err(RegistryError::ForeignRealm {
+            host: name.host.clone(),
+            realm: realm_url.host_str().unwrap_or("?").to_owned(),
+        });
     }
     let mut realm_url = realm_url;
     realm_url
         .query_pairs_mut()
         .extend_pairs(params.iter().filter(|(k, _)| k != "realm"));
-    let response = client.get(realm_url).send().await.map_err(|e| {
-        format!(
-            "cannot get a registry token: {}",
-            error_chain(&e.without_url())
-        )
-    })?;
+    let response =
+        client
+            .get(realm_url)
+            .send()
+            .await
+            .map_err(|e| RegistryError::TokenUnreachable {
+                chain: error_chain(&e.without_url()),
+            })?;
     if !response.status().is_success() {
-        return Err(format!(
-            "the registry {} refused a token ({}): the model may be private",
-            name.host,
-            response.status()
-        ));
+        return Err(RegistryError::TokenRefused {
+            host: name.host.clone(),
+            status: response.status(),
+        });
     }
     #[derive(Deserialize)]
     struct TokenReply {
@@ -237,7 +313,7 @@ async fn bearer_token(
     let bytes = read_limited(response, 64 << 10).await?;
     serde_json::from_slice::<TokenReply>(&bytes)
         .map(|t| t.token)
-        .map_err(|e| format!("the registry's token answer is not JSON with a token: {e}"))
+        .map_err(|e| RegistryError::TokenJson(e.to_string()))
 }
 
 /// `Bearer realm="…",service="…"` → [(realm, …), (service, …)].
@@ -254,16 +330,19 @@ fn challenge_params(challenge: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, RegistryError> {
     let mut bytes = Vec::new();
     loop {
         let chunk = response
             .chunk()
             .await
-            .map_err(|e| error_chain(&e.without_url()))?;
+            .map_err(|e| RegistryError::Body(error_chain(&e.without_url())))?;
         let Some(chunk) = chunk else { break };
         if bytes.len() + chunk.len() > limit {
-            return Err(format!("the answer is larger than {limit} bytes"));
+            return Err(RegistryError::TooLarge(limit));
         }
         bytes.extend_from_slice(&chunk);
     }
