@@ -321,7 +321,9 @@ impl Executor<'_> {
                     group.label.model, group.label.path
                 ));
                 let linked = self.install(outcome, &group, &digest);
-                self.engine.forget(&group.job);
+                if linked == group.targets.len() {
+                    self.engine.forget(&group.job);
+                }
                 if let Ok(mut o) = outcome.lock() {
                     o.linked += linked;
                 }
@@ -364,8 +366,10 @@ impl Executor<'_> {
                         o.downloaded_files += 1;
                         o.downloaded_bytes += group.label.size;
                     }
-                    self.install(outcome, &group, &digest);
-                    downloaded.published();
+                    // A file left unlinked keeps the state that leads the next apply to its blob.
+                    if self.install(outcome, &group, &digest) == group.targets.len() {
+                        downloaded.published();
+                    }
                 }
                 Err(fetch::FetchError::Cancelled) => {
                     for (model, _, _) in &group.targets {
