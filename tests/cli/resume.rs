@@ -166,7 +166,9 @@ fn a_resumed_download_from_a_server_that_now_ignores_range_restarts_in_one_strea
     let (start, _) = rerun[0].range_bounds().expect("a resume asks for a range");
     // Chunks finish in any order: the resume asks for the first one not done (where its
     // recorded progress ends), and the server's whole body replaces everything.
-    let first_open = (0..).find(|i| !recorded.done.contains(i)).expect("a chunk is open");
+    let first_open = (0..)
+        .find(|i| !recorded.done.contains(i))
+        .expect("a chunk is open");
     let written = recorded.progress.get(&first_open).copied().unwrap_or(0);
     assert!(
         start >= first_open * CHUNK && start <= first_open * CHUNK + written,
