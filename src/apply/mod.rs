@@ -77,6 +77,8 @@ pub struct Outcome {
     pub swaps: usize,
     pub deleted: usize,
     pub hooks: usize,
+    /// Damaged blobs published again from an intact model file, or removed.
+    pub repaired_blobs: usize,
     pub interrupted: bool,
 }
 
@@ -259,7 +261,13 @@ impl Executor<'_> {
         from: Option<&crate::plan::IntactCopy>,
     ) {
         let intact = from.map(|c| c.path.under(&self.store.model_dir(&c.kind, &c.model)));
-        match self.store.repair_blob(sha256, intact.as_deref()) {
+        let repaired = self.store.repair_blob(sha256, intact.as_deref());
+        if repaired.is_ok()
+            && let Ok(mut o) = outcome.lock()
+        {
+            o.repaired_blobs += 1;
+        }
+        match repaired {
             Ok(()) if intact.is_some() => self
                 .reporter
                 .step(&format!("repaired blob sha256:{}", sha256.short())),

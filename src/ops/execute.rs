@@ -145,6 +145,7 @@ pub(crate) fn finish(
         "swaps": outcome.swaps,
         "deleted": outcome.deleted,
         "hooks": outcome.hooks,
+        "repaired_blobs": outcome.repaired_blobs,
         "errors": outcome.errors.len(),
         "interrupted": outcome.interrupted,
     });
@@ -222,6 +223,13 @@ fn summary(
     }
     if o.deleted > 0 {
         parts.push(format!("{} deleted", o.deleted));
+    }
+    if o.repaired_blobs > 0 {
+        parts.push(format!(
+            "{} damaged blob{} repaired",
+            o.repaired_blobs,
+            if o.repaired_blobs == 1 { "" } else { "s" }
+        ));
     }
     if o.hooks > 0 {
         parts.push(format!(
