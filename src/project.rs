@@ -16,7 +16,7 @@ use crate::sources::Resolution;
 use crate::sources::ResolveContext;
 use crate::sources::hf::cache::{CacheView, HfCache};
 use crate::sources::ollama::DaemonView;
-use crate::sources::ollama::daemon::Daemon;
+use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::store::{StatCache, Store, StoreState};
 
 /// The manifest, lock and store one command works on.
@@ -123,9 +123,9 @@ impl Project {
     }
 
     /// A client for the Ollama daemon at `OLLAMA_HOST`.
-    pub fn daemon(&self) -> std::result::Result<Daemon, String> {
+    pub fn daemon(&self) -> std::result::Result<Daemon, DaemonError> {
         let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())?;
-        Daemon::new(base, self.settings.net.connect_timeout)
+        Daemon::new(base, &self.settings.net)
     }
 
     /// What the Ollama daemon has, when an Ollama model is declared or in the store.
@@ -141,13 +141,16 @@ impl Project {
         }
         let daemon = match self.daemon() {
             Ok(daemon) => daemon,
-            Err(why) => return DaemonView::Unreachable(why),
+            Err(why) => return DaemonView::Unreachable(why.to_string()),
         };
         let installed = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(daemon.installed()));
+            .and_then(|rt| {
+                rt.block_on(daemon.installed())
+                    .map_err(|e| e.to_string())
+            });
         match (installed, &self.settings.ollama_models) {
             (Ok(list), _) => DaemonView::from_installed(&list),
             (Err(_), Some(dir)) => self.ollama_directory_view(dir),
@@ -344,7 +347,7 @@ impl Project {
     }
 
     pub(super) fn resolve_context(&self) -> Result<ResolveContext> {
-        let client = crate::net::client(&self.settings.net)
+        let client = crate::net::Client::new(&self.settings.net)
             .into_diagnostic()
             .wrap_err("cannot set up the HTTP client")?;
         Ok(ResolveContext {
@@ -352,7 +355,6 @@ impl Project {
             offline: self.settings.network.offline,
             manifest_dir: self.settings.manifest_dir(),
             hf: self.settings.hf.clone(),
-            retry: self.settings.net.retry,
         })
     }
 

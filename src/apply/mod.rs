@@ -479,7 +479,7 @@ impl Executor<'_> {
                     }
                 }
                 Err(e) => {
-                    let shown = crate::net::redact(group.job.url.as_str());
+                    let shown = crate::net::SafeUrl::from(&group.job.url).to_string();
                     for (model, _, path) in &group.targets {
                         self.fail(
                             outcome,
@@ -658,9 +658,14 @@ impl Executor<'_> {
                             });
                     let done = match self.ollama_call(name) {
                         Ok((daemon, parsed)) if load => {
-                            daemon.load(&parsed, keep_alive.as_deref()).await
+                            daemon
+                                .load(&parsed, keep_alive.as_deref())
+                                .await
+                                .map_err(|e| e.to_string())
                         }
-                        Ok((daemon, parsed)) => daemon.unload(&parsed).await,
+                        Ok((daemon, parsed)) => {
+                            daemon.unload(&parsed).await.map_err(|e| e.to_string())
+                        }
                         Err(why) => Err(why),
                     };
                     let verb = if load { "load" } else { "unload" };

@@ -35,7 +35,7 @@ impl Executor<'_> {
                 )),
                 _ => Ok(()),
             },
-            _ => daemon.delete(&parsed).await,
+            _ => daemon.delete(&parsed).await.map_err(|e| e.to_string()),
         }
     }
 

@@ -102,25 +102,99 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Whether a reqwest error is worth retrying: connection trouble and timeouts are; a TLS or
-/// certificate problem, a host name that does not resolve, a bad URL or a redirect refused by
-/// policy are not (waiting does not fix them, and a machine without network should hear so at
-/// once rather than after the whole backoff).
-pub fn is_transient(err: &reqwest::Error) -> bool {
-    if err.is_builder() || err.is_redirect() {
-        return false;
+/// What went wrong below HTTP, judged by error kinds (reqwest's, then the `std::io::ErrorKind`
+/// or `hyper::Error` found by walking `source()`), never by matching message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Connecting or waiting for bytes took longer than the client's timeout.
+    Timeout,
+    /// The connection was refused, reset, aborted or closed early, or the network was
+    /// unreachable for a moment: worth another attempt.
+    Connection,
+    /// The TLS handshake failed (rustls reports a refused certificate as `InvalidData` while
+    /// connecting): waiting does not fix a certificate.
+    Tls,
+    /// Connecting failed for a cause the I/O layer gives no kind for: the resolver's
+    /// (`getaddrinfo` errors carry none). A host name that does not resolve is not retried, so
+    /// a machine without network hears so at once.
+    Resolve,
+    /// The request could not be built or a redirect was refused by policy.
+    Request,
+    /// The HTTP exchange broke otherwise (a garbled or cut answer, a stream reset): retried.
+    Protocol,
+}
+
+impl Fault {
+    /// The fault behind a reqwest error.
+    pub fn of(err: &reqwest::Error) -> Self {
+        if err.is_builder() || err.is_redirect() {
+            return Fault::Request;
+        }
+        if err.is_timeout() {
+            return Fault::Timeout;
+        }
+        if let Some(io) = cause::<std::io::Error>(err) {
+            return match io.kind() {
+                kind if transient_io(kind) => Fault::Connection,
+                std::io::ErrorKind::InvalidData if err.is_connect() => Fault::Tls,
+                _ if err.is_connect() => Fault::Resolve,
+                _ => Fault::Protocol,
+            };
+        }
+        match cause::<hyper::Error>(err) {
+            Some(h) if h.is_user() => Fault::Request,
+            Some(h) if h.is_incomplete_message() || h.is_closed() || h.is_canceled() => {
+                Fault::Connection
+            }
+            _ if err.is_connect() => Fault::Resolve,
+            _ => Fault::Protocol,
+        }
     }
-    let chain = super::error_chain(err).to_ascii_lowercase();
-    let fatal = [
-        "dns error",
-        "failed to lookup address",
-        "certificate",
-        "tls",
-        "handshake",
-        "invalidcertificate",
-        "unknownissuer",
-    ];
-    !fatal.iter().any(|t| chain.contains(t))
+
+    /// Whether another attempt may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Fault::Timeout | Fault::Connection | Fault::Protocol)
+    }
+}
+
+/// Whether a reqwest error is worth retrying ([`Fault::is_transient`]).
+pub fn is_transient(err: &reqwest::Error) -> bool {
+    Fault::of(err).is_transient()
+}
+
+/// I/O kinds of a connection that failed for now: another attempt may find it working.
+fn transient_io(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | TimedOut
+            | UnexpectedEof
+            | Interrupted
+            | WouldBlock
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
+
+/// The first error of type `T` in `err`'s chain of sources, `err` itself included.
+fn cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -27,15 +27,14 @@ pub enum Resolution {
 /// How resolvers may reach the outside world.
 #[derive(Debug, Clone)]
 pub struct ResolveContext {
-    pub client: reqwest::Client,
+    /// Sends every request under the retry policy.
+    pub client: crate::net::Client,
     /// `--offline`/`--frozen`: no network at all.
     pub offline: bool,
     /// The directory of models.yaml, which relative `url:` paths start from.
     pub manifest_dir: std::path::PathBuf,
     /// The Hub's endpoint, token and cache.
     pub hf: Arc<hf::HubConfig>,
-    /// Retries of metadata requests.
-    pub retry: crate::net::retry::RetryPolicy,
 }
 
 /// Resolves one manifest entry.
@@ -45,7 +44,10 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
             .await
             .map_err(|e| e.to_string()),
         Source::Hf(source) => hf::resolve(ctx, source, &entry.files).await,
-        Source::Ollama(source) => ollama::resolve(ctx, source).await.map(|l| (l, Vec::new())),
+        Source::Ollama(source) => ollama::resolve(ctx, source)
+            .await
+            .map(|l| (l, Vec::new()))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok((source, files)) => Resolution::Resolved(LockedModel {

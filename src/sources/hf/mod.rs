@@ -181,7 +181,6 @@ pub async fn resolve(
     let api = HubApi {
         client: &ctx.client,
         config: &ctx.hf,
-        retry: ctx.retry,
     };
     let commit = api
         .commit(&repo, &source.revision)
