@@ -1,7 +1,10 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! Connection errors, stalls, 5xx, 408 and 429 are worth another attempt; 401, 403, 404, 416
-//! and TLS failures are not (waiting does not fix a missing file or a bad certificate). Waits
+//! Connection errors, stalls, 5xx, 408 and 429 are worth another attempt; other 4xx (401, 403,
+//! 404, 416), TLS failures and names that do not resolve are not (waiting does not fix a
+//! missing file or a bad certificate). A transport error is judged by its kinds ([`Fault`]:
+//! reqwest's `is_timeout`/`is_connect`, the `std::io::ErrorKind` and `hyper::Error` found in
+//! its sources), never by its message text. Waits
 //! grow exponentially with full jitter, so many clients that failed together do not retry
 //! together; a server's `Retry-After` is honoured but capped, so a header saying "come back
 //! tomorrow" fails fast instead of hanging the apply.
@@ -133,8 +136,8 @@ impl Fault {
         if err.is_timeout() {
             return Fault::Timeout;
         }
-        if let Some(io) = cause::<std::io::Error>(err) {
-            return match io.kind() {
+        if let Some(kind) = io_kind(err) {
+            return match kind {
                 kind if transient_io(kind) => Fault::Connection,
                 std::io::ErrorKind::InvalidData if err.is_connect() => Fault::Tls,
                 _ if err.is_connect() => Fault::Resolve,
@@ -181,6 +184,24 @@ fn transient_io(kind: std::io::ErrorKind) -> bool {
             | NetworkUnreachable
             | NetworkDown
     )
+}
+
+/// The kind of the first `io::Error` in `err`'s chain, looking through `io::Error`s that wrap
+/// others (reqwest's connector wraps rustls's `InvalidData` in an `Other`): the innermost kind
+/// other than `Other`, which is the most specific.
+fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut io = cause::<std::io::Error>(err)?;
+    let mut kind = io.kind();
+    while let Some(inner) = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+    {
+        io = inner;
+        if io.kind() != std::io::ErrorKind::Other {
+            kind = io.kind();
+        }
+    }
+    Some(kind)
 }
 
 /// The first error of type `T` in `err`'s chain of sources, `err` itself included.
@@ -253,5 +274,18 @@ mod tests {
                 "attempt {attempt}: {wait:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_innermost_io_kind_decides() {
+        use std::io::{Error, ErrorKind};
+        // reqwest's connector wraps rustls's refusal of a certificate this way.
+        let wrapped = Error::other(Error::new(ErrorKind::InvalidData, "UnknownIssuer"));
+        assert_eq!(io_kind(&wrapped), Some(ErrorKind::InvalidData));
+        let refused = Error::from(ErrorKind::ConnectionRefused);
+        assert_eq!(io_kind(&refused), Some(ErrorKind::ConnectionRefused));
+        assert!(transient_io(ErrorKind::ConnectionReset));
+        assert!(!transient_io(ErrorKind::InvalidData));
+        assert!(!transient_io(ErrorKind::PermissionDenied));
     }
 }
