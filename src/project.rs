@@ -147,10 +147,7 @@ impl Project {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(daemon.installed())
-                    .map_err(|e| e.to_string())
-            });
+            .and_then(|rt| rt.block_on(daemon.installed()).map_err(|e| e.to_string()));
         match (installed, &self.settings.ollama_models) {
             (Ok(list), _) => DaemonView::from_installed(&list),
             (Err(_), Some(dir)) => self.ollama_directory_view(dir),

@@ -311,10 +311,7 @@ impl Engine {
         progress: Arc<dyn FileProgress>,
     ) -> Result<Digests, FetchError> {
         let source = job.url.to_file_path().map_err(|()| {
-            FetchError::Transport(format!(
-                "`{}` is not a local path",
-                SafeUrl::from(&job.url)
-            ))
+            FetchError::Transport(format!("`{}` is not a local path", SafeUrl::from(&job.url)))
         })?;
         let target = partial.data.clone();
         let size = job.size;

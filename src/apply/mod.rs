@@ -657,12 +657,10 @@ impl Executor<'_> {
                                 _ => None,
                             });
                     let done = match self.ollama_call(name) {
-                        Ok((daemon, parsed)) if load => {
-                            daemon
-                                .load(&parsed, keep_alive.as_deref())
-                                .await
-                                .map_err(|e| e.to_string())
-                        }
+                        Ok((daemon, parsed)) if load => daemon
+                            .load(&parsed, keep_alive.as_deref())
+                            .await
+                            .map_err(|e| e.to_string()),
                         Ok((daemon, parsed)) => {
                             daemon.unload(&parsed).await.map_err(|e| e.to_string())
                         }

@@ -65,12 +65,16 @@ mod tests {
             Some("https://hub/api/models/a/b/tree/x?cursor=2")
         );
         assert_eq!(next_link(r#"<https://hub/first>; rel="first""#), None);
-        assert_eq!(next_link("<https://hub/n>; rel=next").as_deref(), Some("https://hub/n"));
+        assert_eq!(
+            next_link("<https://hub/n>; rel=next").as_deref(),
+            Some("https://hub/n")
+        );
     }
 
     #[test]
     fn a_comma_inside_a_link_target_does_not_split_it() {
-        let h = r#"<https://hub/first?a=1,2>; rel="first", <https://hub/tree?cursor=a,b>; rel="next""#;
+        let h =
+            r#"<https://hub/first?a=1,2>; rel="first", <https://hub/tree?cursor=a,b>; rel="next""#;
         assert_eq!(next_link(h).as_deref(), Some("https://hub/tree?cursor=a,b"));
     }
 

@@ -44,16 +44,36 @@ pub enum Verdict {
     GiveUp(String),
 }
 
+/// An exponential schedule with jitter: the wait after the n-th failure is drawn between half
+/// of `base × 2ⁿ⁻¹` (at most `cap`) and all of it. Requests use it through [`RetryPolicy`];
+/// `watch` uses it between failed rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// The jittered wait after `failures` failures in a row (counting from 1).
+    pub fn wait(&self, failures: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let ceiling = exp.min(self.cap);
+        // Jitter: uniformly between half the ceiling and the ceiling.
+        let half = ceiling / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
 impl RetryPolicy {
     /// The jittered wait before attempt `attempt + 1` (attempt counts from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let ceiling = exp.min(self.cap);
-        // Full jitter: uniformly between half the ceiling and the ceiling.
-        let half = ceiling / 2;
-        half + half.mul_f64(jitter())
+        Backoff {
+            base: self.base,
+            cap: self.cap,
+        }
+        .wait(attempt)
     }
 
     /// The verdict on a response status after `attempt` attempts.

@@ -124,7 +124,10 @@ mod tests {
         let url = SafeUrl::parse("https://u:pw@cdn.example/f?token=t0k&Expires=9").expect("url");
         for shown in [url.to_string(), format!("{url:?}")] {
             assert!(!shown.contains("pw") && !shown.contains("t0k"), "{shown}");
-            assert!(shown.contains("Expires=9") && shown.contains("u:****@"), "{shown}");
+            assert!(
+                shown.contains("Expires=9") && shown.contains("u:****@"),
+                "{shown}"
+            );
         }
         assert_eq!(url.expose().password(), Some("pw"));
         assert_eq!(url.host(), "cdn.example");

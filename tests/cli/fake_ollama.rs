@@ -1441,7 +1441,10 @@ impl FakeRegistry {
     /// The next `times` manifest requests are answered `status` (empty body) instead.
     pub fn fail_manifests(&self, status: u16, times: usize) {
         let status = StatusCode::from_u16(status).expect("status");
-        self.shared.state().manifest_faults.extend(std::iter::repeat_n(status, times));
+        self.shared
+            .state()
+            .manifest_faults
+            .extend(std::iter::repeat_n(status, times));
     }
 
     /// How blob `GET`s are answered from now on.

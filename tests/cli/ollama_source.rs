@@ -453,7 +453,10 @@ fn a_manifest_answered_503_is_retried_through_the_shared_client() {
     let run = setup.run(&["lock"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lock = setup.project.read("models.lock");
-    assert!(lock.contains("small:1b") && lock.contains("big:8b"), "{lock}");
+    assert!(
+        lock.contains("small:1b") && lock.contains("big:8b"),
+        "{lock}"
+    );
     let manifests = setup
         .registry
         .requests()

@@ -111,7 +111,9 @@ pub enum HubError {
     #[error("{message}")]
     #[diagnostic(
         code(modelctl::hf::not_found),
-        help("check `hf:`, `revision:` and `repo_type:` in models.yaml; a private repository needs HF_TOKEN")
+        help(
+            "check `hf:`, `revision:` and `repo_type:` in models.yaml; a private repository needs HF_TOKEN"
+        )
     )]
     NotFound { status: StatusCode, message: String },
     #[error("{message}")]
@@ -301,13 +303,13 @@ impl HubApi<'_> {
             why,
         };
         let message = super::explain(self.config, repo, revision, None, &refusal);
-        match Verdict::of(&refusal) {
-            Verdict::Gated => HubError::Gated { status, message },
-            Verdict::InvalidToken => HubError::InvalidToken { status, message },
-            Verdict::NotFound => HubError::NotFound { status, message },
-            Verdict::Denied => HubError::Denied { status, message },
-            Verdict::RateLimited => HubError::RateLimited { status, message },
-            Verdict::Other => HubError::Status { status, message },
+        match RefusalKind::of(&refusal) {
+            RefusalKind::Gated => HubError::Gated { status, message },
+            RefusalKind::InvalidToken => HubError::InvalidToken { status, message },
+            RefusalKind::NotFound => HubError::NotFound { status, message },
+            RefusalKind::Denied => HubError::Denied { status, message },
+            RefusalKind::RateLimited => HubError::RateLimited { status, message },
+            RefusalKind::Other => HubError::Status { status, message },
         }
     }
 }
@@ -315,7 +317,7 @@ impl HubApi<'_> {
 /// What a final Hub status means, from `X-Error-Code`, `X-Error-Message` and the status, in
 /// the order [`super::explain`] reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+enum RefusalKind {
     Gated,
     InvalidToken,
     NotFound,
@@ -324,23 +326,23 @@ enum Verdict {
     Other,
 }
 
-impl Verdict {
+impl RefusalKind {
     fn of(refusal: &crate::net::Refusal<'_>) -> Self {
         let status = refusal.status.as_u16();
         match refusal.code {
-            Some("GatedRepo") => Verdict::Gated,
+            Some("GatedRepo") => RefusalKind::Gated,
             _ if status == 401
                 && refusal.message == Some("Invalid credentials in Authorization header") =>
             {
-                Verdict::InvalidToken
+                RefusalKind::InvalidToken
             }
-            Some("RepoNotFound" | "RevisionNotFound" | "EntryNotFound") => Verdict::NotFound,
-            None if status == 401 => Verdict::NotFound,
+            Some("RepoNotFound" | "RevisionNotFound" | "EntryNotFound") => RefusalKind::NotFound,
+            None if status == 401 => RefusalKind::NotFound,
             _ => match status {
-                403 => Verdict::Denied,
-                404 | 410 => Verdict::NotFound,
-                429 => Verdict::RateLimited,
-                _ => Verdict::Other,
+                403 => RefusalKind::Denied,
+                404 | 410 => RefusalKind::NotFound,
+                429 => RefusalKind::RateLimited,
+                _ => RefusalKind::Other,
             },
         }
     }
@@ -427,24 +429,27 @@ mod tests {
             why: "HTTP",
         };
         let cases = [
-            (refusal(403, Some("GatedRepo"), None), Verdict::Gated),
+            (refusal(403, Some("GatedRepo"), None), RefusalKind::Gated),
             (
                 refusal(
                     401,
                     None,
                     Some("Invalid credentials in Authorization header"),
                 ),
-                Verdict::InvalidToken,
+                RefusalKind::InvalidToken,
             ),
-            (refusal(401, None, None), Verdict::NotFound),
-            (refusal(404, Some("RevisionNotFound"), None), Verdict::NotFound),
-            (refusal(404, None, None), Verdict::NotFound),
-            (refusal(403, None, None), Verdict::Denied),
-            (refusal(429, None, None), Verdict::RateLimited),
-            (refusal(503, None, None), Verdict::Other),
+            (refusal(401, None, None), RefusalKind::NotFound),
+            (
+                refusal(404, Some("RevisionNotFound"), None),
+                RefusalKind::NotFound,
+            ),
+            (refusal(404, None, None), RefusalKind::NotFound),
+            (refusal(403, None, None), RefusalKind::Denied),
+            (refusal(429, None, None), RefusalKind::RateLimited),
+            (refusal(503, None, None), RefusalKind::Other),
         ];
         for (refusal, want) in cases {
-            assert_eq!(Verdict::of(&refusal), want, "{refusal:?}");
+            assert_eq!(RefusalKind::of(&refusal), want, "{refusal:?}");
         }
     }
 

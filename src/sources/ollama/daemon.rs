@@ -333,7 +333,11 @@ impl Daemon {
     }
 
     /// Loads `name` into memory for `keep_alive` (the daemon's default when `None`).
-    pub async fn load(&self, name: &OllamaRef, keep_alive: Option<&str>) -> Result<(), DaemonError> {
+    pub async fn load(
+        &self,
+        name: &OllamaRef,
+        keep_alive: Option<&str>,
+    ) -> Result<(), DaemonError> {
         let mut body = json!({"model": name.pull_name()});
         if let Some(k) = keep_alive {
             body["keep_alive"] = keep_alive_value(k);

@@ -29,7 +29,9 @@ pub enum OllamaError {
     #[error("`{name}` is not an Ollama model name: {error}")]
     #[diagnostic(
         code(modelctl::ollama::name),
-        help("write the name as `ollama pull` takes it: `model`, `model:tag` or `namespace/model:tag`")
+        help(
+            "write the name as `ollama pull` takes it: `model`, `model:tag` or `namespace/model:tag`"
+        )
     )]
     Name {
         name: String,
