@@ -143,6 +143,18 @@ mod tests {
         }
     }
 
+    /// A client with `fast` settings that ignores any proxy of the environment.
+    fn client(attempts: u32) -> Client {
+        let config = fast(attempts);
+        Client {
+            http: super::super::builder(&config)
+                .no_proxy()
+                .build()
+                .expect("client"),
+            policy: config.retry,
+        }
+    }
+
     fn run<T>(future: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -182,7 +194,7 @@ mod tests {
     #[test]
     fn a_503_is_retried_until_the_200() {
         let (url, count) = serve(vec![UNAVAILABLE, UNAVAILABLE, OK]);
-        let client = Client::new(&fast(6)).expect("client");
+        let client = client(6);
         let response = run(client.send(|c| c.get(&url))).expect("answered");
         assert_eq!(response.status(), 200);
         assert_eq!(count.load(Ordering::SeqCst), 3);
@@ -191,7 +203,7 @@ mod tests {
     #[test]
     fn a_404_gives_up_at_once() {
         let (url, count) = serve(vec![NOT_FOUND]);
-        let client = Client::new(&fast(6)).expect("client");
+        let client = client(6);
         let err = run(client.send(|c| c.get(&url))).expect_err("refused");
         assert!(
             matches!(&err, SendError::Status { why, .. } if why == "HTTP 404"),
@@ -203,7 +215,7 @@ mod tests {
     #[test]
     fn the_last_attempt_keeps_the_final_answer() {
         let (url, count) = serve(vec![UNAVAILABLE]);
-        let client = Client::new(&fast(3)).expect("client");
+        let client = client(3);
         let err = run(client.send(|c| c.get(&url))).expect_err("gave up");
         assert!(
             matches!(&err, SendError::Status { why, .. } if why.contains("after 3 attempts")),
@@ -216,7 +228,7 @@ mod tests {
     #[test]
     fn retry_after_is_waited_for_and_a_long_one_fails_fast() {
         let (url, count) = serve(vec![BUSY_1S, OK]);
-        let client = Client::new(&fast(6)).expect("client");
+        let client = client(6);
         let started = Instant::now();
         run(client.send(|c| c.get(&url))).expect("answered");
         assert!(started.elapsed() >= Duration::from_millis(900), "waited");
@@ -239,7 +251,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("addr").port()
         };
-        let client = Client::new(&fast(3)).expect("client");
+        let client = client(3);
         let url = format!("http://127.0.0.1:{port}/f");
         let err = run(client.send(|c| c.get(&url))).expect_err("refused");
         let SendError::Transport { fault, gave_up, .. } = err else {
@@ -263,7 +275,7 @@ mod tests {
                 open.push(stream);
             }
         });
-        let client = Client::new(&fast(2)).expect("client");
+        let client = client(2);
         let err = run(client.send(|c| c.get(&url))).expect_err("silent");
         let SendError::Transport { fault, gave_up, .. } = err else {
             panic!("not a transport error: {err:?}");
@@ -275,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_not_retried() {
-        let client = Client::new(&fast(6)).expect("client");
+        let client = client(6);
         let err = run(client.send(|c| c.get("http://[::1"))).expect_err("bad url");
         assert!(
             matches!(
@@ -288,5 +300,46 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// A resolver that fails as `getaddrinfo` does: an I/O error without a kind std names.
+    struct NoSuchHost(Arc<AtomicUsize>);
+
+    impl reqwest::dns::Resolve for NoSuchHost {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                let err: Box<dyn std::error::Error + Send + Sync> = Box::new(
+                    std::io::Error::other("failed to lookup address information"),
+                );
+                Err(err)
+            })
+        }
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_not_retried() {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let client = Client {
+            http: super::super::builder(&fast(6))
+                .no_proxy()
+                .dns_resolver(Arc::new(NoSuchHost(lookups.clone())))
+                .build()
+                .expect("client"),
+            policy: fast(6).retry,
+        };
+        let err = run(client.send(|c| c.get("http://no-such-host.test/f"))).expect_err("dns");
+        assert!(
+            matches!(
+                err,
+                SendError::Transport {
+                    fault: Fault::Resolve,
+                    gave_up: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
     }
 }
