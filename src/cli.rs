@@ -333,47 +333,18 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a number of seconds (such as `300` or `0.5`)"))
 }
 
-/// Parses `45s`, `30m`, `2h`, `1d`, sums such as `1h30m`, and a bare `0`.
+/// Parses `45s`, `30m`, `2h`, `1d`, sums such as `1h30m` or `1h 30m`, fractions (`1.5h`) and a
+/// bare `0`, with humantime (which also knows `90min`, `2days`, `1week`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return Err("a duration is a number and a unit: `45s`, `30m`, `2h`, `1d`".to_owned());
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(format!("`{c}` is not a unit; use `s`, `m`, `h` or `d`")),
-        };
-        if digits.is_empty() {
-            return Err(format!("`{text}` needs a number before each unit"));
-        }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{text}` is too long a duration"))?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
-    }
-    if !digits.is_empty() {
+    if text != "0" && text.parse::<f64>().is_ok() {
         return Err(format!(
             "`{text}` ends without a unit; write `{text}s`, `{text}m` or `{text}h`"
         ));
     }
-    Ok(Duration::from_secs(total))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write a number and a unit: `45s`, `30m`, `2h`, `1h30m`, `1d`")
+    })
 }
 
 #[cfg(test)]
@@ -390,7 +361,9 @@ mod tests {
         assert_eq!(secs("1d"), Ok(86_400));
         assert_eq!(secs("0"), Ok(0));
         assert_eq!(secs("0s"), Ok(0));
-        for bad in ["", "10", "h", "5x", "-1h", "1.5h", "99999999999999999999d"] {
+        assert_eq!(secs("1h 30m"), Ok(5400));
+        assert_eq!(secs("1.5h"), Ok(5400));
+        for bad in ["", "10", "h", "5x", "-1h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
         assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));

@@ -284,7 +284,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `Plan: 3 to download (9.1 GB), 1 to delete (frees 1.7 GB), 1 swap; 2 need resolving.`
+/// `Plan: 3 to download (8.5 GiB), 1 to delete (frees 1.6 GiB), 1 swap; 2 need resolving.`
 fn summary(plan: &Plan, up_to_date: usize) -> String {
     let t = &plan.totals;
     let mut parts = Vec::new();

@@ -117,7 +117,7 @@ impl Project {
     }
 }
 
-/// `82.3 GB free at` → `[FREE] free at` (the free space of the machine running the tests).
+/// `82.3 GiB free at` → `[FREE] free at` (the free space of the machine running the tests).
 fn regex_free(text: &str) -> String {
     text.lines()
         .map(|line| match line.find(" free at ") {
