@@ -22,21 +22,33 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The manifest to read [default: ./models.yaml]
+    /// The manifest, or a directory holding models.yaml [default: the first models.yaml in
+    /// this directory or above it, up to the repository's root]
     #[arg(long, global = true, env = "MODELCTL_MANIFEST", value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    /// Run as if modelctl was started in DIR (as `git -C` and `cargo -C`)
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
     /// The model store, overriding the manifest's `store:`
     #[arg(long, global = true, env = "MODELCTL_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Require models.lock to be up to date: fail instead of changing it
     #[arg(long, global = true)]
     pub locked: bool,
-    /// Make no network requests
+    /// Resolve nothing online: plan from models.lock alone (apply still downloads the files
+    /// it pins)
     #[arg(long, global = true)]
     pub offline: bool,
-    /// Both `--locked` and `--offline`
+    /// Both `--locked` and `--offline`: models.lock exactly as it is, nothing resolved
     #[arg(long, global = true)]
     pub frozen: bool,
+    /// Say more: each resolution step and HTTP request (`-vv`: timings, retries, chunk plans)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print only errors, warnings and the data asked for (a successful `apply -q` prints
+    /// nothing)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// When to use colour
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -51,6 +63,8 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: a models.yaml to begin from, its schema, and the store in .gitignore
+    Init(InitArgs),
     /// Show what `apply` would download, link, verify, swap and delete
     Plan(PlanArgs),
     /// Make the store match the plan: download, verify, link, swap and delete
@@ -93,6 +107,13 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Declare a new model in models.yaml
     Add(AddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project's directory, created if needed [default: the current directory]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

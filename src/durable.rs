@@ -65,6 +65,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Creates `path` holding `bytes`, atomically and durably, and never over an existing file:
+/// the complete file is hard-linked into place, which fails with `AlreadyExists` when
+/// something is there, so a file the user wrote meanwhile is never replaced.
+pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::hard_link(&temp, path)
+    })();
+    let _ = fs::remove_file(&temp);
+    result.and_then(|()| sync_dir(parent_of(path)))
+}
+
 /// Writes `bytes` unless the file already holds exactly them; returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     match fs::read(path) {

@@ -36,6 +36,7 @@ pub mod digest;
 pub mod durable;
 pub mod failpoint;
 pub mod lock;
+pub mod logging;
 pub mod manifest;
 pub mod names;
 pub mod net;
