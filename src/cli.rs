@@ -103,7 +103,7 @@ pub enum Command {
     Deactivate(DeactivateArgs),
     /// Set or unset keys of a model's `config` in models.yaml
     Config(ConfigArgs),
-    /// Remove a model (and its `active` entry) from models.yaml
+    /// Remove models (and their `active` entries) from models.yaml
     Remove(RemoveArgs),
     /// Declare a new model in models.yaml
     Add(AddArgs),
@@ -148,9 +148,9 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// The model
-    #[arg(value_name = "ID")]
-    pub id: String,
+    /// The models
+    #[arg(value_name = "ID", required = true, num_args = 1..)]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,7 +171,8 @@ pub struct AddArgs {
     /// Glob patterns of Hub files to fetch (default: every file)
     #[arg(long, value_name = "GLOB", requires = "hf", num_args = 1..)]
     pub include: Vec<String>,
-    /// The URL of a single file
+    /// The URL of a single file, or the path of a local one (relative to the current
+    /// directory; written relative to models.yaml)
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The expected SHA-256 of the URL's file

@@ -250,7 +250,7 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 /// Removes `.` components and folds `dir/..` lexically, for readable paths in messages.
-fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {
