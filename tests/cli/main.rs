@@ -20,6 +20,7 @@ mod fake_hub;
 mod fake_hub_selftest;
 mod fake_ollama;
 mod fake_ollama_selftest;
+mod first_project;
 mod faults;
 mod gc;
 mod hf_source;
