@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
 
 /// A declarative reconciler for AI model files: plan, apply and pin models from the
 /// HuggingFace Hub, URLs and Ollama.
@@ -95,8 +96,10 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
-    /// Print a shell completion script (`modelctl completions bash > /etc/bash_completion.d/modelctl`)
+    /// Print a shell completion script, which completes model ids and types too (`source <(modelctl completions bash)`)
     Completions(CompletionsArgs),
+    /// Print the man page, in roff (`modelctl man > ~/.local/share/man/man1/modelctl.1`)
+    Man,
     /// Make a model the active one of its type in models.yaml
     Activate(ActivateArgs),
     /// Remove a type's active model from models.yaml
@@ -119,24 +122,24 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
     /// The model
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub id: String,
     /// The type to activate it as (default: its own type; any other is refused)
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DeactivateArgs {
     /// A type, or the id of an active model
-    #[arg(value_name = "TYPE|ID")]
+    #[arg(value_name = "TYPE|ID", add = ArgValueCandidates::new(crate::completion::types_and_active_ids))]
     pub target: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// The model
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub id: String,
     /// Keys to set; values are YAML scalars (numbers, `true`/`false`, otherwise strings)
     #[arg(value_name = "KEY=VALUE")]
@@ -149,7 +152,7 @@ pub struct ConfigArgs {
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// The models
-    #[arg(value_name = "ID", required = true, num_args = 1..)]
+    #[arg(value_name = "ID", required = true, num_args = 1.., add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
 }
 
@@ -160,7 +163,7 @@ pub struct AddArgs {
     #[arg(value_name = "ID")]
     pub id: String,
     /// Its type: a built-in type or one declared under `types:`
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: String,
     /// A HuggingFace Hub repository, `org/name`
     #[arg(long, value_name = "ORG/NAME")]
@@ -231,14 +234,14 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only models of this type
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: Option<String>,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -296,7 +299,7 @@ pub struct StorageArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The model
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub id: String,
     /// Print JSON instead of text
     #[arg(long)]
@@ -306,7 +309,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct OutdatedArgs {
     /// The models to check (default: all)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -323,7 +326,7 @@ pub struct LockArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Only these models (default: every model in models.yaml)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
     /// Print the report as JSON instead of text
     #[arg(long)]
@@ -421,4 +424,29 @@ mod tests {
             assert!(parse_seconds(bad).is_err(), "{bad:?} was accepted");
         }
     }
+}
+
+/// `modelctl -v --version` (in any order, `-V` too): the long version, as `rustc -vV` has it.
+pub fn wants_long_version(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let (mut version, mut verbose) = (false, false);
+    for arg in args.into_iter().skip(1) {
+        match arg.to_str() {
+            Some("--version" | "-V") => version = true,
+            Some("--verbose" | "-v") => verbose = true,
+            Some("--") => break,
+            Some(a) if !a.starts_with('-') => return false,
+            _ => {}
+        }
+    }
+    version && verbose
+}
+
+/// The version, the commit it was built from, the target and what is compiled in.
+pub fn long_version() -> String {
+    format!(
+        "modelctl {}\ncommit: {}\ntarget: {}\nfeatures: TLS (rustls, the system's CA store), HTTP/2, NVIDIA GPUs through NVML (loaded at run time), inotify for `watch`",
+        env!("CARGO_PKG_VERSION"),
+        env!("MODELCTL_COMMIT"),
+        env!("MODELCTL_TARGET"),
+    )
 }

@@ -31,6 +31,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod completion;
 pub mod diagnostic;
 pub mod digest;
 pub mod durable;

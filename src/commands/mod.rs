@@ -62,6 +62,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(settings.printer),
         crate::cli::Command::Completions(args) => completions::run(settings.printer, &args),
+        crate::cli::Command::Man => completions::man(settings.printer),
         crate::cli::Command::Activate(args) => edit::activate(&settings, &args),
         crate::cli::Command::Deactivate(args) => edit::deactivate(&settings, &args),
         crate::cli::Command::Config(args) => edit::config(&settings, &args),

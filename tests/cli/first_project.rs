@@ -222,3 +222,55 @@ fn plan_names_the_models_that_need_resolving_instead_of_no_changes() {
     assert!(!run.stdout.contains("No changes"), "{}", run.stdout);
     assert!(run.stdout.contains("1 model needs resolving (sdxl)"), "{}", run.stdout);
 }
+
+/// What the shell's completion script asks on Tab, as bash asks it.
+fn complete(project: &Project, words: &[&str]) -> Vec<String> {
+    let index = (words.len() - 1).to_string();
+    let mut args = vec!["--", "modelctl"];
+    args.extend_from_slice(&words[1..]);
+    let run = project.run_env(
+        &args,
+        &[
+            ("COMPLETE", "bash"),
+            ("_CLAP_COMPLETE_INDEX", &index),
+            ("_CLAP_COMPLETE_COMP_TYPE", "9"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .split(['\u{b}', '\n'])
+        .map(|s| s.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn completion_offers_the_projects_model_ids_and_types() {
+    let project = Project::with_manifest(
+        "version: 1\ntypes:\n  upscaler: {}\nmodels:\n  voice-a: { type: tts, source: { ollama: \"a:1\" } }\n  voice-b: { type: tts, source: { ollama: \"b:1\" } }\nactive:\n  tts: voice-a\n",
+    );
+    for command in ["show", "remove", "verify", "update", "activate"] {
+        let offered = complete(&project, &["modelctl", command, "voice-"]);
+        assert!(
+            offered.contains(&"voice-a".to_owned()) && offered.contains(&"voice-b".to_owned()),
+            "{command}: {offered:?}"
+        );
+    }
+    let types = complete(&project, &["modelctl", "list", "--type", ""]);
+    assert!(types.contains(&"upscaler".to_owned()) && types.contains(&"tts".to_owned()), "{types:?}");
+    let script = project.run(&["completions", "bash"]);
+    assert!(script.stdout.contains("COMPLETE"), "the script calls back: {}", script.stdout);
+}
+
+#[test]
+fn man_page_and_long_version() {
+    let project = Project::new();
+    let man = project.run(&["man"]);
+    assert_eq!(man.code, 0);
+    assert!(man.stdout.contains(".TH modelctl 1"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    assert!(man.stdout.contains("init"), "the page lists the commands");
+    let short = project.run(&["--version"]).stdout;
+    assert_eq!(short.trim(), format!("modelctl {}", env!("CARGO_PKG_VERSION")));
+    let long = project.run(&["-v", "--version"]).stdout;
+    assert!(long.starts_with(short.trim()), "{long}");
+    assert!(long.contains("commit: ") && long.contains("target: ") && long.contains("features: "), "{long}");
+}
