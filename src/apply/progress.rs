@@ -238,6 +238,23 @@ impl Reporter for Lines {
     }
 }
 
+/// `-q`: errors and retries only; a run that succeeds says nothing.
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
+        Arc::new(LineProgress {
+            label: format!("{}/{}", file.model, file.path),
+        })
+    }
+    fn done(&self, _: &FileLabel, _: &str, _: Duration) {}
+    fn error(&self, _model: Option<&str>, message: &str) {
+        crate::log_line!("error: {message}");
+    }
+    fn step(&self, _: &str) {}
+    fn summary(&self, _: &str, _: serde_json::Value) {}
+}
+
 /// One JSON event per line on stdout (`--json`), each line in one write. An event that cannot
 /// be written (the reader went away) is dropped: the apply it reports goes on.
 pub struct Json {
