@@ -232,7 +232,7 @@ pub async fn active(State(state): State<Arc<ApiState>>, Path(kind): Path<String>
 pub async fn storage(State(state): State<Arc<ApiState>>) -> Response {
     blocking(state, move |project| {
         let scanned = project.scan().map_err(ApiError::internal)?;
-        Ok(crate::store::usage::usage(&scanned, &project.manifest))
+        crate::ops::gc::usage(project, &scanned).map_err(ApiError::internal)
     })
     .await
 }

@@ -7,7 +7,6 @@
 //! Every digest models.lock lists is kept, whether or not a model links it. What is garbage
 //! and how it is removed is [`crate::store::gc`]; this file gathers the inputs and prints.
 
-use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -15,8 +14,6 @@ use miette::Result;
 use serde::Serialize;
 
 use crate::cli::GcArgs;
-use crate::digest::Sha256;
-use crate::lock::{LockedSource, Lockfile};
 use crate::project::Project;
 use crate::settings::Settings;
 use crate::store::StatCache;
@@ -33,19 +30,6 @@ const GC_FORMAT: u32 = 1;
 pub struct Incomplete {
     pub count: usize,
     pub details: String,
-}
-
-/// Every digest models.lock mentions: files, Ollama manifests and layers.
-pub fn lock_digests(lock: &Lockfile) -> HashSet<Sha256> {
-    let mut digests = HashSet::new();
-    for model in lock.models.values() {
-        digests.extend(model.files.iter().filter_map(|f| f.sha256));
-        if let LockedSource::Ollama { digest, layers, .. } = &model.source {
-            digests.insert(*digest);
-            digests.extend(layers.iter().map(|l| l.digest));
-        }
-    }
-    digests
 }
 
 /// `gc --json`.
@@ -74,7 +58,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
         true => Some(project.lock_store()?),
         false => None,
     };
-    let locked = lock_digests(&project.lock);
+    let locked = crate::ops::gc::lock_digests(&project.lock);
     let options = Options {
         grace: args.grace,
         now: SystemTime::now(),
@@ -285,6 +269,7 @@ mod tests {
             locked_blobs: 1,
             young_blobs: 1,
             young_partials: 3,
+            young_bytes: 4096,
         };
         let text = render_text(&Report {
             dry_run: false,

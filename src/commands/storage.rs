@@ -1,5 +1,6 @@
 //! `modelctl storage [--json]`: bytes per type and per model, shared blobs counted once, and
-//! what `apply` and `gc` could reclaim. Reads the store only.
+//! what `gc` would remove now and what its grace period keeps (found as `gc` finds it), and
+//! what `apply` would delete. Reads the store only.
 
 use std::process::ExitCode;
 
@@ -8,13 +9,13 @@ use miette::Result;
 use crate::cli::StorageArgs;
 use crate::project::Project;
 use crate::settings::Settings;
-use crate::store::usage::{Usage, usage};
+use crate::store::usage::Usage;
 use crate::units::human_bytes;
 
 pub fn run(settings: Settings, args: &StorageArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
     let state = project.scan()?;
-    let report = usage(&state, &project.manifest);
+    let report = crate::ops::gc::usage(&project, &state)?;
     let printer = project.settings.printer;
     if args.json {
         printer.json(&report)?;
@@ -63,22 +64,37 @@ fn render(u: &Usage, root: &str) -> String {
         );
     }
     let r = &u.reclaimable;
+    let grace = humantime::format_duration(std::time::Duration::from_secs(r.grace_seconds));
     if r.total == 0 {
-        let _ = writeln!(out, "Nothing to reclaim.");
+        let _ = writeln!(out, "Nothing to reclaim now.");
     } else {
-        let _ = writeln!(out, "Reclaimable: {}", human_bytes(r.total));
+        let _ = writeln!(out, "Reclaimable now: {}", human_bytes(r.total));
         for (bytes, what) in [
-            (r.unlinked_blobs, "blobs no model links (`modelctl gc`)"),
-            (r.partials, "partial downloads (`modelctl gc` once stale)"),
+            (
+                r.unlinked_blobs,
+                "blobs no model uses (`modelctl gc` removes them)",
+            ),
+            (
+                r.partials,
+                "stale partial downloads (`modelctl gc` removes them)",
+            ),
             (
                 r.undeclared_models,
-                "models no longer declared (`modelctl apply`, then `gc`)",
+                "models no longer declared (`modelctl apply` deletes them)",
             ),
         ] {
             if bytes > 0 {
                 let _ = writeln!(out, "  {:>10}  {what}", human_bytes(bytes));
             }
         }
+    }
+    if r.kept_by_grace > 0 {
+        let _ = writeln!(
+            out,
+            "Kept for gc's grace period: {}, unused but modified within {grace} (a download may be \
+             in flight); `modelctl gc --grace 0` removes it now",
+            human_bytes(r.kept_by_grace)
+        );
     }
     out
 }

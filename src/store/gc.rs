@@ -73,6 +73,8 @@ pub struct Kept {
     /// Unreferenced, but modified within the grace period.
     pub young_blobs: usize,
     pub young_partials: usize,
+    /// The bytes of the young blobs and partials: what a shorter grace period would free.
+    pub young_bytes: u64,
 }
 
 /// An entry `gc` will not touch because it is not a regular file.
@@ -310,6 +312,7 @@ pub fn find_garbage(
                     kept.locked_blobs += 1;
                 } else if is_young(&meta, options) {
                     kept.young_blobs += 1;
+                    kept.young_bytes += meta.len();
                 } else {
                     found.blobs.push(Garbage {
                         path: rel,
@@ -350,6 +353,7 @@ pub fn find_garbage(
                 });
             } else if young.contains(download_key(name)) {
                 found.kept.young_partials += 1;
+                found.kept.young_bytes += meta.len();
             } else {
                 found.partials.push(Garbage {
                     path: rel,
@@ -622,6 +626,7 @@ mod tests {
                 locked_blobs: 1,
                 young_blobs: 1,
                 young_partials: 1,
+                young_bytes: (b"young".len() + b"in flight".len()) as u64,
             }
         );
         assert_eq!(

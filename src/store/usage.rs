@@ -3,15 +3,17 @@
 //!
 //! A model's files are hardlinks to blobs, so the bytes a model "uses" and the bytes deleting
 //! it would free differ when blobs are shared: `size` is what its directory shows, `unique` is
-//! what only it holds. Reclaimable bytes are blobs no model directory links (what `gc` frees),
-//! partial downloads, and the unique bytes of models no longer declared (what `apply` then
-//! `gc` frees).
+//! what only it holds. Reclaimable bytes are what `gc` would remove now, as `gc` itself finds
+//! it ([`super::gc::find_garbage`] with the default grace period, passed in, so the two never
+//! disagree), and the unique bytes of models no longer declared (what `apply` then `gc`
+//! frees). What the grace period keeps is reported beside them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use super::StoreState;
+use super::gc::Collection;
 use crate::digest::Sha256;
 use crate::manifest::Manifest;
 use crate::names::{ModelId, TypeName};
@@ -51,17 +53,28 @@ pub struct TypeUsage {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Reclaimable {
-    /// Blobs no model links (`gc`).
+    /// Blobs `gc` would remove now: unreferenced, unlocked and older than the grace period.
     pub unlinked_blobs: u64,
-    /// Partial downloads in `.modelctl/tmp/` (`gc`, once stale).
+    /// Stale partial downloads in `.modelctl/tmp/` `gc` would remove now.
     pub partials: u64,
     /// Unique bytes of models that models.yaml no longer declares (`apply`, then `gc`).
     pub undeclared_models: u64,
+    /// What the three above add up to.
     pub total: u64,
+    /// Unreferenced blobs and partials modified within the grace period: `gc` keeps them (a
+    /// download may be in flight); `gc --grace 0` removes them.
+    pub kept_by_grace: u64,
+    /// The grace period the figures are for (`gc`'s default).
+    pub grace_seconds: u64,
 }
 
 /// Computes the report from a scan and the manifest.
-pub fn usage(state: &StoreState, manifest: &Manifest) -> Usage {
+pub fn usage(
+    state: &StoreState,
+    manifest: &Manifest,
+    garbage: &Collection,
+    grace: std::time::Duration,
+) -> Usage {
     let mut owners: BTreeMap<Sha256, BTreeSet<(TypeName, ModelId)>> = BTreeMap::new();
     for (key, model) in &state.models {
         for file in model.files.values() {
@@ -101,13 +114,8 @@ pub fn usage(state: &StoreState, manifest: &Manifest) -> Usage {
             bytes: blobs.iter().map(blob_size).sum(),
         })
         .collect();
-    let unlinked_blobs = state
-        .blobs
-        .iter()
-        .filter(|(d, _)| !owners.contains_key(d))
-        .map(|(_, size)| size)
-        .sum();
-    let partials = state.partials.iter().map(|(_, size)| size).sum();
+    let unlinked_blobs = garbage.blob_bytes();
+    let partials = garbage.partial_bytes();
     let undeclared_models = models
         .iter()
         .filter(|m| !m.declared)
@@ -125,6 +133,8 @@ pub fn usage(state: &StoreState, manifest: &Manifest) -> Usage {
             partials,
             undeclared_models,
             total: unlinked_blobs + partials + undeclared_models,
+            kept_by_grace: garbage.kept.young_bytes,
+            grace_seconds: grace.as_secs(),
         },
         models,
         types,
@@ -174,7 +184,22 @@ mod tests {
             "models.yaml",
         )
         .expect("manifest");
-        let u = usage(&state, &manifest);
+        // What `gc` found (its own tests cover how): one old orphan, one stale partial, and
+        // something young it keeps.
+        let garbage = Collection {
+            kept: crate::store::gc::Kept {
+                young_blobs: 1,
+                young_bytes: 7,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let u = usage(
+            &state,
+            &manifest,
+            &garbage,
+            std::time::Duration::from_secs(3600),
+        );
         assert_eq!(u.blob_bytes, 8 + 6 + 6);
         assert_eq!(u.shared_bytes, 8);
         assert_eq!(
@@ -191,12 +216,19 @@ mod tests {
         assert_eq!((of(&a).size, of(&a).unique), (14, 6));
         assert_eq!((of(&b).size, of(&b).unique), (8, 0));
         assert!(!of(&b).declared);
-        assert_eq!(u.reclaimable.unlinked_blobs, 6);
-        assert_eq!(u.reclaimable.partials, 100);
+        assert_eq!(
+            (u.reclaimable.unlinked_blobs, u.reclaimable.partials),
+            (0, 0),
+            "only what gc found counts"
+        );
         assert_eq!(
             u.reclaimable.undeclared_models, 0,
             "b's only blob is shared with a"
         );
-        assert_eq!(u.reclaimable.total, 106);
+        assert_eq!(
+            (u.reclaimable.kept_by_grace, u.reclaimable.grace_seconds),
+            (7, 3600)
+        );
+        assert_eq!(u.reclaimable.total, 0);
     }
 }

@@ -219,3 +219,34 @@ fn gc_waits_for_the_store_lock_and_names_the_holder() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!orphan.exists());
 }
+
+/// `storage` says what `gc` removes now (not the locked, copied or young blobs `gc` keeps)
+/// and what the grace period keeps; `gc` then frees exactly that.
+#[test]
+fn storage_and_gc_agree_on_what_is_reclaimable() {
+    let project = cluttered();
+    let storage = json(&project.run(&["storage", "--json"]).stdout);
+    let r = &storage["reclaimable"];
+    let preview = json(&project.run(&["gc", "--dry-run", "--json"]).stdout);
+    assert_eq!(
+        r["unlinked_blobs"], preview["freed_bytes"],
+        "{r}\n{preview}"
+    );
+    assert_eq!(r["unlinked_blobs"], b"orphan weights\n".len(), "{r}");
+    assert_eq!(r["kept_by_grace"], b"young orphan\n".len(), "{r}");
+    assert_eq!(r["grace_seconds"], 3600);
+    let text = project.run(&["storage"]).stdout;
+    assert!(text.contains("Reclaimable now: "), "{text}");
+    assert!(
+        text.contains("`modelctl gc --grace 0` removes it now"),
+        "{text}"
+    );
+
+    let gc = json(&project.run(&["gc", "--json"]).stdout);
+    assert_eq!(gc["freed_bytes"], r["unlinked_blobs"]);
+    let after = json(&project.run(&["storage", "--json"]).stdout);
+    assert_eq!(after["reclaimable"]["unlinked_blobs"], 0, "{after}");
+    assert_eq!(project.run(&["gc", "--grace", "0"]).code, 0);
+    let last = json(&project.run(&["storage", "--json"]).stdout);
+    assert_eq!(last["reclaimable"]["kept_by_grace"], 0, "{last}");
+}

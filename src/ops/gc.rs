@@ -1,0 +1,57 @@
+//! What `gc` would remove, found the one way both `gc` and `storage` find it, so that
+//! `storage`'s "reclaimable" is exactly what `gc` then frees.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use miette::Result;
+
+use crate::digest::Sha256;
+use crate::lock::{LockedSource, Lockfile};
+use crate::project::Project;
+use crate::store::StatCache;
+use crate::store::gc::{Collection, Options, find_garbage};
+
+/// `gc`'s default grace period (`--grace 1h`).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// Every digest models.lock names: never garbage, even with no model linking it.
+pub fn lock_digests(lock: &Lockfile) -> HashSet<Sha256> {
+    let mut digests = HashSet::new();
+    for model in lock.models.values() {
+        digests.extend(model.files.iter().filter_map(|f| f.sha256));
+        if let LockedSource::Ollama { digest, layers, .. } = &model.source {
+            digests.insert(*digest);
+            digests.extend(layers.iter().map(|l| l.digest));
+        }
+    }
+    digests
+}
+
+/// The garbage of the project's store with grace period `grace`, now. Takes no lock and
+/// changes nothing on disk; `cache` learns the hashes of copies it had to compute.
+pub fn find(project: &Project, grace: Duration, cache: &mut StatCache) -> Result<Collection> {
+    let locked = lock_digests(&project.lock);
+    let options = Options {
+        grace,
+        now: SystemTime::now(),
+        locked: &locked,
+    };
+    Ok(find_garbage(&project.store, cache, &options)?)
+}
+
+/// `storage`'s report (and `GET /api/storage`'s): bytes per type and model, with what `gc`
+/// would remove now and what its default grace period keeps, found as `gc` finds them.
+pub fn usage(
+    project: &Project,
+    state: &crate::store::StoreState,
+) -> Result<crate::store::usage::Usage> {
+    let mut cache = StatCache::load(&project.store.stat_cache_path());
+    let garbage = find(project, DEFAULT_GRACE, &mut cache)?;
+    Ok(crate::store::usage::usage(
+        state,
+        &project.manifest,
+        &garbage,
+        DEFAULT_GRACE,
+    ))
+}
