@@ -109,7 +109,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<Manifest, FileProblems> {
         problems,
     };
     let root = node::parse(text).map_err(|e| problems(vec![syntax_problem(&e, text)]))?;
-    validate::validate(&root).map_err(problems)
+    validate::validate(&root, text).map_err(problems)
 }
 
 /// A YAML syntax error or a resource limit, as a problem with its location.

@@ -32,6 +32,19 @@ pub enum StoreLockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the store `{}` is not writable: {source}", store.display())]
+    #[diagnostic(
+        code(store::not_writable),
+        help(
+            "modelctl writes the store when it changes it; point it at a writable directory \
+             with `--store DIR` (or MODELCTL_STORE, or `store:` in models.yaml), or make this \
+             one writable. `plan` and `status` only read it"
+        )
+    )]
+    NotWritable {
+        store: PathBuf,
+        source: std::io::Error,
+    },
     #[error("gave up waiting for the store lock `{}` after {} s{holder}", path.display(), waited.as_secs())]
     #[diagnostic(
         code(store::lock_timeout),
@@ -71,9 +84,17 @@ impl StoreLock {
                 .truncate(false)
                 .open(&path)
         };
-        let mut file = open().map_err(|source| StoreLockError::Open {
-            path: path.clone(),
-            source,
+        let mut file = open().map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                StoreLockError::NotWritable {
+                    store: store.root().to_path_buf(),
+                    source,
+                }
+            }
+            _ => StoreLockError::Open {
+                path: path.clone(),
+                source,
+            },
         })?;
         let started = Instant::now();
         let mut announced = false;

@@ -32,13 +32,36 @@ pub enum FileOrigin {
 }
 
 /// A change to the store failed.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 #[error("cannot {action} `{}`: {source}", path.display())]
-#[diagnostic(code(store::write))]
 pub struct PlaceError {
     pub action: &'static str,
     pub path: PathBuf,
     pub source: io::Error,
+}
+
+impl miette::Diagnostic for PlaceError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new("store::write"))
+    }
+
+    /// What to do depends on why the write failed: a store that cannot be written, or a disk
+    /// that is full. Other causes speak for themselves.
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let help = match self.source.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                "the store is not writable here: point modelctl at a writable directory with \
+                 `--store DIR` (or MODELCTL_STORE, or `store:` in models.yaml), or make this one \
+                 writable"
+            }
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                "the disk is full: free space (`modelctl gc` removes what no model uses), or \
+                 move the store with `--store DIR`; `modelctl apply` resumes where it stopped"
+            }
+            _ => return None,
+        };
+        Some(Box::new(help))
+    }
 }
 
 fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PlaceError + 'a {

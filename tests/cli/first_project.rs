@@ -355,3 +355,41 @@ fn man_page_and_long_version() {
         "{long}"
     );
 }
+
+#[test]
+fn an_all_digit_sha256_written_without_quotes_is_read_as_written() {
+    let digits = "1".repeat(64);
+    let project = Project::with_manifest(&format!(
+        "version: 1\nmodels:\n  a:\n    type: llm\n    source:\n      url: ./w.bin\n      sha256: {digits}\n    files:\n      w.bin: {{ sha256: {digits} }}\n"
+    ));
+    project.write("w.bin", "not those bytes");
+    let run = project.run(&["plan"]);
+    // The manifest is valid; the file is refused because its bytes differ from those digits.
+    assert!(!run.stderr.contains("must be a string"), "{}", run.stderr);
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains(&digits[..12]),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn a_store_that_cannot_be_written_says_how_to_use_another() {
+    // sysfs refuses new entries even to root.
+    if std::fs::create_dir("/sys/modelctl-probe").is_ok() {
+        let _ = std::fs::remove_dir("/sys/modelctl-probe");
+        eprintln!("skipped: /sys accepts new directories here");
+        return;
+    }
+    let project = Project::new();
+    std::fs::write(project.path("w.bin"), DEMO).expect("write");
+    project.write(
+        "models.yaml",
+        "version: 1\nmodels:\n  demo:\n    type: llm\n    source: { url: ./w.bin }\n",
+    );
+    let run = project.run(&["apply", "--store", "/sys/modelctl-store"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("/sys/modelctl-store"), "{}", run.stderr);
+    assert!(run.stderr.contains("--store DIR"), "{}", run.stderr);
+}

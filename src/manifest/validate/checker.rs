@@ -20,6 +20,9 @@ pub(super) type Entries = [(Spanned<String>, Spanned<Node>)];
 #[derive(Default)]
 pub(super) struct Checker {
     pub(super) problems: Vec<Problem>,
+    /// The document's text: a digest written without quotes and made only of decimal digits
+    /// reads as a number, and only the text still has its digits.
+    pub(super) source: String,
 }
 
 /// The fields of one mapping, after unknown and duplicate keys were reported.
@@ -186,7 +189,7 @@ impl Checker {
 
     /// A sha256 in hex, or a problem.
     pub(super) fn sha256(&mut self, node: &Spanned<Node>, what: &str) -> Option<Sha256> {
-        let text = self.string(node, what)?;
+        let text = self.digest_text(node, what)?;
         match Sha256::parse(&text) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -201,9 +204,28 @@ impl Checker {
         }
     }
 
+    /// A digest's text. A hex digest can happen to be all decimal digits, which YAML reads as
+    /// a number when it is not quoted (`sha256: 1234…`); its text as written is taken then,
+    /// since a digest is never meant as a number.
+    fn digest_text(&mut self, node: &Spanned<Node>, what: &str) -> Option<String> {
+        if matches!(node.value, Node::Int(_) | Node::Float(_)) {
+            let span = node.referenced.span();
+            let raw: String = self
+                .source
+                .chars()
+                .skip(span.offset() as usize)
+                .take(span.len() as usize)
+                .collect();
+            if !raw.is_empty() && raw.chars().all(|c| c.is_ascii_digit()) {
+                return Some(raw);
+            }
+        }
+        self.string(node, what)
+    }
+
     /// An md5 in hex, or a problem.
     pub(super) fn md5(&mut self, node: &Spanned<Node>, what: &str) -> Option<Md5> {
-        let text = self.string(node, what)?;
+        let text = self.digest_text(node, what)?;
         match Md5::parse(&text) {
             Ok(d) => Some(d),
             Err(e) => {

@@ -45,9 +45,13 @@ const SOURCE_KINDS: &[&str] = &["hf", "url", "ollama"];
 /// Most models one manifest may declare.
 pub const MAX_MODELS: usize = 10_000;
 
-/// Checks a parsed document; returns the manifest, or every problem found.
-pub fn validate(root: &Spanned<Node>) -> Result<Manifest, Vec<Problem>> {
-    let mut c = Checker::default();
+/// Checks a parsed document (`text` is its source, for what only the raw text says); returns
+/// the manifest, or every problem found.
+pub fn validate(root: &Spanned<Node>, text: &str) -> Result<Manifest, Vec<Problem>> {
+    let mut c = Checker {
+        source: text.to_owned(),
+        ..Checker::default()
+    };
     let manifest = check_root(&mut c, root);
     match manifest {
         Some(m) if c.problems.is_empty() => Ok(m),
