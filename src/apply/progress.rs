@@ -44,6 +44,9 @@ pub trait Reporter: Send + Sync {
     }
     /// The end: a one-line summary and its figures.
     fn summary(&self, line: &str, figures: serde_json::Value);
+    /// The process is about to exit at once (a second Ctrl-C): take anything drawn off the
+    /// screen, so no half bar is left behind.
+    fn abandon(&self) {}
 }
 
 /// A change of the model `active/<type>` points at: what a service waits to hear.
@@ -77,6 +80,14 @@ pub trait EventSink: Send + Sync {
     fn emit(&self, event: serde_json::Value);
 }
 
+/// A file's bar, as cargo and uv lay theirs out: what is downloading first (cut to 30
+/// columns), then a bar as wide as the terminal leaves room for, then the figures.
+const FILE_TEMPLATE: &str =
+    "{msg:<30!} [{wide_bar}] {bytes:>9}/{total_bytes:<9} {bytes_per_sec:>11}";
+/// The total's bar, aligned with the files' bars.
+const TOTAL_TEMPLATE: &str =
+    "{prefix:<30!} [{wide_bar}] {bytes:>9}/{total_bytes:<9} {bytes_per_sec:>11} eta {eta}";
+
 /// Progress bars on a terminal (stderr).
 pub struct Bars {
     multi: MultiProgress,
@@ -88,9 +99,7 @@ impl Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let total = multi.add(ProgressBar::new(total_bytes));
         total.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
+            ProgressStyle::with_template(TOTAL_TEMPLATE)
             .map(in_our_units)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
@@ -151,14 +160,11 @@ impl Reporter for Bars {
             .multi
             .insert_before(&self.total, ProgressBar::new(file.size));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-            )
+            ProgressStyle::with_template(FILE_TEMPLATE)
             .map(in_our_units)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_prefix("download");
         bar.set_message(format!("{}/{}", file.model, file.path));
         Arc::new(BarProgress {
             bar,
@@ -185,6 +191,9 @@ impl Reporter for Bars {
         self.total.finish_and_clear();
         let _ = self.multi.clear();
         crate::log_line!("{line}");
+    }
+    fn abandon(&self) {
+        let _ = self.multi.clear();
     }
 }
 
@@ -403,6 +412,10 @@ impl Reporter for Tee {
     fn summary(&self, line: &str, figures: serde_json::Value) {
         self.0.summary(line, figures.clone());
         self.1.summary(line, figures);
+    }
+    fn abandon(&self) {
+        self.0.abandon();
+        self.1.abandon();
     }
 }
 

@@ -99,6 +99,7 @@ pub(crate) fn execute(
                 flag.store(true, Ordering::Relaxed);
                 signal_reporter.step("interrupted: finishing the current step; partial downloads are kept and resume on the next apply (Ctrl-C again to quit now)");
                 if tokio::signal::ctrl_c().await.is_ok() {
+                    signal_reporter.abandon();
                     std::process::exit(i32::from(EXIT_INTERRUPTED));
                 }
             }
