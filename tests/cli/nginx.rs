@@ -216,7 +216,7 @@ fn apply_against_nginx_downloads_in_ranges_and_verifies() {
         .next()
         .expect("nginx sends an ETag");
 
-    let run = project.run_env(&["apply"], FAST);
+    let run = project.run_env(&["-v", "apply"], FAST);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_installed(&project, "llm", "big", "big.bin", &big);
     assert_installed(&project, "tts", "small", "small.bin", &small);
@@ -239,6 +239,12 @@ fn apply_against_nginx_downloads_in_ranges_and_verifies() {
         assert_eq!(get.if_range, etag, "{get:?}");
     }
     assert_eq!(gets.iter().map(|g| g.bytes).sum::<u64>(), BIG as u64);
+    // `-v` showed each of those requests, and nginx's answer to it.
+    let shown = |what: &str| run.stderr.lines().filter(|l| l.contains(what)).count();
+    let request = format!("GET {} (bytes=", nginx.url("big.bin"));
+    assert_eq!(shown(&request), gets.len(), "{}", run.stderr);
+    let answer = format!("206 Partial Content for GET {}", nginx.url("big.bin"));
+    assert_eq!(shown(&answer), gets.len(), "{}", run.stderr);
 
     let logged = nginx.log().len();
     let again = project.run_env(&["apply"], FAST);
