@@ -462,6 +462,20 @@ impl Drop for Unblock<'_> {
 const RANGE_IGNORED: &str = "range ignored";
 
 /// One download in progress, shared by its connections.
+/// The bytes one request is for: chunk `index` spans `start..end`, `written` of it are in the
+/// file already so the request starts at `from`; `whole` runs fetch the file as one stream,
+/// and `ranged` says whether a `Range` was sent.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    index: u64,
+    start: u64,
+    end: u64,
+    from: u64,
+    written: u64,
+    whole: bool,
+    ranged: bool,
+}
+
 struct Run {
     engine: Engine,
     job: FileJob,
@@ -739,8 +753,8 @@ impl Run {
     /// the chunk completed, or `None` when it was abandoned because another one failed.
     async fn transfer(&self, asked: u64) -> Result<Option<u64>, Failure> {
         let whole = self.whole.load(Ordering::Relaxed);
-        let mut index = if whole { 0 } else { asked };
-        let (mut start, mut end, written) = self
+        let index = if whole { 0 } else { asked };
+        let (start, end, written) = self
             .chunks
             .lock()
             .map(|c| {
@@ -753,6 +767,29 @@ impl Run {
         if from >= end {
             return Ok(Some(index));
         }
+        let ranged = !(whole && from == 0);
+        let response = self.request(from, end, ranged).await?;
+        let mut span = Span {
+            index,
+            start,
+            end,
+            from,
+            written,
+            whole,
+            ranged,
+        };
+        let offset = self.body_offset(&response, &mut span)?;
+        self.stream(response, &span, offset).await
+    }
+
+    /// Sends the GET for bytes `from..end` (ranged unless it is the whole file from byte 0),
+    /// to the URL a redirect taught, and checks what the answer's headers say about it.
+    async fn request(
+        &self,
+        from: u64,
+        end: u64,
+        ranged: bool,
+    ) -> Result<reqwest::Response, Failure> {
         let learned = self.location.lock().ok().and_then(|l| l.clone());
         let url = learned.clone().unwrap_or_else(|| self.job.url.clone());
         let mut request = self.engine.client.http().get(url.clone());
@@ -761,7 +798,6 @@ impl Run {
         {
             request = request.bearer_auth(token.expose());
         }
-        let ranged = !(whole && from == 0);
         if ranged {
             request = request.header(RANGE, format!("bytes={from}-{}", end - 1));
             if let Some(etag) = self.job.etag.as_ref().filter(|e| !e.starts_with("W/")) {
@@ -799,29 +835,18 @@ impl Run {
         {
             return Err(Failure::Fatal(FetchError::Encoded(encoding.to_owned())));
         }
-        let mut offset = match status {
-            StatusCode::PARTIAL_CONTENT if ranged => {
-                let got = response
-                    .headers()
-                    .get(CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let want = format!("{from}-{}/{}", end - 1, self.job.size);
-                let asked = (from, end - 1, self.job.size);
-                if crate::net::headers::content_range(&got) != Some(asked) {
-                    if let Some(total) = crate::net::headers::content_range_total(&got)
-                        && total != self.job.size
-                    {
-                        return Err(Failure::Fatal(FetchError::SizeChanged {
-                            expected: self.job.size,
-                            found: total,
-                        }));
-                    }
-                    return Err(Failure::Fatal(FetchError::WrongRange { got, want }));
-                }
+        Ok(response)
+    }
+
+    /// Where in the file the answer's body starts, from its status: `from` for the range
+    /// asked, 0 for a whole-file answer (which may turn this run into one stream from byte 0,
+    /// updating `span`). A range that is not the one asked, or a size that changed, is fatal.
+    fn body_offset(&self, response: &reqwest::Response, span: &mut Span) -> Result<u64, Failure> {
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT if span.ranged => {
+                self.check_content_range(response, span.from, span.end)?;
                 self.answered(Ranges::Honoured);
-                from
+                Ok(span.from)
             }
             StatusCode::OK => {
                 if let Some(len) = response
@@ -836,7 +861,7 @@ impl Run {
                         found: len,
                     }));
                 }
-                if !(whole || (start == 0 && end == self.job.size)) {
+                if !(span.whole || (span.start == 0 && span.end == self.job.size)) {
                     if !self.answered(Ranges::Alone) {
                         // Other connections are writing their chunks: stop them all first.
                         return Err(Failure::Fatal(FetchError::Http(RANGE_IGNORED.into())));
@@ -844,20 +869,61 @@ impl Run {
                     // The first answer, with no other request out: this body is the file from
                     // byte 0, and the only stream there will be.
                     self.restart_whole();
-                    (index, start, end) = (0, 0, self.job.size);
-                } else if written > 0 {
+                    (span.index, span.start, span.end) = (0, 0, self.job.size);
+                } else if span.written > 0 {
                     // The body starts at byte 0 again: never append it to what we have.
                     if let Ok(mut c) = self.chunks.lock() {
-                        c.state.progress.insert(index, 0);
+                        c.state.progress.insert(span.index, 0);
                     }
                     self.hasher.reset();
                     self.progress.set(0);
                 }
-                0
+                Ok(0)
             }
-            other => return Err(Failure::Status(other, StatusInfo::of(&response))),
-        };
-        let mut response = response;
+            other => Err(Failure::Status(other, StatusInfo::of(response))),
+        }
+    }
+
+    /// A 206's `Content-Range` must be exactly the range asked, of a file of the locked size.
+    fn check_content_range(
+        &self,
+        response: &reqwest::Response,
+        from: u64,
+        end: u64,
+    ) -> Result<(), Failure> {
+        let got = response
+            .headers()
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let asked = (from, end - 1, self.job.size);
+        if crate::net::headers::content_range(&got) == Some(asked) {
+            return Ok(());
+        }
+        if let Some(total) = crate::net::headers::content_range_total(&got)
+            && total != self.job.size
+        {
+            return Err(Failure::Fatal(FetchError::SizeChanged {
+                expected: self.job.size,
+                found: total,
+            }));
+        }
+        let want = format!("{from}-{}/{}", end - 1, self.job.size);
+        Err(Failure::Fatal(FetchError::WrongRange { got, want }))
+    }
+
+    /// Writes the body at `offset` on, recording progress as the bytes land, until the span
+    /// ends. A body longer than the span is fatal; one that stops short is transient.
+    async fn stream(
+        &self,
+        mut response: reqwest::Response,
+        span: &Span,
+        mut offset: u64,
+    ) -> Result<Option<u64>, Failure> {
+        let Span {
+            index, start, end, ..
+        } = *span;
         loop {
             if self.engine.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::Fatal(FetchError::Cancelled));

@@ -100,9 +100,9 @@ impl Bars {
         let total = multi.add(ProgressBar::new(total_bytes));
         total.set_style(
             ProgressStyle::with_template(TOTAL_TEMPLATE)
-            .map(in_our_units)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+                .map(in_our_units)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         total.set_prefix("total");
         Self { multi, total }
@@ -161,9 +161,9 @@ impl Reporter for Bars {
             .insert_before(&self.total, ProgressBar::new(file.size));
         bar.set_style(
             ProgressStyle::with_template(FILE_TEMPLATE)
-            .map(in_our_units)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+                .map(in_our_units)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
         bar.set_message(format!("{}/{}", file.model, file.path));
         Arc::new(BarProgress {
