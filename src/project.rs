@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
 
+use crate::apply::ollama::NoDaemon;
 use crate::lock::{LockedSource, Lockfile, fingerprint};
 use crate::manifest::Manifest;
 use crate::names::ModelId;
@@ -123,9 +124,13 @@ impl Project {
     }
 
     /// A client for the Ollama daemon at `OLLAMA_HOST`.
-    pub fn daemon(&self) -> std::result::Result<Daemon, String> {
-        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())?;
-        Daemon::new(base, self.settings.net.connect_timeout)
+    pub fn daemon(&self) -> std::result::Result<Daemon, NoDaemon> {
+        let no_daemon = |cause: &dyn std::fmt::Display| NoDaemon {
+            cause: cause.to_string(),
+        };
+        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())
+            .map_err(|e| no_daemon(&e))?;
+        Daemon::new(base, self.settings.net.connect_timeout).map_err(|e| no_daemon(&e))
     }
 
     /// What the Ollama daemon has, when an Ollama model is declared or in the store.
@@ -141,7 +146,7 @@ impl Project {
         }
         let daemon = match self.daemon() {
             Ok(daemon) => daemon,
-            Err(why) => return DaemonView::Unreachable(why),
+            Err(why) => return DaemonView::Unreachable(why.to_string()),
         };
         let installed = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -70,7 +70,7 @@ pub(crate) fn execute(
     let cache = Mutex::new(cache);
     let executor = Executor {
         manifest: &project.manifest,
-        lock: next_lock,
+        lock: next_lock.into(),
         store,
         engine,
         jobs: usize::from(jobs),
