@@ -206,31 +206,48 @@ impl Executor<'_> {
         kinds: &BTreeMap<ModelId, TypeName>,
         outcome: &Mutex<Outcome>,
     ) {
+        let (groups, changed) = self.files(plan, kinds, outcome).await;
+        let fetched = self
+            .download_all(groups.into_values().collect(), outcome)
+            .await;
+        if self.cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        self.rebuild(plan, kinds, &changed, outcome);
+        // A blob whose models now link it needs no resume state; one for a model that failed
+        // keeps it, so the next apply finds the blob the lock still has no sha256 for.
+        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
+        for (job, models) in fetched {
+            if !models.iter().any(|m| failed.contains(m)) {
+                self.engine.forget(&job);
+            }
+        }
+    }
+
+    /// Goes through the plan's file actions: repairs blobs, reuses, verifies and pulls at
+    /// once, and groups the downloads by blob. Returns the groups and, per model, the files
+    /// taken from blobs (downloaded or reused) rather than kept.
+    async fn files(
+        &self,
+        plan: &Plan,
+        kinds: &BTreeMap<ModelId, TypeName>,
+        outcome: &Mutex<Outcome>,
+    ) -> (
+        BTreeMap<String, Group>,
+        BTreeMap<ModelId, BTreeSet<RelPath>>,
+    ) {
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-        // Per model, the files taken from blobs (downloaded or reused) rather than kept.
         let mut changed: BTreeMap<ModelId, BTreeSet<RelPath>> = BTreeMap::new();
         for action in &plan.actions {
             if let Action::RepairBlob { sha256, from } = action {
                 self.repair_blob(outcome, sha256, from.as_ref());
                 continue;
             }
-            let Some(model) = action.model() else {
+            let Some((model, kind)) = action.model().and_then(|m| Some((m, kinds.get(m)?))) else {
                 continue;
             };
-            let Some(kind) = kinds.get(model) else {
-                continue;
-            };
-            let mut take = |path: &RelPath| {
-                changed
-                    .entry(model.clone())
-                    .or_default()
-                    .insert(path.clone());
-            };
-            match action {
-                Action::Download { path, size, .. } => {
-                    take(path);
-                    self.enqueue(&mut groups, outcome, model, kind, path, *size);
-                }
+            let download = match action {
+                Action::Download { path, size, .. } => Some((path, *size)),
                 Action::Reuse {
                     path,
                     sha256,
@@ -238,53 +255,63 @@ impl Executor<'_> {
                     hf_cache: Some(cached),
                     ..
                 } => {
-                    take(path);
-                    match self
-                        .import_cached(std::path::Path::new(cached), sha256)
-                        .await
-                    {
-                        Ok(()) => self.reused(outcome, model, path, "from the HF cache"),
-                        Err(why) => {
-                            self.reporter.step(&format!(
-                                "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
-                            ));
-                            self.enqueue(&mut groups, outcome, model, kind, path, *size);
-                        }
-                    }
+                    take(&mut changed, model, path);
+                    let cached = std::path::Path::new(cached);
+                    let taken = self
+                        .reuse_cached(outcome, model, path, cached, sha256)
+                        .await;
+                    (!taken).then_some((path, *size))
                 }
                 Action::Reuse { path, .. } => {
-                    take(path);
+                    take(&mut changed, model, path);
                     self.reused(outcome, model, path, "blob already in the store");
+                    None
                 }
-                Action::Verify { path, size, .. }
-                    if !self.verify(outcome, kind, model, path).await =>
-                {
-                    take(path);
-                    self.enqueue(&mut groups, outcome, model, kind, path, *size);
+                Action::Verify { path, size, .. } => {
+                    let stands = self.verify(outcome, kind, model, path).await;
+                    (!stands).then_some((path, *size))
                 }
                 Action::Pull {
                     name, digest, size, ..
-                } => self.pull(outcome, kind, model, name, digest, *size).await,
+                } => {
+                    self.pull(outcome, kind, model, name, digest, *size).await;
+                    None
+                }
+                // A stray file is removed by rebuilding the model without it.
                 Action::DeleteFile { .. } => {
                     changed.entry(model.clone()).or_default();
+                    None
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some((path, size)) = download {
+                take(&mut changed, model, path);
+                self.enqueue(&mut groups, outcome, model, kind, path, size);
             }
         }
-        let fetched = self
-            .download_all(groups.into_values().collect(), outcome)
-            .await;
-        if !self.cancel.load(Ordering::Relaxed) {
-            self.rebuild(plan, kinds, &changed, outcome);
-        }
-        // A blob whose models now link it needs no resume state; one for a model that failed
-        // keeps it, so the next apply finds the blob the lock still has no sha256 for.
-        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
-        if !self.cancel.load(Ordering::Relaxed) {
-            for (job, models) in fetched {
-                if !models.iter().any(|m| failed.contains(m)) {
-                    self.engine.forget(&job);
-                }
+        (groups, changed)
+    }
+
+    /// Takes a file's blob from the Hugging Face cache; returns whether it was taken (if not,
+    /// the file is downloaded, and the reason told).
+    async fn reuse_cached(
+        &self,
+        outcome: &Mutex<Outcome>,
+        model: &ModelId,
+        path: &RelPath,
+        cached: &std::path::Path,
+        sha256: &Sha256,
+    ) -> bool {
+        match self.import_cached(cached, sha256).await {
+            Ok(()) => {
+                self.reused(outcome, model, path, "from the HF cache");
+                true
+            }
+            Err(why) => {
+                self.reporter.step(&format!(
+                    "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
+                ));
+                false
             }
         }
     }
@@ -406,19 +433,7 @@ impl Executor<'_> {
         let mut done = Vec::new();
         for group in groups {
             if let Some(digest) = self.published_before(&group) {
-                let line = format!(
-                    "linked {}/{} (verified and published by an interrupted apply)",
-                    group.label.model, group.label.path
-                );
-                let mut line = Some(line);
-                for (model, _, _) in &group.targets {
-                    link_later(outcome, model, line.take());
-                }
-                if let Ok(mut o) = outcome.lock() {
-                    for (model, _, path) in &group.targets {
-                        o.learned.push((model.clone(), path.clone(), digest));
-                    }
-                }
+                self.link_published(outcome, &group, digest);
                 done.push((group.job.clone(), group.models()));
                 continue;
             }
@@ -437,42 +452,15 @@ impl Executor<'_> {
             let Ok((group, result, elapsed)) = joined else {
                 continue;
             };
-            let label = format!("{}/{}", group.label.model, group.label.path);
             match result {
                 Ok(downloaded) => {
-                    let digest = downloaded.digests.sha256;
-                    match self.store.publish_blob(&downloaded.data, &digest) {
-                        Ok(_) => crate::failpoint::hit("download.after-publish"),
-                        Err(e) => {
-                            for (model, _, _) in &group.targets {
-                                self.fail(
-                                    outcome,
-                                    model,
-                                    &format!("cannot publish `{label}`: {e}"),
-                                );
-                            }
-                            continue;
+                    if self.publish(outcome, &group, &downloaded, elapsed) {
+                        // A blob named by a known sha256 is found by the next plan; only one
+                        // the lock has no sha256 for needs its resume state until it is linked.
+                        match group.job.sha256 {
+                            Some(_) => self.engine.forget(&group.job),
+                            None => done.push((group.job.clone(), group.models())),
                         }
-                    }
-                    self.reporter.done(&group.label, &digest.hex(), elapsed);
-                    if let Ok(mut o) = outcome.lock() {
-                        o.downloaded_files += 1;
-                        o.downloaded_bytes += group.label.size;
-                        for (model, _, path) in &group.targets {
-                            if self.lock.file(model, path).and_then(|f| f.sha256).is_none() {
-                                o.learned.push((model.clone(), path.clone(), digest));
-                            }
-                            if let Some(oid) = downloaded.digests.git_oid {
-                                let key = (model.clone(), path.clone());
-                                o.pending.git_oids.insert(key, oid);
-                            }
-                        }
-                    }
-                    // A blob named by a known sha256 is found by the next plan; only one the
-                    // lock has no sha256 for needs its resume state until it is linked.
-                    match group.job.sha256 {
-                        Some(_) => self.engine.forget(&group.job),
-                        None => done.push((group.job.clone(), group.models())),
                     }
                 }
                 Err(fetch::FetchError::Cancelled) => {
@@ -493,6 +481,59 @@ impl Executor<'_> {
             }
         }
         done
+    }
+
+    /// A blob an interrupted apply already published: its files are linked, and its sha256
+    /// learned, without downloading it again.
+    fn link_published(&self, outcome: &Mutex<Outcome>, group: &Group, digest: Sha256) {
+        let line = format!(
+            "linked {}/{} (verified and published by an interrupted apply)",
+            group.label.model, group.label.path
+        );
+        let mut line = Some(line);
+        for (model, _, _) in &group.targets {
+            link_later(outcome, model, line.take());
+        }
+        if let Ok(mut o) = outcome.lock() {
+            for (model, _, path) in &group.targets {
+                o.learned.push((model.clone(), path.clone(), digest));
+            }
+        }
+    }
+
+    /// Publishes a verified download as its blob and records what it taught (the sha256 the
+    /// lock lacked, the git blob id); returns whether the blob is in place.
+    fn publish(
+        &self,
+        outcome: &Mutex<Outcome>,
+        group: &Group,
+        downloaded: &fetch::Downloaded,
+        elapsed: std::time::Duration,
+    ) -> bool {
+        let digest = downloaded.digests.sha256;
+        if let Err(e) = self.store.publish_blob(&downloaded.data, &digest) {
+            let label = format!("{}/{}", group.label.model, group.label.path);
+            for (model, _, _) in &group.targets {
+                self.fail(outcome, model, &format!("cannot publish `{label}`: {e}"));
+            }
+            return false;
+        }
+        crate::failpoint::hit("download.after-publish");
+        self.reporter.done(&group.label, &digest.hex(), elapsed);
+        if let Ok(mut o) = outcome.lock() {
+            o.downloaded_files += 1;
+            o.downloaded_bytes += group.label.size;
+            for (model, _, path) in &group.targets {
+                if self.lock.file(model, path).and_then(|f| f.sha256).is_none() {
+                    o.learned.push((model.clone(), path.clone(), digest));
+                }
+                if let Some(oid) = downloaded.digests.git_oid {
+                    let key = (model.clone(), path.clone());
+                    o.pending.git_oids.insert(key, oid);
+                }
+            }
+        }
+        true
     }
 
     /// The blob an interrupted apply verified and published for a file the lock has no
@@ -538,27 +579,7 @@ impl Executor<'_> {
         let result =
             tokio::task::spawn_blocking(move || crate::store::hash_file_with(&file, extra)).await;
         match result {
-            Ok(Ok(digests)) => match expected.check(&digests) {
-                Ok(()) => {
-                    if let Ok(mut o) = outcome.lock() {
-                        o.verified += 1;
-                        o.learned
-                            .push((model.clone(), path.clone(), digests.sha256));
-                        if let Some(oid) = digests.git_oid {
-                            let key = (model.clone(), path.clone());
-                            o.pending.git_oids.insert(key, oid);
-                        }
-                    }
-                    self.reporter.step(&format!("verified {model}/{path}"));
-                    true
-                }
-                Err(mismatch) => {
-                    self.reporter.step(&format!(
-                        "{model}/{path} is not the locked file ({mismatch}); downloading it"
-                    ));
-                    false
-                }
-            },
+            Ok(Ok(digests)) => self.judge_verified(outcome, model, path, &expected, &digests),
             Ok(Err(e)) => {
                 self.fail(
                     outcome,
@@ -574,6 +595,35 @@ impl Executor<'_> {
         }
     }
 
+    /// Records a verified file (its sha256 learned, its git blob id kept for the stat cache),
+    /// or tells why it is downloaded again; returns whether it stands.
+    fn judge_verified(
+        &self,
+        outcome: &Mutex<Outcome>,
+        model: &ModelId,
+        path: &RelPath,
+        expected: &crate::digest::Expected,
+        digests: &crate::digest::Digests,
+    ) -> bool {
+        if let Err(mismatch) = expected.check(digests) {
+            self.reporter.step(&format!(
+                "{model}/{path} is not the locked file ({mismatch}); downloading it"
+            ));
+            return false;
+        }
+        if let Ok(mut o) = outcome.lock() {
+            o.verified += 1;
+            o.learned
+                .push((model.clone(), path.clone(), digests.sha256));
+            if let Some(oid) = digests.git_oid {
+                let key = (model.clone(), path.clone());
+                o.pending.git_oids.insert(key, oid);
+            }
+        }
+        self.reporter.step(&format!("verified {model}/{path}"));
+        true
+    }
+
     fn fail(&self, outcome: &Mutex<Outcome>, model: &ModelId, message: &str) {
         self.reporter.error(Some(model.as_str()), message);
         record_failure(outcome, model, Some(message));
@@ -585,6 +635,14 @@ impl Executor<'_> {
             o.errors.push(message.to_owned());
         }
     }
+}
+
+/// Marks a file of `model` as taken from a blob: the model's directory is rebuilt with it.
+fn take(changed: &mut BTreeMap<ModelId, BTreeSet<RelPath>>, model: &ModelId, path: &RelPath) {
+    changed
+        .entry(model.clone())
+        .or_default()
+        .insert(path.clone());
 }
 
 /// Holds back one linked file of `model` (with its step line, if it has one of its own) until
