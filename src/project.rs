@@ -262,27 +262,9 @@ impl Project {
             let crate::manifest::Source::Url(source) = &entry.source else {
                 continue;
             };
-            let (notice, changed) = match runtime
-                .block_on(crate::sources::url::drift(&ctx, source, locked))
-            {
-                Ok(None) => continue,
-                Ok(Some(change)) => (
-                    crate::plan::Notice {
-                        model: Some(id.clone()),
-                        message: format!(
-                            "the upstream file changed since models.lock was written: {change}; \
-                                 run `modelctl update {id}` to pin the new file"
-                        ),
-                    },
-                    true,
-                ),
-                Err(why) => (
-                    crate::plan::Notice {
-                        model: Some(id.clone()),
-                        message: format!("cannot check the upstream file: {why}"),
-                    },
-                    false,
-                ),
+            let Some((notice, changed)) = runtime.block_on(url_drift(&ctx, &id, source, locked))
+            else {
+                continue;
             };
             match self.settings.network.locked {
                 Some(flag) if changed => plan.errors.push(crate::plan::Notice {
@@ -394,6 +376,32 @@ impl Project {
     }
 }
 
+/// Whether a URL still serves the file the lock pins: a notice and `true` when it changed, a
+/// notice and `false` when the server cannot say, `None` when it is unchanged.
+async fn url_drift(
+    ctx: &ResolveContext,
+    id: &ModelId,
+    source: &crate::manifest::UrlSource,
+    locked: &crate::lock::LockedModel,
+) -> Option<(crate::plan::Notice, bool)> {
+    let (message, changed) = match crate::sources::url::drift(ctx, source, locked).await {
+        Ok(None) => return None,
+        Ok(Some(change)) => (
+            format!(
+                "the upstream file changed since models.lock was written: {change}; \
+                 run `modelctl update {id}` to pin the new file"
+            ),
+            true,
+        ),
+        Err(why) => (format!("cannot check the upstream file: {why}"), false),
+    };
+    let notice = crate::plan::Notice {
+        model: Some(id.clone()),
+        message,
+    };
+    Some((notice, changed))
+}
+
 /// Whether an Ollama tag still names the locked manifest: an error when it moved, a warning
 /// when the registry cannot say (the daemon may still have the pinned model).
 async fn ollama_drift(
@@ -409,7 +417,8 @@ async fn ollama_drift(
         Ok(LockedSource::Ollama { digest: now, .. }) if now == *digest => return None,
         Ok(LockedSource::Ollama { digest: now, .. }) => (
             format!(
-                "`{}` moved upstream: the registry now serves {}, models.lock pins {};              run `modelctl update {id}` to pin the new one, then apply",
+                "`{}` moved upstream: the registry now serves {}, models.lock pins {}; \
+                 run `modelctl update {id}` to pin the new one, then apply",
                 source.ollama,
                 now.short(),
                 digest.short()
