@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use miette::{IntoDiagnostic, Result, WrapErr};
 
-use crate::apply::ollama::NoDaemon;
 use crate::lock::{LockedSource, Lockfile, fingerprint};
 use crate::manifest::Manifest;
 use crate::names::ModelId;
@@ -17,7 +16,7 @@ use crate::sources::Resolution;
 use crate::sources::ResolveContext;
 use crate::sources::hf::cache::{CacheView, Declared, HfCache};
 use crate::sources::ollama::DaemonView;
-use crate::sources::ollama::daemon::Daemon;
+use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::store::{StatCache, Store, StoreState};
 
 /// The manifest, lock and store one command works on.
@@ -124,13 +123,9 @@ impl Project {
     }
 
     /// A client for the Ollama daemon at `OLLAMA_HOST`.
-    pub fn daemon(&self) -> std::result::Result<Daemon, NoDaemon> {
-        let no_daemon = |cause: &dyn std::fmt::Display| NoDaemon {
-            cause: cause.to_string(),
-        };
-        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())
-            .map_err(|e| no_daemon(&e))?;
-        Daemon::new(base, self.settings.net.connect_timeout).map_err(|e| no_daemon(&e))
+    pub fn daemon(&self) -> std::result::Result<Daemon, DaemonError> {
+        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())?;
+        Daemon::new(base, &self.settings.net)
     }
 
     /// What the Ollama daemon has, when an Ollama model is declared or in the store.
@@ -152,7 +147,7 @@ impl Project {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(daemon.installed()));
+            .and_then(|rt| rt.block_on(daemon.installed()).map_err(|e| e.to_string()));
         match (installed, &self.settings.ollama_models) {
             (Ok(list), _) => DaemonView::from_installed(&list),
             (Err(_), Some(dir)) => self.ollama_directory_view(dir),
@@ -278,7 +273,7 @@ impl Project {
     }
 
     pub(super) fn resolve_context(&self) -> Result<ResolveContext> {
-        let client = crate::net::client(&self.settings.net)
+        let client = crate::net::Client::new(&self.settings.net)
             .into_diagnostic()
             .wrap_err("cannot set up the HTTP client")?;
         Ok(ResolveContext {
@@ -286,7 +281,6 @@ impl Project {
             offline: self.settings.network.offline,
             manifest_dir: self.settings.manifest_dir(),
             hf: self.settings.hf.clone(),
-            retry: self.settings.net.retry,
         })
     }
 

@@ -39,13 +39,13 @@ use super::hasher::{Digests, PrefixHasher};
 use super::partial::{PartialFiles, PartialState};
 use crate::digest::{ContentHasher, Expected, GitOid, Md5, Sha256};
 use crate::failpoint;
-use crate::net::redact;
-use crate::net::retry::{RetryPolicy, Verdict, is_transient};
+use crate::net::SafeUrl;
+use crate::net::retry::{Fault, RetryPolicy, Verdict};
 
 /// What to fetch.
 #[derive(Debug, Clone)]
 pub struct FileJob {
-    /// The real URL; shown only through [`redact`].
+    /// The real URL; shown only through [`SafeUrl`].
     pub url: url::Url,
     /// The locked size: the only size the engine trusts.
     pub size: u64,
@@ -208,7 +208,7 @@ pub enum FetchError {
 /// The engine shared by all downloads of one apply.
 #[derive(Clone)]
 pub struct Engine {
-    client: reqwest::Client,
+    client: crate::net::Client,
     config: EngineConfig,
     tmp: PathBuf,
     /// All requests of the apply share this many connections.
@@ -218,7 +218,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(
-        client: reqwest::Client,
+        client: crate::net::Client,
         config: EngineConfig,
         tmp: PathBuf,
         cancel: Arc<AtomicBool>,
@@ -234,7 +234,7 @@ impl Engine {
     }
 
     /// The HTTP client downloads use (for the metadata requests that go with them).
-    pub fn client(&self) -> &reqwest::Client {
+    pub fn client(&self) -> &crate::net::Client {
         &self.client
     }
 
@@ -311,10 +311,7 @@ impl Engine {
         progress: Arc<dyn FileProgress>,
     ) -> Result<Digests, FetchError> {
         let source = job.url.to_file_path().map_err(|()| {
-            FetchError::Transport(format!(
-                "`{}` is not a local path",
-                redact(job.url.as_str())
-            ))
+            FetchError::Transport(format!("`{}` is not a local path", SafeUrl::from(&job.url)))
         })?;
         let target = partial.data.clone();
         let size = job.size;
@@ -758,7 +755,7 @@ impl Run {
         }
         let learned = self.location.lock().ok().and_then(|l| l.clone());
         let url = learned.clone().unwrap_or_else(|| self.job.url.clone());
-        let mut request = self.engine.client.get(url.clone());
+        let mut request = self.engine.client.http().get(url.clone());
         if let Some(token) = &self.job.token
             && url.origin() == self.job.url.origin()
         {
@@ -809,8 +806,9 @@ impl Run {
                     .unwrap_or("")
                     .to_owned();
                 let want = format!("{from}-{}/{}", end - 1, self.job.size);
-                if got.strip_prefix("bytes ") != Some(want.as_str()) {
-                    if let Some(total) = got.rsplit('/').next().and_then(|t| t.parse::<u64>().ok())
+                let asked = (from, end - 1, self.job.size);
+                if crate::net::headers::content_range(&got) != Some(asked) {
+                    if let Some(total) = crate::net::headers::content_range_total(&got)
                         && total != self.job.size
                     {
                         return Err(Failure::Fatal(FetchError::SizeChanged {
@@ -948,16 +946,16 @@ impl Run {
                 secs: self.engine.config.stall,
             });
         }
-        let transient = is_transient(&err);
+        let fault = Fault::of(&err);
         let detail = crate::net::error_chain(&err.without_url());
-        let e = if detail.to_ascii_lowercase().contains("certificate") {
+        let e = if fault == Fault::Tls {
             FetchError::Transport(format!(
                 "the TLS certificate of {host} was rejected: {detail}"
             ))
         } else {
             FetchError::Transport(format!("connection to {host} failed: {detail}"))
         };
-        if transient {
+        if fault.is_transient() {
             Failure::Transient(e)
         } else {
             Failure::Fatal(e)

@@ -469,7 +469,7 @@ impl Executor<'_> {
                     }
                 }
                 Err(e) => {
-                    let shown = crate::net::redact(group.job.url.as_str());
+                    let shown = crate::net::SafeUrl::from(&group.job.url).to_string();
                     for (model, _, path) in &group.targets {
                         self.fail(
                             outcome,

@@ -11,10 +11,12 @@ use super::{Executor, Outcome};
 use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};
 use crate::sources::ollama::OllamaRef;
-use crate::sources::ollama::daemon::Daemon;
+use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::sources::ollama::layout::OllamaDir;
 
-/// Why no Ollama daemon can be talked to (`OLLAMA_HOST` unusable, no client).
+/// Why no Ollama daemon can be talked to (`OLLAMA_HOST` unusable, no client): the
+/// [`DaemonError`](crate::sources::ollama::daemon::DaemonError)'s text, which every Ollama
+/// action of the run reports.
 #[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 #[error("{cause}")]
 #[diagnostic(
@@ -23,6 +25,15 @@ use crate::sources::ollama::layout::OllamaDir;
 )]
 pub struct NoDaemon {
     pub cause: String,
+}
+
+/// The executor keeps why there is no daemon for every Ollama action of the run.
+impl From<DaemonError> for NoDaemon {
+    fn from(error: DaemonError) -> Self {
+        Self {
+            cause: error.to_string(),
+        }
+    }
 }
 
 /// Why an Ollama step of an apply failed. The caller names the model.
@@ -50,12 +61,12 @@ pub enum OllamaStepError {
         error: std::io::Error,
     },
     /// What the daemon said when asked to do something.
-    #[error("{cause}")]
-    #[diagnostic(code(modelctl::ollama::daemon))]
-    Daemon { cause: String },
-    #[error("cannot pull `{name}` through Ollama: {cause}")]
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("cannot pull `{name}` through Ollama: {error}")]
     #[diagnostic(code(modelctl::ollama::pull))]
-    PullThroughDaemon { name: String, cause: String },
+    PullThroughDaemon { name: String, error: DaemonError },
     #[error("cannot pull `{name}` into `{}`: {error}", dir.display())]
     #[diagnostic(code(modelctl::ollama::pull_direct))]
     PullDirect {
@@ -63,9 +74,9 @@ pub enum OllamaStepError {
         dir: std::path::PathBuf,
         error: Box<DirectPullError>,
     },
-    #[error("cannot check the pull of `{name}`: {cause}")]
+    #[error("cannot check the pull of `{name}`: {error}")]
     #[diagnostic(code(modelctl::ollama::check))]
-    CheckPull { name: String, cause: String },
+    CheckPull { name: String, error: DaemonError },
     #[error(
         "Ollama pulled `{name}` as {got}, but models.lock pins {pinned}: the tag moved upstream; \
          run `modelctl update {model}` to pin the new one"
@@ -146,7 +157,7 @@ impl Executor<'_> {
                 }
                 _ => Ok(()),
             },
-            _ => daemon.delete(&parsed).await.map_err(daemon_said),
+            _ => Ok(daemon.delete(&parsed).await?),
         }
     }
 
@@ -187,9 +198,9 @@ impl Executor<'_> {
                 let report = |done: u64, _total: u64| progress.set(done);
                 match daemon.pull(&parsed, &report).await {
                     Ok(()) => self.check_pulled(daemon, &parsed, model, digest).await,
-                    Err(why) => Err(OllamaStepError::PullThroughDaemon {
+                    Err(error) => Err(OllamaStepError::PullThroughDaemon {
                         name: name.to_owned(),
-                        cause: why.to_string(),
+                        error,
                     }),
                 }
             }
@@ -222,9 +233,9 @@ impl Executor<'_> {
         let listed = daemon
             .installed()
             .await
-            .map_err(|why| OllamaStepError::CheckPull {
+            .map_err(|error| OllamaStepError::CheckPull {
                 name: name.to_string(),
-                cause: why.to_string(),
+                error,
             })?;
         match listed.into_iter().find(|i| i.name.same_model(name)) {
             Some(i) if i.digest == *digest => Ok(()),
@@ -294,13 +305,6 @@ impl Executor<'_> {
             progress.set(before);
         }
         write_manifest(dir, name, &manifest.bytes).map_err(DirectPullError::WriteManifest)
-    }
-}
-
-/// What the daemon answered when asked to do something, as an error of the step.
-pub(super) fn daemon_said(cause: impl std::fmt::Display) -> OllamaStepError {
-    OllamaStepError::Daemon {
-        cause: cause.to_string(),
     }
 }
 

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
+use super::ollama::OllamaStepError;
 use super::progress::ActiveChange;
 use super::{Executor, Outcome, activate};
 use crate::names::{ModelId, TypeName};
@@ -148,11 +149,8 @@ impl Executor<'_> {
             Ok((daemon, parsed)) if load => daemon
                 .load(&parsed, keep_alive.as_deref())
                 .await
-                .map_err(super::ollama::daemon_said),
-            Ok((daemon, parsed)) => daemon
-                .unload(&parsed)
-                .await
-                .map_err(super::ollama::daemon_said),
+                .map_err(OllamaStepError::from),
+            Ok((daemon, parsed)) => daemon.unload(&parsed).await.map_err(OllamaStepError::from),
             Err(why) => Err(why),
         };
         let verb = if load { "load" } else { "unload" };

@@ -37,8 +37,12 @@ use crate::settings::Settings;
 const DEBOUNCE: Duration = Duration::from_millis(400);
 /// Longest wait for a storm of changes to settle before a round runs anyway.
 const MAX_SETTLE: Duration = Duration::from_secs(5);
-/// Longest pause after failed rounds.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The pause after failed rounds: from 1 s, doubling to at most 60 s, jittered like request
+/// retries (the same schedule type, [`crate::net::retry::Backoff`]).
+const ROUND_BACKOFF: crate::net::retry::Backoff = crate::net::retry::Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(60),
+};
 
 /// What woke the loop.
 enum Wake {
@@ -85,7 +89,7 @@ pub fn run(settings: Settings, args: &WatchArgs) -> Result<ExitCode> {
         let wait = if failures == 0 {
             interval
         } else {
-            (Duration::from_secs(1) * 2u32.saturating_pow(failures - 1)).min(MAX_BACKOFF)
+            ROUND_BACKOFF.wait(failures)
         };
         match next_wake(&events, &watched, wait, &quit) {
             Wake::Changed(path) => reason = format!("`{}` changed", display_name(&path)),

@@ -1,13 +1,21 @@
 //! The one HTTP client every source uses, and the rules for showing URLs.
 //!
-//! The client has connect and read timeouts (reqwest has none by default), follows at most 10
-//! redirects and never from https to http, sends no `Referer`, asks for `identity` encoding
-//! (weights are never transparently decompressed), and identifies itself. Credentials in URLs
-//! and presigned query parameters are masked by [`redact`] before a URL reaches any output.
+//! The client ([`Client`]) has connect and read timeouts (reqwest has none by default),
+//! follows at most 10 redirects and never from https to http, sends no `Referer`, asks for
+//! `identity` encoding (weights are never transparently decompressed), identifies itself, and
+//! sends every request under the retry policy ([`retry`]). Credentials in URLs and presigned
+//! query parameters are masked by [`SafeUrl`] (and [`redact`] for text that may not be a URL)
+//! before a URL reaches any output.
 
 use std::time::Duration;
 
+pub mod client;
+pub mod headers;
 pub mod retry;
+mod safe_url;
+
+pub use client::{Client, SendError};
+pub use safe_url::{SafeUrl, redact};
 
 pub const USER_AGENT: &str = concat!("modelctl/", env!("CARGO_PKG_VERSION"));
 
@@ -78,8 +86,9 @@ impl Default for NetConfig {
     }
 }
 
-/// Builds the client.
-pub fn client(config: &NetConfig) -> Result<reqwest::Client, reqwest::Error> {
+/// A reqwest builder with the shared settings; [`Client::new`] builds from it, and the Ollama
+/// daemon's client starts from it and changes only its own timeouts and redirects.
+pub fn builder(config: &NetConfig) -> reqwest::ClientBuilder {
     let max = config.max_redirects;
     let policy = reqwest::redirect::Policy::custom(move |attempt| {
         let downgrade = attempt
@@ -109,51 +118,6 @@ pub fn client(config: &NetConfig) -> Result<reqwest::Client, reqwest::Error> {
         .read_timeout(config.read_timeout)
         .redirect(policy)
         .referer(false)
-        .build()
-}
-
-/// A URL fit for output: `user:****@`, and signature-like query parameters masked.
-pub fn redact(text: &str) -> String {
-    let Ok(mut url) = url::Url::parse(text) else {
-        return text.to_owned();
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        let _ = url.set_password(if url.password().is_some() {
-            Some("****")
-        } else {
-            None
-        });
-    }
-    let sensitive = |k: &str| {
-        let k = k.to_ascii_lowercase();
-        [
-            "signature",
-            "token",
-            "key",
-            "credential",
-            "policy",
-            "auth",
-            "secret",
-            "sig",
-        ]
-        .iter()
-        .any(|s| k.contains(s))
-    };
-    if url.query_pairs().any(|(k, _)| sensitive(&k)) {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if sensitive(&k) {
-                    "****".to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    url.to_string()
 }
 
 /// An error with its causes, `: `-separated: reqwest keeps the useful part (a DNS failure,
@@ -179,21 +143,4 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// Turns a final HTTP failure into a message with the fix, for one source.
 pub trait ExplainStatus: std::fmt::Debug + Send + Sync {
     fn explain(&self, refusal: &Refusal<'_>) -> String;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_in_urls_are_masked() {
-        let shown = redact("https://user:hunter2@example.com/a.bin?X-Amz-Signature=abc&x=1");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(!shown.contains("abc"), "{shown}");
-        assert!(shown.contains("x=1"), "{shown}");
-        assert_eq!(
-            redact("https://example.com/a.bin"),
-            "https://example.com/a.bin"
-        );
-    }
 }

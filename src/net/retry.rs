@@ -1,7 +1,10 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! Connection errors, stalls, 5xx, 408 and 429 are worth another attempt; 401, 403, 404, 416
-//! and TLS failures are not (waiting does not fix a missing file or a bad certificate). Waits
+//! Connection errors, stalls, 5xx, 408 and 429 are worth another attempt; other 4xx (401, 403,
+//! 404, 416), TLS failures and names that do not resolve are not (waiting does not fix a
+//! missing file or a bad certificate). A transport error is judged by its kinds ([`Fault`]:
+//! reqwest's `is_timeout`/`is_connect`, the `std::io::ErrorKind` and `hyper::Error` found in
+//! its sources), never by its message text. Waits
 //! grow exponentially with full jitter, so many clients that failed together do not retry
 //! together; a server's `Retry-After` is honoured but capped, so a header saying "come back
 //! tomorrow" fails fast instead of hanging the apply.
@@ -41,16 +44,36 @@ pub enum Verdict {
     GiveUp(String),
 }
 
+/// An exponential schedule with jitter: the wait after the n-th failure is drawn between half
+/// of `base × 2ⁿ⁻¹` (at most `cap`) and all of it. Requests use it through [`RetryPolicy`];
+/// `watch` uses it between failed rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// The jittered wait after `failures` failures in a row (counting from 1).
+    pub fn wait(&self, failures: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let ceiling = exp.min(self.cap);
+        // Jitter: uniformly between half the ceiling and the ceiling.
+        let half = ceiling / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
 impl RetryPolicy {
     /// The jittered wait before attempt `attempt + 1` (attempt counts from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        let ceiling = exp.min(self.cap);
-        // Full jitter: uniformly between half the ceiling and the ceiling.
-        let half = ceiling / 2;
-        half + half.mul_f64(jitter())
+        Backoff {
+            base: self.base,
+            cap: self.cap,
+        }
+        .wait(attempt)
     }
 
     /// The verdict on a response status after `attempt` attempts.
@@ -102,25 +125,117 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Whether a reqwest error is worth retrying: connection trouble and timeouts are; a TLS or
-/// certificate problem, a host name that does not resolve, a bad URL or a redirect refused by
-/// policy are not (waiting does not fix them, and a machine without network should hear so at
-/// once rather than after the whole backoff).
-pub fn is_transient(err: &reqwest::Error) -> bool {
-    if err.is_builder() || err.is_redirect() {
-        return false;
+/// What went wrong below HTTP, judged by error kinds (reqwest's, then the `std::io::ErrorKind`
+/// or `hyper::Error` found by walking `source()`), never by matching message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Connecting or waiting for bytes took longer than the client's timeout.
+    Timeout,
+    /// The connection was refused, reset, aborted or closed early, or the network was
+    /// unreachable for a moment: worth another attempt.
+    Connection,
+    /// The TLS handshake failed (rustls reports a refused certificate as `InvalidData` while
+    /// connecting): waiting does not fix a certificate.
+    Tls,
+    /// Connecting failed for a cause the I/O layer gives no kind for: the resolver's
+    /// (`getaddrinfo` errors carry none). A host name that does not resolve is not retried, so
+    /// a machine without network hears so at once.
+    Resolve,
+    /// The request could not be built or a redirect was refused by policy.
+    Request,
+    /// The HTTP exchange broke otherwise (a garbled or cut answer, a stream reset): retried.
+    Protocol,
+}
+
+impl Fault {
+    /// The fault behind a reqwest error.
+    pub fn of(err: &reqwest::Error) -> Self {
+        if err.is_builder() || err.is_redirect() {
+            return Fault::Request;
+        }
+        if err.is_timeout() {
+            return Fault::Timeout;
+        }
+        if let Some(kind) = io_kind(err) {
+            return match kind {
+                kind if transient_io(kind) => Fault::Connection,
+                std::io::ErrorKind::InvalidData if err.is_connect() => Fault::Tls,
+                _ if err.is_connect() => Fault::Resolve,
+                _ => Fault::Protocol,
+            };
+        }
+        match cause::<hyper::Error>(err) {
+            Some(h) if h.is_user() => Fault::Request,
+            Some(h) if h.is_incomplete_message() || h.is_closed() || h.is_canceled() => {
+                Fault::Connection
+            }
+            _ if err.is_connect() => Fault::Resolve,
+            _ => Fault::Protocol,
+        }
     }
-    let chain = super::error_chain(err).to_ascii_lowercase();
-    let fatal = [
-        "dns error",
-        "failed to lookup address",
-        "certificate",
-        "tls",
-        "handshake",
-        "invalidcertificate",
-        "unknownissuer",
-    ];
-    !fatal.iter().any(|t| chain.contains(t))
+
+    /// Whether another attempt may succeed.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Fault::Timeout | Fault::Connection | Fault::Protocol)
+    }
+}
+
+/// Whether a reqwest error is worth retrying ([`Fault::is_transient`]).
+pub fn is_transient(err: &reqwest::Error) -> bool {
+    Fault::of(err).is_transient()
+}
+
+/// I/O kinds of a connection that failed for now: another attempt may find it working.
+fn transient_io(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | TimedOut
+            | UnexpectedEof
+            | Interrupted
+            | WouldBlock
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
+
+/// The kind of the first `io::Error` in `err`'s chain, looking through `io::Error`s that wrap
+/// others (reqwest's connector wraps rustls's `InvalidData` in an `Other`): the innermost kind
+/// other than `Other`, which is the most specific.
+fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut io = cause::<std::io::Error>(err)?;
+    let mut kind = io.kind();
+    while let Some(inner) = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+    {
+        io = inner;
+        if io.kind() != std::io::ErrorKind::Other {
+            kind = io.kind();
+        }
+    }
+    Some(kind)
+}
+
+/// The first error of type `T` in `err`'s chain of sources, `err` itself included.
+fn cause<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -179,5 +294,18 @@ mod tests {
                 "attempt {attempt}: {wait:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_innermost_io_kind_decides() {
+        use std::io::{Error, ErrorKind};
+        // reqwest's connector wraps rustls's refusal of a certificate this way.
+        let wrapped = Error::other(Error::new(ErrorKind::InvalidData, "UnknownIssuer"));
+        assert_eq!(io_kind(&wrapped), Some(ErrorKind::InvalidData));
+        let refused = Error::from(ErrorKind::ConnectionRefused);
+        assert_eq!(io_kind(&refused), Some(ErrorKind::ConnectionRefused));
+        assert!(transient_io(ErrorKind::ConnectionReset));
+        assert!(!transient_io(ErrorKind::InvalidData));
+        assert!(!transient_io(ErrorKind::PermissionDenied));
     }
 }

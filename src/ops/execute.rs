@@ -52,14 +52,14 @@ pub(crate) fn execute(
     let ExecOptions { jobs, connections } = options;
     let store = &project.store;
     let cancel = Arc::new(AtomicBool::new(false));
-    let client = crate::net::client(&project.settings.net)
+    let client = crate::net::Client::new(&project.settings.net)
         .into_diagnostic()
         .wrap_err("cannot set up the HTTP client")?;
     let engine = Engine::new(
-        client,
+        client.clone(),
         EngineConfig {
             connections: usize::from(connections),
-            retry: project.settings.net.retry,
+            retry: client.policy(),
             stall: project.settings.net.read_timeout,
             connect: project.settings.net.connect_timeout,
             ..EngineConfig::default()
@@ -79,7 +79,9 @@ pub(crate) fn execute(
         cache: &cache,
         manifest_dir: project.settings.manifest_dir(),
         hf: project.settings.hf.clone(),
-        ollama: project.daemon(),
+        ollama: project
+            .daemon()
+            .map_err(crate::apply::ollama::NoDaemon::from),
         ollama_dir: project
             .settings
             .ollama_models

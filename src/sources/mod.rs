@@ -27,15 +27,14 @@ pub enum Resolution {
 /// How resolvers may reach the outside world.
 #[derive(Debug, Clone)]
 pub struct ResolveContext {
-    pub client: reqwest::Client,
+    /// Sends every request under the retry policy.
+    pub client: crate::net::Client,
     /// `--offline`/`--frozen`: no network at all.
     pub offline: bool,
     /// The directory of models.yaml, which relative `url:` paths start from.
     pub manifest_dir: std::path::PathBuf,
     /// The Hub's endpoint, token and cache.
     pub hf: Arc<hf::HubConfig>,
-    /// Retries of metadata requests.
-    pub retry: crate::net::retry::RetryPolicy,
 }
 
 /// Resolves one manifest entry.

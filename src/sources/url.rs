@@ -23,7 +23,8 @@ use super::ResolveContext;
 use crate::lock::{LockedFile, LockedSource};
 use crate::manifest::{FileExpect, UrlSource};
 use crate::names::RelPath;
-use crate::net::{error_chain, redact};
+use crate::net::retry::Fault;
+use crate::net::{SafeUrl, SendError, error_chain, redact};
 
 /// Why an url source could not be resolved or checked. Each message is what the user sees
 /// (stored as text in a failed resolution), so it names the URL and, where it can, the fix.
@@ -200,8 +201,8 @@ pub async fn resolve(
     let locked = LockedSource::Url {
         url: redact(&source.url),
         final_url: final_url
-            .filter(|u| u != location.as_str())
-            .map(|u| redact(&u)),
+            .filter(|u| u != &location)
+            .map(|u| SafeUrl::new(u).to_string()),
         etag,
         last_modified,
     };
@@ -210,7 +211,7 @@ pub async fn resolve(
 
 struct Head {
     size: u64,
-    final_url: Option<String>,
+    final_url: Option<url::Url>,
     etag: Option<String>,
     last_modified: Option<String>,
 }
@@ -230,66 +231,75 @@ fn content_encoding(resp: &reqwest::Response) -> Option<String> {
         .filter(|v| !v.eq_ignore_ascii_case("identity"))
 }
 
-/// Asks the server for the file's size and validators.
+/// Asks the server for the file's size and validators, through the shared client (so a
+/// `503` or a refused connection is retried like any request).
 async fn head(ctx: &ResolveContext, url: &url::Url) -> Result<Head, UrlError> {
-    let shown = redact(url.as_str());
-    let host = url.host_str().unwrap_or("the server").to_owned();
-    let send_err = |e: reqwest::Error| {
-        if e.is_connect() && e.is_timeout() {
-            UrlError::ConnectTimeout {
-                shown: shown.clone(),
-                host: host.clone(),
-            }
-        } else {
-            UrlError::Unreachable {
-                shown: shown.clone(),
-                chain: error_chain(&e.without_url()),
-            }
+    let safe = SafeUrl::from(url);
+    let resp = match ctx.client.send(|c| c.head(url.clone())).await {
+        Err(SendError::Status { response, .. })
+            if matches!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+            ) =>
+        {
+            first_byte(ctx, &safe).await?
         }
+        // Every request asks for `Accept-Encoding: identity` (crate::net::builder); a HEAD
+        // answered encoded anyway says the size of the compressed body, so the first byte is
+        // asked for.
+        Ok(resp) if content_encoding(&resp).is_some() => first_byte(ctx, &safe).await?,
+        sent => sent.map_err(|e| send_error(e, &safe))?,
     };
-    let resp = ctx
-        .client
-        .head(url.clone())
-        .send()
-        .await
-        .map_err(send_err)?;
-    // Every request asks for `Accept-Encoding: identity` (crate::net::client); a HEAD answered
-    // encoded anyway says the size of the compressed body, so the first byte is asked for.
-    let refuses_head = matches!(
-        resp.status(),
-        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
-    );
-    let encoded_head = resp.status().is_success() && content_encoding(&resp).is_some();
-    let resp = if refuses_head || encoded_head {
-        ctx.client
-            .get(url.clone())
-            .header(RANGE, "bytes=0-0")
-            .send()
-            .await
-            .map_err(send_err)?
-    } else {
-        resp
-    };
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(UrlError::Status { status, shown });
-    }
+    let shown = safe.to_string();
     if let Some(encoding) = content_encoding(&resp) {
         return Err(UrlError::Compressed { shown, encoding });
     }
-    let size = if status == StatusCode::PARTIAL_CONTENT {
-        header(&resp, CONTENT_RANGE)
-            .and_then(|v| v.rsplit('/').next().and_then(|t| t.trim().parse().ok()))
+    let size = if resp.status() == StatusCode::PARTIAL_CONTENT {
+        header(&resp, CONTENT_RANGE).and_then(|v| crate::net::headers::content_range_total(&v))
     } else {
         header(&resp, CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
     };
     let size = size.ok_or(UrlError::NoSize { shown })?;
     Ok(Head {
         size,
-        final_url: Some(resp.url().to_string()),
+        final_url: Some(resp.url().clone()),
         etag: header(&resp, ETAG),
         last_modified: header(&resp, LAST_MODIFIED),
     })
+}
+
+/// The answer to `Range: bytes=0-0`, for a server that refuses or encodes `HEAD`.
+async fn first_byte(ctx: &ResolveContext, url: &SafeUrl) -> Result<reqwest::Response, UrlError> {
+    ctx.client
+        .send(|c| c.get(url.expose().clone()).header(RANGE, "bytes=0-0"))
+        .await
+        .map_err(|e| send_error(e, url))
+}
+
+/// A request that got no successful answer, as the user sees it.
+fn send_error(err: SendError, url: &SafeUrl) -> UrlError {
+    let shown = url.to_string();
+    match err {
+        SendError::Status { response, .. } => UrlError::Status {
+            status: response.status(),
+            shown,
+        },
+        SendError::Transport {
+            fault: Fault::Timeout,
+            error,
+            ..
+        } if error.is_connect() => UrlError::ConnectTimeout {
+            shown,
+            host: url.host().to_owned(),
+        },
+        SendError::Transport { error, gave_up, .. } => UrlError::Unreachable {
+            shown,
+            chain: match gave_up {
+                Some(why) => format!("{} ({why})", error_chain(&error.without_url())),
+                None => error_chain(&error.without_url()),
+            },
+        },
+    }
 }
 
 /// What an HTTP status means for the user, with what to do about it.

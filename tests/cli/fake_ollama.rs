@@ -1249,6 +1249,8 @@ struct Registry {
     blobs: BTreeMap<String, Bytes>,
     auth: Option<Auth>,
     blob_response: BlobResponse,
+    /// Statuses the next manifest requests get, one each, before they are served.
+    manifest_faults: std::collections::VecDeque<StatusCode>,
 }
 
 struct RegistryShared {
@@ -1295,6 +1297,7 @@ impl FakeRegistry {
                 blobs: BTreeMap::new(),
                 auth: None,
                 blob_response: BlobResponse::Redirect307,
+                manifest_faults: std::collections::VecDeque::new(),
             }),
             base: format!("http://localhost:{port}"),
             cdn_base: format!("http://{}", cdn.local_addr().expect("CDN address")),
@@ -1435,6 +1438,15 @@ impl FakeRegistry {
             .unwrap_or_default()
     }
 
+    /// The next `times` manifest requests are answered `status` (empty body) instead.
+    pub fn fail_manifests(&self, status: u16, times: usize) {
+        let status = StatusCode::from_u16(status).expect("status");
+        self.shared
+            .state()
+            .manifest_faults
+            .extend(std::iter::repeat_n(status, times));
+    }
+
     /// How blob `GET`s are answered from now on.
     pub fn set_blob_response(&self, response: BlobResponse) {
         self.shared.state().blob_response = response;
@@ -1516,8 +1528,14 @@ async fn registry_handler(
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let mut response = match segments.as_slice() {
         ["token"] => token(&shared, &uri),
-        ["v2", ns, model, "manifests", tag] => challenge(&shared, &headers, ns, model)
-            .unwrap_or_else(|| manifest(&shared, ns, model, tag)),
+        ["v2", ns, model, "manifests", tag] => {
+            let fault = shared.state().manifest_faults.pop_front();
+            match fault {
+                Some(status) => status.into_response(),
+                None => challenge(&shared, &headers, ns, model)
+                    .unwrap_or_else(|| manifest(&shared, ns, model, tag)),
+            }
+        }
         ["v2", ns, model, "blobs", digest] => challenge(&shared, &headers, ns, model)
             .unwrap_or_else(|| blob(&shared, &method, &headers, digest)),
         ["v2", ..] => registry_error(

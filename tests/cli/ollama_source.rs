@@ -445,3 +445,23 @@ fn a_registry_that_wants_a_token_gets_it_for_blobs_too_but_its_cdn_does_not() {
     let token = s.registry.tokens_issued().pop().expect("a token");
     assert!(!run.stderr.contains(&token) && !run.stdout.contains(&token));
 }
+
+#[test]
+fn a_manifest_answered_503_is_retried_through_the_shared_client() {
+    let setup = Setup::new(&[("small:1b", 3), ("big:8b", 4)], TWO);
+    setup.registry.fail_manifests(503, 2);
+    let run = setup.run(&["lock"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lock = setup.project.read("models.lock");
+    assert!(
+        lock.contains("small:1b") && lock.contains("big:8b"),
+        "{lock}"
+    );
+    let manifests = setup
+        .registry
+        .requests()
+        .iter()
+        .filter(|r| r.path().contains("/manifests/"))
+        .count();
+    assert_eq!(manifests, 4, "two 503s retried, then one answer per model");
+}

@@ -146,7 +146,8 @@ pub fn file_url(path: &Path) -> String {
 
 /// A fake file server on `127.0.0.1:0`, speaking plain HTTP as a CDN would: HEAD and GET with
 /// `Content-Length`, `ETag`, `Last-Modified` and `Range`; a redirect; a 404; a server that
-/// refuses HEAD; one that answers HEAD gzip-encoded, and one that encodes every answer. It
+/// refuses HEAD; one that answers HEAD gzip-encoded, one that encodes every answer, and one
+/// whose first HEAD is a `503`. It
 /// counts requests so tests can assert what was asked.
 pub struct FileServer {
     pub base: String,
@@ -173,9 +174,14 @@ impl FileServer {
             uri: Uri,
             headers: HeaderMap,
         ) -> Response {
-            if let Ok(mut l) = log.lock() {
-                l.push(format!("{method} {}", uri.path()));
-            }
+            let seen = match log.lock() {
+                Ok(mut l) => {
+                    let line = format!("{method} {}", uri.path());
+                    l.push(line.clone());
+                    l.iter().filter(|l| **l == line).count()
+                }
+                Err(_) => 0,
+            };
             let file = |status: StatusCode, extra: &[(header::HeaderName, String)]| {
                 let mut r = (
                     status,
@@ -251,6 +257,13 @@ impl FileServer {
                     r
                 }
                 "/private/weights.bin" => StatusCode::FORBIDDEN.into_response(),
+                // Overloaded for its first HEAD (`503` with `Retry-After: 0`), fine after.
+                "/flaky/weights.bin" if method == Method::HEAD && seen == 1 => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "0")],
+                )
+                    .into_response(),
+                "/flaky/weights.bin" => file(StatusCode::OK, &[]),
                 _ => StatusCode::NOT_FOUND.into_response(),
             }
         }

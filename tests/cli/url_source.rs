@@ -253,3 +253,24 @@ fn a_changed_upstream_file_is_reported_and_refused_under_locked() {
         unknown.stderr
     );
 }
+
+#[test]
+fn a_head_answered_503_is_retried_through_the_shared_client() {
+    let server = FileServer::start();
+    let project =
+        Project::with_manifest(&manifest(&format!("{}/flaky/weights.bin", server.base), ""));
+    let run = project.run(&["lock"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        project
+            .read("models.lock")
+            .contains(&format!("size: {}", SERVED.len())),
+        "{}",
+        project.read("models.lock")
+    );
+    assert_eq!(
+        server.requests(),
+        vec!["HEAD /flaky/weights.bin", "HEAD /flaky/weights.bin"],
+        "the 503 was retried, and the second HEAD pinned the file"
+    );
+}

@@ -2,18 +2,20 @@
 //! files that commit holds (docs/protocols.md §1.1–1.3, §1.6).
 //!
 //! Requests carry the token only when it may travel to the endpoint ([`super::token`]), are
-//! retried like downloads (connection errors, 5xx, 408, 429 with `Retry-After`), and every
-//! failure becomes a [`HubError`] whose message says what to do: accept a gated model's
-//! license, set `HF_TOKEN`, check a revision. The tree listing follows `Link: rel="next"`
-//! pages, but only on the endpoint's own origin (a next link elsewhere could carry the token
-//! away) and only up to a bound.
+//! sent through the shared client ([`crate::net::Client`]: connection errors, 5xx, 408, 429
+//! with `Retry-After` are retried), and every failure becomes a [`HubError`] whose variant is
+//! the Hub's verdict (gated, not found, denied, rate-limited) and whose message says what to
+//! do: accept a gated model's license, set `HF_TOKEN`, check a revision. The tree listing
+//! follows `Link: rel="next"` pages, but only on the endpoint's own origin (a next link
+//! elsewhere could carry the token away) and only up to a bound.
 
-use reqwest::header::{AUTHORIZATION, LINK, RETRY_AFTER};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, LINK};
 use serde::Deserialize;
 
 use super::{HubConfig, Repo};
-use crate::net::error_chain;
-use crate::net::retry::{RetryPolicy, Verdict, is_transient};
+use crate::net::headers::next_link;
+use crate::net::{SendError, error_chain};
 
 /// Most pages of a tree listing followed (the Hub sends 1,000 entries a page).
 const MAX_PAGES: usize = 10_000;
@@ -22,9 +24,8 @@ const MAX_JSON_BYTES: usize = 256 << 20;
 
 /// Talks to one Hub endpoint.
 pub struct HubApi<'a> {
-    pub client: &'a reqwest::Client,
+    pub client: &'a crate::net::Client,
     pub config: &'a HubConfig,
-    pub retry: RetryPolicy,
 }
 
 /// One entry of a tree listing (`/api/models/{repo}/tree/{rev}`).
@@ -92,15 +93,59 @@ pub enum HubError {
     )]
     #[diagnostic(code(modelctl::hf::foreign_next_page))]
     ForeignNextPage { repo: String, host: String },
-    /// A status the Hub answered with, explained ([`super::explain`]).
-    #[error("{0}")]
-    #[diagnostic(code(modelctl::hf::refused))]
-    Refused(String),
+    /// The Hub's `X-Error-Code: GatedRepo`; the message is [`super::explain`]'s.
+    #[error("{message}")]
+    #[diagnostic(
+        code(modelctl::hf::gated),
+        help("accept the license on the model's page while logged in, then set HF_TOKEN")
+    )]
+    Gated { status: StatusCode, message: String },
+    /// A `401` for the token itself (invalid or expired).
+    #[error("{message}")]
+    #[diagnostic(
+        code(modelctl::hf::invalid_token),
+        help("create a new token on the Hub's settings page and set HF_TOKEN to it")
+    )]
+    InvalidToken { status: StatusCode, message: String },
+    /// The repository, revision or file is not there (`404`, or a `401` without a token).
+    #[error("{message}")]
+    #[diagnostic(
+        code(modelctl::hf::not_found),
+        help(
+            "check `hf:`, `revision:` and `repo_type:` in models.yaml; a private repository needs HF_TOKEN"
+        )
+    )]
+    NotFound { status: StatusCode, message: String },
+    #[error("{message}")]
+    #[diagnostic(
+        code(modelctl::hf::denied),
+        help("check that HF_TOKEN belongs to an account that can read the repository")
+    )]
+    Denied { status: StatusCode, message: String },
+    #[error("{message}")]
+    #[diagnostic(
+        code(modelctl::hf::rate_limited),
+        help("wait a few minutes; requests with a token (HF_TOKEN) get higher limits")
+    )]
+    RateLimited { status: StatusCode, message: String },
+    /// Any other final status (a 5xx that outlasted the retries, a 416).
+    #[error("{message}")]
+    #[diagnostic(
+        code(modelctl::hf::status),
+        help("check the Hub's status page, or try again later")
+    )]
+    Status { status: StatusCode, message: String },
     #[error("cannot reach the Hub at {endpoint}: {reason}")]
-    #[diagnostic(code(modelctl::hf::unreachable))]
+    #[diagnostic(
+        code(modelctl::hf::unreachable),
+        help("check the network, HF_ENDPOINT and any proxy settings")
+    )]
     Unreachable { endpoint: String, reason: String },
     #[error("cannot reach the Hub at {endpoint}: {reason} ({why})")]
-    #[diagnostic(code(modelctl::hf::unreachable))]
+    #[diagnostic(
+        code(modelctl::hf::unreachable),
+        help("check the network, HF_ENDPOINT and any proxy settings, then try again")
+    )]
     GaveUp {
         endpoint: String,
         reason: String,
@@ -195,7 +240,7 @@ impl HubApi<'_> {
                 if parsed.origin() != origin {
                     return Err(HubError::ForeignNextPage {
                         repo: repo.id.clone(),
-                        host: crate::net::redact(parsed.as_str()),
+                        host: crate::net::SafeUrl::new(parsed).to_string(),
                     });
                 }
                 next = Some(parsed.to_string());
@@ -204,68 +249,101 @@ impl HubApi<'_> {
         Ok(files)
     }
 
-    /// A GET with retries; non-success statuses become messages.
+    /// A GET through the shared client; a final failure becomes its [`HubError`].
     async fn get(&self, url: &str, repo: &Repo, revision: Option<&str>) -> Result<Page, HubError> {
-        let token = self.config.token_for(url)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self.client.get(url);
-            if let Some(token) = token {
-                request = request.header(AUTHORIZATION, bearer(token)?);
+        let token = match self.config.token_for(url)? {
+            Some(token) => Some(bearer(token)?),
+            None => None,
+        };
+        let sent = self
+            .client
+            .send(|client| {
+                let request = client.get(url);
+                match &token {
+                    Some(token) => request.header(AUTHORIZATION, token.clone()),
+                    None => request,
+                }
+            })
+            .await;
+        match sent {
+            Ok(response) => Page::read(response, repo).await,
+            Err(SendError::Status { response, why }) => {
+                Err(self.refused(&response, repo, revision, &why))
             }
-            let wait = match request.send().await {
-                Ok(response) if response.status().is_success() => {
-                    return Page::read(response, repo).await;
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = header(&response, RETRY_AFTER);
-                    match self
-                        .retry
-                        .on_status(status.as_u16(), retry_after.as_deref(), attempt)
-                    {
-                        Verdict::RetryAfter(wait) => wait,
-                        Verdict::GiveUp(why) => {
-                            let code = header(&response, "x-error-code");
-                            let message = header(&response, "x-error-message");
-                            return Err(HubError::Refused(super::explain(
-                                self.config,
-                                repo,
-                                revision,
-                                None,
-                                &crate::net::Refusal {
-                                    status,
-                                    code: code.as_deref(),
-                                    message: message.as_deref(),
-                                    why: &why,
-                                },
-                            )));
-                        }
-                    }
-                }
-                Err(e) => {
-                    let transient = is_transient(&e);
-                    let reason = error_chain(&e.without_url());
-                    match self.retry.on_transport_error(attempt) {
-                        Verdict::RetryAfter(wait) if transient => wait,
-                        Verdict::RetryAfter(_) => {
-                            return Err(HubError::Unreachable {
-                                endpoint: self.config.shown_endpoint(),
-                                reason,
-                            });
-                        }
-                        Verdict::GiveUp(why) => {
-                            return Err(HubError::GaveUp {
-                                endpoint: self.config.shown_endpoint(),
-                                reason,
-                                why,
-                            });
-                        }
-                    }
-                }
-            };
-            tokio::time::sleep(wait).await;
+            Err(SendError::Transport { error, gave_up, .. }) => {
+                let endpoint = self.config.shown_endpoint();
+                let reason = error_chain(&error.without_url());
+                Err(match gave_up {
+                    Some(why) => HubError::GaveUp {
+                        endpoint,
+                        reason,
+                        why,
+                    },
+                    None => HubError::Unreachable { endpoint, reason },
+                })
+            }
+        }
+    }
+
+    /// A final status as the Hub's verdict, explained ([`super::explain`]).
+    fn refused(
+        &self,
+        response: &reqwest::Response,
+        repo: &Repo,
+        revision: Option<&str>,
+        why: &str,
+    ) -> HubError {
+        let status = response.status();
+        let code = header(response, "x-error-code");
+        let said = header(response, "x-error-message");
+        let refusal = crate::net::Refusal {
+            status,
+            code: code.as_deref(),
+            message: said.as_deref(),
+            why,
+        };
+        let message = super::explain(self.config, repo, revision, None, &refusal);
+        match RefusalKind::of(&refusal) {
+            RefusalKind::Gated => HubError::Gated { status, message },
+            RefusalKind::InvalidToken => HubError::InvalidToken { status, message },
+            RefusalKind::NotFound => HubError::NotFound { status, message },
+            RefusalKind::Denied => HubError::Denied { status, message },
+            RefusalKind::RateLimited => HubError::RateLimited { status, message },
+            RefusalKind::Other => HubError::Status { status, message },
+        }
+    }
+}
+
+/// What a final Hub status means, from `X-Error-Code`, `X-Error-Message` and the status, in
+/// the order [`super::explain`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefusalKind {
+    Gated,
+    InvalidToken,
+    NotFound,
+    Denied,
+    RateLimited,
+    Other,
+}
+
+impl RefusalKind {
+    fn of(refusal: &crate::net::Refusal<'_>) -> Self {
+        let status = refusal.status.as_u16();
+        match refusal.code {
+            Some("GatedRepo") => RefusalKind::Gated,
+            _ if status == 401
+                && refusal.message == Some("Invalid credentials in Authorization header") =>
+            {
+                RefusalKind::InvalidToken
+            }
+            Some("RepoNotFound" | "RevisionNotFound" | "EntryNotFound") => RefusalKind::NotFound,
+            None if status == 401 => RefusalKind::NotFound,
+            _ => match status {
+                403 => RefusalKind::Denied,
+                404 | 410 => RefusalKind::NotFound,
+                429 => RefusalKind::RateLimited,
+                _ => RefusalKind::Other,
+            },
         }
     }
 }
@@ -318,19 +396,6 @@ pub fn bearer(token: &super::Token) -> Result<reqwest::header::HeaderValue, HubE
     Ok(value)
 }
 
-/// The `rel="next"` target of a `Link` header.
-fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        let is_next = params.split(';').any(|p| {
-            let p = p.trim().to_ascii_lowercase();
-            p == "rel=\"next\"" || p == "rel=next"
-        });
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| target.to_owned())
-    })
-}
-
 /// What Python's `quote` leaves alone: letters, digits and `-._~`.
 const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -356,13 +421,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_next_link_is_found_among_others() {
-        let h = r#"<https://hub/api/models/a/b/tree/x?cursor=2>; rel="next", <https://hub/first>; rel="first""#;
-        assert_eq!(
-            next_link(h).as_deref(),
-            Some("https://hub/api/models/a/b/tree/x?cursor=2")
-        );
-        assert_eq!(next_link(r#"<https://hub/first>; rel="first""#), None);
+    fn final_statuses_are_read_as_the_hubs_verdicts() {
+        let refusal = |status: u16, code, message| crate::net::Refusal {
+            status: StatusCode::from_u16(status).expect("status"),
+            code,
+            message,
+            why: "HTTP",
+        };
+        let cases = [
+            (refusal(403, Some("GatedRepo"), None), RefusalKind::Gated),
+            (
+                refusal(
+                    401,
+                    None,
+                    Some("Invalid credentials in Authorization header"),
+                ),
+                RefusalKind::InvalidToken,
+            ),
+            (refusal(401, None, None), RefusalKind::NotFound),
+            (
+                refusal(404, Some("RevisionNotFound"), None),
+                RefusalKind::NotFound,
+            ),
+            (refusal(404, None, None), RefusalKind::NotFound),
+            (refusal(403, None, None), RefusalKind::Denied),
+            (refusal(429, None, None), RefusalKind::RateLimited),
+            (refusal(503, None, None), RefusalKind::Other),
+        ];
+        for (refusal, want) in cases {
+            assert_eq!(RefusalKind::of(&refusal), want, "{refusal:?}");
+        }
     }
 
     #[test]

@@ -280,7 +280,6 @@ pub async fn resolve(
     let api = HubApi {
         client: &ctx.client,
         config: &ctx.hf,
-        retry: ctx.retry,
     };
     let commit = api.commit(&repo, &source.revision).await?;
     let entries = api.files(&repo, &commit).await?;

@@ -21,8 +21,65 @@ pub const DEFAULT_HOST: &str = "127.0.0.1:11434";
 /// Longest NDJSON line read (the Go client's limit).
 const MAX_LINE: usize = 8 << 20;
 
+/// Why the daemon could not be asked, or what it refused.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum DaemonError {
+    #[error("OLLAMA_HOST `{raw}` is not a host or URL: {error}")]
+    #[diagnostic(
+        code(modelctl::ollama::host),
+        help("set OLLAMA_HOST to `host`, `host:port`, `:port` or an http(s) URL")
+    )]
+    Host { raw: String, error: url::ParseError },
+    #[error("cannot set up the Ollama client: {0}")]
+    #[diagnostic(code(modelctl::ollama::client))]
+    Client(reqwest::Error),
+    #[error(
+        "cannot reach the Ollama daemon at {address} ({chain}); start it with `ollama serve`, or set OLLAMA_HOST"
+    )]
+    #[diagnostic(code(modelctl::ollama::daemon_unreachable))]
+    Unreachable { address: String, chain: String },
+    #[error("the Ollama daemon's model list is not as expected: {0}")]
+    #[diagnostic(code(modelctl::ollama::daemon_answer))]
+    ModelList(serde_json::Error),
+    #[error("reading the Ollama daemon's answer to {what} failed: {chain}")]
+    #[diagnostic(code(modelctl::ollama::daemon_answer))]
+    Read { what: &'static str, chain: String },
+    /// The daemon's `{"error": …}`.
+    #[error("the Ollama daemon refused to {what}: {error}")]
+    #[diagnostic(code(modelctl::ollama::daemon_refused))]
+    Refused { what: &'static str, error: String },
+    #[error("the Ollama daemon answered {status} to {what}")]
+    #[diagnostic(code(modelctl::ollama::daemon_status))]
+    Status {
+        what: &'static str,
+        status: reqwest::StatusCode,
+    },
+    #[error("the pull stream from the Ollama daemon broke: {chain}")]
+    #[diagnostic(
+        code(modelctl::ollama::pull_stream),
+        help("run `modelctl apply` again; Ollama resumes the layers it has")
+    )]
+    PullStream { chain: String },
+    #[error("the Ollama daemon sent a progress line over 8 MiB")]
+    #[diagnostic(code(modelctl::ollama::pull_stream))]
+    LineTooLong,
+    #[error("the Ollama daemon sent an unreadable progress line: {0}")]
+    #[diagnostic(code(modelctl::ollama::pull_stream))]
+    BadLine(serde_json::Error),
+    /// An `error` line in the pull's progress stream.
+    #[error("the Ollama daemon says: {0}")]
+    #[diagnostic(code(modelctl::ollama::pull_failed))]
+    PullFailed(String),
+    #[error("the Ollama daemon's pull of `{0}` ended without `success`")]
+    #[diagnostic(
+        code(modelctl::ollama::pull_unfinished),
+        help("run `modelctl apply` again; Ollama resumes the layers it has")
+    )]
+    PullUnfinished(String),
+}
+
 /// `OLLAMA_HOST` as a base URL: `host`, `host:port`, `:port` or a full `http(s)://` URL.
-pub fn base_url(value: Option<&str>) -> Result<url::Url, String> {
+pub fn base_url(value: Option<&str>) -> Result<url::Url, DaemonError> {
     let raw = value
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -32,11 +89,13 @@ pub fn base_url(value: Option<&str>) -> Result<url::Url, String> {
     } else {
         format!("http://{raw}")
     };
-    let mut url = url::Url::parse(&with_scheme)
-        .map_err(|e| format!("OLLAMA_HOST `{raw}` is not a host or URL: {e}"))?;
+    let host_error = |error| DaemonError::Host {
+        raw: raw.to_owned(),
+        error,
+    };
+    let mut url = url::Url::parse(&with_scheme).map_err(host_error)?;
     if url.host_str().is_none_or(str::is_empty) {
-        url.set_host(Some("127.0.0.1"))
-            .map_err(|e| format!("OLLAMA_HOST `{raw}`: {e}"))?;
+        url.set_host(Some("127.0.0.1")).map_err(host_error)?;
     }
     if url.port().is_none() && url.scheme() == "http" && !raw.contains("://") {
         let _ = url.set_port(Some(11434));
@@ -89,16 +148,16 @@ struct Progress {
 }
 
 impl Daemon {
-    /// A client for the daemon at `base`. Loading a large model can take minutes, so reads
-    /// wait up to ten; connecting still fails fast.
-    pub fn new(base: url::Url, connect_timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .user_agent(crate::net::USER_AGENT)
-            .connect_timeout(connect_timeout)
+    /// A client for the daemon at `base`, from the shared settings ([`crate::net::builder`]:
+    /// its connect timeout and user agent) with the daemon's own differences: loading a large
+    /// model can take minutes, so reads wait up to ten, and a local daemon never redirects.
+    /// Requests are sent once: an absent daemon is reported at once, never after backoff.
+    pub fn new(base: url::Url, net: &crate::net::NetConfig) -> Result<Self, DaemonError> {
+        let client = crate::net::builder(net)
             .read_timeout(Duration::from_secs(600))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot set up the Ollama client: {e}"))?;
+            .map_err(DaemonError::Client)?;
         Ok(Self { client, base })
     }
 
@@ -111,16 +170,15 @@ impl Daemon {
         format!("{}{path}", self.address())
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> String {
-        format!(
-            "cannot reach the Ollama daemon at {} ({}); start it with `ollama serve`, or set OLLAMA_HOST",
-            self.address(),
-            error_chain(&e.without_url())
-        )
+    fn unreachable(&self, e: reqwest::Error) -> DaemonError {
+        DaemonError::Unreachable {
+            address: self.address(),
+            chain: error_chain(&e.without_url()),
+        }
     }
 
     /// The models the daemon has, with the digests it reports.
-    pub async fn installed(&self) -> Result<Vec<Installed>, String> {
+    pub async fn installed(&self) -> Result<Vec<Installed>, DaemonError> {
         let response = self
             .client
             .get(self.url("/api/tags"))
@@ -128,8 +186,7 @@ impl Daemon {
             .await
             .map_err(|e| self.unreachable(e))?;
         let body = self.json_body(response, "list models").await?;
-        let tags: Tags = serde_json::from_value(body)
-            .map_err(|e| format!("the Ollama daemon's model list is not as expected: {e}"))?;
+        let tags: Tags = serde_json::from_value(body).map_err(DaemonError::ModelList)?;
         // A name or digest that does not validate is skipped, never used.
         Ok(tags
             .models
@@ -145,7 +202,7 @@ impl Daemon {
     }
 
     /// What the daemon says about an installed model (`/api/show`).
-    pub async fn show(&self, name: &OllamaRef) -> Result<Value, String> {
+    pub async fn show(&self, name: &OllamaRef) -> Result<Value, DaemonError> {
         let response = self
             .client
             .post(self.url("/api/show"))
@@ -158,7 +215,7 @@ impl Daemon {
     }
 
     /// The models loaded in memory now (`/api/ps`).
-    pub async fn loaded(&self) -> Result<Vec<OllamaRef>, String> {
+    pub async fn loaded(&self) -> Result<Vec<OllamaRef>, DaemonError> {
         let response = self
             .client
             .get(self.url("/api/ps"))
@@ -184,7 +241,7 @@ impl Daemon {
         &self,
         name: &OllamaRef,
         on_progress: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), DaemonError> {
         let mut response = self
             .client
             .post(self.url("/api/pull"))
@@ -200,18 +257,21 @@ impl Daemon {
         if !response.status().is_success() {
             let status = response.status();
             let body = self.json_body(response, "pull").await.err();
-            return Err(body.unwrap_or_else(|| format!("the Ollama daemon answered {status}")));
+            return Err(body.unwrap_or(DaemonError::Status {
+                what: "pull",
+                status,
+            }));
         }
         let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut pending: Vec<u8> = Vec::new();
         let mut succeeded = false;
         loop {
-            let chunk = response.chunk().await.map_err(|e| {
-                format!(
-                    "the pull stream from the Ollama daemon broke: {}",
-                    error_chain(&e.without_url())
-                )
-            })?;
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| DaemonError::PullStream {
+                    chain: error_chain(&e.without_url()),
+                })?;
             let Some(chunk) = chunk else { break };
             pending.extend_from_slice(&chunk);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
@@ -219,7 +279,7 @@ impl Daemon {
                 succeeded |= self.progress_line(&line, &mut layers, on_progress)?;
             }
             if pending.len() > MAX_LINE {
-                return Err("the Ollama daemon sent a progress line over 8 MiB".to_owned());
+                return Err(DaemonError::LineTooLong);
             }
         }
         if !pending.is_empty() {
@@ -228,9 +288,7 @@ impl Daemon {
         if succeeded {
             Ok(())
         } else {
-            Err(format!(
-                "the Ollama daemon's pull of `{name}` ended without `success`"
-            ))
+            Err(DaemonError::PullUnfinished(name.to_string()))
         }
     }
 
@@ -240,14 +298,13 @@ impl Daemon {
         line: &[u8],
         layers: &mut BTreeMap<String, (u64, u64)>,
         on_progress: &(dyn Fn(u64, u64) + Send + Sync),
-    ) -> Result<bool, String> {
+    ) -> Result<bool, DaemonError> {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(false);
         }
-        let progress: Progress = serde_json::from_slice(line)
-            .map_err(|e| format!("the Ollama daemon sent an unreadable progress line: {e}"))?;
+        let progress: Progress = serde_json::from_slice(line).map_err(DaemonError::BadLine)?;
         if let Some(error) = progress.error {
-            return Err(format!("the Ollama daemon says: {error}"));
+            return Err(DaemonError::PullFailed(error));
         }
         if let (Some(digest), Some(total)) = (progress.digest, progress.total) {
             layers.insert(digest, (progress.completed.unwrap_or(0).min(total), total));
@@ -260,7 +317,7 @@ impl Daemon {
     }
 
     /// Deletes `name`; one the daemon does not have counts as deleted.
-    pub async fn delete(&self, name: &OllamaRef) -> Result<(), String> {
+    pub async fn delete(&self, name: &OllamaRef) -> Result<(), DaemonError> {
         let response = self
             .client
             .delete(self.url("/api/delete"))
@@ -276,7 +333,11 @@ impl Daemon {
     }
 
     /// Loads `name` into memory for `keep_alive` (the daemon's default when `None`).
-    pub async fn load(&self, name: &OllamaRef, keep_alive: Option<&str>) -> Result<(), String> {
+    pub async fn load(
+        &self,
+        name: &OllamaRef,
+        keep_alive: Option<&str>,
+    ) -> Result<(), DaemonError> {
         let mut body = json!({"model": name.pull_name()});
         if let Some(k) = keep_alive {
             body["keep_alive"] = keep_alive_value(k);
@@ -285,7 +346,7 @@ impl Daemon {
     }
 
     /// Unloads `name` from memory now (`keep_alive: 0`).
-    pub async fn unload(&self, name: &OllamaRef) -> Result<(), String> {
+    pub async fn unload(&self, name: &OllamaRef) -> Result<(), DaemonError> {
         self.generate(
             json!({"model": name.pull_name(), "keep_alive": 0}),
             "unload",
@@ -293,7 +354,7 @@ impl Daemon {
         .await
     }
 
-    async fn generate(&self, body: Value, what: &str) -> Result<(), String> {
+    async fn generate(&self, body: Value, what: &'static str) -> Result<(), DaemonError> {
         let mut body = body;
         body["stream"] = Value::Bool(false);
         let response = self
@@ -308,13 +369,15 @@ impl Daemon {
     }
 
     /// A JSON answer, or the daemon's `{"error": …}` as the message.
-    async fn json_body(&self, response: reqwest::Response, what: &str) -> Result<Value, String> {
+    async fn json_body(
+        &self,
+        response: reqwest::Response,
+        what: &'static str,
+    ) -> Result<Value, DaemonError> {
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| {
-            format!(
-                "reading the Ollama daemon's answer to {what} failed: {}",
-                error_chain(&e.without_url())
-            )
+        let bytes = response.bytes().await.map_err(|e| DaemonError::Read {
+            what,
+            chain: error_chain(&e.without_url()),
         })?;
         let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -322,10 +385,13 @@ impl Daemon {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         if let Some(error) = value.get("error").and_then(Value::as_str) {
-            return Err(format!("the Ollama daemon refused to {what}: {error}"));
+            return Err(DaemonError::Refused {
+                what,
+                error: error.to_owned(),
+            });
         }
         if !status.is_success() {
-            return Err(format!("the Ollama daemon answered {status} to {what}"));
+            return Err(DaemonError::Status { what, status });
         }
         Ok(value)
     }

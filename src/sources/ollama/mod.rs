@@ -23,19 +23,43 @@ use crate::digest::Sha256;
 use crate::lock::LockedSource;
 use crate::manifest::OllamaSource;
 
+/// Why an `ollama` source could not be resolved.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum OllamaError {
+    #[error("`{name}` is not an Ollama model name: {error}")]
+    #[diagnostic(
+        code(modelctl::ollama::name),
+        help(
+            "write the name as `ollama pull` takes it: `model`, `model:tag` or `namespace/model:tag`"
+        )
+    )]
+    Name {
+        name: String,
+        error: crate::names::NameError,
+    },
+    #[error(
+        "the network is off (`--offline` or `--frozen`), so the registry cannot say what `{0}` is; run `modelctl lock` online once and commit models.lock"
+    )]
+    #[diagnostic(code(modelctl::ollama::offline))]
+    Offline(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Registry(#[from] registry::RegistryError),
+}
+
 /// Resolves an `ollama` source: the tag's manifest digest and layers, from the registry.
-pub async fn resolve(ctx: &ResolveContext, source: &OllamaSource) -> Result<LockedSource, String> {
-    let name = OllamaRef::parse(&source.ollama)
-        .map_err(|e| format!("`{}` is not an Ollama model name: {e}", source.ollama))?;
+pub async fn resolve(
+    ctx: &ResolveContext,
+    source: &OllamaSource,
+) -> Result<LockedSource, OllamaError> {
+    let name = OllamaRef::parse(&source.ollama).map_err(|error| OllamaError::Name {
+        name: source.ollama.clone(),
+        error,
+    })?;
     if ctx.offline {
-        return Err(format!(
-            "the network is off (`--offline` or `--frozen`), so the registry cannot say what `{}` is; run `modelctl lock` online once and commit models.lock",
-            name.display_shortest()
-        ));
+        return Err(OllamaError::Offline(name.display_shortest()));
     }
-    let manifest = registry::manifest(&ctx.client, &name)
-        .await
-        .map_err(|e| e.to_string())?;
+    let manifest = registry::manifest(&ctx.client, &name).await?;
     Ok(LockedSource::Ollama {
         ollama: source.ollama.clone(),
         digest: manifest.digest,

@@ -4,7 +4,8 @@
 //! (what `ollama list` shows), and the manifest lists the layers and the config blob. Every
 //! digest, size and media type in it is validated before anything else happens, for all layers
 //! at once (docs/reliability.md S2: `sha256:../../x`, 63 hex digits, negative or huge sizes are
-//! refused with the manifest, never half-used). A `401` with a bearer challenge is answered
+//! refused with the manifest, never half-used). Requests go through the shared client
+//! ([`crate::net::Client`]), so a `503` or a dropped connection is retried. A `401` with a bearer challenge is answered
 //! once, and only when the challenge's realm is on the registry's own host: a realm elsewhere
 //! would learn which models this machine pulls, or phish a credential.
 
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use super::OllamaRef;
 use crate::digest::Sha256;
 use crate::lock::LockedLayer;
-use crate::net::error_chain;
+use crate::net::{SendError, error_chain};
 
 /// The manifest media type the daemon asks for.
 pub const MANIFEST_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -127,9 +128,10 @@ pub enum RegistryError {
     TooLarge(usize),
 }
 
-/// Fetches and validates the manifest of `name`'s tag.
+/// Fetches and validates the manifest of `name`'s tag, through the shared client (a `503`
+/// or a refused connection is retried like any request).
 pub async fn manifest(
-    client: &reqwest::Client,
+    client: &crate::net::Client,
     name: &OllamaRef,
 ) -> Result<Manifest, RegistryError> {
     let url = format!(
@@ -140,39 +142,47 @@ pub async fn manifest(
         name.tag
     );
     let shown = name.to_string();
+    let url = url.as_str();
     let send = |token: Option<String>| {
-        let mut request = client.get(&url).header(ACCEPT, MANIFEST_TYPE);
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        request.send()
+        client.send(move |c| {
+            let request = c.get(url).header(ACCEPT, MANIFEST_TYPE);
+            match &token {
+                Some(token) => request.header(AUTHORIZATION, format!("Bearer {token}")),
+                None => request,
+            }
+        })
     };
-    let unreachable = |e: reqwest::Error| RegistryError::Unreachable {
-        host: name.host.clone(),
-        chain: error_chain(&e.without_url()),
-    };
-    let mut response = send(None).await.map_err(unreachable)?;
     let mut issued = None;
-    if response.status() == StatusCode::UNAUTHORIZED
+    let mut sent = send(None).await;
+    if let Err(SendError::Status { response, .. }) = &sent
+        && response.status() == StatusCode::UNAUTHORIZED
         && let Some(challenge) = response
             .headers()
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
     {
         let token = bearer_token(client, name, challenge).await?;
-        response = send(Some(token.clone())).await.map_err(unreachable)?;
+        sent = send(Some(token.clone())).await;
         issued = Some(crate::net::Token::new(
             token,
             format!("the registry {}", name.host),
         ));
     }
-    match response.status() {
-        s if s.is_success() => {}
-        StatusCode::NOT_FOUND => {
-            return Err(RegistryError::NotFound { shown });
+    let response = sent.map_err(|e| match e {
+        SendError::Status { response, .. } if response.status() == StatusCode::NOT_FOUND => {
+            RegistryError::NotFound {
+                shown: shown.clone(),
+            }
         }
-        status => return Err(RegistryError::Status { status, shown }),
-    }
+        SendError::Status { response, .. } => RegistryError::Status {
+            status: response.status(),
+            shown: shown.clone(),
+        },
+        SendError::Transport { error, gave_up, .. } => RegistryError::Unreachable {
+            host: name.host.clone(),
+            chain: with_summary(error, gave_up.as_deref()),
+        },
+    })?;
     let bytes = read_limited(response, MAX_MANIFEST_BYTES)
         .await
         .map_err(|e| RegistryError::Read {
@@ -185,6 +195,15 @@ pub async fn manifest(
     })?;
     manifest.token = issued;
     Ok(manifest)
+}
+
+/// An error chain, with the retry policy's summary when it gave up.
+fn with_summary(error: reqwest::Error, gave_up: Option<&str>) -> String {
+    let chain = error_chain(&error.without_url());
+    match gave_up {
+        Some(why) => format!("{chain} ({why})"),
+        None => chain,
+    }
 }
 
 /// Where a blob of `name`'s repository is (the registry redirects to its CDN).
@@ -263,7 +282,7 @@ fn layer(wire: &WireLayer) -> Result<LockedLayer, RegistryError> {
 /// Answers a `Bearer realm=…,service=…,scope=…` challenge with an anonymous token, but only
 /// from a realm on the registry's own host.
 async fn bearer_token(
-    client: &reqwest::Client,
+    client: &crate::net::Client,
     name: &OllamaRef,
     challenge: &str,
 ) -> Result<String, RegistryError> {
@@ -291,20 +310,18 @@ async fn bearer_token(
     realm_url
         .query_pairs_mut()
         .extend_pairs(params.iter().filter(|(k, _)| k != "realm"));
-    let response =
-        client
-            .get(realm_url)
-            .send()
-            .await
-            .map_err(|e| RegistryError::TokenUnreachable {
-                chain: error_chain(&e.without_url()),
-            })?;
-    if !response.status().is_success() {
-        return Err(RegistryError::TokenRefused {
-            host: name.host.clone(),
-            status: response.status(),
-        });
-    }
+    let response = client
+        .send(|c| c.get(realm_url.clone()))
+        .await
+        .map_err(|e| match e {
+            SendError::Status { response, .. } => RegistryError::TokenRefused {
+                host: name.host.clone(),
+                status: response.status(),
+            },
+            SendError::Transport { error, gave_up, .. } => RegistryError::TokenUnreachable {
+                chain: with_summary(error, gave_up.as_deref()),
+            },
+        })?;
     #[derive(Deserialize)]
     struct TokenReply {
         #[serde(alias = "access_token")]
