@@ -9,28 +9,6 @@ use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};
 use crate::plan::{Action, Plan};
 
-/// Puts the cache's file at `to` (a hard link when `share`, if the filesystem allows, else a
-/// synced copy) and checks that its bytes hash to `want`.
-fn copy_checked(
-    from: &std::path::Path,
-    to: &std::path::Path,
-    want: Sha256,
-    share: bool,
-) -> Result<(), ImportError> {
-    let linked = share && std::fs::hard_link(from, to).is_ok();
-    if !linked {
-        std::fs::copy(from, to).map_err(ImportError::Copy)?;
-        std::fs::File::open(to)
-            .and_then(|f| f.sync_all())
-            .map_err(ImportError::Sync)?;
-    }
-    let got = crate::store::hash_file(to)?;
-    if got != want {
-        return Err(ImportError::Mismatch { got, want });
-    }
-    Ok(())
-}
-
 /// Why a blob of the Hugging Face cache was not taken into the store (it is downloaded
 /// instead). The caller names the model and file.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -142,4 +120,26 @@ impl Executor<'_> {
             }
         }
     }
+}
+
+/// Puts the cache's file at `to` (a hard link when `share`, if the filesystem allows, else a
+/// synced copy) and checks that its bytes hash to `want`.
+fn copy_checked(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    want: Sha256,
+    share: bool,
+) -> Result<(), ImportError> {
+    let linked = share && std::fs::hard_link(from, to).is_ok();
+    if !linked {
+        std::fs::copy(from, to).map_err(ImportError::Copy)?;
+        std::fs::File::open(to)
+            .and_then(|f| f.sync_all())
+            .map_err(ImportError::Sync)?;
+    }
+    let got = crate::store::hash_file(to)?;
+    if got != want {
+        return Err(ImportError::Mismatch { got, want });
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 //! pointer that replaced it is durable, and a model that is still active (because its
 //! replacement failed) is kept. Failures are collected per model instead of stopping
 //! everything, so one bad URL does not block the rest.
+//!
 //! This file holds the core: the files phase (downloads, reuses, verifications) and the
 //! executor's bookkeeping. Rebuilding model directories is in `rebuild.rs`, the pointer phase
 //! in `pointers.rs`, deletions in `deletions.rs`; Ollama pulls and removals (`ollama.rs`) and
