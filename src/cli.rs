@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
 
 /// A declarative reconciler for AI model files: plan, apply and pin models from the
 /// HuggingFace Hub, URLs and Ollama.
@@ -22,21 +23,33 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The manifest to read [default: ./models.yaml]
+    /// The manifest, or a directory holding models.yaml [default: the first models.yaml in
+    /// this directory or above it, up to the repository's root]
     #[arg(long, global = true, env = "MODELCTL_MANIFEST", value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    /// Run as if modelctl was started in DIR (as `git -C` and `cargo -C`)
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
     /// The model store, overriding the manifest's `store:`
     #[arg(long, global = true, env = "MODELCTL_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// Require models.lock to be up to date: fail instead of changing it
     #[arg(long, global = true)]
     pub locked: bool,
-    /// Make no network requests
+    /// Resolve nothing online: plan from models.lock alone (apply still downloads the files
+    /// it pins)
     #[arg(long, global = true)]
     pub offline: bool,
-    /// Both `--locked` and `--offline`
+    /// Both `--locked` and `--offline`: models.lock exactly as it is, nothing resolved
     #[arg(long, global = true)]
     pub frozen: bool,
+    /// Say more: each resolution step and HTTP request (`-vv`: timings, retries, chunk plans)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print only errors, warnings and the data asked for (a successful `apply -q` prints
+    /// nothing)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// When to use colour
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -51,6 +64,8 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: a models.yaml to begin from, its schema, and the store in .gitignore
+    Init(InitArgs),
     /// Show what `apply` would download, link, verify, swap and delete
     Plan(PlanArgs),
     /// Make the store match the plan: download, verify, link, swap and delete
@@ -81,41 +96,50 @@ pub enum Command {
     Gc(GcArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
-    /// Print a shell completion script (`modelctl completions bash > /etc/bash_completion.d/modelctl`)
+    /// Print a shell completion script, which completes model ids and types too (`source <(modelctl completions bash)`)
     Completions(CompletionsArgs),
+    /// Print the man page, in roff (`modelctl man > ~/.local/share/man/man1/modelctl.1`)
+    Man,
     /// Make a model the active one of its type in models.yaml
     Activate(ActivateArgs),
     /// Remove a type's active model from models.yaml
     Deactivate(DeactivateArgs),
     /// Set or unset keys of a model's `config` in models.yaml
     Config(ConfigArgs),
-    /// Remove a model (and its `active` entry) from models.yaml
+    /// Remove models (and their `active` entries) from models.yaml
     Remove(RemoveArgs),
     /// Declare a new model in models.yaml
     Add(AddArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project's directory, created if needed [default: the current directory]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ActivateArgs {
     /// The model
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub id: String,
     /// The type to activate it as (default: its own type; any other is refused)
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DeactivateArgs {
     /// A type, or the id of an active model
-    #[arg(value_name = "TYPE|ID")]
+    #[arg(value_name = "TYPE|ID", add = ArgValueCandidates::new(crate::completion::types_and_active_ids))]
     pub target: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     /// The model
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub id: String,
     /// Keys to set; values are YAML scalars (numbers, `true`/`false`, otherwise strings)
     #[arg(value_name = "KEY=VALUE")]
@@ -127,9 +151,9 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// The model
-    #[arg(value_name = "ID")]
-    pub id: String,
+    /// The models
+    #[arg(value_name = "ID", required = true, num_args = 1.., add = ArgValueCandidates::new(crate::completion::model_ids))]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -139,7 +163,7 @@ pub struct AddArgs {
     #[arg(value_name = "ID")]
     pub id: String,
     /// Its type: a built-in type or one declared under `types:`
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: String,
     /// A HuggingFace Hub repository, `org/name`
     #[arg(long, value_name = "ORG/NAME")]
@@ -150,7 +174,8 @@ pub struct AddArgs {
     /// Glob patterns of Hub files to fetch (default: every file)
     #[arg(long, value_name = "GLOB", requires = "hf", num_args = 1..)]
     pub include: Vec<String>,
-    /// The URL of a single file
+    /// The URL of a single file, or the path of a local one (relative to the current
+    /// directory; written relative to models.yaml)
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The expected SHA-256 of the URL's file
@@ -209,14 +234,14 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The models to re-resolve (default: all)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only models of this type
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: Option<String>,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -274,7 +299,7 @@ pub struct StorageArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The model
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub id: String,
     /// Print JSON instead of text
     #[arg(long)]
@@ -284,7 +309,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct OutdatedArgs {
     /// The models to check (default: all)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -301,7 +326,7 @@ pub struct LockArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Only these models (default: every model in models.yaml)
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
     pub ids: Vec<String>,
     /// Print the report as JSON instead of text
     #[arg(long)]
@@ -333,47 +358,18 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a number of seconds (such as `300` or `0.5`)"))
 }
 
-/// Parses `45s`, `30m`, `2h`, `1d`, sums such as `1h30m`, and a bare `0`.
+/// Parses `45s`, `30m`, `2h`, `1d`, sums such as `1h30m` or `1h 30m`, fractions (`1.5h`) and a
+/// bare `0`, with humantime (which also knows `90min`, `2days`, `1week`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return Err("a duration is a number and a unit: `45s`, `30m`, `2h`, `1d`".to_owned());
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(format!("`{c}` is not a unit; use `s`, `m`, `h` or `d`")),
-        };
-        if digits.is_empty() {
-            return Err(format!("`{text}` needs a number before each unit"));
-        }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{text}` is too long a duration"))?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
-    }
-    if !digits.is_empty() {
+    if text != "0" && text.parse::<f64>().is_ok() {
         return Err(format!(
             "`{text}` ends without a unit; write `{text}s`, `{text}m` or `{text}h`"
         ));
     }
-    Ok(Duration::from_secs(total))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is not a duration ({e}); write a number and a unit: `45s`, `30m`, `2h`, `1h30m`, `1d`")
+    })
 }
 
 #[cfg(test)]
@@ -390,7 +386,9 @@ mod tests {
         assert_eq!(secs("1d"), Ok(86_400));
         assert_eq!(secs("0"), Ok(0));
         assert_eq!(secs("0s"), Ok(0));
-        for bad in ["", "10", "h", "5x", "-1h", "1.5h", "99999999999999999999d"] {
+        assert_eq!(secs("1h 30m"), Ok(5400));
+        assert_eq!(secs("1.5h"), Ok(5400));
+        for bad in ["", "10", "h", "5x", "-1h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
         assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
@@ -399,4 +397,29 @@ mod tests {
             assert!(parse_seconds(bad).is_err(), "{bad:?} was accepted");
         }
     }
+}
+
+/// `modelctl -v --version` (in any order, `-V` too): the long version, as `rustc -vV` has it.
+pub fn wants_long_version(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let (mut version, mut verbose) = (false, false);
+    for arg in args.into_iter().skip(1) {
+        match arg.to_str() {
+            Some("--version" | "-V") => version = true,
+            Some("--verbose" | "-v") => verbose = true,
+            Some("--") => break,
+            Some(a) if !a.starts_with('-') => return false,
+            _ => {}
+        }
+    }
+    version && verbose
+}
+
+/// The version, the commit it was built from, the target and what is compiled in.
+pub fn long_version() -> String {
+    format!(
+        "modelctl {}\ncommit: {}\ntarget: {}\nfeatures: TLS (rustls, the system's CA store), HTTP/2, NVIDIA GPUs through NVML (loaded at run time), inotify for `watch`",
+        env!("CARGO_PKG_VERSION"),
+        env!("MODELCTL_COMMIT"),
+        env!("MODELCTL_TARGET"),
+    )
 }

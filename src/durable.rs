@@ -4,9 +4,13 @@
 //! `active/`) is replaced by writing a uniquely named sibling, fsyncing it, renaming it over
 //! the target and fsyncing the directory. A crash at any instant leaves either the complete old
 //! file or the complete new one, never an empty or truncated one (docs/reliability.md C2).
+//! A file that must never be replaced once made (the API token) is created the same way but
+//! published with a hard link instead of a rename, so a writer that loses a race is told.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+#[cfg(unix)]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,6 +69,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Creates `path` holding `bytes` with permission bits `mode`, atomically and durably, unless it
+/// exists: then it fails with [`io::ErrorKind::AlreadyExists`] and leaves the file as it was.
+/// The name only ever shows the whole content (a private sibling is written, fsynced and
+/// hard-linked into place, then the directory is fsynced), so a concurrent reader or a crash
+/// never sees half of it.
+#[cfg(unix)]
+pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let temp = temp_sibling(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::hard_link(&temp, path)
+    })();
+    let _ = fs::remove_file(&temp);
+    result?;
+    sync_dir(parent_of(path))
+}
+
 /// Writes `bytes` unless the file already holds exactly them; returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     match fs::read(path) {
@@ -119,6 +147,25 @@ mod tests {
         assert_eq!(before, after);
         assert!(write_if_changed(&path, b"b\n").expect("third write"));
         assert_eq!(fs::read(&path).expect("read"), b"b\n");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(leftovers.len(), 1, "no temp files are left behind");
+    }
+
+    #[test]
+    fn create_new_atomic_makes_a_private_file_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("api-token");
+        create_new_atomic(&path, b"first\n", 0o600).expect("created");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = create_new_atomic(&path, b"second\n", 0o600).expect_err("exists");
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            b"first\n",
+            "the first is kept"
+        );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(leftovers.len(), 1, "no temp files are left behind");
     }

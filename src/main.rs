@@ -3,11 +3,19 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use modelctl::manifest::ManifestError;
 use modelctl::printer::{OutputError, Printer};
 
 fn main() -> ExitCode {
+    // A completion script calling back on Tab (`COMPLETE=bash modelctl …`): answer and exit.
+    clap_complete::CompleteEnv::with_factory(modelctl::cli::Cli::command)
+        .var(modelctl::commands::completions::COMPLETE_VAR)
+        .complete();
+    if modelctl::cli::wants_long_version(std::env::args_os()) {
+        println_or_exit(&modelctl::cli::long_version());
+        return ExitCode::SUCCESS;
+    }
     let cli = modelctl::cli::Cli::parse();
     let color = match cli.global.color {
         modelctl::cli::ColorChoice::Always => true,
@@ -60,4 +68,9 @@ fn stdout_closed(report: &miette::Report) -> bool {
         e.downcast_ref::<OutputError>()
             .is_some_and(OutputError::is_closed)
     })
+}
+
+/// `-v --version` on stdout; a closed stdout is the reader's choice, as everywhere.
+fn println_or_exit(text: &str) {
+    let _ = Printer::default().outln(text);
 }

@@ -12,9 +12,10 @@
 //! reader that stopped reading did not ask it to stop half-way. Talk never fails: a line lost
 //! to a closed stderr must not undo work or take `serve` down, so talk is dropped instead.
 //!
-//! The printer carries a [`Level`], which `-q` and `-v` will set: data is printed at every
-//! level, [`Printer::say`] only from [`Level::Normal`] up, [`Printer::warn`] and
-//! [`Printer::err`] at every level. The long-running code paths without a printer at hand
+//! The printer carries a [`Level`], which `-q` and `-v` set: data is printed at every level,
+//! [`Printer::say`] only from [`Level::Normal`] up, [`Printer::warn`] and [`Printer::err`] at
+//! every level. Detail below talk (`-v`: requests, resolution steps) is logged through
+//! `tracing` and written by the subscriber of [`crate::logging`]. The long-running code paths without a printer at hand
 //! (the server, the watch loop, the download reporter) log through [`log_line!`], which
 //! writes the same way.
 
@@ -29,8 +30,10 @@ pub enum Level {
     /// Data and talk.
     #[default]
     Normal,
-    /// Data, talk and detail.
+    /// Data, talk and detail (`-v`).
     Verbose,
+    /// Everything, with timings (`-vv`).
+    Debug,
 }
 
 /// Writes data on stdout and talk on stderr, at a [`Level`]. Cheap to copy: the streams are

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::manifest::Manifest;
 use crate::plan::Style;
-use crate::printer::Printer;
+use crate::printer::{Level, Printer};
 use crate::sources::hf::HubConfig;
 
 /// Resolved settings for one run.
@@ -52,21 +52,65 @@ pub struct Network {
 /// The default store, relative to the manifest.
 pub const DEFAULT_STORE: &str = "models";
 
+/// The manifest's file name.
+pub const MANIFEST_NAME: &str = "models.yaml";
+
+/// `--manifest PATH`: the file itself, or `models.yaml` in a directory.
+fn manifest_at(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(MANIFEST_NAME)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The first `models.yaml` in `start` or a directory above it, as cargo finds Cargo.toml.
+/// The search stops at a repository's root (a directory holding `.git`): a project inside a
+/// git checkout never picks up a models.yaml from outside it, such as one in `$HOME`.
+pub fn find_manifest(start: &Path) -> Option<PathBuf> {
+    for dir in start.ancestors() {
+        let candidate = dir.join(MANIFEST_NAME);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if dir.join(".git").exists() {
+            return None;
+        }
+    }
+    None
+}
+
+/// `-q` and `-v`s as the printer's level.
+fn level(quiet: bool, verbose: u8) -> Level {
+    match (quiet, verbose) {
+        (true, _) => Level::Quiet,
+        (false, 0) => Level::Normal,
+        (false, 1) => Level::Verbose,
+        (false, _) => Level::Debug,
+    }
+}
+
 impl Settings {
     pub fn resolve(global: &GlobalArgs) -> Self {
         let GlobalArgs {
             manifest,
+            // `-C` has already changed the current directory (see `commands::run`).
+            directory: _,
             store,
             locked,
             offline,
             frozen,
+            verbose,
+            quiet,
             color,
         } = global;
-        let manifest_path = absolute(
-            manifest
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("models.yaml")),
-        );
+        let manifest_path = match manifest {
+            Some(path) => manifest_at(&absolute(path.clone())),
+            None => {
+                let cwd = absolute(PathBuf::from("."));
+                find_manifest(&cwd).unwrap_or_else(|| cwd.join(MANIFEST_NAME))
+            }
+        };
         let lock_path = manifest_path.with_file_name("models.lock");
         let locked = if *frozen {
             Some("--frozen")
@@ -86,7 +130,7 @@ impl Settings {
                 offline: *offline || *frozen || env("HF_HUB_OFFLINE").is_some_and(|v| truthy(&v)),
             },
             color: *color,
-            printer: Printer::default(),
+            printer: Printer::new(level(*quiet, *verbose)),
             net: net_from_env(),
             lock_timeout: Duration::from_secs_f64(
                 env_number("MODELCTL_LOCK_TIMEOUT").unwrap_or(300.0),
@@ -206,7 +250,7 @@ fn absolute(path: PathBuf) -> PathBuf {
 }
 
 /// Removes `.` components and folds `dir/..` lexically, for readable paths in messages.
-fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for part in path.components() {
         match part {

@@ -1,39 +1,13 @@
-//! How sizes read in output: decimal units, one decimal place, like `du -h --si` and cargo.
+//! How sizes read in output: binary units with one decimal place (`6.5 GiB`, `32.1 KiB`,
+//! `110 B`), as cargo and uv print them, for files, memory, rates and totals alike. Every
+//! size a person reads (plan, progress bars, summaries, storage, gc, verify, doctor) goes
+//! through [`human_bytes`]; JSON carries plain byte counts.
 
-/// `6938078334` → `6.9 GB`; `110` → `110 B`.
+use bytesize::ByteSize;
+
+/// `6938078334` → `6.5 GiB`; `110` → `110 B` (bytesize's IEC display).
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if value < 999.95 {
-            break;
-        }
-        value /= 1000.0;
-        unit = u;
-    }
-    format!("{value:.1} {unit}")
-}
-
-/// Memory amounts read in binary units, as GPU and RAM sizes are quoted: `8.0 GiB`.
-pub fn human_memory(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if value < 1023.95 {
-            break;
-        }
-        value /= 1024.0;
-        unit = u;
-    }
-    format!("{value:.1} {unit}")
+    ByteSize(bytes).display().iec().to_string()
 }
 
 #[cfg(test)]
@@ -41,18 +15,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_like_du_si() {
+    fn sizes_read_in_binary_units_with_one_decimal() {
         assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1000), "1.0 kB");
-        assert_eq!(human_bytes(6_938_078_334), "6.9 GB");
-        assert_eq!(human_bytes(1_817_888_431), "1.8 GB");
-        assert_eq!(human_bytes(999_960), "1.0 MB");
-    }
-
-    #[test]
-    fn memory_reads_in_binary_units() {
-        assert_eq!(human_memory(8 * 1024 * 1024 * 1024), "8.0 GiB");
-        assert_eq!(human_memory(512), "512 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(33_673), "32.9 KiB");
+        assert_eq!(human_bytes(6_938_078_334), "6.5 GiB");
+        assert_eq!(human_bytes(8 * 1024 * 1024 * 1024), "8.0 GiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
     }
 }

@@ -2,8 +2,9 @@
 //! content type, and a cap on the body.
 //!
 //! The token is `MODELCTL_API_TOKEN` when set (it is then never written anywhere), else the
-//! contents of `<store>/.modelctl/api-token`, made at the first `serve` (32 random bytes in hex,
-//! mode 0600, published with a hard link so a reader never sees half of it). Every
+//! contents of `<store>/.modelctl/api-token`, made at the first `serve` (32 bytes from the
+//! operating system's random source in hex, mode 0600, created by `durable::create_new_atomic`
+//! so a reader never sees half of it and a crash never leaves an empty one). Every
 //! POST/PUT/PATCH/DELETE must carry `Authorization: Bearer <token>`, compared in constant time;
 //! on a non-loopback address every request must, reads included. A change that carries a body
 //! or a `Content-Type` must say `application/json`: a web page can send `text/plain` across
@@ -11,8 +12,7 @@
 //! within [`BODY_TIMEOUT`] (docs/reliability.md A3).
 //! `GET /api/openapi.json` is public: a fixed document that says nothing about this machine.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::ApiState;
 use super::models::error;
@@ -151,41 +152,32 @@ impl Auth {
 }
 
 /// Equal strings, in time that depends on neither their contents nor their lengths: both are
-/// hashed, and the digests compared without an early exit.
+/// hashed to 32 bytes (subtle's slice comparison returns early on a length mismatch), and the
+/// digests compared with `subtle`, whose comparison the optimiser cannot turn into an early exit.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
-/// Reads the token file, or makes it: 32 bytes from /dev/urandom in hex, written to a private
-/// temporary file and hard-linked into place, so the name only ever shows a whole token and a
-/// concurrent `serve` that lost the race reads the winner's.
+/// A new token: 32 bytes from the operating system's random source (`getrandom`), in hex.
+fn new_secret() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("no random bytes from the system: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Reads the token file, or makes it through `durable::create_new_atomic`, so the name only
+/// ever shows a whole token and a concurrent `serve` that lost the race reads the winner's.
 fn load_or_create(path: &Path) -> std::io::Result<(String, Vec<String>)> {
     match read(path) {
         Ok(found) => return Ok(found),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut bytes = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-    let secret = hex::encode(bytes);
-    let tmp = dir.join(format!("api-token.{}.tmp", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let written = file
-        .write_all(format!("{secret}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    let secret = new_secret()?;
+    let written = crate::durable::create_new_atomic(path, format!("{secret}\n").as_bytes(), 0o600);
     match written {
         Ok(()) => Ok((secret, Vec::new())),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),

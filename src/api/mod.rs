@@ -28,7 +28,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{self, MethodRouter};
 use miette::IntoDiagnostic;
 
 use crate::settings::Settings;
@@ -49,27 +51,68 @@ pub struct ApiState {
     pub auth: auth::Auth,
 }
 
-/// The routes.
+/// One route: the method and path it answers, and its handler. The router is built from
+/// [`routes`], and a test holds the OpenAPI document to the same list, both ways.
+pub(crate) struct Route {
+    /// Read by the OpenAPI document's test; the handler already carries it for axum.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<Arc<ApiState>>,
+}
+
+impl Route {
+    fn get<H: Handler<T, Arc<ApiState>>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::GET, path, routing::get(handler))
+    }
+    fn post<H: Handler<T, Arc<ApiState>>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::POST, path, routing::post(handler))
+    }
+    fn put<H: Handler<T, Arc<ApiState>>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::PUT, path, routing::put(handler))
+    }
+    fn delete<H: Handler<T, Arc<ApiState>>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::DELETE, path, routing::delete(handler))
+    }
+    fn new(method: Method, path: &'static str, handler: MethodRouter<Arc<ApiState>>) -> Self {
+        Self {
+            method,
+            path,
+            handler,
+        }
+    }
+}
+
+/// Every route the API serves.
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/models", models::list),
+        Route::get("/api/models/storage/info", models::storage),
+        Route::get("/api/models/active/{kind}", models::active),
+        Route::get("/api/models/{id}/requirements", models::requirements),
+        Route::get("/api/models/{id}/compatibility", models::compatibility),
+        Route::get("/api/models/{id}", models::get),
+        Route::delete("/api/models/{id}", actions::delete),
+        Route::get("/api/plan", models::plan),
+        Route::get("/api/events", events::stream),
+        Route::get("/api/operations", operations::list),
+        Route::get("/api/operations/{op}", operations::get),
+        Route::post("/api/models/download", operations::download),
+        Route::post("/api/models/add", actions::add),
+        Route::post("/api/models/{id}/reload", actions::reload),
+        Route::post("/api/models/activate", actions::activate),
+        Route::post("/api/models/deactivate/{id}", actions::deactivate),
+        Route::post("/api/models/{id}/switch", actions::switch),
+        Route::put("/api/models/{id}/config", actions::config),
+        Route::get("/api/openapi.json", openapi::document),
+    ]
+}
+
+/// The routes, behind the guards: Host/Origin first, then the token, then JSON errors.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/api/models", get(models::list))
-        .route("/api/models/storage/info", get(models::storage))
-        .route("/api/models/active/{kind}", get(models::active))
-        .route("/api/models/{id}/requirements", get(models::requirements))
-        .route("/api/models/{id}/compatibility", get(models::compatibility))
-        .route("/api/models/{id}", get(models::get).delete(actions::delete))
-        .route("/api/plan", get(models::plan))
-        .route("/api/events", get(events::stream))
-        .route("/api/operations", get(operations::list))
-        .route("/api/operations/{op}", get(operations::get))
-        .route("/api/models/download", post(operations::download))
-        .route("/api/models/add", post(actions::add))
-        .route("/api/models/{id}/reload", post(actions::reload))
-        .route("/api/models/activate", post(actions::activate))
-        .route("/api/models/deactivate/{id}", post(actions::deactivate))
-        .route("/api/models/{id}/switch", post(actions::switch))
-        .route("/api/models/{id}/config", put(actions::config))
-        .route("/api/openapi.json", get(openapi::document))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .fallback(plain_errors::no_route)
         .layer(axum::middleware::from_fn(plain_errors::as_json))
         .layer(axum::middleware::from_fn_with_state(

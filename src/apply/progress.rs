@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde_json::json;
 
 use super::fetch::FileProgress;
@@ -91,12 +91,34 @@ impl Bars {
             ProgressStyle::with_template(
                 "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             )
+            .map(in_our_units)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
         total.set_prefix("total");
         Self { multi, total }
     }
+}
+
+/// The bars' `{bytes}`, `{total_bytes}` and `{bytes_per_sec}` in the units of every other
+/// size modelctl prints ([`human_bytes`]), instead of indicatif's own two-decimal ones.
+fn in_our_units(style: ProgressStyle) -> ProgressStyle {
+    style
+        .with_key("bytes", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&human_bytes(s.pos()));
+        })
+        .with_key(
+            "total_bytes",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&human_bytes(s.len().unwrap_or(s.pos())));
+            },
+        )
+        .with_key(
+            "bytes_per_sec",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", human_bytes(s.per_sec() as u64));
+            },
+        )
 }
 
 struct BarProgress {
@@ -132,6 +154,7 @@ impl Reporter for Bars {
             ProgressStyle::with_template(
                 "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
             )
+            .map(in_our_units)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
@@ -213,6 +236,23 @@ impl Reporter for Lines {
     fn summary(&self, line: &str, _figures: serde_json::Value) {
         crate::log_line!("{line}");
     }
+}
+
+/// `-q`: errors and retries only; a run that succeeds says nothing.
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn start(&self, file: &FileLabel) -> Arc<dyn FileProgress> {
+        Arc::new(LineProgress {
+            label: format!("{}/{}", file.model, file.path),
+        })
+    }
+    fn done(&self, _: &FileLabel, _: &str, _: Duration) {}
+    fn error(&self, _model: Option<&str>, message: &str) {
+        crate::log_line!("error: {message}");
+    }
+    fn step(&self, _: &str) {}
+    fn summary(&self, _: &str, _: serde_json::Value) {}
 }
 
 /// One JSON event per line on stdout (`--json`), each line in one write. An event that cannot

@@ -40,6 +40,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     let json = args.json.then(|| Arc::new(Json::new(printer)));
     match &json {
         Some(j) => j.emit(json!({"event": "plan", "plan": &plan})),
+        None if printer.level() == crate::printer::Level::Quiet => {}
         None => {
             let style = project.settings.style_for(&std::io::stdout());
             let text = crate::plan::render_text(&plan, style);
@@ -65,7 +66,7 @@ pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     }
     confirm_deletions(printer, &plan, args.yes)?;
 
-    let reporter = reporter_for(&json, plan.totals.download_bytes);
+    let reporter = reporter_for(&json, plan.totals.download_bytes, printer);
     let (outcome, elapsed, cache) = execute(
         &project,
         &plan,

@@ -12,7 +12,7 @@ use crate::names::{ModelId, TypeName};
 use crate::project::Project;
 use crate::settings::Settings;
 use crate::system::{GpuFacts, SystemFacts};
-use crate::units::{human_bytes, human_memory};
+use crate::units::human_bytes;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -85,7 +85,7 @@ fn verdict(facts: &SystemFacts, active: &[Active]) -> (Option<bool>, Vec<String>
                 fits = None;
                 problems.push(format!(
                     "the active models need {} of GPU memory; {reason}",
-                    human_memory(gpu_total)
+                    human_bytes(gpu_total)
                 ));
             }
             GpuFacts::Found { gpus } => {
@@ -95,15 +95,15 @@ fn verdict(facts: &SystemFacts, active: &[Active]) -> (Option<bool>, Vec<String>
                     fits = Some(false);
                     problems.push(format!(
                         "a model needs {} of GPU memory; the largest GPU has {}",
-                        human_memory(largest),
-                        human_memory(biggest)
+                        human_bytes(largest),
+                        human_bytes(biggest)
                     ));
                 } else if gpu_total > all {
                     fits = Some(false);
                     problems.push(format!(
                         "the active models need {} of GPU memory together; the GPUs have {}",
-                        human_memory(gpu_total),
-                        human_memory(all)
+                        human_bytes(gpu_total),
+                        human_bytes(all)
                     ));
                 }
             }
@@ -116,8 +116,8 @@ fn verdict(facts: &SystemFacts, active: &[Active]) -> (Option<bool>, Vec<String>
                 fits = Some(false);
                 problems.push(format!(
                     "the active models need {} of memory; this machine has {}",
-                    human_memory(ram_total),
-                    human_memory(have)
+                    human_bytes(ram_total),
+                    human_bytes(have)
                 ));
             }
             Some(_) => {}
@@ -141,8 +141,8 @@ fn render(r: &Report) -> String {
                     "GPU {}:   {} ({} total, {} free)",
                     g.index,
                     g.name,
-                    human_memory(g.memory_total),
-                    human_memory(g.memory_free)
+                    human_bytes(g.memory_total),
+                    human_bytes(g.memory_free)
                 );
             }
         }
@@ -150,7 +150,7 @@ fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "Memory:  {}",
-        r.facts.ram_total.map_or("unknown".to_owned(), human_memory)
+        r.facts.ram_total.map_or("unknown".to_owned(), human_bytes)
     );
     let _ = writeln!(
         out,
@@ -165,8 +165,8 @@ fn render(r: &Report) -> String {
         for a in &r.active {
             let needs: Vec<String> = [
                 a.gpu_memory
-                    .map(|n| format!("{} GPU memory", human_memory(n))),
-                a.ram.map(|n| format!("{} memory", human_memory(n))),
+                    .map(|n| format!("{} GPU memory", human_bytes(n))),
+                a.ram.map(|n| format!("{} memory", human_bytes(n))),
             ]
             .into_iter()
             .flatten()

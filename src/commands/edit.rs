@@ -4,6 +4,7 @@
 //! names against the validated manifest and refuses an edit that would break the file), and
 //! prints the lines it changed. None of them touches the store: `modelctl apply` makes it so.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use miette::{Result, miette};
@@ -12,7 +13,7 @@ use yaml_edit::ScalarValue;
 use crate::cli::{ActivateArgs, AddArgs, ConfigArgs, DeactivateArgs, RemoveArgs};
 use crate::manifest::edit::Edited;
 use crate::ops::edit::{
-    ConfigChange, NewModel, edit_activate, edit_add, edit_config, edit_deactivate, edit_remove,
+    ConfigChange, NewModel, edit_activate, edit_add, edit_config, edit_deactivate, edit_remove_all,
 };
 use crate::printer::OutputError;
 use crate::settings::Settings;
@@ -74,33 +75,62 @@ fn scalar(text: &str) -> ScalarValue {
     }
 }
 
-/// `modelctl remove ID`: removes the model and any `active` entry naming it.
+/// `modelctl remove ID…`: removes the models and any `active` entry naming them.
 pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
-    let edited = edit_remove(settings, &args.id)?;
+    let edited = edit_remove_all(settings, &args.ids)?;
     report(settings, &edited)
 }
 
 /// `modelctl add ID --type T (--hf … | --url … | --ollama …) [--activate]`: declares a new
 /// model, and with `--activate` makes it its type's active model.
 pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
-    let edited = edit_add(settings, &new_model(args))?;
+    let model = new_model(settings, args);
+    if let (Some(given), Some(written)) = (&args.url, &model.url)
+        && given.trim_start_matches("./") != written.trim_start_matches("./")
+    {
+        settings.printer.say(format_args!(
+            "note: `--url {given}` is written as `{written}`"
+        ));
+    }
+    let edited = edit_add(settings, &model)?;
     report(settings, &edited)
 }
 
 /// `add`'s arguments as the model to declare.
-fn new_model(args: &AddArgs) -> NewModel {
+fn new_model(settings: &Settings, args: &AddArgs) -> NewModel {
     NewModel {
         id: args.id.clone(),
         kind: args.kind.clone(),
         hf: args.hf.clone(),
         revision: args.revision.clone(),
         include: args.include.clone(),
-        url: args.url.clone(),
+        url: args.url.as_deref().map(|url| local_url(settings, url)),
         sha256: args.sha256.clone(),
         ollama: args.ollama.clone(),
         description: args.description.clone(),
         activate: args.activate,
     }
+}
+
+/// A path given to `--url` as models.yaml needs it. The shell completed it relative to the
+/// current directory, but models.yaml reads paths relative to itself: a file under the
+/// manifest's directory becomes `./sub/w.bin`, anything else (an absolute path, a file
+/// outside the project) a `file://` URL. URLs with a scheme are kept as they are.
+fn local_url(settings: &Settings, given: &str) -> String {
+    if given.contains("://") {
+        return given.to_owned();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return given.to_owned();
+    };
+    let path = crate::settings::normalize(&cwd.join(given));
+    let base = settings.manifest_dir();
+    if !Path::new(given).is_absolute()
+        && let Ok(inside) = path.strip_prefix(&base)
+    {
+        return format!("./{}", inside.display());
+    }
+    url::Url::from_file_path(&path).map_or_else(|()| given.to_owned(), |u| u.to_string())
 }
 
 /// Prints the changed lines and what to do next.

@@ -165,24 +165,6 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `3600s` → `1h`, `5400s` → `1h30m`, `0s` → `0s`: how `--grace` reads back.
-fn show_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return "0s".to_owned();
-    }
-    [
-        (secs / 86_400, "d"),
-        (secs % 86_400 / 3600, "h"),
-        (secs % 3600 / 60, "m"),
-        (secs % 60, "s"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, unit)| format!("{n}{unit}"))
-    .collect()
-}
-
 /// What the text output describes.
 struct Report<'a> {
     dry_run: bool,
@@ -257,7 +239,7 @@ fn render_text(r: &Report<'_>) -> String {
             plural(k.locked_blobs, "blob", "blobs")
         ));
     }
-    let grace = show_duration(r.grace);
+    let grace = humantime::format_duration(r.grace);
     if k.young_blobs > 0 {
         kept.push(format!(
             "{} younger than {grace}",
@@ -281,12 +263,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grace_reads_back_as_it_was_written() {
-        for text in ["1h", "30m", "45s", "1h30m", "2d", "1d1h1m1s"] {
+    fn grace_reads_back_as_a_duration_that_parses_to_it() {
+        let shown = |text: &str| {
             let parsed = crate::cli::parse_duration(text).expect(text);
-            assert_eq!(show_duration(parsed), text);
-        }
-        assert_eq!(show_duration(Duration::ZERO), "0s");
+            let shown = humantime::format_duration(parsed).to_string();
+            assert_eq!(crate::cli::parse_duration(&shown), Ok(parsed), "{shown}");
+            shown
+        };
+        assert_eq!(shown("1h"), "1h");
+        assert_eq!(shown("45s"), "45s");
+        assert_eq!(shown("1h30m"), "1h 30m");
+        assert_eq!(shown("2d"), "2days");
+        assert_eq!(shown("0"), "0s");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod completions;
 pub mod doctor;
 pub mod edit;
 pub mod gc;
+pub mod init;
 pub mod lock;
 pub mod outdated;
 pub mod plan;
@@ -22,7 +23,7 @@ pub mod watch;
 
 use std::process::ExitCode;
 
-use miette::Result;
+use miette::{IntoDiagnostic, Result, WrapErr};
 
 use crate::settings::Settings;
 
@@ -31,12 +32,20 @@ pub const EXIT_CHANGES: u8 = 2;
 
 /// Runs a parsed command line.
 pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
+    if let Some(dir) = &cli.global.directory {
+        std::env::set_current_dir(dir)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot change to the directory `{}` (-C)", dir.display()))?;
+    }
     let settings = Settings::resolve(&cli.global);
-    for warning in &settings.warnings {
+    let color = settings.style_for(&std::io::stderr()) == crate::plan::Style::Color;
+    let log_warning = crate::logging::init(settings.printer.level(), color);
+    for warning in settings.warnings.iter().chain(&log_warning) {
         settings.printer.warn(format_args!("warning: {warning}"));
     }
     crate::failpoint::arm(settings.failpoint.clone());
     match cli.command {
+        crate::cli::Command::Init(args) => init::run(&settings, &args),
         crate::cli::Command::Plan(args) => plan::run(settings, &args),
         crate::cli::Command::Apply(args) => apply::run(settings, &args),
         crate::cli::Command::Status(args) => status::run(settings, &args),
@@ -53,6 +62,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
         crate::cli::Command::Schema => schema::run(settings.printer),
         crate::cli::Command::Completions(args) => completions::run(settings.printer, &args),
+        crate::cli::Command::Man => completions::man(settings.printer),
         crate::cli::Command::Activate(args) => edit::activate(&settings, &args),
         crate::cli::Command::Deactivate(args) => edit::deactivate(&settings, &args),
         crate::cli::Command::Config(args) => edit::config(&settings, &args),

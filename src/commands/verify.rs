@@ -199,7 +199,11 @@ fn repair(project: &Project, report: &VerifyReport, mut cache: StatCache) -> Res
         return Ok(ExitCode::SUCCESS);
     }
     printer.say(format_args!("Repairing {} file(s):", plan.actions.len()));
-    let reporter = crate::ops::execute::reporter_for(&None, plan.totals.download_bytes);
+    let reporter = crate::ops::execute::reporter_for(
+        &None,
+        plan.totals.download_bytes,
+        project.settings.printer,
+    );
     let next_lock = plan.next_lock.clone();
     let options = crate::ops::execute::ExecOptions {
         jobs: 4,

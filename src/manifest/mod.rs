@@ -25,6 +25,15 @@ use crate::diagnostic::{At, FileProblems, Problem};
 /// Why a manifest could not be loaded.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ManifestError {
+    #[error("no models.yaml in `{}` or a directory above it", dir.display())]
+    #[diagnostic(
+        code(manifest::not_found),
+        help(
+            "run `modelctl init` to start a project here, or point at one with `-C DIR` or \
+             `--manifest PATH`"
+        )
+    )]
+    NotFound { dir: PathBuf },
     #[error("cannot read `{}`: {source}", path.display())]
     #[diagnostic(
         code(manifest::read),
@@ -64,7 +73,17 @@ pub fn read_text(path: &Path) -> Result<String, ManifestError> {
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    let file =
+        std::fs::File::open(path).map_err(|source| match (source.kind(), path.parent()) {
+            (std::io::ErrorKind::NotFound, Some(dir))
+                if dir.is_dir() && path.file_name() == Some("models.yaml".as_ref()) =>
+            {
+                ManifestError::NotFound {
+                    dir: dir.to_owned(),
+                }
+            }
+            _ => read_err(source),
+        })?;
     let mut bytes = Vec::new();
     file.take(node::MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)

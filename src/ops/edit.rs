@@ -12,9 +12,9 @@ use crate::manifest::edit::{Edited, edit, remove_in, set_in, set_new_mapping};
 use crate::names::ModelId;
 use crate::settings::Settings;
 
-/// A model to declare: `add`'s arguments as data. Exactly one of `hf`, `url` and `ollama` is
-/// expected (the first one given is used); `revision` and `include` go with `hf`, `sha256`
-/// with `url`.
+/// A model to declare: `add`'s arguments as data. Exactly one of `hf`, `url` and `ollama`;
+/// `revision` and `include` go with `hf`, `sha256` with `url` ([`NewModel::check`] refuses
+/// anything else).
 #[derive(Debug, Clone, Default)]
 pub struct NewModel {
     pub id: String,
@@ -134,21 +134,91 @@ fn model_mapping(root: &Mapping, id: &ModelId) -> Result<Mapping> {
 
 /// The edit `remove` makes (the API's `DELETE /api/models/{id}` makes it too).
 pub(crate) fn edit_remove(settings: &Settings, id: &str) -> Result<Edited> {
+    edit_remove_all(settings, &[id.to_owned()])
+}
+
+/// `remove ID…`: one edit for all of them, so an unknown id leaves models.yaml as it was.
+pub(crate) fn edit_remove_all(settings: &Settings, ids: &[String]) -> Result<Edited> {
     edit(&settings.manifest_path, |manifest, root| {
-        let id = manifest.declared(id)?;
-        model_mapping(root, &id)?;
-        if let Some(models) = root.get_mapping("models") {
-            models.remove(id.as_str());
-        }
-        for (kind, _) in manifest.active.iter().filter(|(_, a)| **a == id) {
-            remove_in(root, "active", kind.as_str());
+        for id in ids {
+            let id = manifest.declared(id)?;
+            model_mapping(root, &id)?;
+            if let Some(models) = root.get_mapping("models") {
+                models.remove(id.as_str());
+            }
+            for (kind, _) in manifest.active.iter().filter(|(_, a)| **a == id) {
+                remove_in(root, "active", kind.as_str());
+            }
         }
         Ok(())
     })
 }
 
+impl NewModel {
+    /// Refuses what `add` cannot declare as asked: an id that is not valid, no source or
+    /// several, and a key of another source kind (`include` with a `url` source), which would
+    /// otherwise be dropped without a word. Keys are named as models.yaml names them, which is
+    /// also the flag's name (`include`, `--include`).
+    pub fn check(&self) -> Result<()> {
+        ModelId::parse(&self.id).map_err(|e| {
+            miette!(
+                help = "ids use letters, digits, `.`, `_` and `-` (at most 64 characters), \
+                        starting with a letter or digit",
+                "`{}` is not a valid model id: {e}",
+                self.id
+            )
+        })?;
+        let sources: Vec<&str> = [
+            self.hf.as_ref().map(|_| "hf"),
+            self.url.as_ref().map(|_| "url"),
+            self.ollama.as_ref().map(|_| "ollama"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let kind = match sources.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(miette!(
+                    help = "give one of `hf` (a Hub repository), `url` (one file) or `ollama`",
+                    "`{}` has no source",
+                    self.id
+                ));
+            }
+            several => {
+                return Err(miette!(
+                    help = "a model has one source; add one model per source",
+                    "`{}` is given several sources: {}",
+                    self.id,
+                    several.join(", ")
+                ));
+            }
+        };
+        let misplaced = [
+            ("revision", self.revision.is_some(), "hf"),
+            ("include", !self.include.is_empty(), "hf"),
+            ("sha256", self.sha256.is_some(), "url"),
+        ];
+        let a = |kind: &str| if kind == "url" { "a" } else { "an" };
+        match misplaced
+            .iter()
+            .find(|(_, given, with)| *given && *with != kind)
+        {
+            Some((key, _, with)) => Err(miette!(
+                help = format!("drop `{key}`, or declare {} `{with}` model", a(with)),
+                "`{key}` goes with {} `{with}` source, and `{}` is {} `{kind}` model",
+                a(with),
+                self.id,
+                a(kind)
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The edit `add` makes (the API's `POST /api/models/add` makes it too).
 pub(crate) fn edit_add(settings: &Settings, args: &NewModel) -> Result<Edited> {
+    args.check()?;
     edit(&settings.manifest_path, |manifest, root| {
         if let Ok(id) = ModelId::parse(&args.id)
             && manifest.models.contains_key(&id)

@@ -12,7 +12,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use serde_json::json;
 
 use crate::apply::fetch::{Engine, EngineConfig};
-use crate::apply::progress::{Bars, Json, JsonReporter, Lines, Reporter};
+use crate::apply::progress::{Bars, Json, JsonReporter, Lines, Quiet, Reporter};
 use crate::apply::{Executor, Outcome};
 use crate::lock::Lockfile;
 use crate::plan::Plan;
@@ -112,9 +112,14 @@ pub(crate) fn execute(
     Ok((outcome, started.elapsed(), cache))
 }
 
-pub(crate) fn reporter_for(json: &Option<Arc<Json>>, total_bytes: u64) -> Arc<dyn Reporter> {
+pub(crate) fn reporter_for(
+    json: &Option<Arc<Json>>,
+    total_bytes: u64,
+    printer: crate::printer::Printer,
+) -> Arc<dyn Reporter> {
     match (json, std::io::stderr().is_terminal()) {
         (Some(j), _) => Arc::new(JsonReporter(j.clone())),
+        (None, _) if printer.level() == crate::printer::Level::Quiet => Arc::new(Quiet),
         (None, true) => Arc::new(Bars::new(total_bytes)),
         (None, false) => Arc::new(Lines),
     }

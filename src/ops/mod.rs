@@ -6,6 +6,7 @@
 
 pub mod edit;
 pub mod execute;
+pub mod init;
 pub mod reconcile;
 pub mod saved_plan;
 pub mod select;

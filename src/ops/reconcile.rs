@@ -130,7 +130,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     );
     tell(json!({"event": "plan", "reason": why, "plan": &plan}));
     let next_lock = plan.next_lock.clone();
-    let log = reporter_for(&None, plan.totals.download_bytes);
+    let log = reporter_for(&None, plan.totals.download_bytes, project.settings.printer);
     let reporter: Arc<dyn Reporter> = match &round.events {
         Some(sink) => Arc::new(Tee(log, Arc::new(JsonReporter(sink.clone())))),
         None => log,

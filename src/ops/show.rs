@@ -14,7 +14,7 @@ use crate::names::ModelId;
 use crate::project::Project;
 use crate::store::{ActivePointer, PresentModel};
 use crate::system::{GpuFacts, SystemFacts};
-use crate::units::human_memory;
+use crate::units::human_bytes;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Shown {
@@ -167,23 +167,23 @@ pub(crate) fn compatibility(entry: &ModelEntry, facts: &SystemFacts) -> Compatib
                 fits = None;
                 reasons.push(format!(
                     "needs {} of GPU memory; {reason}",
-                    human_memory(need)
+                    human_bytes(need)
                 ));
             }
             GpuFacts::Found { gpus } => match gpus.iter().find(|g| g.memory_total >= need) {
                 Some(g) => reasons.push(format!(
                     "needs {} of GPU memory; GPU {} ({}) has {}",
-                    human_memory(need),
+                    human_bytes(need),
                     g.index,
                     g.name,
-                    human_memory(g.memory_total)
+                    human_bytes(g.memory_total)
                 )),
                 None => {
                     fits = Some(false);
                     reasons.push(format!(
                         "needs {} of GPU memory; the largest GPU has {}",
-                        human_memory(need),
-                        human_memory(facts.gpus.largest_memory().unwrap_or(0))
+                        human_bytes(need),
+                        human_bytes(facts.gpus.largest_memory().unwrap_or(0))
                     ));
                 }
             },
@@ -193,22 +193,22 @@ pub(crate) fn compatibility(entry: &ModelEntry, facts: &SystemFacts) -> Compatib
         match facts.ram_total {
             Some(total) if total >= need => reasons.push(format!(
                 "needs {} of memory; this machine has {}",
-                human_memory(need),
-                human_memory(total)
+                human_bytes(need),
+                human_bytes(total)
             )),
             Some(total) => {
                 fits = Some(false);
                 reasons.push(format!(
                     "needs {} of memory; this machine has {}",
-                    human_memory(need),
-                    human_memory(total)
+                    human_bytes(need),
+                    human_bytes(total)
                 ));
             }
             None => {
                 fits = fits.and(None);
                 reasons.push(format!(
                     "needs {} of memory; total memory unknown",
-                    human_memory(need)
+                    human_bytes(need)
                 ));
             }
         }

@@ -10,7 +10,7 @@ use crate::sources::hf::cache::CacheView;
 use crate::sources::ollama::DaemonView;
 use crate::store::{ActivePointer, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
-use crate::units::{human_bytes, human_memory};
+use crate::units::human_bytes;
 
 /// Everything the planner looks at. It looks at nothing else.
 #[derive(Debug, Clone, Copy)]
@@ -542,8 +542,8 @@ impl Planner {
                     model: Some(id.clone()),
                     message: format!(
                         "needs {} of memory; this machine has {}",
-                        human_memory(need),
-                        human_memory(total)
+                        human_bytes(need),
+                        human_bytes(total)
                     ),
                 });
             }
@@ -555,7 +555,7 @@ impl Planner {
             GpuFacts::None { reason } => {
                 let list: Vec<String> = gpu_needs
                     .iter()
-                    .map(|(id, n)| format!("{id} {}", human_memory(*n)))
+                    .map(|(id, n)| format!("{id} {}", human_bytes(*n)))
                     .collect();
                 self.warnings.push(Notice {
                     model: None,
@@ -573,8 +573,8 @@ impl Planner {
                             model: Some(id.clone()),
                             message: format!(
                                 "needs {} of GPU memory; the largest GPU has {}",
-                                human_memory(*need),
-                                human_memory(largest)
+                                human_bytes(*need),
+                                human_bytes(largest)
                             ),
                         });
                     }
@@ -586,8 +586,8 @@ impl Planner {
                         model: None,
                         message: format!(
                             "the active models need {} of GPU memory together; the GPUs have {} in all",
-                            human_memory(sum),
-                            human_memory(total)
+                            human_bytes(sum),
+                            human_bytes(total)
                         ),
                     });
                 }

@@ -284,7 +284,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `Plan: 3 to download (9.1 GB), 1 to delete (frees 1.7 GB), 1 swap; 2 need resolving.`
+/// `Plan: 3 to download (8.5 GiB), 1 to delete (frees 1.6 GiB), 1 swap; 2 need resolving.`
 fn summary(plan: &Plan, up_to_date: usize) -> String {
     let t = &plan.totals;
     let mut parts = Vec::new();
@@ -339,10 +339,11 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
             }
         ));
     }
-    let mut line = if parts.is_empty() {
-        "No changes. The store matches models.yaml and models.lock".to_owned()
-    } else {
-        format!("Plan: {}", parts.join(", "))
+    let mut line = match (parts.is_empty(), t.unresolved) {
+        (true, 0) => "No changes. The store matches models.yaml and models.lock".to_owned(),
+        // Nothing to do *yet*: what the unresolved models need is unknown, not absent.
+        (true, _) => "Nothing to change yet".to_owned(),
+        (false, _) => format!("Plan: {}", parts.join(", ")),
     };
     if up_to_date > 0 {
         line.push_str(&format!(
@@ -351,9 +352,11 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
         ));
     }
     if t.unresolved > 0 {
+        let ids: Vec<String> = plan.unresolved().map(|(id, _)| id.to_string()).collect();
         line.push_str(&format!(
-            "; {} resolving",
-            plural(t.unresolved, "model needs", "models need")
+            "; {} resolving ({}), see above",
+            plural(t.unresolved, "model needs", "models need"),
+            ids.join(", ")
         ));
     }
     line.push('.');

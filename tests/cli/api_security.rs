@@ -285,6 +285,9 @@ fn ctrl_c_stops_the_server_even_with_a_connection_open() {
         .interrupt(Duration::from_secs(15))
         .expect("serve did not stop on Ctrl-C");
     assert!(status.success(), "{status:?}");
+    // As `watch` does, it says so.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server.log().contains("serve stopped"), "{}", server.log());
 }
 
 #[test]

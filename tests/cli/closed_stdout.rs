@@ -112,6 +112,7 @@ fn every_command_ends_quietly_when_stdout_is_closed() {
         &["config", "voice-a", "speed=2"],
         &["add", "voice-c", "--type", "tts", "--url", &a_url],
         &["remove", "voice-c"],
+        &["init", "another-project"],
         &["help"],
         &["--help"],
         &["--version"],

@@ -21,6 +21,7 @@ mod fake_hub_selftest;
 mod fake_ollama;
 mod fake_ollama_selftest;
 mod faults;
+mod first_project;
 mod gc;
 mod hf_source;
 mod hostile;

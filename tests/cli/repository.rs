@@ -25,15 +25,15 @@ fn the_default_stack_plans_offline() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = &run.stdout;
     assert!(
-        out.contains("+ download sd_xl_base_1.0.safetensors  6.9 GB  sha256:31e35c80fc48"),
+        out.contains("+ download sd_xl_base_1.0.safetensors  6.5 GiB  sha256:31e35c80fc48"),
         "{out}"
     );
     assert!(
-        out.contains("+ download mm_sd_v15_v2.ckpt  1.8 GB"),
+        out.contains("+ download mm_sd_v15_v2.ckpt  1.7 GiB"),
         "{out}"
     );
     assert!(
-        out.contains("+ pull llama3:8b  4.7 GB  sha256:365c0bd3c000"),
+        out.contains("+ pull llama3:8b  4.3 GiB  sha256:365c0bd3c000"),
         "{out}"
     );
     for unresolved in ["? musicgen-small", "? xtts-v2", "? wav2lip-gan"] {
@@ -43,7 +43,7 @@ fn the_default_stack_plans_offline() {
         out.contains("+ image_gen: sdxl-base") && out.contains("+ llm: llama3-8b"),
         "{out}"
     );
-    assert!(out.contains("Disk: 8.8 GB needed at peak"), "{out}");
+    assert!(out.contains("Disk: 8.2 GiB needed at peak"), "{out}");
     assert_eq!(
         project
             .run(&["plan", "--offline", "--detailed-exitcode"])

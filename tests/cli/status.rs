@@ -75,7 +75,7 @@ fn storage_counts_shared_blobs_once_and_doctor_reports_the_machine() {
         ),
     );
     let run = project.run(&["storage"]);
-    assert!(run.stdout.contains("Reclaimable: 1.0 kB"), "{}", run.stdout);
+    assert!(run.stdout.contains("Reclaimable: 1000 B"), "{}", run.stdout);
     assert!(run.stdout.contains("no longer declared"), "{}", run.stdout);
 
     let doctor = project.run(&["doctor", "--json"]);

@@ -71,11 +71,31 @@ impl Project {
         }
     }
 
+    /// [`Project::run`] from `dir`, a directory of the project (made if missing).
+    pub fn run_in(&self, dir: &str, args: &[&str]) -> Run {
+        let cwd = self.path(dir);
+        std::fs::create_dir_all(&cwd).expect("mkdir");
+        let mut cmd = self.command(args, &[]);
+        cmd.current_dir(cwd);
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().expect("run modelctl");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
     /// The command [`Project::run_env`] runs, for tests that spawn, watch and kill it.
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
         let mut cmd = std::process::Command::cargo_bin("modelctl").expect("binary");
         cmd.args(args)
             .current_dir(self.root())
+            .env_remove("MODELCTL_LOG")
+            .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("HOME", self.root())
@@ -117,7 +137,7 @@ impl Project {
     }
 }
 
-/// `82.3 GB free at` → `[FREE] free at` (the free space of the machine running the tests).
+/// `82.3 GiB free at` → `[FREE] free at` (the free space of the machine running the tests).
 fn regex_free(text: &str) -> String {
     text.lines()
         .map(|line| match line.find(" free at ") {
