@@ -13,9 +13,9 @@ fn main() {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
-    println!("cargo:rustc-env=MODELCTL_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILT_FROM_COMMIT={commit}");
     println!(
-        "cargo:rustc-env=MODELCTL_TARGET={}",
+        "cargo:rustc-env=BUILT_FOR_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
     for path in [".git/HEAD", ".git/refs/heads"] {

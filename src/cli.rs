@@ -419,7 +419,7 @@ pub fn long_version() -> String {
     format!(
         "modelctl {}\ncommit: {}\ntarget: {}\nfeatures: TLS (rustls, the system's CA store), HTTP/2, NVIDIA GPUs through NVML (loaded at run time), inotify for `watch`",
         env!("CARGO_PKG_VERSION"),
-        env!("MODELCTL_COMMIT"),
-        env!("MODELCTL_TARGET"),
+        env!("BUILT_FROM_COMMIT"),
+        env!("BUILT_FOR_TARGET"),
     )
 }

@@ -768,7 +768,9 @@ impl Run {
                 request = request.header(IF_RANGE, etag.as_str());
             }
         }
-        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let response = crate::net::trace::send(request)
+            .await
+            .map_err(|e| self.transport(e))?;
         let status = response.status();
         if learned.is_some() && matches!(status.as_u16(), 401 | 403 | 404 | 410) {
             // A signed URL expired: ask the origin for a fresh one.

@@ -76,7 +76,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let wait = match build(&self.http).send().await {
+            let wait = match super::trace::send(build(&self.http)).await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => {
                     let retry_after = response
@@ -114,6 +114,7 @@ impl Client {
                     }
                 }
             };
+            tracing::debug!(target: "modelctl::net", "attempt {attempt} failed; retrying in {wait:.1?}");
             tokio::time::sleep(wait).await;
         }
     }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod headers;
 pub mod retry;
 mod safe_url;
+pub mod trace;
 
 pub use client::{Client, SendError};
 pub use safe_url::{SafeUrl, redact};

@@ -602,10 +602,24 @@ fn credentials_in_a_url_never_reach_output_or_the_store() {
     );
     server.set_fault("/flaky.bin", crate::faults::Fault::Always(503));
     let env = [FAST, &[("MODELCTL_HTTP_RETRIES", "2")]].concat();
-    for args in [&["apply"][..], &["apply", "--json"], &["status"], &["plan"]] {
+    for args in [
+        &["apply"][..],
+        &["apply", "--json"],
+        &["status"],
+        &["plan"],
+        &["-v", "apply"],
+        &["-vv", "apply"],
+        &["-q", "apply"],
+    ] {
         let run = project.run_env(args, &env);
         outputs.push((format!("{args:?}"), run.stdout + &run.stderr));
     }
+    let retried = &outputs[outputs.len() - 2].1;
+    assert!(
+        retried.contains("GET http://127.0.0.1:")
+            && retried.contains("503 Service Unavailable for GET"),
+        "-vv shows the requests and the retries: {retried}"
+    );
     assert!(
         outputs.iter().any(|(_, o)| o.contains("user:****@")),
         "URLs are shown, redacted: {outputs:#?}"

@@ -113,6 +113,7 @@ fn every_command_ends_quietly_when_stdout_is_closed() {
         &["add", "voice-c", "--type", "tts", "--url", &a_url],
         &["remove", "voice-c"],
         &["init", "another-project"],
+        &["man"],
         &["help"],
         &["--help"],
         &["--version"],

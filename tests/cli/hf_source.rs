@@ -647,9 +647,20 @@ fn the_token_never_appears_in_any_output_or_file() {
         &["gc", "--dry-run"],
         &["plan", "--out", "saved.plan"],
     ];
-    for args in commands {
-        s.run(args); // `run` fails the test when the sentinel shows up
+    // At every level of detail: `-v` logs every request, `-vv` redirects and retries too.
+    for level in [None, Some("-v"), Some("-vv"), Some("-q")] {
+        for args in commands {
+            let mut args = args.to_vec();
+            args.extend(level);
+            s.run(&args); // `run` fails the test when the sentinel shows up
+        }
     }
+    let verbose = s.run(&["-v", "update"]);
+    assert!(
+        verbose.stderr.contains("GET http://127.0.0.1:"),
+        "-v shows the Hub requests: {}",
+        verbose.stderr
+    );
     s.hub.repo(RepoKind::Model, "org/sd").gated();
     s.project.write(
         "models.yaml",
@@ -657,11 +668,13 @@ fn the_token_never_appears_in_any_output_or_file() {
     );
     let failing = s.run(&["apply", "--yes"]);
     assert_eq!(failing.code, 1, "{}", failing.stderr);
-    let verbose = s.run_with(
-        &["apply", "--yes"],
-        &[("RUST_BACKTRACE", "1"), ("RUST_LOG", "trace")],
-    );
-    assert_eq!(verbose.code, 1);
+    for filter in ["trace", "modelctl=trace,reqwest=trace,hyper=trace"] {
+        let verbose = s.run_with(
+            &["apply", "--yes"],
+            &[("RUST_BACKTRACE", "1"), ("RUST_LOG", filter)],
+        );
+        assert_eq!(verbose.code, 1);
+    }
 
     let mut stack = vec![s.project.root().to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -185,11 +185,20 @@ fn credentials_never_reach_the_lock_or_the_output() {
     let lock = project.run(&["lock"]);
     assert_eq!(lock.code, 0, "{}", lock.stderr);
     let plan = project.run(&["plan", "--json"]);
+    let verbose = project.run(&["-vv", "update"]);
+    assert!(
+        verbose.stderr.contains("HEAD http://127.0.0.1:"),
+        "-vv shows the request, redacted: {}",
+        verbose.stderr
+    );
+    let traced = project.run_env(&["apply"], &[("MODELCTL_LOG", "trace")]);
     for (what, text) in [
         ("lock stderr", lock.stderr),
         ("models.lock", project.read("models.lock")),
         ("plan", plan.stdout),
         ("plan stderr", plan.stderr),
+        ("-vv update", verbose.stderr),
+        ("traced apply", traced.stderr),
     ] {
         assert!(
             !text.contains("hf_SENTINEL"),

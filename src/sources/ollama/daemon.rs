@@ -179,10 +179,7 @@ impl Daemon {
 
     /// The models the daemon has, with the digests it reports.
     pub async fn installed(&self) -> Result<Vec<Installed>, DaemonError> {
-        let response = self
-            .client
-            .get(self.url("/api/tags"))
-            .send()
+        let response = crate::net::trace::send(self.client.get(self.url("/api/tags")))
             .await
             .map_err(|e| self.unreachable(e))?;
         let body = self.json_body(response, "list models").await?;
@@ -203,23 +200,20 @@ impl Daemon {
 
     /// What the daemon says about an installed model (`/api/show`).
     pub async fn show(&self, name: &OllamaRef) -> Result<Value, DaemonError> {
-        let response = self
-            .client
-            .post(self.url("/api/show"))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(json!({"model": name.pull_name()}).to_string())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = crate::net::trace::send(
+            self.client
+                .post(self.url("/api/show"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json!({"model": name.pull_name()}).to_string()),
+        )
+        .await
+        .map_err(|e| self.unreachable(e))?;
         self.json_body(response, "show the model").await
     }
 
     /// The models loaded in memory now (`/api/ps`).
     pub async fn loaded(&self) -> Result<Vec<OllamaRef>, DaemonError> {
-        let response = self
-            .client
-            .get(self.url("/api/ps"))
-            .send()
+        let response = crate::net::trace::send(self.client.get(self.url("/api/ps")))
             .await
             .map_err(|e| self.unreachable(e))?;
         let body = self.json_body(response, "list loaded models").await?;
@@ -242,18 +236,18 @@ impl Daemon {
         name: &OllamaRef,
         on_progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<(), DaemonError> {
-        let mut response = self
-            .client
-            .post(self.url("/api/pull"))
-            .header(reqwest::header::ACCEPT, "application/x-ndjson")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(
-                json!({"model": name.pull_name(), "insecure": name.insecure, "stream": true})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let mut response = crate::net::trace::send(
+            self.client
+                .post(self.url("/api/pull"))
+                .header(reqwest::header::ACCEPT, "application/x-ndjson")
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(
+                    json!({"model": name.pull_name(), "insecure": name.insecure, "stream": true})
+                        .to_string(),
+                ),
+        )
+        .await
+        .map_err(|e| self.unreachable(e))?;
         if !response.status().is_success() {
             let status = response.status();
             let body = self.json_body(response, "pull").await.err();
@@ -318,14 +312,14 @@ impl Daemon {
 
     /// Deletes `name`; one the daemon does not have counts as deleted.
     pub async fn delete(&self, name: &OllamaRef) -> Result<(), DaemonError> {
-        let response = self
-            .client
-            .delete(self.url("/api/delete"))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(json!({"model": name.pull_name()}).to_string())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = crate::net::trace::send(
+            self.client
+                .delete(self.url("/api/delete"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json!({"model": name.pull_name()}).to_string()),
+        )
+        .await
+        .map_err(|e| self.unreachable(e))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(());
         }
@@ -357,14 +351,14 @@ impl Daemon {
     async fn generate(&self, body: Value, what: &'static str) -> Result<(), DaemonError> {
         let mut body = body;
         body["stream"] = Value::Bool(false);
-        let response = self
-            .client
-            .post(self.url("/api/generate"))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = crate::net::trace::send(
+            self.client
+                .post(self.url("/api/generate"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+        )
+        .await
+        .map_err(|e| self.unreachable(e))?;
         self.json_body(response, what).await.map(|_| ())
     }
 
