@@ -104,9 +104,20 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
 /// Points the symlink `link` at `target`, replacing any previous link atomically.
 #[cfg(unix)]
 pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    replace_symlink_with(target, link, || {})
+}
+
+/// [`replace_symlink`], calling `before_rename` once the new link exists beside the old one
+/// (where the activation swap has its failpoint).
+#[cfg(unix)]
+pub fn replace_symlink_with(
+    target: &Path,
+    link: &Path,
+    before_rename: impl FnOnce(),
+) -> io::Result<()> {
     let temp = temp_sibling(link);
     std::os::unix::fs::symlink(target, &temp)?;
-    failpoint::hit("swap.before-rename");
+    before_rename();
     if let Err(e) = fs::rename(&temp, link) {
         let _ = fs::remove_file(&temp);
         return Err(e);

@@ -23,7 +23,7 @@ pub const ALL: &[&str] = &[
     // Replacing a model directory whole (`store/place.rs`).
     "restage.before-swap",
     "restage.after-swap",
-    // The activation swap (`durable.rs`, `apply/mod.rs`).
+    // The activation swap (`store/place.rs`, `apply/pointers.rs`).
     "swap.before-rename",
     "swap.before-active-json",
     // Durable writes of state files (`durable.rs`): `<file name>.<step>`.

@@ -14,7 +14,7 @@ use crate::names::ModelId;
 use crate::settings::Settings;
 use crate::sources::Resolution;
 use crate::sources::ResolveContext;
-use crate::sources::hf::cache::{CacheView, HfCache};
+use crate::sources::hf::cache::{CacheView, Declared, HfCache};
 use crate::sources::ollama::DaemonView;
 use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::store::{StatCache, Store, StoreState};
@@ -178,21 +178,16 @@ impl Project {
         DaemonView::Directory(models)
     }
 
-    /// What the Hugging Face cache holds for the declared `hf` models (pinned by the lock, or
-    /// by this run's resolution): blobs it could lend, and models not yet shared there. An
-    /// LFS blob is offered by name (apply hashes it before taking it), unless it is the very
-    /// inode of the store's blob, which the scan found damaged; a regular file is offered only
-    /// once its bytes are hashed here and match its git blob id (they are small).
+    /// What the Hugging Face cache holds for the declared `hf` models, each pinned by the
+    /// lock or by this run's resolution ([`HfCache::view`]).
     fn hf_cache_view(
         &self,
         resolutions: &BTreeMap<ModelId, Resolution>,
         state: &StoreState,
     ) -> CacheView {
-        let cache = HfCache::new(&self.settings.hf.cache_dir);
-        let mut view = CacheView::default();
-        for (id, entry) in &self.manifest.models {
+        let declared = self.manifest.models.iter().filter_map(|(id, entry)| {
             let crate::manifest::Source::Hf(source) = &entry.source else {
-                continue;
+                return None;
             };
             let pinned = self
                 .lock
@@ -201,69 +196,21 @@ impl Project {
                 .filter(|l| l.fingerprint == fingerprint(entry));
             let locked = match (pinned, resolutions.get(id)) {
                 (Some(locked), _) | (None, Some(Resolution::Resolved(locked))) => locked,
-                _ => continue,
+                _ => return None,
             };
-            let LockedSource::Hf {
-                revision, commit, ..
-            } = &locked.source
-            else {
-                continue;
-            };
-            let repo = crate::sources::hf::Repo::of(source);
-            for file in &locked.files {
-                let wanted = match (file.sha256, file.git_oid) {
-                    (Some(sha), _) => !state.blobs.contains_key(&sha),
-                    (None, Some(oid)) => !state.blob_git_oids.contains_key(&oid),
-                    (None, None) => false,
-                };
-                if !wanted {
-                    continue;
-                }
-                let Some(path) = cache.find(&repo, file) else {
-                    continue;
-                };
-                match (file.git_oid, file.sha256) {
-                    (Some(oid), _) => {
-                        if let Some(sha) = verified_regular(&path, oid, file) {
-                            view.blobs.insert(sha, path);
-                            view.git_oids.insert(oid, sha);
-                        }
-                    }
-                    (None, Some(sha)) if !self.is_store_blob(&path, &sha) => {
-                        view.blobs.insert(sha, path);
-                    }
-                    _ => {}
-                }
-            }
-            let kind = &entry.kind;
-            let store_file = |f: &crate::lock::LockedFile| {
-                let present = state.models.get(&(kind.clone(), id.clone()))?;
-                present
-                    .files
-                    .get(&f.path)
-                    .filter(|p| Some(p.sha256) == f.sha256)
-                    .map(|_| f.path.under(&self.store.model_dir(kind, id)))
-            };
-            if self.manifest.hf_cache
-                && !cache.is_shared(&repo, revision, commit, &locked.files, &store_file)
-            {
-                view.unshared.insert(id.clone());
-            }
-        }
-        view
-    }
-
-    /// Whether `path` is the same inode as the store's blob of `sha` (with `hf_cache: true`
-    /// they are one file; when the scan found the store's damaged, so is this one).
-    fn is_store_blob(&self, path: &std::path::Path, sha: &crate::digest::Sha256) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (
-            std::fs::metadata(path),
-            std::fs::metadata(self.store.blob_path(sha)),
-        ) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        }
+            Some(Declared {
+                id,
+                kind: &entry.kind,
+                repo: crate::sources::hf::Repo::of(source),
+                locked,
+            })
+        });
+        HfCache::new(&self.settings.hf.cache_dir).view(
+            declared,
+            state,
+            &self.store,
+            self.manifest.hf_cache,
+        )
     }
 
     /// For each locked `url` model the plan downloads, asks the server whether the file is
@@ -310,27 +257,9 @@ impl Project {
             let crate::manifest::Source::Url(source) = &entry.source else {
                 continue;
             };
-            let (notice, changed) = match runtime
-                .block_on(crate::sources::url::drift(&ctx, source, locked))
-            {
-                Ok(None) => continue,
-                Ok(Some(change)) => (
-                    crate::plan::Notice {
-                        model: Some(id.clone()),
-                        message: format!(
-                            "the upstream file changed since models.lock was written: {change}; \
-                                 run `modelctl update {id}` to pin the new file"
-                        ),
-                    },
-                    true,
-                ),
-                Err(why) => (
-                    crate::plan::Notice {
-                        model: Some(id.clone()),
-                        message: format!("cannot check the upstream file: {why}"),
-                    },
-                    false,
-                ),
+            let Some((notice, changed)) = runtime.block_on(url_drift(&ctx, &id, source, locked))
+            else {
+                continue;
             };
             match self.settings.network.locked {
                 Some(flag) if changed => plan.errors.push(crate::plan::Notice {
@@ -441,20 +370,30 @@ impl Project {
     }
 }
 
-/// The sha256 of a regular file in the HF cache, when its bytes have the locked git blob id.
-fn verified_regular(
-    path: &std::path::Path,
-    oid: crate::digest::GitOid,
-    file: &crate::lock::LockedFile,
-) -> Option<crate::digest::Sha256> {
-    let extra = crate::digest::Extra::to_check(None, Some(oid), file.size);
-    let got = crate::store::hash_file_with(path, extra).ok()?;
-    let expected = crate::digest::Expected {
-        sha256: file.sha256,
-        md5: None,
-        git_oid: Some(oid),
+/// Whether a URL still serves the file the lock pins: a notice and `true` when it changed, a
+/// notice and `false` when the server cannot say, `None` when it is unchanged.
+async fn url_drift(
+    ctx: &ResolveContext,
+    id: &ModelId,
+    source: &crate::manifest::UrlSource,
+    locked: &crate::lock::LockedModel,
+) -> Option<(crate::plan::Notice, bool)> {
+    let (message, changed) = match crate::sources::url::drift(ctx, source, locked).await {
+        Ok(None) => return None,
+        Ok(Some(change)) => (
+            format!(
+                "the upstream file changed since models.lock was written: {change}; \
+                 run `modelctl update {id}` to pin the new file"
+            ),
+            true,
+        ),
+        Err(why) => (format!("cannot check the upstream file: {why}"), false),
     };
-    expected.check(&got).ok().map(|()| got.sha256)
+    let notice = crate::plan::Notice {
+        model: Some(id.clone()),
+        message,
+    };
+    Some((notice, changed))
 }
 
 /// Whether an Ollama tag still names the locked manifest: an error when it moved, a warning
@@ -472,7 +411,8 @@ async fn ollama_drift(
         Ok(LockedSource::Ollama { digest: now, .. }) if now == *digest => return None,
         Ok(LockedSource::Ollama { digest: now, .. }) => (
             format!(
-                "`{}` moved upstream: the registry now serves {}, models.lock pins {};              run `modelctl update {id}` to pin the new one, then apply",
+                "`{}` moved upstream: the registry now serves {}, models.lock pins {}; \
+                 run `modelctl update {id}` to pin the new one, then apply",
                 source.ollama,
                 now.short(),
                 digest.short()

@@ -23,8 +23,39 @@ pub struct HookEnv<'a> {
     pub path: &'a Path,
 }
 
+/// Why a hook did not succeed. The caller names the model and the event.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum HookError {
+    #[error("cannot run `sh`: {0}")]
+    #[diagnostic(
+        code(modelctl::hook::spawn),
+        help("hooks run with `sh -c`: check that `sh` is on PATH")
+    )]
+    Spawn(#[source] std::io::Error),
+    /// The command ran and failed; `tail` is the last lines of its stderr (or stdout).
+    #[error("{status}{}", shown_tail(tail))]
+    #[diagnostic(
+        code(modelctl::hook::failed),
+        help(
+            "run the hook's command by hand to see why it fails, then fix it under the model's `hooks:`"
+        )
+    )]
+    Failed {
+        status: std::process::ExitStatus,
+        tail: Vec<String>,
+    },
+}
+
+fn shown_tail(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", tail.join(" / "))
+    }
+}
+
 /// Runs a hook; `Ok` carries what it printed, `Err` its exit status and the tail of its output.
-pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<String, String> {
+pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<String, HookError> {
     let output = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -33,27 +64,22 @@ pub fn run_hook(command: &str, env: &HookEnv<'_>) -> Result<String, String> {
         .env("MODELCTL_NEW_ID", env.new.unwrap_or(""))
         .env("MODELCTL_PATH", env.path)
         .output()
-        .map_err(|e| format!("cannot run `sh`: {e}"))?;
+        .map_err(HookError::Spawn)?;
     if output.status.success() {
         return Ok(String::from_utf8_lossy(&output.stdout)
             .trim_end()
             .to_owned());
     }
-    let mut tail = String::from_utf8_lossy(&output.stderr).into_owned();
-    if tail.trim().is_empty() {
-        tail = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut said = String::from_utf8_lossy(&output.stderr).into_owned();
+    if said.trim().is_empty() {
+        said = String::from_utf8_lossy(&output.stdout).into_owned();
     }
-    let tail: Vec<&str> = tail.lines().rev().take(3).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!(
-        "{}{}",
-        output.status,
-        if tail.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", tail.join(" / "))
-        }
-    ))
+    let mut tail: Vec<String> = said.lines().rev().take(3).map(str::to_owned).collect();
+    tail.reverse();
+    Err(HookError::Failed {
+        status: output.status,
+        tail,
+    })
 }
 
 /// One entry of `active.json`.

@@ -9,6 +9,35 @@ use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};
 use crate::plan::{Action, Plan};
 
+/// Why a blob of the Hugging Face cache was not taken into the store (it is downloaded
+/// instead). The caller names the model and file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ImportError {
+    #[error("cannot copy it: {0}")]
+    #[diagnostic(code(modelctl::apply::hf_cache_copy))]
+    Copy(#[source] std::io::Error),
+    #[error("cannot sync the copy: {0}")]
+    #[diagnostic(code(modelctl::apply::hf_cache_sync))]
+    Sync(#[source] std::io::Error),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Hash(#[from] crate::store::ScanError),
+    #[error("its sha256 is {got}, not the locked {want}")]
+    #[diagnostic(
+        code(modelctl::apply::hf_cache_damaged),
+        help(
+            "the cache's copy is damaged; `hf cache delete` removes it, or leave it: modelctl downloads its own"
+        )
+    )]
+    Mismatch { got: Sha256, want: Sha256 },
+    #[error("the import task failed: {0}")]
+    #[diagnostic(code(modelctl::apply::task))]
+    Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Publish(#[from] crate::store::PlaceError),
+}
+
 impl Executor<'_> {
     /// Takes a blob from the Hugging Face cache into the store, after checking its sha256
     /// (the cache's writers never verify). With `hf_cache: true` the store shares the cache's
@@ -17,7 +46,7 @@ impl Executor<'_> {
         &self,
         cached: &std::path::Path,
         sha256: &Sha256,
-    ) -> Result<(), String> {
+    ) -> Result<(), ImportError> {
         let temp =
             self.store
                 .tmp_dir()
@@ -25,31 +54,16 @@ impl Executor<'_> {
         let _ = std::fs::remove_file(&temp);
         let share = self.manifest.hf_cache;
         let (from, to, want) = (cached.to_owned(), temp.clone(), *sha256);
-        let checked = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let linked = share && std::fs::hard_link(&from, &to).is_ok();
-            if !linked {
-                std::fs::copy(&from, &to).map_err(|e| format!("cannot copy it: {e}"))?;
-                std::fs::File::open(&to)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| format!("cannot sync the copy: {e}"))?;
-            }
-            let got = crate::store::hash_file(&to).map_err(|e| e.to_string())?;
-            if got != want {
-                return Err(format!("its sha256 is {got}, not the locked {want}"));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| format!("the import task failed: {e}"))
-        .and_then(|r| r);
+        let checked = tokio::task::spawn_blocking(move || copy_checked(&from, &to, want, share))
+            .await
+            .map_err(ImportError::Task)
+            .and_then(|r| r);
         if let Err(why) = checked {
             let _ = std::fs::remove_file(&temp);
             return Err(why);
         }
-        self.store
-            .publish_blob(&temp, sha256)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.store.publish_blob(&temp, sha256)?;
+        Ok(())
     }
 
     /// Lays the models the plan shares out in the Hugging Face cache, once their files are in.
@@ -70,7 +84,7 @@ impl Executor<'_> {
             let (Some(kind), Some(entry), Some(locked)) = (
                 kinds.get(model),
                 self.manifest.models.get(model),
-                self.lock.models.get(model),
+                self.lock.model(model),
             ) else {
                 continue;
             };
@@ -106,4 +120,26 @@ impl Executor<'_> {
             }
         }
     }
+}
+
+/// Puts the cache's file at `to` (a hard link when `share`, if the filesystem allows, else a
+/// synced copy) and checks that its bytes hash to `want`.
+fn copy_checked(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    want: Sha256,
+    share: bool,
+) -> Result<(), ImportError> {
+    let linked = share && std::fs::hard_link(from, to).is_ok();
+    if !linked {
+        std::fs::copy(from, to).map_err(ImportError::Copy)?;
+        std::fs::File::open(to)
+            .and_then(|f| f.sync_all())
+            .map_err(ImportError::Sync)?;
+    }
+    let got = crate::store::hash_file(to)?;
+    if got != want {
+        return Err(ImportError::Mismatch { got, want });
+    }
+    Ok(())
 }

@@ -11,40 +11,47 @@
 //! pointer that replaced it is durable, and a model that is still active (because its
 //! replacement failed) is kept. Failures are collected per model instead of stopping
 //! everything, so one bad URL does not block the rest.
-//! Ollama pulls and removals (`ollama.rs`) and the Hugging Face cache (`hf_cache.rs`) have their
-//! own files.
+//!
+//! This file holds the core: the files phase (downloads, reuses, verifications) and the
+//! executor's bookkeeping. Rebuilding model directories is in `rebuild.rs`, the pointer phase
+//! in `pointers.rs`, deletions in `deletions.rs`; Ollama pulls and removals (`ollama.rs`) and
+//! the Hugging Face cache (`hf_cache.rs`) have their own files.
 
 pub mod activate;
+mod deletions;
 pub mod fetch;
 mod hasher;
 mod hf_cache;
 mod hf_layout;
-mod ollama;
+pub mod ollama;
 mod partial;
+mod pointers;
 pub mod progress;
+mod rebuild;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fetch::{Engine, FileJob};
-use progress::{ActiveChange, FileLabel, Reporter};
+use progress::{FileLabel, Reporter};
 
-use crate::digest::Sha256;
-use crate::lock::Lockfile;
+use crate::digest::{GitOid, Sha256};
+use crate::lock::{LockedFile, LockedModel, Lockfile};
 use crate::manifest::Manifest;
 use crate::names::{ModelId, RelPath, TypeName};
 use crate::plan::{Action, ModelStatus, Plan};
+use crate::sources::LocateError;
 use crate::sources::ollama::daemon::Daemon;
 use crate::sources::ollama::layout::OllamaDir;
-use crate::store::{ActivePointer, FileOrigin, StatCache, Store};
+use crate::store::{StatCache, Store};
 
 /// Everything the executor works with.
 pub struct Executor<'a> {
     pub manifest: &'a Manifest,
-    /// The lock the plan pins (its `next_lock`).
-    pub lock: &'a Lockfile,
+    /// The lock the plan pins (its `next_lock`), indexed by model and path.
+    pub lock: LockIndex<'a>,
     pub store: &'a Store,
     pub engine: Engine,
     /// Files downloaded at once.
@@ -57,7 +64,7 @@ pub struct Executor<'a> {
     /// The Hub's endpoint and token, for `hf` models.
     pub hf: Arc<crate::sources::hf::HubConfig>,
     /// The Ollama daemon, or why there is none to talk to.
-    pub ollama: Result<Daemon, String>,
+    pub ollama: Result<Daemon, ollama::NoDaemon>,
     /// `OLLAMA_MODELS`, filled directly from the registry when no daemon answers.
     pub ollama_dir: Option<OllamaDir>,
 }
@@ -80,6 +87,74 @@ pub struct Outcome {
     /// Damaged blobs published again from an intact model file, or removed.
     pub repaired_blobs: usize,
     pub interrupted: bool,
+    /// What the run holds back until a model's new directory is in place.
+    pending: Pending,
+}
+
+/// What a run learns before a model's directory is rebuilt, and reports or records after.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Per model, its "linked …" step lines and how many files they stand for: printed and
+    /// counted once its new directory is in place, never before a swap that may fail.
+    links: BTreeMap<ModelId, (Vec<String>, usize)>,
+    /// The git blob ids this run computed from bytes (downloads, verifications), for the
+    /// stat cache.
+    git_oids: HashMap<(ModelId, RelPath), GitOid>,
+}
+
+/// The lock being applied, indexed once by (model id, path).
+pub struct LockIndex<'a> {
+    lock: &'a Lockfile,
+    files: HashMap<(&'a ModelId, &'a RelPath), &'a LockedFile>,
+}
+
+impl<'a> From<&'a Lockfile> for LockIndex<'a> {
+    fn from(lock: &'a Lockfile) -> Self {
+        let files = lock
+            .models
+            .iter()
+            .flat_map(|(id, m)| m.files.iter().map(move |f| ((id, &f.path), f)))
+            .collect();
+        Self { lock, files }
+    }
+}
+
+impl<'a> LockIndex<'a> {
+    /// A model's locked entry.
+    pub fn model(&self, id: &ModelId) -> Option<&'a LockedModel> {
+        self.lock.models.get(id)
+    }
+
+    /// A locked file of a model.
+    pub fn file(&self, id: &ModelId, path: &RelPath) -> Option<&'a LockedFile> {
+        self.files.get(&(id, path)).copied()
+    }
+}
+
+/// Why a file of the plan cannot be downloaded (the caller names the model and file).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum JobError {
+    #[error("the model is not in models.yaml")]
+    #[diagnostic(
+        code(modelctl::apply::not_declared),
+        help("models.yaml changed since the plan was made; run `modelctl apply` again")
+    )]
+    NotDeclared,
+    #[error("the model is not in models.lock")]
+    #[diagnostic(
+        code(modelctl::apply::not_locked),
+        help("run `modelctl lock` to pin it, then apply")
+    )]
+    NotLocked,
+    #[error("the file is not in models.lock")]
+    #[diagnostic(
+        code(modelctl::apply::file_not_locked),
+        help("run `modelctl lock` to pin it, then apply")
+    )]
+    FileNotLocked,
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Locate(#[from] LocateError),
 }
 
 /// A group of downloads that share one blob.
@@ -132,31 +207,48 @@ impl Executor<'_> {
         kinds: &BTreeMap<ModelId, TypeName>,
         outcome: &Mutex<Outcome>,
     ) {
+        let (groups, changed) = self.files(plan, kinds, outcome).await;
+        let fetched = self
+            .download_all(groups.into_values().collect(), outcome)
+            .await;
+        if self.cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        self.rebuild(plan, kinds, &changed, outcome);
+        // A blob whose models now link it needs no resume state; one for a model that failed
+        // keeps it, so the next apply finds the blob the lock still has no sha256 for.
+        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
+        for (job, models) in fetched {
+            if !models.iter().any(|m| failed.contains(m)) {
+                self.engine.forget(&job);
+            }
+        }
+    }
+
+    /// Goes through the plan's file actions: repairs blobs, reuses, verifies and pulls at
+    /// once, and groups the downloads by blob. Returns the groups and, per model, the files
+    /// taken from blobs (downloaded or reused) rather than kept.
+    async fn files(
+        &self,
+        plan: &Plan,
+        kinds: &BTreeMap<ModelId, TypeName>,
+        outcome: &Mutex<Outcome>,
+    ) -> (
+        BTreeMap<String, Group>,
+        BTreeMap<ModelId, BTreeSet<RelPath>>,
+    ) {
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-        // Per model, the files taken from blobs (downloaded or reused) rather than kept.
         let mut changed: BTreeMap<ModelId, BTreeSet<RelPath>> = BTreeMap::new();
         for action in &plan.actions {
             if let Action::RepairBlob { sha256, from } = action {
                 self.repair_blob(outcome, sha256, from.as_ref());
                 continue;
             }
-            let Some(model) = action.model() else {
+            let Some((model, kind)) = action.model().and_then(|m| Some((m, kinds.get(m)?))) else {
                 continue;
             };
-            let Some(kind) = kinds.get(model) else {
-                continue;
-            };
-            let mut take = |path: &RelPath| {
-                changed
-                    .entry(model.clone())
-                    .or_default()
-                    .insert(path.clone());
-            };
-            match action {
-                Action::Download { path, size, .. } => {
-                    take(path);
-                    self.enqueue(&mut groups, outcome, model, kind, path, *size);
-                }
+            let download = match action {
+                Action::Download { path, size, .. } => Some((path, *size)),
                 Action::Reuse {
                     path,
                     sha256,
@@ -164,53 +256,63 @@ impl Executor<'_> {
                     hf_cache: Some(cached),
                     ..
                 } => {
-                    take(path);
-                    match self
-                        .import_cached(std::path::Path::new(cached), sha256)
-                        .await
-                    {
-                        Ok(()) => self.reused(outcome, model, path, "from the HF cache"),
-                        Err(why) => {
-                            self.reporter.step(&format!(
-                                "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
-                            ));
-                            self.enqueue(&mut groups, outcome, model, kind, path, *size);
-                        }
-                    }
+                    take(&mut changed, model, path);
+                    let cached = std::path::Path::new(cached);
+                    let taken = self
+                        .reuse_cached(outcome, model, path, cached, sha256)
+                        .await;
+                    (!taken).then_some((path, *size))
                 }
                 Action::Reuse { path, .. } => {
-                    take(path);
+                    take(&mut changed, model, path);
                     self.reused(outcome, model, path, "blob already in the store");
+                    None
                 }
-                Action::Verify { path, size, .. }
-                    if !self.verify(outcome, kind, model, path).await =>
-                {
-                    take(path);
-                    self.enqueue(&mut groups, outcome, model, kind, path, *size);
+                Action::Verify { path, size, .. } => {
+                    let stands = self.verify(outcome, kind, model, path).await;
+                    (!stands).then_some((path, *size))
                 }
                 Action::Pull {
                     name, digest, size, ..
-                } => self.pull(outcome, kind, model, name, digest, *size).await,
+                } => {
+                    self.pull(outcome, kind, model, name, digest, *size).await;
+                    None
+                }
+                // A stray file is removed by rebuilding the model without it.
                 Action::DeleteFile { .. } => {
                     changed.entry(model.clone()).or_default();
+                    None
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some((path, size)) = download {
+                take(&mut changed, model, path);
+                self.enqueue(&mut groups, outcome, model, kind, path, size);
             }
         }
-        let fetched = self
-            .download_all(groups.into_values().collect(), outcome)
-            .await;
-        if !self.cancel.load(Ordering::Relaxed) {
-            self.rebuild(plan, kinds, &changed, outcome);
-        }
-        // A blob whose models now link it needs no resume state; one for a model that failed
-        // keeps it, so the next apply finds the blob the lock still has no sha256 for.
-        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
-        if !self.cancel.load(Ordering::Relaxed) {
-            for (job, models) in fetched {
-                if !models.iter().any(|m| failed.contains(m)) {
-                    self.engine.forget(&job);
-                }
+        (groups, changed)
+    }
+
+    /// Takes a file's blob from the Hugging Face cache; returns whether it was taken (if not,
+    /// the file is downloaded, and the reason told).
+    async fn reuse_cached(
+        &self,
+        outcome: &Mutex<Outcome>,
+        model: &ModelId,
+        path: &RelPath,
+        cached: &std::path::Path,
+        sha256: &Sha256,
+    ) -> bool {
+        match self.import_cached(cached, sha256).await {
+            Ok(()) => {
+                self.reused(outcome, model, path, "from the HF cache");
+                true
+            }
+            Err(why) => {
+                self.reporter.step(&format!(
+                    "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
+                ));
+                false
             }
         }
     }
@@ -282,101 +384,22 @@ impl Executor<'_> {
         }
     }
 
-    /// A file whose intact blob is (now) in the store: it goes into the rebuilt directory.
+    /// A file whose intact blob is (now) in the store: it goes into the rebuilt directory,
+    /// and is reported as linked once that directory is in place.
     fn reused(&self, outcome: &Mutex<Outcome>, model: &ModelId, path: &RelPath, why: &str) {
-        if let Ok(mut o) = outcome.lock() {
-            o.linked += 1;
-        }
-        self.reporter
-            .step(&format!("linked {model}/{path} ({why})"));
+        let line = format!("linked {model}/{path} ({why})");
+        link_later(outcome, model, Some(line));
     }
 
-    /// Replaces the directory of every model whose files changed with its new version, built
-    /// from the blobs just verified and the files that stay; a model with a failed file keeps
-    /// its old directory whole.
-    fn rebuild(
-        &self,
-        plan: &Plan,
-        kinds: &BTreeMap<ModelId, TypeName>,
-        changed: &BTreeMap<ModelId, BTreeSet<RelPath>>,
-        outcome: &Mutex<Outcome>,
-    ) {
-        let (failed, learned) = match outcome.lock() {
-            Ok(o) => (o.failed.clone(), o.learned.clone()),
-            Err(_) => return,
-        };
-        for (model, taken) in changed {
-            let (Some(kind), Some(locked)) = (kinds.get(model), self.lock.models.get(model)) else {
-                continue;
-            };
-            if failed.contains(model) {
-                continue;
-            }
-            let sha_of = |f: &crate::lock::LockedFile| {
-                f.sha256.or_else(|| {
-                    learned
-                        .iter()
-                        .find(|(m, p, _)| m == model && p == &f.path)
-                        .map(|(_, _, d)| *d)
-                })
-            };
-            let mut files = Vec::new();
-            for f in &locked.files {
-                let origin = match (taken.contains(&f.path), sha_of(f)) {
-                    (false, _) => FileOrigin::Present,
-                    (true, Some(digest)) => FileOrigin::Blob(digest),
-                    (true, None) => {
-                        self.fail(
-                            outcome,
-                            model,
-                            &format!("`{model}/{}` has no verified blob to link", f.path),
-                        );
-                        break;
-                    }
-                };
-                files.push((f.path.clone(), origin));
-            }
-            if files.len() != locked.files.len() {
-                continue;
-            }
-            if let Err(e) = self.store.replace_model(kind, model, &files) {
-                self.fail(
-                    outcome,
-                    model,
-                    &format!("cannot update the directory of `{model}`: {e}"),
-                );
-                continue;
-            }
-            for f in &locked.files {
-                if let Some(digest) = sha_of(f) {
-                    self.remember(kind, model, &f.path, &digest);
-                }
-            }
-            for action in plan.model_actions(model) {
-                if let Action::DeleteFile { path, .. } = action {
-                    self.reporter
-                        .step(&format!("removed stray file {model}/{path}"));
-                }
-            }
-        }
-    }
-
-    fn job_for(&self, model: &ModelId, path: &RelPath, size: u64) -> Result<FileJob, String> {
+    /// The download of one locked file: where from, and every digest it must match.
+    fn job_for(&self, model: &ModelId, path: &RelPath, size: u64) -> Result<FileJob, JobError> {
         let entry = self
             .manifest
             .models
             .get(model)
-            .ok_or("the model is not in models.yaml")?;
-        let locked = self
-            .lock
-            .models
-            .get(model)
-            .ok_or("the model is not in models.lock")?;
-        let file = locked
-            .files
-            .iter()
-            .find(|f| &f.path == path)
-            .ok_or("the file is not in models.lock")?;
+            .ok_or(JobError::NotDeclared)?;
+        let locked = self.lock.model(model).ok_or(JobError::NotLocked)?;
+        let file = self.lock.file(model, path).ok_or(JobError::FileNotLocked)?;
         let located = crate::sources::locate(entry, locked, file, &self.manifest_dir, &self.hf)?;
         let (expect, place) = entry.expected_for(model.as_str(), path);
         let sha256 = file.sha256.or(expect.sha256);
@@ -411,16 +434,7 @@ impl Executor<'_> {
         let mut done = Vec::new();
         for group in groups {
             if let Some(digest) = self.published_before(&group) {
-                self.reporter.step(&format!(
-                    "linked {}/{} (verified and published by an interrupted apply)",
-                    group.label.model, group.label.path
-                ));
-                if let Ok(mut o) = outcome.lock() {
-                    o.linked += group.targets.len();
-                    for (model, _, path) in &group.targets {
-                        o.learned.push((model.clone(), path.clone(), digest));
-                    }
-                }
+                self.link_published(outcome, &group, digest);
                 done.push((group.job.clone(), group.models()));
                 continue;
             }
@@ -439,38 +453,15 @@ impl Executor<'_> {
             let Ok((group, result, elapsed)) = joined else {
                 continue;
             };
-            let label = format!("{}/{}", group.label.model, group.label.path);
             match result {
                 Ok(downloaded) => {
-                    let digest = downloaded.digests.sha256;
-                    match self.store.publish_blob(&downloaded.data, &digest) {
-                        Ok(_) => crate::failpoint::hit("download.after-publish"),
-                        Err(e) => {
-                            for (model, _, _) in &group.targets {
-                                self.fail(
-                                    outcome,
-                                    model,
-                                    &format!("cannot publish `{label}`: {e}"),
-                                );
-                            }
-                            continue;
+                    if self.publish(outcome, &group, &downloaded, elapsed) {
+                        // A blob named by a known sha256 is found by the next plan; only one
+                        // the lock has no sha256 for needs its resume state until it is linked.
+                        match group.job.sha256 {
+                            Some(_) => self.engine.forget(&group.job),
+                            None => done.push((group.job.clone(), group.models())),
                         }
-                    }
-                    self.reporter.done(&group.label, &digest.hex(), elapsed);
-                    if let Ok(mut o) = outcome.lock() {
-                        o.downloaded_files += 1;
-                        o.downloaded_bytes += group.label.size;
-                        for (model, _, path) in &group.targets {
-                            if self.locked_sha256(model, path).is_none() {
-                                o.learned.push((model.clone(), path.clone(), digest));
-                            }
-                        }
-                    }
-                    // A blob named by a known sha256 is found by the next plan; only one the
-                    // lock has no sha256 for needs its resume state until it is linked.
-                    match group.job.sha256 {
-                        Some(_) => self.engine.forget(&group.job),
-                        None => done.push((group.job.clone(), group.models())),
                     }
                 }
                 Err(fetch::FetchError::Cancelled) => {
@@ -493,13 +484,57 @@ impl Executor<'_> {
         done
     }
 
-    /// The sha256 the lock being applied has for a file.
-    fn locked_sha256(&self, model: &ModelId, path: &RelPath) -> Option<Sha256> {
-        self.lock
-            .models
-            .get(model)
-            .and_then(|m| m.files.iter().find(|f| &f.path == path))
-            .and_then(|f| f.sha256)
+    /// A blob an interrupted apply already published: its files are linked, and its sha256
+    /// learned, without downloading it again.
+    fn link_published(&self, outcome: &Mutex<Outcome>, group: &Group, digest: Sha256) {
+        let line = format!(
+            "linked {}/{} (verified and published by an interrupted apply)",
+            group.label.model, group.label.path
+        );
+        let mut line = Some(line);
+        for (model, _, _) in &group.targets {
+            link_later(outcome, model, line.take());
+        }
+        if let Ok(mut o) = outcome.lock() {
+            for (model, _, path) in &group.targets {
+                o.learned.push((model.clone(), path.clone(), digest));
+            }
+        }
+    }
+
+    /// Publishes a verified download as its blob and records what it taught (the sha256 the
+    /// lock lacked, the git blob id); returns whether the blob is in place.
+    fn publish(
+        &self,
+        outcome: &Mutex<Outcome>,
+        group: &Group,
+        downloaded: &fetch::Downloaded,
+        elapsed: std::time::Duration,
+    ) -> bool {
+        let digest = downloaded.digests.sha256;
+        if let Err(e) = self.store.publish_blob(&downloaded.data, &digest) {
+            let label = format!("{}/{}", group.label.model, group.label.path);
+            for (model, _, _) in &group.targets {
+                self.fail(outcome, model, &format!("cannot publish `{label}`: {e}"));
+            }
+            return false;
+        }
+        crate::failpoint::hit("download.after-publish");
+        self.reporter.done(&group.label, &digest.hex(), elapsed);
+        if let Ok(mut o) = outcome.lock() {
+            o.downloaded_files += 1;
+            o.downloaded_bytes += group.label.size;
+            for (model, _, path) in &group.targets {
+                if self.lock.file(model, path).and_then(|f| f.sha256).is_none() {
+                    o.learned.push((model.clone(), path.clone(), digest));
+                }
+                if let Some(oid) = downloaded.digests.git_oid {
+                    let key = (model.clone(), path.clone());
+                    o.pending.git_oids.insert(key, oid);
+                }
+            }
+        }
+        true
     }
 
     /// The blob an interrupted apply verified and published for a file the lock has no
@@ -522,13 +557,7 @@ impl Executor<'_> {
         path: &RelPath,
     ) -> bool {
         let file = path.under(&self.store.model_dir(kind, model));
-        let Some(locked) = self
-            .lock
-            .models
-            .get(model)
-            .and_then(|m| m.files.iter().find(|f| &f.path == path))
-            .cloned()
-        else {
+        let Some(locked) = self.lock.file(model, path) else {
             self.fail(
                 outcome,
                 model,
@@ -551,23 +580,7 @@ impl Executor<'_> {
         let result =
             tokio::task::spawn_blocking(move || crate::store::hash_file_with(&file, extra)).await;
         match result {
-            Ok(Ok(digests)) => match expected.check(&digests) {
-                Ok(()) => {
-                    if let Ok(mut o) = outcome.lock() {
-                        o.verified += 1;
-                        o.learned
-                            .push((model.clone(), path.clone(), digests.sha256));
-                    }
-                    self.reporter.step(&format!("verified {model}/{path}"));
-                    true
-                }
-                Err(mismatch) => {
-                    self.reporter.step(&format!(
-                        "{model}/{path} is not the locked file ({mismatch}); downloading it"
-                    ));
-                    false
-                }
-            },
+            Ok(Ok(digests)) => self.judge_verified(outcome, model, path, &expected, &digests),
             Ok(Err(e)) => {
                 self.fail(
                     outcome,
@@ -583,277 +596,33 @@ impl Executor<'_> {
         }
     }
 
-    /// Pointer swaps, Ollama loads and hooks, in plan order.
-    async fn pointers(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
-        let failed = outcome.lock().map(|o| o.failed.clone()).unwrap_or_default();
-        // The pointer change a hook belongs to, for rollback.
-        let mut last: Option<(TypeName, Option<ModelId>, Option<ModelId>, bool)> = None;
-        for action in plan.activations() {
-            match action {
-                Action::Activate { kind, to } | Action::Swap { kind, to, .. } => {
-                    let from = self.current(kind);
-                    if failed.contains(to) {
-                        self.error(
-                            outcome,
-                            Some(to),
-                            &format!(
-                                "not activating `{to}` as {kind}: not all of its files are in place"
-                            ),
-                        );
-                        last = Some((kind.clone(), from, Some(to.clone()), false));
-                        continue;
-                    }
-                    match self.store.point_active(kind, to) {
-                        Ok(()) => {
-                            crate::failpoint::hit("swap.before-active-json");
-                            self.reporter.swapped(&ActiveChange {
-                                kind: kind.to_string(),
-                                from: from.as_ref().map(ToString::to_string),
-                                to: Some(to.to_string()),
-                                path: Some(self.store.model_dir(kind, to)),
-                                rollback: false,
-                            });
-                            if let Ok(mut o) = outcome.lock() {
-                                o.swaps += 1;
-                            }
-                            last = Some((kind.clone(), from, Some(to.clone()), true));
-                        }
-                        Err(e) => {
-                            self.error(outcome, Some(to), &format!("cannot activate `{to}`: {e}"));
-                            last = Some((kind.clone(), from, Some(to.clone()), false));
-                        }
-                    }
-                }
-                Action::Deactivate { kind, .. } => {
-                    let from = self.current(kind);
-                    match self.store.clear_active(kind) {
-                        Ok(()) => {
-                            self.reporter.swapped(&ActiveChange {
-                                kind: kind.to_string(),
-                                from: from.as_ref().map(ToString::to_string),
-                                to: None,
-                                path: None,
-                                rollback: false,
-                            });
-                            last = Some((kind.clone(), from, None, true));
-                        }
-                        Err(e) => {
-                            self.error(outcome, None, &format!("cannot deactivate {kind}: {e}"));
-                            last = Some((kind.clone(), from, None, false));
-                        }
-                    }
-                }
-                Action::Load { model, name } | Action::Unload { model, name } => {
-                    let load = matches!(action, Action::Load { .. });
-                    if load && failed.contains(model) {
-                        continue;
-                    }
-                    let keep_alive =
-                        self.manifest
-                            .models
-                            .get(model)
-                            .and_then(|e| match &e.source {
-                                crate::manifest::Source::Ollama(o) => o.keep_alive.clone(),
-                                _ => None,
-                            });
-                    let done = match self.ollama_call(name) {
-                        Ok((daemon, parsed)) if load => daemon
-                            .load(&parsed, keep_alive.as_deref())
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Ok((daemon, parsed)) => {
-                            daemon.unload(&parsed).await.map_err(|e| e.to_string())
-                        }
-                        Err(why) => Err(why),
-                    };
-                    let verb = if load { "load" } else { "unload" };
-                    match done {
-                        Ok(()) => self.reporter.step(&format!("{verb}ed {name} in Ollama")),
-                        Err(why) => self.error(
-                            outcome,
-                            Some(model),
-                            &format!("cannot {verb} `{name}`: {why}"),
-                        ),
-                    }
-                }
-                Action::Hook {
-                    model,
-                    event,
-                    command,
-                } => {
-                    let Some((kind, from, to, true)) = last.clone() else {
-                        continue;
-                    };
-                    self.hook(
-                        outcome,
-                        model,
-                        event,
-                        command,
-                        &kind,
-                        from.as_ref(),
-                        to.as_ref(),
-                    );
-                }
-                _ => {}
-            }
-        }
-        let pointers = self.pointers_on_disk();
-        if let Err(e) = activate::write_active_json(self.store, self.manifest, &pointers) {
-            self.error(
-                outcome,
-                None,
-                &format!("cannot write `{}`: {e}", self.store.active_json().display()),
-            );
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn hook(
+    /// Records a verified file (its sha256 learned, its git blob id kept for the stat cache),
+    /// or tells why it is downloaded again; returns whether it stands.
+    fn judge_verified(
         &self,
         outcome: &Mutex<Outcome>,
         model: &ModelId,
-        event: &str,
-        command: &str,
-        kind: &TypeName,
-        from: Option<&ModelId>,
-        to: Option<&ModelId>,
-    ) {
-        let dir = self.store.model_dir(kind, model);
-        let env = activate::HookEnv {
-            kind,
-            old: from.map(ModelId::as_str),
-            new: to.map(ModelId::as_str),
-            path: &dir,
-        };
+        path: &RelPath,
+        expected: &crate::digest::Expected,
+        digests: &crate::digest::Digests,
+    ) -> bool {
+        if let Err(mismatch) = expected.check(digests) {
+            self.reporter.step(&format!(
+                "{model}/{path} is not the locked file ({mismatch}); downloading it"
+            ));
+            return false;
+        }
         if let Ok(mut o) = outcome.lock() {
-            o.hooks += 1;
-        }
-        match activate::run_hook(command, &env) {
-            Ok(printed) => {
-                self.reporter
-                    .step(&format!("ran the {event} hook of {model}"));
-                for line in printed.lines().take(20) {
-                    self.reporter.step(&format!("  | {line}"));
-                }
-            }
-            Err(why) => {
-                self.error(
-                    outcome,
-                    Some(model),
-                    &format!("the {event} hook of `{model}` failed ({why})"),
-                );
-                let rollback = event == "activate"
-                    && self
-                        .manifest
-                        .models
-                        .get(model)
-                        .is_some_and(|e| e.hooks.rollback_on_failure);
-                if rollback {
-                    let restored = match from {
-                        Some(old) => self.store.point_active(kind, old),
-                        None => self.store.clear_active(kind),
-                    };
-                    match restored {
-                        Ok(()) => self.reporter.swapped(&ActiveChange {
-                            kind: kind.to_string(),
-                            from: to.map(ToString::to_string),
-                            to: from.map(ToString::to_string),
-                            path: from.map(|old| self.store.model_dir(kind, old)),
-                            rollback: true,
-                        }),
-                        Err(e) => self.error(
-                            outcome,
-                            Some(model),
-                            &format!("cannot roll back {kind}: {e}"),
-                        ),
-                    }
-                }
+            o.verified += 1;
+            o.learned
+                .push((model.clone(), path.clone(), digests.sha256));
+            if let Some(oid) = digests.git_oid {
+                let key = (model.clone(), path.clone());
+                o.pending.git_oids.insert(key, oid);
             }
         }
-    }
-
-    /// Model deletions, never of a model that is still active.
-    async fn deletions(&self, plan: &Plan, outcome: &Mutex<Outcome>) {
-        let pointers = self.pointers_on_disk();
-        // A model Ollama could not remove keeps its directory, so it is not forgotten.
-        let mut kept: BTreeSet<ModelId> = BTreeSet::new();
-        for action in &plan.actions {
-            match action {
-                Action::Delete { model, .. } if kept.contains(model) => {}
-                Action::Delete { model, kind, .. } => {
-                    if pointers.get(kind) == Some(&ActivePointer::Model(model.clone())) {
-                        self.error(outcome, Some(model), &format!(
-                            "kept `{model}`: it is still the active {kind} model because the swap away from it did not happen"
-                        ));
-                        continue;
-                    }
-                    match self.store.remove_model(kind, model) {
-                        Ok(()) => {
-                            self.reporter.step(&format!("deleted {model} ({kind})"));
-                            if let Ok(mut o) = outcome.lock() {
-                                o.deleted += 1;
-                            }
-                        }
-                        Err(e) => self.error(
-                            outcome,
-                            Some(model),
-                            &format!("cannot delete `{model}`: {e}"),
-                        ),
-                    }
-                }
-                Action::Remove { model, name } => {
-                    let removed = self.remove_ollama(name).await;
-                    match removed {
-                        Ok(()) => self.reporter.step(&format!("removed {name} from Ollama")),
-                        Err(why) => {
-                            kept.insert(model.clone());
-                            self.error(
-                                outcome,
-                                Some(model),
-                                &format!("cannot remove `{name}` from Ollama: {why}"),
-                            );
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn current(&self, kind: &TypeName) -> Option<ModelId> {
-        match self.pointers_on_disk().get(kind) {
-            Some(ActivePointer::Model(id)) => Some(id.clone()),
-            _ => None,
-        }
-    }
-
-    /// The `active/<type>` links as they are now.
-    fn pointers_on_disk(&self) -> BTreeMap<TypeName, ActivePointer> {
-        crate::store::read_active(self.store)
-            .map(|(pointers, _)| pointers)
-            .unwrap_or_default()
-    }
-
-    /// Files this apply just verified go into the stat cache, so the next plan need not hash them.
-    fn remember(&self, kind: &TypeName, model: &ModelId, path: &RelPath, digest: &Sha256) {
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
-        let hex = digest.hex();
-        let blob_key = format!("blobs/sha256/{}/{hex}", &hex[..2]);
-        let file_key = format!("models/{kind}/{model}/{path}");
-        for (key, full) in [
-            (blob_key, self.store.blob_path(digest)),
-            (file_key, path.under(&self.store.model_dir(kind, model))),
-        ] {
-            if let Ok(meta) = std::fs::symlink_metadata(&full) {
-                let known = crate::store::Known {
-                    sha256: *digest,
-                    git_oid: None,
-                };
-                cache.insert_verified(key, crate::store::Stamp::of(&meta), known);
-            }
-        }
+        self.reporter.step(&format!("verified {model}/{path}"));
+        true
     }
 
     fn fail(&self, outcome: &Mutex<Outcome>, model: &ModelId, message: &str) {
@@ -866,6 +635,24 @@ impl Executor<'_> {
         if let Ok(mut o) = outcome.lock() {
             o.errors.push(message.to_owned());
         }
+    }
+}
+
+/// Marks a file of `model` as taken from a blob: the model's directory is rebuilt with it.
+fn take(changed: &mut BTreeMap<ModelId, BTreeSet<RelPath>>, model: &ModelId, path: &RelPath) {
+    changed
+        .entry(model.clone())
+        .or_default()
+        .insert(path.clone());
+}
+
+/// Holds back one linked file of `model` (with its step line, if it has one of its own) until
+/// the model's new directory is in place.
+fn link_later(outcome: &Mutex<Outcome>, model: &ModelId, line: Option<String>) {
+    if let Ok(mut o) = outcome.lock() {
+        let (lines, count) = o.pending.links.entry(model.clone()).or_default();
+        lines.extend(line);
+        *count += 1;
     }
 }
 

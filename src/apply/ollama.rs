@@ -11,31 +11,153 @@ use super::{Executor, Outcome};
 use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};
 use crate::sources::ollama::OllamaRef;
-use crate::sources::ollama::daemon::Daemon;
+use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::sources::ollama::layout::OllamaDir;
+
+/// Why no Ollama daemon can be talked to (`OLLAMA_HOST` unusable, no client): the
+/// [`DaemonError`](crate::sources::ollama::daemon::DaemonError)'s text, which every Ollama
+/// action of the run reports.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+#[error("{cause}")]
+#[diagnostic(
+    code(modelctl::ollama::no_daemon),
+    help("set OLLAMA_HOST to the daemon's `host:port` (default 127.0.0.1:11434)")
+)]
+pub struct NoDaemon {
+    pub cause: String,
+}
+
+/// The executor keeps why there is no daemon for every Ollama action of the run.
+impl From<DaemonError> for NoDaemon {
+    fn from(error: DaemonError) -> Self {
+        Self {
+            cause: error.to_string(),
+        }
+    }
+}
+
+/// Why an Ollama step of an apply failed. The caller names the model.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum OllamaStepError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    NoDaemon(#[from] NoDaemon),
+    #[error("`{name}` is not an Ollama model name: {error}")]
+    #[diagnostic(
+        code(modelctl::ollama::name),
+        help("write it as `name:tag` (`llama3:8b`), as `ollama pull` takes it")
+    )]
+    BadName {
+        name: String,
+        error: crate::names::NameError,
+    },
+    #[error("cannot remove `{}`: {error}", path.display())]
+    #[diagnostic(
+        code(modelctl::ollama::remove),
+        help("check the permissions of OLLAMA_MODELS, or remove the model with `ollama rm`")
+    )]
+    RemoveManifest {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    /// What the daemon said when asked to do something.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("cannot pull `{name}` through Ollama: {error}")]
+    #[diagnostic(code(modelctl::ollama::pull))]
+    PullThroughDaemon { name: String, error: DaemonError },
+    #[error("cannot pull `{name}` into `{}`: {error}", dir.display())]
+    #[diagnostic(code(modelctl::ollama::pull_direct))]
+    PullDirect {
+        name: String,
+        dir: std::path::PathBuf,
+        error: Box<DirectPullError>,
+    },
+    #[error("cannot check the pull of `{name}`: {error}")]
+    #[diagnostic(code(modelctl::ollama::check))]
+    CheckPull { name: String, error: DaemonError },
+    #[error(
+        "Ollama pulled `{name}` as {got}, but models.lock pins {pinned}: the tag moved upstream; \
+         run `modelctl update {model}` to pin the new one"
+    )]
+    #[diagnostic(code(modelctl::ollama::moved))]
+    PulledOther {
+        name: String,
+        got: String,
+        pinned: String,
+        model: ModelId,
+    },
+    #[error("after pulling, the Ollama daemon does not list `{name}`")]
+    #[diagnostic(
+        code(modelctl::ollama::not_listed),
+        help("check `ollama list`; the daemon may have failed to store the model")
+    )]
+    NotListed { name: String },
+}
+
+/// Why pulling from the registry into `OLLAMA_MODELS` failed (the caller names the model and
+/// the directory).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum DirectPullError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Registry(#[from] crate::sources::ollama::registry::RegistryError),
+    #[error(
+        "the registry now serves {served} for it, but models.lock pins {pinned}: the tag moved \
+         upstream; run `modelctl update` to pin the new one"
+    )]
+    #[diagnostic(code(modelctl::ollama::moved))]
+    Moved { served: String, pinned: String },
+    #[error("layer {layer}: {error}")]
+    #[diagnostic(code(modelctl::ollama::layer))]
+    Layer {
+        layer: String,
+        error: fetch::FetchError,
+    },
+    #[error("cannot place layer {layer}: {error}")]
+    #[diagnostic(
+        code(modelctl::ollama::place),
+        help("check that OLLAMA_MODELS is writable and has room")
+    )]
+    PlaceLayer {
+        layer: String,
+        error: std::io::Error,
+    },
+    #[error("cannot write the manifest: {0}")]
+    #[diagnostic(
+        code(modelctl::ollama::write_manifest),
+        help("check that OLLAMA_MODELS is writable and has room")
+    )]
+    WriteManifest(#[source] std::io::Error),
+}
 
 impl Executor<'_> {
     /// The daemon and the parsed name, for one Ollama action.
-    pub(super) fn ollama_call(&self, name: &str) -> Result<(&Daemon, OllamaRef), String> {
-        let daemon = self.ollama.as_ref().map_err(Clone::clone)?;
-        let parsed = OllamaRef::parse(name)
-            .map_err(|e| format!("`{name}` is not an Ollama model name: {e}"))?;
+    pub(super) fn ollama_call(&self, name: &str) -> Result<(&Daemon, OllamaRef), OllamaStepError> {
+        let daemon = self.ollama.as_ref().map_err(|e| e.clone())?;
+        let parsed = OllamaRef::parse(name).map_err(|error| OllamaStepError::BadName {
+            name: name.to_owned(),
+            error,
+        })?;
         Ok((daemon, parsed))
     }
 
     /// Removes an Ollama model: through the daemon, or from `OLLAMA_MODELS` when none runs
     /// (its manifest; Ollama prunes the blobs no manifest uses).
-    pub(super) async fn remove_ollama(&self, name: &str) -> Result<(), String> {
+    pub(super) async fn remove_ollama(&self, name: &str) -> Result<(), OllamaStepError> {
         let (daemon, parsed) = self.ollama_call(name)?;
         match (daemon.installed().await, &self.ollama_dir) {
             (Err(_), Some(dir)) => match std::fs::remove_file(dir.manifest_path(&parsed)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!(
-                    "cannot remove `{}`: {e}",
-                    dir.manifest_path(&parsed).display()
-                )),
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    Err(OllamaStepError::RemoveManifest {
+                        path: dir.manifest_path(&parsed),
+                        error,
+                    })
+                }
                 _ => Ok(()),
             },
-            _ => daemon.delete(&parsed).await.map_err(|e| e.to_string()),
+            _ => Ok(daemon.delete(&parsed).await?),
         }
     }
 
@@ -67,22 +189,24 @@ impl Executor<'_> {
             (false, Some(dir)) => self
                 .pull_direct(&parsed, digest, dir, progress)
                 .await
-                .map_err(|why| {
-                    format!(
-                        "cannot pull `{name}` into `{}`: {why}",
-                        dir.root().display()
-                    )
+                .map_err(|error| OllamaStepError::PullDirect {
+                    name: name.to_owned(),
+                    dir: dir.root().to_owned(),
+                    error: Box::new(error),
                 }),
             _ => {
                 let report = |done: u64, _total: u64| progress.set(done);
                 match daemon.pull(&parsed, &report).await {
                     Ok(()) => self.check_pulled(daemon, &parsed, model, digest).await,
-                    Err(why) => Err(format!("cannot pull `{name}` through Ollama: {why}")),
+                    Err(error) => Err(OllamaStepError::PullThroughDaemon {
+                        name: name.to_owned(),
+                        error,
+                    }),
                 }
             }
         };
         if let Err(why) = pulled {
-            return self.fail(outcome, model, &why);
+            return self.fail(outcome, model, &why.to_string());
         }
         let descriptor = crate::store::OllamaDescriptor {
             ollama: name.to_owned(),
@@ -105,24 +229,25 @@ impl Executor<'_> {
         name: &OllamaRef,
         model: &ModelId,
         digest: &Sha256,
-    ) -> Result<(), String> {
+    ) -> Result<(), OllamaStepError> {
         let listed = daemon
             .installed()
             .await
-            .map_err(|why| format!("cannot check the pull of `{name}`: {why}"))?;
+            .map_err(|error| OllamaStepError::CheckPull {
+                name: name.to_string(),
+                error,
+            })?;
         match listed.into_iter().find(|i| i.name.same_model(name)) {
             Some(i) if i.digest == *digest => Ok(()),
-            Some(i) => Err(format!(
-                "Ollama pulled `{}` as {}, but models.lock pins {}: the tag moved upstream; \
-                 run `modelctl update {model}` to pin the new one",
-                name.display_shortest(),
-                i.digest.short(),
-                digest.short()
-            )),
-            None => Err(format!(
-                "after pulling, the Ollama daemon does not list `{}`",
-                name.display_shortest()
-            )),
+            Some(i) => Err(OllamaStepError::PulledOther {
+                name: name.display_shortest(),
+                got: i.digest.short(),
+                pinned: digest.short(),
+                model: model.clone(),
+            }),
+            None => Err(OllamaStepError::NotListed {
+                name: name.display_shortest(),
+            }),
         }
     }
 
@@ -135,24 +260,20 @@ impl Executor<'_> {
         digest: &Sha256,
         dir: &OllamaDir,
         progress: Arc<dyn fetch::FileProgress>,
-    ) -> Result<(), String> {
-        let manifest = crate::sources::ollama::registry::manifest(self.engine.client(), name)
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> Result<(), DirectPullError> {
+        let manifest =
+            crate::sources::ollama::registry::manifest(self.engine.client(), name).await?;
         if manifest.digest != *digest {
-            return Err(format!(
-                "the registry now serves {} for it, but models.lock pins {}: the tag moved upstream; \
-                 run `modelctl update` to pin the new one",
-                manifest.digest.short(),
-                digest.short()
-            ));
+            return Err(DirectPullError::Moved {
+                served: manifest.digest.short(),
+                pinned: digest.short(),
+            });
         }
         let mut before = 0;
         for layer in &manifest.layers {
             if !has_verified_blob(dir, &layer.digest, layer.size).await {
                 let job = FileJob {
-                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)
-                        .map_err(|e| e.to_string())?,
+                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
                     size: layer.size,
                     sha256: Some(layer.digest),
                     md5: None,
@@ -166,20 +287,24 @@ impl Executor<'_> {
                     before,
                     whole: progress.clone(),
                 });
-                let downloaded = self
-                    .engine
-                    .fetch(&job, part)
-                    .await
-                    .map_err(|e| format!("layer {}: {e}", layer.digest.short()))?;
-                place_blob(dir, &downloaded.data, &layer.digest)
-                    .map_err(|e| format!("cannot place layer {}: {e}", layer.digest.short()))?;
+                let downloaded = self.engine.fetch(&job, part).await.map_err(|error| {
+                    DirectPullError::Layer {
+                        layer: layer.digest.short(),
+                        error,
+                    }
+                })?;
+                place_blob(dir, &downloaded.data, &layer.digest).map_err(|error| {
+                    DirectPullError::PlaceLayer {
+                        layer: layer.digest.short(),
+                        error,
+                    }
+                })?;
                 downloaded.published();
             }
             before += layer.size;
             progress.set(before);
         }
-        write_manifest(dir, name, &manifest.bytes)
-            .map_err(|e| format!("cannot write the manifest: {e}"))
+        write_manifest(dir, name, &manifest.bytes).map_err(DirectPullError::WriteManifest)
     }
 }
 

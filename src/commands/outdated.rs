@@ -112,7 +112,7 @@ async fn check(
                     }
                 }
                 Ok(_) => {}
-                Err(why) => row.note = Some(why),
+                Err(why) => row.note = Some(why.to_string()),
             }
         }
         (Source::Url(source), LockedSource::Url { etag, .. }) => {

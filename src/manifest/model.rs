@@ -213,17 +213,38 @@ impl UrlSource {
     }
 
     /// The URL to fetch: relative paths are resolved against the directory of models.yaml.
-    pub fn location(&self, manifest_dir: &std::path::Path) -> Result<url::Url, String> {
+    pub fn location(&self, manifest_dir: &std::path::Path) -> Result<url::Url, LocationError> {
         if Self::is_relative(&self.url) {
             let path = self
                 .url
                 .split('/')
                 .fold(manifest_dir.to_path_buf(), |p, c| p.join(c));
             return url::Url::from_file_path(&path)
-                .map_err(|()| format!("`{}` is not an absolute path", path.display()));
+                .map_err(|()| LocationError::NotAbsolute { path });
         }
-        url::Url::parse(&self.url).map_err(|e| format!("`{}` is not a URL: {e}", self.url))
+        url::Url::parse(&self.url).map_err(|error| LocationError::NotUrl {
+            url: self.url.clone(),
+            error,
+        })
     }
+}
+
+/// Why a `url:` in models.yaml names nothing to fetch.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LocationError {
+    /// A relative path that, joined to the directory of models.yaml, is still not absolute.
+    #[error("`{}` is not an absolute path", path.display())]
+    #[diagnostic(
+        code(modelctl::manifest::url_path),
+        help("give the file as `./name` relative to models.yaml, or as an absolute `file://` URL")
+    )]
+    NotAbsolute { path: std::path::PathBuf },
+    #[error("`{url}` is not a URL: {error}")]
+    #[diagnostic(
+        code(modelctl::manifest::url),
+        help("write it as `https://…`, `file://…`, or a path starting with `./` or `../`")
+    )]
+    NotUrl { url: String, error: url::ParseError },
 }
 
 /// A model served by Ollama.

@@ -70,7 +70,7 @@ pub(crate) fn execute(
     let cache = Mutex::new(cache);
     let executor = Executor {
         manifest: &project.manifest,
-        lock: next_lock,
+        lock: next_lock.into(),
         store,
         engine,
         jobs: usize::from(jobs),
@@ -79,7 +79,9 @@ pub(crate) fn execute(
         cache: &cache,
         manifest_dir: project.settings.manifest_dir(),
         hf: project.settings.hf.clone(),
-        ollama: project.daemon().map_err(|e| e.to_string()),
+        ollama: project
+            .daemon()
+            .map_err(crate::apply::ollama::NoDaemon::from),
         ollama_dir: project
             .settings
             .ollama_models

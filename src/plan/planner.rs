@@ -610,51 +610,39 @@ enum Judged {
     Wanted { replace: bool },
 }
 
-/// Compares a present file with every digest known for the locked one. A git blob id is a
-/// digest like the others: a Hub regular file that changed at the same size is other bytes.
+/// Compares a present file with every digest known for the locked one (and a sha256 that
+/// models.yaml expects, when the lock has none), by the rule `verify` uses too
+/// ([`judge_digests`](crate::store::verify::judge_digests)).
 fn judge_present(
     file: &crate::lock::LockedFile,
     have: Option<&crate::store::PresentFile>,
     expect: &crate::manifest::FileExpect,
 ) -> Judged {
+    use crate::store::verify::{Pinned, Verdict, judge_digests};
     let Some(h) = have else {
         return Judged::Wanted { replace: false };
     };
-    let stale = Judged::Wanted { replace: true };
-    if h.size != file.size {
-        return stale;
-    }
-    if let Some(want) = file.sha256 {
-        return match (file.git_oid, h.git_oid) {
-            _ if h.sha256 != want => stale,
-            (Some(g), Some(actual)) if g != actual => Judged::Inconsistent { actual },
-            _ => Judged::Good { learned: None },
-        };
-    }
-    if let Some(want) = file.git_oid {
-        return match h.git_oid {
-            Some(actual) if actual == want => Judged::Good {
-                learned: Some(h.sha256),
-            },
-            Some(_) => stale,
-            None => Judged::Unknown {
-                reason: "checking its git blob id".to_owned(),
-            },
-        };
-    }
-    if let Some(want) = expect.sha256 {
-        return match h.sha256 == want {
-            true => Judged::Good {
-                learned: Some(want),
-            },
-            false => stale,
-        };
-    }
-    Judged::Unknown {
-        reason: if file.md5.or(expect.md5).is_some() {
-            "the lock has only an md5 for it".to_owned()
-        } else {
-            "the lock has no sha256 for it yet".to_owned()
+    let pinned = Pinned {
+        sha256: file.sha256.or(expect.sha256),
+        ..Pinned::of(file)
+    };
+    let found = crate::store::Known {
+        sha256: h.sha256,
+        git_oid: h.git_oid,
+    };
+    match judge_digests(&pinned, h.size, &found) {
+        Verdict::Matches => Judged::Good {
+            learned: file.sha256.is_none().then_some(h.sha256),
+        },
+        Verdict::Differs => Judged::Wanted { replace: true },
+        Verdict::LockInconsistent { actual } => Judged::Inconsistent { actual },
+        Verdict::Unproven => Judged::Unknown {
+            reason: match (pinned.git_oid, file.md5.or(expect.md5)) {
+                (Some(_), _) => "checking its git blob id",
+                (None, Some(_)) => "the lock has only an md5 for it",
+                (None, None) => "the lock has no sha256 for it yet",
+            }
+            .to_owned(),
         },
     }
 }

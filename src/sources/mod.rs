@@ -43,7 +43,9 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
         Source::Url(source) => url::resolve(ctx, source, &entry.files)
             .await
             .map_err(|e| e.to_string()),
-        Source::Hf(source) => hf::resolve(ctx, source, &entry.files).await,
+        Source::Hf(source) => hf::resolve(ctx, source, &entry.files)
+            .await
+            .map_err(|e| e.to_string()),
         Source::Ollama(source) => ollama::resolve(ctx, source)
             .await
             .map(|l| (l, Vec::new()))
@@ -71,6 +73,32 @@ pub struct Located {
     pub explain: Option<Arc<dyn crate::net::ExplainStatus>>,
 }
 
+/// Why a locked file has no request to fetch it with.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LocateError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Location(#[from] crate::manifest::LocationError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Hub(#[from] hf::HubError),
+    #[error("Ollama models are pulled through Ollama, not downloaded as files")]
+    #[diagnostic(code(modelctl::sources::pulled))]
+    Pulled,
+    #[error(
+        "models.lock pins this model to a `{locked}` source, models.yaml to `{declared}`; \
+         re-lock it with `modelctl lock`"
+    )]
+    #[diagnostic(
+        code(modelctl::sources::kind_changed),
+        help("run `modelctl lock` to pin the source models.yaml declares")
+    )]
+    KindChanged {
+        locked: &'static str,
+        declared: &'static str,
+    },
+}
+
 /// The request for one locked file of a model, from its manifest entry and locked entry.
 pub fn locate(
     entry: &ModelEntry,
@@ -78,7 +106,7 @@ pub fn locate(
     file: &LockedFile,
     manifest_dir: &std::path::Path,
     hub: &hf::HubConfig,
-) -> Result<Located, String> {
+) -> Result<Located, LocateError> {
     match (&entry.source, &locked.source) {
         (Source::Url(u), LockedSource::Url { etag, .. }) => Ok(Located {
             url: u.location(manifest_dir)?,
@@ -86,35 +114,35 @@ pub fn locate(
             token: None,
             explain: None,
         }),
-        (Source::Hf(h), LockedSource::Hf { commit, .. }) => {
-            let repo = hf::Repo::of(h);
-            let url = repo
-                .file_url(hub, commit, &file.path)
-                .map_err(|e| e.to_string())?;
-            let token = hub
-                .token_for(url.as_str())
-                .map_err(|e| e.to_string())?
-                .cloned();
-            Ok(Located {
-                url,
-                // A regular file's ETag is its git blob id: a strong validator for `If-Range`.
-                etag: file.git_oid.map(|oid| format!("\"{oid}\"")),
-                token,
-                explain: Some(Arc::new(hf::FileContext {
-                    config: hub.clone(),
-                    repo,
-                    commit: commit.clone(),
-                    path: file.path.to_string(),
-                })),
-            })
-        }
-        (Source::Ollama(_), _) => {
-            Err("Ollama models are pulled through Ollama, not downloaded as files".to_owned())
-        }
-        (source, other) => Err(format!(
-            "models.lock pins this model to a `{}` source, models.yaml to `{}`; re-lock it with `modelctl lock`",
-            other.kind(),
-            source.kind()
-        )),
+        (Source::Hf(h), LockedSource::Hf { commit, .. }) => locate_hf(h, commit, file, hub),
+        (Source::Ollama(_), _) => Err(LocateError::Pulled),
+        (source, other) => Err(LocateError::KindChanged {
+            locked: other.kind(),
+            declared: source.kind(),
+        }),
     }
+}
+
+/// The Hub's download URL of a file at the locked commit, with the token for its origin.
+fn locate_hf(
+    source: &crate::manifest::HfSource,
+    commit: &str,
+    file: &LockedFile,
+    hub: &hf::HubConfig,
+) -> Result<Located, LocateError> {
+    let repo = hf::Repo::of(source);
+    let url = repo.file_url(hub, commit, &file.path)?;
+    let token = hub.token_for(url.as_str())?.cloned();
+    Ok(Located {
+        url,
+        // A regular file's ETag is its git blob id: a strong validator for `If-Range`.
+        etag: file.git_oid.map(|oid| format!("\"{oid}\"")),
+        token,
+        explain: Some(Arc::new(hf::FileContext {
+            config: hub.clone(),
+            repo,
+            commit: commit.to_owned(),
+            path: file.path.to_string(),
+        })),
+    })
 }

@@ -33,7 +33,7 @@ pub enum UrlError {
     /// The `url:` in models.yaml is neither a URL nor a usable path.
     #[error("{0}")]
     #[diagnostic(code(modelctl::url::location))]
-    Location(String),
+    Location(crate::manifest::LocationError),
     #[error("`{shown}` is not a local file path")]
     #[diagnostic(code(modelctl::url::not_a_path))]
     NotFilePath { shown: String },

@@ -365,7 +365,9 @@ impl Store {
             .join("models")
             .join(kind.as_str())
             .join(id.as_str());
-        durable::replace_symlink(&target, &link).map_err(err("activate", &link))
+        // The crash tests' activation swap (C3): only `active/` pointers reach it.
+        durable::replace_symlink_with(&target, &link, || failpoint::hit("swap.before-rename"))
+            .map_err(err("activate", &link))
     }
 
     /// Removes `active/<type>`.

@@ -102,6 +102,16 @@ impl StatCache {
             })
     }
 
+    /// The git blob id remembered under `key` for bytes with `sha256`, whatever the file's
+    /// stamp now (linking a file changes its ctime): a git blob id is a function of the
+    /// bytes, which their sha256 names.
+    pub fn git_oid_for(&self, key: &str, sha256: &Sha256) -> Option<GitOid> {
+        self.entries
+            .get(key)
+            .filter(|e| e.sha256 == *sha256)
+            .and_then(|e| e.git_oid)
+    }
+
     /// Remembers a hash computed at `hashed_at_ns` (ns since the epoch), unless the file was
     /// modified too recently for its stamp to be trusted.
     pub fn insert(&mut self, key: String, stamp: Stamp, known: Known, hashed_at_ns: i128) {

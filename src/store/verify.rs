@@ -23,7 +23,7 @@ use super::hash::{HashJob, hash_parallel, scan_extra};
 use super::scan::{ScanError, entries, now_ns};
 use super::stat_cache::{Known, Stamp, StatCache};
 use super::{EntryKind, Store, blob_name};
-use crate::digest::{Digests, Expected, Extra, Sha256};
+use crate::digest::{Digests, Expected, Extra, GitOid, Sha256};
 use crate::lock::LockedFile;
 use crate::names::{ModelId, TypeName};
 
@@ -262,20 +262,76 @@ pub fn verify(
     Ok(report)
 }
 
-/// Checks one hashed file against its lock entry: the problem, if any (its kind).
-pub fn judge(expected: &LockedFile, size: u64, actual: &Digests) -> Option<ProblemKind> {
-    let want = Expected {
-        sha256: expected.sha256,
-        md5: expected.md5,
-        git_oid: expected.git_oid,
-    };
-    match want.check(actual) {
-        _ if size != expected.size => Some(ProblemKind::Corrupted),
-        Ok(()) => None,
-        Err(m) if m.algo == "git-oid" && expected.sha256 == Some(actual.sha256) => {
-            Some(ProblemKind::LockInconsistent)
+/// What a lock knows of one file, to judge bytes against: its size, its sha256 and its git
+/// blob id, each when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    pub size: u64,
+    pub sha256: Option<Sha256>,
+    pub git_oid: Option<GitOid>,
+}
+
+impl Pinned {
+    pub fn of(file: &LockedFile) -> Self {
+        Self {
+            size: file.size,
+            sha256: file.sha256,
+            git_oid: file.git_oid,
         }
-        Err(_) => Some(ProblemKind::Corrupted),
+    }
+}
+
+/// What a file's bytes are, judged against everything the lock knows of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every digest the lock knows matches, and at least one is known.
+    Matches,
+    /// Other bytes: the size or a known digest differs.
+    Differs,
+    /// The bytes have the locked sha256 but not the git blob id the lock pairs with it: the
+    /// lock was written from stale bytes, and is what needs repairing.
+    LockInconsistent { actual: GitOid },
+    /// Nothing computed proves the bytes right or wrong: the lock has no sha256, and its git
+    /// blob id (if any) was not computed for these bytes.
+    Unproven,
+}
+
+/// The one rule the planner (on a scanned file) and `verify` (on freshly hashed bytes) judge
+/// by: every digest the lock knows must match. `found` is what hashing gave: the sha256 and,
+/// when it was computed, the git blob id. A git blob id is a digest like the others: a Hub
+/// regular file changed at the same size is other bytes.
+pub fn judge_digests(pinned: &Pinned, size: u64, found: &Known) -> Verdict {
+    if size != pinned.size {
+        return Verdict::Differs;
+    }
+    match (pinned.sha256, pinned.git_oid, found.git_oid) {
+        (Some(want), _, _) if want != found.sha256 => Verdict::Differs,
+        (Some(_), Some(want), Some(actual)) if want != actual => {
+            Verdict::LockInconsistent { actual }
+        }
+        (Some(_), _, _) => Verdict::Matches,
+        (None, Some(want), Some(actual)) if want == actual => Verdict::Matches,
+        (None, Some(_), Some(_)) => Verdict::Differs,
+        (None, _, None) | (None, None, Some(_)) => Verdict::Unproven,
+    }
+}
+
+/// Checks one hashed file against its lock entry: the problem, if any (its kind). Past the
+/// sha256 and git blob id ([`judge_digests`]), a locked md5 must match too.
+pub fn judge(expected: &LockedFile, size: u64, actual: &Digests) -> Option<ProblemKind> {
+    let found = Known {
+        sha256: actual.sha256,
+        git_oid: actual.git_oid,
+    };
+    match judge_digests(&Pinned::of(expected), size, &found) {
+        Verdict::Differs => Some(ProblemKind::Corrupted),
+        Verdict::LockInconsistent { .. } => Some(ProblemKind::LockInconsistent),
+        // A locked git blob id is always computed here: one missing is not a match.
+        Verdict::Unproven if expected.git_oid.is_some() => Some(ProblemKind::Corrupted),
+        Verdict::Matches | Verdict::Unproven => match expected.md5 {
+            Some(want) if actual.md5 != Some(want) => Some(ProblemKind::Corrupted),
+            _ => None,
+        },
     }
 }
 
@@ -526,6 +582,62 @@ mod tests {
 
     fn inode(path: &Path) -> u64 {
         fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
+    }
+
+    #[test]
+    fn every_digest_the_lock_knows_must_match() {
+        let (a, b) = (Sha256::of(b"a"), Sha256::of(b"b"));
+        let (ga, gb) = (GitOid::of_blob(b"a"), GitOid::of_blob(b"b"));
+        let pinned = |sha256, git_oid| Pinned {
+            size: 1,
+            sha256,
+            git_oid,
+        };
+        let found = |sha256, git_oid| Known { sha256, git_oid };
+        let cases = [
+            (pinned(Some(a), None), 1, found(a, None), Verdict::Matches),
+            (pinned(Some(a), None), 2, found(a, None), Verdict::Differs),
+            (pinned(Some(a), None), 1, found(b, None), Verdict::Differs),
+            (
+                pinned(Some(a), Some(ga)),
+                1,
+                found(a, Some(ga)),
+                Verdict::Matches,
+            ),
+            (
+                pinned(Some(a), Some(ga)),
+                1,
+                found(a, None),
+                Verdict::Matches,
+            ),
+            (
+                pinned(Some(a), Some(ga)),
+                1,
+                found(a, Some(gb)),
+                Verdict::LockInconsistent { actual: gb },
+            ),
+            (
+                pinned(None, Some(ga)),
+                1,
+                found(a, Some(ga)),
+                Verdict::Matches,
+            ),
+            (
+                pinned(None, Some(ga)),
+                1,
+                found(b, Some(gb)),
+                Verdict::Differs,
+            ),
+            (pinned(None, Some(ga)), 1, found(a, None), Verdict::Unproven),
+            (pinned(None, None), 1, found(a, Some(ga)), Verdict::Unproven),
+        ];
+        for (pinned, size, found, verdict) in cases {
+            assert_eq!(
+                judge_digests(&pinned, size, &found),
+                verdict,
+                "{pinned:?} {size} {found:?}"
+            );
+        }
     }
 
     struct Fixture {

@@ -649,3 +649,49 @@ fn credentials_in_a_url_never_reach_output_or_the_store() {
         );
     }
 }
+
+#[test]
+fn a_file_is_reported_linked_only_once_its_model_directory_is_in_place() {
+    let project = Project::new();
+    project.write("src/a.bin", "weights of a\n");
+    let a = url_model("a", "tts", &file_url(&project.path("src/a.bin")), None);
+    project.write("models.yaml", &manifest(&[a], &[]));
+    let first = project.run(&["apply"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // The blob stays; the model's type directory becomes a file, so its rebuild fails.
+    std::fs::remove_dir_all(project.path("store/models/tts")).expect("remove");
+    project.write("store/models/tts", "in the way\n");
+
+    let blocked = project.run(&["apply"]);
+    assert!(
+        blocked
+            .stderr
+            .contains("error: cannot update the directory of `a`"),
+        "{}",
+        blocked.stderr
+    );
+    assert!(
+        !blocked.stderr.contains("linked a/a.bin"),
+        "no linked line before a swap that failed:\n{}",
+        blocked.stderr
+    );
+    assert!(
+        !blocked.stderr.contains("1 linked"),
+        "the summary does not count it either:\n{}",
+        blocked.stderr
+    );
+
+    std::fs::remove_file(project.path("store/models/tts")).expect("remove");
+    let fixed = project.run(&["apply"]);
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    let linked = fixed
+        .stderr
+        .find("linked a/a.bin (blob already in the store)")
+        .expect("reported once the directory is in place");
+    assert!(
+        fixed.stderr[linked..].contains("1 linked"),
+        "{}",
+        fixed.stderr
+    );
+    assert_eq!(project.read("store/models/tts/a/a.bin"), "weights of a\n");
+}

@@ -171,6 +171,34 @@ fn apply_pins_the_commit_and_stores_every_selected_file_verified() {
     assert!(s.hub.requests().is_empty() && s.hub.cdn_requests().is_empty());
 }
 
+/// After an apply, the stat cache knows the git blob id of every small file it linked, so the
+/// next scan need not hash them again only to compute it.
+#[test]
+fn apply_records_the_git_blob_ids_of_the_files_it_linked_in_the_stat_cache() {
+    let s = setup("");
+    let run = s.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let text = s.project.read("models/.modelctl/stat-cache.json");
+    let cache: serde_json::Value = serde_json::from_str(&text).expect("stat cache JSON");
+    let entries = &cache["entries"];
+    for (path, bytes) in [
+        ("unet/config.json", &b"{\"in\": 4}\n"[..]),
+        ("model_index.json", &b"{\"unet\": 1}\n"[..]),
+    ] {
+        let entry = &entries[format!("models/image_gen/sd/{path}")];
+        assert_eq!(
+            entry["sha256"].as_str(),
+            Some(sha256_hex(bytes).as_str()),
+            "{path}: {text}"
+        );
+        assert_eq!(
+            entry["git_oid"].as_str(),
+            Some(crate::fake_hub::git_blob_id(bytes).as_str()),
+            "{path}: {text}"
+        );
+    }
+}
+
 #[test]
 fn a_fresh_checkout_plans_offline_from_the_lock_and_a_second_store_downloads_the_same_bytes() {
     let s = setup("");

@@ -257,9 +257,6 @@ impl World {
             }
             _ => {
                 // The next download of the model's current weights is refused (bad bytes).
-                let up = &self.models[m].1;
-                let sha = Sha256::of(&weights(up.generation, 0)).hex();
-                let _ = sha;
                 self.log.push(format!(
                     "a download of {} is refused once",
                     self.models[m].0

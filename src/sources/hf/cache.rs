@@ -11,7 +11,8 @@
 //! This file reads the cache; `apply/hf_cache.rs` writes it. [`HfCache::find`] finds a file
 //! the cache already holds (an LFS file by its sha256, a regular file by its git blob id), so
 //! `plan` can reuse it instead of downloading (its bytes are hashed before they are trusted:
-//! Python never checks). [`HfCache::is_shared`] tells whether a model with `hf_cache: true` is
+//! Python never checks); [`HfCache::view`] gathers that, for every declared model, into the
+//! [`CacheView`] the planner is given. [`HfCache::is_shared`] tells whether a model with `hf_cache: true` is
 //! laid out there on the store's own inodes, and [`HfCache::verify_snapshot`] hashes what a
 //! snapshot serves, for `verify`.
 
@@ -21,9 +22,10 @@ use std::path::PathBuf;
 
 use super::Repo;
 use crate::digest::{GitOid, Sha256};
-use crate::lock::LockedFile;
+use crate::lock::{LockedFile, LockedModel, LockedSource};
 use crate::manifest::RepoType;
-use crate::names::{ModelId, RelPath};
+use crate::names::{ModelId, RelPath, TypeName};
+use crate::store::{Store, StoreState};
 
 /// What the planner needs to know about the cache.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +37,16 @@ pub struct CacheView {
     pub git_oids: BTreeMap<GitOid, Sha256>,
     /// `hf` models that should be shared (`hf_cache: true`) and are not complete there yet.
     pub unshared: BTreeSet<ModelId>,
+}
+
+/// One declared `hf` model, with the lock entry it is pinned to (by models.lock, or by this
+/// run's resolution).
+#[derive(Debug, Clone)]
+pub struct Declared<'a> {
+    pub id: &'a ModelId,
+    pub kind: &'a TypeName,
+    pub repo: Repo,
+    pub locked: &'a LockedModel,
 }
 
 /// `models--org--name` (or `datasets--…`, `spaces--…`), as `huggingface_hub` names it.
@@ -78,6 +90,76 @@ impl HfCache {
         let path = self.repo_dir(repo).join("blobs").join(Self::etag(file)?);
         let meta = fs::symlink_metadata(&path).ok()?;
         (meta.is_file() && meta.len() == file.size).then_some(path)
+    }
+
+    /// What the cache holds for the declared models: blobs it could lend, and (with
+    /// `hf_cache: true`, `share`) the models not yet shared there.
+    pub fn view<'a>(
+        &self,
+        declared: impl IntoIterator<Item = Declared<'a>>,
+        state: &StoreState,
+        store: &Store,
+        share: bool,
+    ) -> CacheView {
+        let mut view = CacheView::default();
+        for model in declared {
+            let LockedSource::Hf {
+                revision, commit, ..
+            } = &model.locked.source
+            else {
+                continue;
+            };
+            self.lend(&model, state, store, &mut view);
+            let store_file = |f: &LockedFile| {
+                let present = state.models.get(&(model.kind.clone(), model.id.clone()))?;
+                present
+                    .files
+                    .get(&f.path)
+                    .filter(|p| Some(p.sha256) == f.sha256)
+                    .map(|_| f.path.under(&store.model_dir(model.kind, model.id)))
+            };
+            if share
+                && !self.is_shared(
+                    &model.repo,
+                    revision,
+                    commit,
+                    &model.locked.files,
+                    &store_file,
+                )
+            {
+                view.unshared.insert(model.id.clone());
+            }
+        }
+        view
+    }
+
+    /// Adds the blobs the cache could lend for a model's files the store lacks. An LFS blob
+    /// is offered by name (apply hashes it before taking it), unless it is the very inode of
+    /// the store's blob, which the scan found damaged; a regular file is offered only once its
+    /// bytes are hashed here and match its git blob id (they are small).
+    fn lend(&self, model: &Declared<'_>, state: &StoreState, store: &Store, view: &mut CacheView) {
+        for file in &model.locked.files {
+            let wanted = match (file.sha256, file.git_oid) {
+                (Some(sha), _) => !state.blobs.contains_key(&sha),
+                (None, Some(oid)) => !state.blob_git_oids.contains_key(&oid),
+                (None, None) => false,
+            };
+            let Some(path) = wanted.then(|| self.find(&model.repo, file)).flatten() else {
+                continue;
+            };
+            match (file.git_oid, file.sha256) {
+                (Some(oid), _) => {
+                    if let Some(sha) = verified_regular(&path, oid, file) {
+                        view.blobs.insert(sha, path);
+                        view.git_oids.insert(oid, sha);
+                    }
+                }
+                (None, Some(sha)) if !is_same_file(&path, &store.blob_path(&sha)) => {
+                    view.blobs.insert(sha, path);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Whether the model is complete in the cache: the revision's ref names the commit and
@@ -168,6 +250,27 @@ impl HfCache {
             }
         }
         problems
+    }
+}
+
+/// The sha256 of a regular file in the cache, when its bytes have the locked git blob id.
+fn verified_regular(path: &std::path::Path, oid: GitOid, file: &LockedFile) -> Option<Sha256> {
+    let extra = crate::digest::Extra::to_check(None, Some(oid), file.size);
+    let got = crate::store::hash_file_with(path, extra).ok()?;
+    let expected = crate::digest::Expected {
+        sha256: file.sha256,
+        md5: None,
+        git_oid: Some(oid),
+    };
+    expected.check(&got).ok().map(|()| got.sha256)
+}
+
+/// Whether two paths lead to the same inode (with `hf_cache: true` a cache blob is the
+/// store's; when the scan found the store's damaged, so is the cache's).
+fn is_same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => same_inode(&a, &b),
+        _ => false,
     }
 }
 

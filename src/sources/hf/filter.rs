@@ -7,6 +7,28 @@
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+/// A pattern under `include:` or `exclude:` that globset cannot compile.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum FilterError {
+    #[error("the glob `{pattern}` is invalid: {error}")]
+    #[diagnostic(
+        code(modelctl::hf::glob),
+        help(
+            "fix the pattern under the model's `include:` or `exclude:` (`*` matches any characters, `[abc]` one of them)"
+        )
+    )]
+    Glob {
+        pattern: String,
+        error: globset::Error,
+    },
+    #[error("the globs cannot be compiled: {0}")]
+    #[diagnostic(
+        code(modelctl::hf::globs),
+        help("simplify the model's `include:` and `exclude:` patterns")
+    )]
+    Set(globset::Error),
+}
+
 /// Compiled include and exclude patterns.
 #[derive(Debug, Clone)]
 pub struct FileFilter {
@@ -16,7 +38,7 @@ pub struct FileFilter {
 
 impl FileFilter {
     /// Compiles the patterns; the error names the bad one.
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, FilterError> {
         Ok(Self {
             include: (!include.is_empty()).then(|| build(include)).transpose()?,
             exclude: build(exclude)?,
@@ -29,18 +51,20 @@ impl FileFilter {
     }
 }
 
-fn build(patterns: &[String]) -> Result<GlobSet, String> {
+fn build(patterns: &[String]) -> Result<GlobSet, FilterError> {
     let mut set = GlobSetBuilder::new();
     for pattern in patterns {
         let full = match pattern.strip_suffix('/') {
             Some(dir) => format!("{dir}/*"),
             None => pattern.clone(),
         };
-        let glob = Glob::new(&full).map_err(|e| format!("the glob `{pattern}` is invalid: {e}"))?;
+        let glob = Glob::new(&full).map_err(|error| FilterError::Glob {
+            pattern: pattern.clone(),
+            error,
+        })?;
         set.add(glob);
     }
-    set.build()
-        .map_err(|e| format!("the globs cannot be compiled: {e}"))
+    set.build().map_err(FilterError::Set)
 }
 
 #[cfg(test)]
@@ -73,6 +97,10 @@ mod tests {
     #[test]
     fn a_bad_glob_is_named() {
         let err = FileFilter::new(&["[".to_owned()], &[]).expect_err("invalid");
-        assert!(err.contains("`[`"), "{err}");
+        assert!(
+            matches!(&err, FilterError::Glob { pattern, .. } if pattern == "["),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`[`"), "{err}");
     }
 }

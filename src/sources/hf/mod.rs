@@ -15,25 +15,23 @@
 
 pub mod api;
 pub mod cache;
+mod explain;
 mod filter;
 pub mod token;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use reqwest::StatusCode;
-
-use crate::net::Refusal;
-
 pub use api::{HubApi, HubError};
-pub use filter::FileFilter;
+pub use explain::{FileContext, explain};
+pub use filter::{FileFilter, FilterError};
 pub use token::Token;
 
 use super::ResolveContext;
 use crate::digest::{GitOid, Sha256};
 use crate::lock::{LockedFile, LockedSource};
 use crate::manifest::{FileExpect, HfSource, RepoType};
-use crate::names::{PathSet, RelPath};
+use crate::names::{Collision, NameError, PathSet, RelPath};
 
 /// The default endpoint, as `huggingface_hub` has it.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -164,29 +162,127 @@ fn base(config: &HubConfig) -> Result<String, HubError> {
     Ok(config.endpoint()?.as_str().trim_end_matches('/').to_owned())
 }
 
+/// Why an `hf` source could not be resolved.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ResolveError {
+    #[error(
+        "the network is off (`--offline`, `--frozen` or HF_HUB_OFFLINE), so the Hub cannot \
+         say which commit `{revision}` of `{repo}` is; run `modelctl lock` online once and commit models.lock"
+    )]
+    #[diagnostic(code(modelctl::hf::offline))]
+    Offline { revision: String, repo: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Select(#[from] SelectError),
+}
+
+/// Why a repository's listing cannot be locked as the model models.yaml declares.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SelectError {
+    #[error(
+        "repository `{repo}` lists an unsafe file name `{name}` ({error}); the whole model is refused"
+    )]
+    #[diagnostic(
+        code(modelctl::hf::unsafe_name),
+        help(
+            "modelctl never writes outside a model's directory; pin another revision of the repository"
+        )
+    )]
+    UnsafeName {
+        repo: String,
+        /// The name as listed, escaped for output.
+        name: String,
+        error: NameError,
+    },
+    #[error("in `{repo}`'s include/exclude: {error}")]
+    #[diagnostic(
+        code(modelctl::hf::filter),
+        help("fix the pattern under the model's `include:` or `exclude:` in models.yaml")
+    )]
+    Filter { repo: String, error: FilterError },
+    #[error(
+        "repository `{repo}` cannot be laid out safely on case-insensitive filesystems \
+         (macOS, Windows): {collision}, so one would replace the other; leave one out \
+         with an `exclude:` glob (or select files with `include:`) under the model's `source:`"
+    )]
+    #[diagnostic(code(modelctl::hf::collision))]
+    Collision { repo: String, collision: Collision },
+    #[error("repository `{repo}` lists `{path}` twice")]
+    #[diagnostic(
+        code(modelctl::hf::duplicate),
+        help("the Hub's listing is inconsistent; try again later, or pin another revision")
+    )]
+    Duplicate { repo: String, path: RelPath },
+    #[error(
+        "no file of `{repo}` at commit {commit} matches the include/exclude globs; \
+         check them against the repository's files"
+    )]
+    #[diagnostic(code(modelctl::hf::nothing_selected))]
+    NothingSelected { repo: String, commit: String },
+    #[error(
+        "models.yaml expects `{path}` under `files:`, but `{repo}` at commit {commit} has no \
+         such file (or the globs leave it out)"
+    )]
+    #[diagnostic(
+        code(modelctl::hf::expected_missing),
+        help("remove `{path}` from the model's `files:`, or widen its `include:`")
+    )]
+    ExpectedMissing {
+        path: RelPath,
+        repo: String,
+        commit: String,
+    },
+    #[error("repository `{repo}` lists an invalid {what} for `{path}`: {error}")]
+    #[diagnostic(
+        code(modelctl::hf::bad_digest),
+        help("the Hub's listing is malformed; try again later, or pin another revision")
+    )]
+    BadDigest {
+        repo: String,
+        what: &'static str,
+        path: RelPath,
+        error: crate::digest::DigestError,
+    },
+    #[error("models.yaml expects {want} bytes for {at}, but the Hub lists {listed}")]
+    #[diagnostic(
+        code(modelctl::hf::size),
+        help("check the revision, or update the size in models.yaml")
+    )]
+    SizeMismatch { want: u64, at: String, listed: u64 },
+    #[error(
+        "models.yaml expects sha256 {want} for {at}, but the Hub lists {listed}; \
+         check the revision, or update the checksum in models.yaml"
+    )]
+    #[diagnostic(code(modelctl::hf::checksum))]
+    ShaMismatch {
+        want: Sha256,
+        at: String,
+        listed: Sha256,
+    },
+}
+
 /// Resolves an `hf` source into its locked form, or says why it could not.
 pub async fn resolve(
     ctx: &ResolveContext,
     source: &HfSource,
     expected: &BTreeMap<RelPath, FileExpect>,
-) -> Result<(LockedSource, Vec<LockedFile>), String> {
+) -> Result<(LockedSource, Vec<LockedFile>), ResolveError> {
     let repo = Repo::of(source);
     if ctx.offline {
-        return Err(format!(
-            "the network is off (`--offline`, `--frozen` or HF_HUB_OFFLINE), so the Hub cannot \
-             say which commit `{}` of `{}` is; run `modelctl lock` online once and commit models.lock",
-            source.revision, repo.id
-        ));
+        return Err(ResolveError::Offline {
+            revision: source.revision.clone(),
+            repo: repo.id,
+        });
     }
     let api = HubApi {
         client: &ctx.client,
         config: &ctx.hf,
     };
-    let commit = api
-        .commit(&repo, &source.revision)
-        .await
-        .map_err(|e| e.to_string())?;
-    let entries = api.files(&repo, &commit).await.map_err(|e| e.to_string())?;
+    let commit = api.commit(&repo, &source.revision).await?;
+    let entries = api.files(&repo, &commit).await?;
     let files = select(&repo, &commit, source, expected, entries)?;
     Ok((
         LockedSource::Hf {
@@ -207,20 +303,13 @@ pub fn select(
     source: &HfSource,
     expected: &BTreeMap<RelPath, FileExpect>,
     entries: Vec<api::TreeEntry>,
-) -> Result<Vec<LockedFile>, String> {
-    let mut all = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let path = RelPath::parse(&entry.path).map_err(|e| {
-            format!(
-                "repository `{}` lists an unsafe file name `{}` ({e}); the whole model is refused",
-                repo.id,
-                entry.path.escape_debug()
-            )
+) -> Result<Vec<LockedFile>, SelectError> {
+    let all = validated_names(repo, entries)?;
+    let filter =
+        FileFilter::new(&source.include, &source.exclude).map_err(|error| SelectError::Filter {
+            repo: repo.id.clone(),
+            error,
         })?;
-        all.push((path, entry));
-    }
-    let filter = FileFilter::new(&source.include, &source.exclude)
-        .map_err(|e| format!("in `{}`'s include/exclude: {e}", repo.id))?;
     let mut files: BTreeMap<RelPath, LockedFile> = BTreeMap::new();
     let mut spellings = PathSet::default();
     for (path, entry) in all {
@@ -228,49 +317,73 @@ pub fn select(
             continue;
         }
         if let Err(collision) = spellings.insert(&path) {
-            return Err(format!(
-                "repository `{}` cannot be laid out safely on case-insensitive filesystems \
-                 (macOS, Windows): {collision}, so one would replace the other; leave one out \
-                 with an `exclude:` glob (or select files with `include:`) under the model's `source:`",
-                repo.id
-            ));
+            return Err(SelectError::Collision {
+                repo: repo.id.clone(),
+                collision,
+            });
         }
         let file = locked_file(repo, path.clone(), &entry)?;
         if files.insert(path.clone(), file).is_some() {
-            return Err(format!("repository `{}` lists `{path}` twice", repo.id));
+            return Err(SelectError::Duplicate {
+                repo: repo.id.clone(),
+                path,
+            });
         }
     }
     if files.is_empty() {
-        return Err(format!(
-            "no file of `{}` at commit {} matches the include/exclude globs; check them against the repository's files",
-            repo.id,
-            short(commit)
-        ));
+        return Err(SelectError::NothingSelected {
+            repo: repo.id.clone(),
+            commit: short(commit).to_owned(),
+        });
     }
     for (path, expect) in expected {
         let Some(file) = files.get_mut(path) else {
-            return Err(format!(
-                "models.yaml expects `{path}` under `files:`, but `{}` at commit {} has no such file (or the globs leave it out)",
-                repo.id,
-                short(commit)
-            ));
+            return Err(SelectError::ExpectedMissing {
+                path: path.clone(),
+                repo: repo.id.clone(),
+                commit: short(commit).to_owned(),
+            });
         };
         apply_expectation(repo, commit, file, expect)?;
     }
     Ok(files.into_values().collect())
 }
 
-fn locked_file(repo: &Repo, path: RelPath, entry: &api::TreeEntry) -> Result<LockedFile, String> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        format!(
-            "repository `{}` lists an invalid {what} for `{path}`: {e}",
-            repo.id
-        )
+/// Every name of the listing as a safe relative path, or the first one that is not.
+fn validated_names(
+    repo: &Repo,
+    entries: Vec<api::TreeEntry>,
+) -> Result<Vec<(RelPath, api::TreeEntry)>, SelectError> {
+    entries
+        .into_iter()
+        .map(|entry| match RelPath::parse(&entry.path) {
+            Ok(path) => Ok((path, entry)),
+            Err(error) => Err(SelectError::UnsafeName {
+                repo: repo.id.clone(),
+                name: entry.path.escape_debug().to_string(),
+                error,
+            }),
+        })
+        .collect()
+}
+
+fn locked_file(
+    repo: &Repo,
+    path: RelPath,
+    entry: &api::TreeEntry,
+) -> Result<LockedFile, SelectError> {
+    let bad = |what: &'static str, path: RelPath| {
+        move |error| SelectError::BadDigest {
+            repo: repo.id.clone(),
+            what,
+            path,
+            error,
+        }
     };
     match &entry.lfs {
         Some(lfs) => Ok(LockedFile {
             size: lfs.size,
-            sha256: Some(Sha256::parse(&lfs.oid).map_err(|e| bad("sha256", &e))?),
+            sha256: Some(Sha256::parse(&lfs.oid).map_err(bad("sha256", path.clone()))?),
             md5: None,
             git_oid: None,
             path,
@@ -284,7 +397,7 @@ fn locked_file(repo: &Repo, path: RelPath, entry: &api::TreeEntry) -> Result<Loc
                 .as_deref()
                 .map(GitOid::parse)
                 .transpose()
-                .map_err(|e| bad("git object id", &e))?,
+                .map_err(bad("git object id", path.clone()))?,
             path,
         }),
     }
@@ -297,25 +410,29 @@ fn apply_expectation(
     commit: &str,
     file: &mut LockedFile,
     expect: &FileExpect,
-) -> Result<(), String> {
-    let at = format!(
-        "`{}` of `{}` at commit {}",
-        file.path,
-        repo.id,
-        short(commit)
-    );
-    if let Some(size) = expect.size.filter(|s| *s != file.size) {
-        return Err(format!(
-            "models.yaml expects {size} bytes for {at}, but the Hub lists {}",
-            file.size
-        ));
+) -> Result<(), SelectError> {
+    let at = || {
+        format!(
+            "`{}` of `{}` at commit {}",
+            file.path,
+            repo.id,
+            short(commit)
+        )
+    };
+    if let Some(want) = expect.size.filter(|s| *s != file.size) {
+        return Err(SelectError::SizeMismatch {
+            want,
+            at: at(),
+            listed: file.size,
+        });
     }
     match (expect.sha256, file.sha256) {
-        (Some(want), Some(have)) if want != have => {
-            return Err(format!(
-                "models.yaml expects sha256 {want} for {at}, but the Hub lists {have}; \
-                 check the revision, or update the checksum in models.yaml"
-            ));
+        (Some(want), Some(listed)) if want != listed => {
+            return Err(SelectError::ShaMismatch {
+                want,
+                at: at(),
+                listed,
+            });
         }
         (Some(want), None) => file.sha256 = Some(want),
         _ => {}
@@ -328,96 +445,6 @@ fn apply_expectation(
 
 fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
-}
-
-/// A failed Hub request explained, with the fix (the Hub's `X-Error-Code` decides which).
-pub fn explain(
-    config: &HubConfig,
-    repo: &Repo,
-    revision: Option<&str>,
-    path: Option<&str>,
-    refusal: &Refusal<'_>,
-) -> String {
-    let Refusal {
-        status,
-        code,
-        message,
-        why,
-    } = *refusal;
-    let id = &repo.id;
-    let said = message
-        .map(|m| format!(" (the Hub says: {m})"))
-        .unwrap_or_default();
-    let token_hint = match &config.token {
-        Some(t) => format!("the token from {} does not grant it", t.origin()),
-        None => "no token is set".to_owned(),
-    };
-    if code == Some("GatedRepo") {
-        return format!(
-            "`{id}` is a gated repository and {token_hint}: accept its license at {} while logged in, \
-             then set HF_TOKEN to a token of that account{said}",
-            repo.page(config)
-        );
-    }
-    if status == StatusCode::UNAUTHORIZED
-        && message == Some("Invalid credentials in Authorization header")
-    {
-        let origin = config.token.as_ref().map_or("HF_TOKEN", |t| t.origin());
-        return format!(
-            "the Hub rejected the token from {origin} as invalid or expired: create a new one at {}/settings/tokens and set HF_TOKEN",
-            config.shown_endpoint()
-        );
-    }
-    match (code, status.as_u16()) {
-        (Some("RepoNotFound"), _) | (None, 401) => format!(
-            "repository `{id}` was not found on {} ({why}): check the name and `repo_type`; \
-             if it is private, set HF_TOKEN to a token that can read it ({token_hint}){said}",
-            config.shown_endpoint()
-        ),
-        (Some("RevisionNotFound"), _) => format!(
-            "revision `{}` was not found in `{id}` ({why}): check the branch, tag or commit in models.yaml{said}",
-            revision.unwrap_or("?")
-        ),
-        (Some("EntryNotFound"), _) | (None, 404) if path.is_some() => format!(
-            "`{}` was not found in `{id}` at {} ({why}): the repository changed or the file was renamed; \
-             run `modelctl update` to re-pin the model{said}",
-            path.unwrap_or("?"),
-            revision.map_or("the locked commit".to_owned(), |r| format!("`{r}`"))
-        ),
-        (_, 403) => format!(
-            "access to `{id}` was denied ({why}): {token_hint}; for a gated model, accept its license at {}{said}",
-            repo.page(config)
-        ),
-        (_, 404) => format!(
-            "`{id}` was not found on {} ({why}): check the name and `repo_type`{said}",
-            config.shown_endpoint()
-        ),
-        (_, 429) => format!(
-            "the Hub is rate-limiting requests ({why}): wait a few minutes; requests with a token (HF_TOKEN) get higher limits{said}"
-        ),
-        _ => format!("the Hub answered {why} for `{id}`{said}"),
-    }
-}
-
-/// Explains download failures of one Hub file for the engine.
-#[derive(Debug)]
-pub struct FileContext {
-    pub config: HubConfig,
-    pub repo: Repo,
-    pub commit: String,
-    pub path: String,
-}
-
-impl crate::net::ExplainStatus for FileContext {
-    fn explain(&self, refusal: &Refusal<'_>) -> String {
-        explain(
-            &self.config,
-            &self.repo,
-            Some(&self.commit),
-            Some(&self.path),
-            refusal,
-        )
-    }
 }
 
 #[cfg(test)]
@@ -487,7 +514,8 @@ mod tests {
                 vec![entry("config.json", 5, None), entry(bad, 1, None)],
             )
             .expect_err(bad);
-            assert!(err.contains("unsafe file name"), "{err}");
+            assert!(matches!(err, SelectError::UnsafeName { .. }), "{err}");
+            assert!(err.to_string().contains("unsafe file name"), "{err}");
         }
     }
 
@@ -508,6 +536,8 @@ mod tests {
             listing(),
         )
         .expect_err("collision");
+        assert!(matches!(err, SelectError::Collision { .. }), "{err}");
+        let err = err.to_string();
         assert!(
             err.contains("`Model.safetensors` and `model.safetensors` differ only in case")
                 && err.contains("case-insensitive filesystems")
@@ -546,7 +576,8 @@ mod tests {
             vec![entry("model.bin", 3, Some(SHA))],
         )
         .expect_err("mismatch");
-        assert!(err.contains("expects sha256"), "{err}");
+        assert!(matches!(err, SelectError::ShaMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("expects sha256"), "{err}");
 
         let err = select(
             &repo,
@@ -556,7 +587,8 @@ mod tests {
             vec![entry("model.bin", 3, Some(SHA)), entry("c.json", 1, None)],
         )
         .expect_err("left out");
-        assert!(err.contains("no such file"), "{err}");
+        assert!(matches!(err, SelectError::ExpectedMissing { .. }), "{err}");
+        assert!(err.to_string().contains("no such file"), "{err}");
     }
 
     #[test]
@@ -597,53 +629,5 @@ mod tests {
             text.contains("plain http") && !text.contains("hf_x"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn gated_and_missing_repositories_get_their_own_fix() {
-        let config = HubConfig::default();
-        let repo = Repo::of(&source(&[]));
-        let gated = explain(
-            &config,
-            &repo,
-            None,
-            None,
-            &Refusal {
-                status: StatusCode::FORBIDDEN,
-                code: Some("GatedRepo"),
-                message: None,
-                why: "HTTP 403",
-            },
-        );
-        assert!(
-            gated.contains("accept its license at https://huggingface.co/org/name"),
-            "{gated}"
-        );
-        let missing = explain(
-            &config,
-            &repo,
-            None,
-            None,
-            &Refusal {
-                status: StatusCode::NOT_FOUND,
-                code: Some("RepoNotFound"),
-                message: None,
-                why: "HTTP 404",
-            },
-        );
-        assert!(missing.contains("HF_TOKEN"), "{missing}");
-        let rev = explain(
-            &config,
-            &repo,
-            Some("v9"),
-            None,
-            &Refusal {
-                status: StatusCode::NOT_FOUND,
-                code: Some("RevisionNotFound"),
-                message: None,
-                why: "HTTP 404",
-            },
-        );
-        assert!(rev.contains("revision `v9`"), "{rev}");
     }
 }
