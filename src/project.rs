@@ -356,7 +356,10 @@ impl Project {
             let mut out = BTreeMap::new();
             for id in ids {
                 if let Some(entry) = self.manifest.models.get(&id) {
+                    tracing::info!(target: "modelctl::resolve", "resolving {id} ({})", entry.source.label());
+                    let started = std::time::Instant::now();
                     let mut resolution = crate::sources::resolve(&ctx, entry).await;
+                    log_resolution(&id, &resolution, started.elapsed());
                     if let (Resolution::Resolved(new), Some(old)) =
                         (&mut resolution, self.lock.models.get(&id))
                     {
@@ -368,6 +371,25 @@ impl Project {
             out
         }))
     }
+}
+
+/// What resolving `id` came to, for `-v` (and how long it took, for `-vv`).
+fn log_resolution(id: &ModelId, resolution: &Resolution, took: std::time::Duration) {
+    match resolution {
+        Resolution::Resolved(model) => {
+            let bytes: u64 = model.files.iter().map(|f| f.size).sum();
+            tracing::info!(
+                target: "modelctl::resolve",
+                "resolved {id}: {} file(s), {}",
+                model.files.len(),
+                crate::units::human_bytes(bytes)
+            );
+        }
+        Resolution::Failed { reason } => {
+            tracing::info!(target: "modelctl::resolve", "cannot resolve {id}: {reason}");
+        }
+    }
+    tracing::debug!(target: "modelctl::resolve", "resolving {id} took {took:.1?}");
 }
 
 /// Whether a URL still serves the file the lock pins: a notice and `true` when it changed, a

@@ -191,6 +191,12 @@ fn credentials_never_reach_the_lock_or_the_output() {
         "-vv shows the request, redacted: {}",
         verbose.stderr
     );
+    assert!(
+        verbose.stderr.contains("resolving w (http://alice:****@")
+            && verbose.stderr.contains("resolved w: 1 file(s)"),
+        "-vv shows each resolution step: {}",
+        verbose.stderr
+    );
     let traced = project.run_env(&["apply"], &[("MODELCTL_LOG", "trace")]);
     for (what, text) in [
         ("lock stderr", lock.stderr),
