@@ -93,6 +93,55 @@ pub fn create_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>
     sync_dir(parent_of(path))
 }
 
+/// How [`install`] brought a file in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// Renamed (`Move`) or hard-linked (`Link`): the same inode, no bytes copied.
+    InPlace,
+    /// Copied and fsynced: the source is on another filesystem (or cannot be linked).
+    Copied,
+}
+
+/// Whether [`install`] keeps the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The source is gone afterwards (a verified download moving in).
+    Move,
+    /// The source stays (a store blob lent to another tool's directory).
+    Link,
+}
+
+/// Puts the complete file `source` at `target`, replacing what was there atomically, and
+/// syncs the directory: renamed or hard-linked where the filesystem allows it, else copied
+/// to a sibling, fsynced and renamed over. A crash leaves `target` old or new, never partial.
+pub fn install(source: &Path, target: &Path, keep: Keep) -> io::Result<Installed> {
+    let dir = parent_of(target);
+    if keep == Keep::Move && fs::rename(source, target).is_ok() {
+        sync_dir(dir)?;
+        return Ok(Installed::InPlace);
+    }
+    let temp = temp_sibling(target);
+    let result = (|| {
+        let how = match keep {
+            Keep::Link if fs::hard_link(source, &temp).is_ok() => Installed::InPlace,
+            _ => {
+                fs::copy(source, &temp)?;
+                File::open(&temp)?.sync_all()?;
+                Installed::Copied
+            }
+        };
+        fs::rename(&temp, target)?;
+        sync_dir(dir)?;
+        Ok(how)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    } else if keep == Keep::Move {
+        let _ = fs::remove_file(source);
+    }
+    result
+}
+
 /// Writes `bytes` unless the file already holds exactly them; returns whether it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     match fs::read(path) {

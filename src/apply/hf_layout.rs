@@ -116,19 +116,12 @@ fn place_blob(source: &Path, blob: &Path, expected: &Expected, size: u64) -> io:
             }
         }
     }
-    let temp = blob.with_extension(format!("modelctl-{}.incomplete", std::process::id()));
-    let _ = fs::remove_file(&temp);
-    let placed = match fs::hard_link(source, &temp) {
-        Ok(()) => Placed::Linked,
-        Err(_) => {
-            fs::copy(source, &temp)?;
-            fs::File::open(&temp)?.sync_all()?;
-            Placed::Copied
-        }
-    };
-    fs::rename(&temp, blob)?;
-    crate::durable::sync_dir(blob.parent().unwrap_or(Path::new(".")))?;
-    Ok(placed)
+    Ok(
+        match crate::durable::install(source, blob, crate::durable::Keep::Link)? {
+            crate::durable::Installed::InPlace => Placed::Linked,
+            crate::durable::Installed::Copied => Placed::Copied,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -321,25 +321,12 @@ async fn has_verified_blob(dir: &OllamaDir, digest: &Sha256, size: u64) -> bool 
         .unwrap_or(false)
 }
 
-/// Moves a verified file in as the blob `digest` (a copy + fsync across filesystems), renamed
-/// over whatever was there, then syncs the directory.
+/// Moves a verified file in as the blob `digest`, renamed over whatever was there (copied
+/// and fsynced across filesystems), and syncs the directory.
 fn place_blob(dir: &OllamaDir, verified: &std::path::Path, digest: &Sha256) -> std::io::Result<()> {
-    let target = dir.blob_path(digest);
-    let blobs = dir.root().join("blobs");
-    std::fs::create_dir_all(&blobs)?;
-    if std::fs::rename(verified, &target).is_ok() {
-        return crate::durable::sync_dir(&blobs);
-    }
-    let temp = blobs.join(format!(
-        "sha256-{}-modelctl-{}",
-        digest.hex(),
-        std::process::id()
-    ));
-    std::fs::copy(verified, &temp)?;
-    std::fs::File::open(&temp)?.sync_all()?;
-    std::fs::rename(&temp, &target)?;
-    let _ = std::fs::remove_file(verified);
-    crate::durable::sync_dir(&blobs)
+    std::fs::create_dir_all(dir.root().join("blobs"))?;
+    crate::durable::install(verified, &dir.blob_path(digest), crate::durable::Keep::Move)
+        .map(|_| ())
 }
 
 /// Writes the manifest, last and atomically, so a crash never leaves one naming a missing blob.
