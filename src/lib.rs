@@ -45,6 +45,7 @@ pub mod ops;
 pub mod plan;
 pub mod printer;
 pub mod project;
+pub mod registry;
 pub mod settings;
 pub mod sources;
 pub mod store;

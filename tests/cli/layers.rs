@@ -23,6 +23,13 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "registry",
+        &[
+            "cli", "commands", "api", "project", "plan", "apply", "manifest", "lock", "store",
+            "sources",
+        ],
+    ),
+    (
         "manifest",
         &[
             "cli", "commands", "api", "project", "plan", "apply", "lock", "store", "sources",
