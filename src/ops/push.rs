@@ -86,9 +86,10 @@ pub struct PushedFile {
 
 /// Why a model cannot be pushed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("cannot push `{id}` to {registry}: {cause}")]
+#[error("cannot push {id} to {registry}: {cause}")]
 #[diagnostic(code(modelctl::push))]
 pub struct PushError {
+    /// `` `voice` ``, or `models` before any model is at stake.
     pub id: String,
     pub registry: String,
     pub cause: String,
@@ -113,7 +114,11 @@ pub fn push(
     let target = crate::registry::Target::parse(request.to)?;
     let registry = target.shown();
     let fail = |id: &str, cause: String, help: String| PushError {
-        id: id.to_owned(),
+        id: if id == "*" {
+            "models".to_owned()
+        } else {
+            format!("`{id}`")
+        },
         registry: registry.clone(),
         cause,
         help,

@@ -52,7 +52,10 @@ impl SessionError {
             SessionError::Status { .. } => {
                 "the registry refused the request; its answer is above. Run the push again once it is fixed: finished uploads are skipped".to_owned()
             }
-            SessionError::Auth(_) => "see the registry's auth configuration and the credentials".to_owned(),
+            SessionError::Auth(e) => miette::Diagnostic::help(e).map_or_else(
+                || "see the registry's auth configuration and the credentials".to_owned(),
+                |h| h.to_string(),
+            ),
             SessionError::NoLocation { .. } => "the registry does not speak the OCI distribution API as expected".to_owned(),
             SessionError::Read { .. } => "run `modelctl verify --repair` for this model".to_owned(),
         }

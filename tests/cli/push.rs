@@ -285,3 +285,203 @@ fn a_corrupt_or_missing_blob_is_refused_before_anything_is_sent() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("is not in the store"), "{}", run.stderr);
 }
+
+/// A registry on 127.0.0.1 that wants a bearer token from its own `/token` realm, which it
+/// gives only for the right Basic credentials; it keeps blobs in memory and logs each
+/// request with the `Authorization` scheme it carried.
+struct TokenRegistry {
+    base: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const SECRET: &str = "pa55-w0rd-sentinel";
+const TOKEN: &str = "issued-token-sentinel";
+
+impl TokenRegistry {
+    fn start() -> Self {
+        use axum::extract::State;
+        use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+        use axum::response::{IntoResponse, Response};
+        use base64::Engine as _;
+
+        #[derive(Clone, Default)]
+        struct Shared {
+            log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+            blobs: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+            port: std::sync::Arc<std::sync::OnceLock<u16>>,
+        }
+
+        async fn handle(
+            State(shared): State<Shared>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> Response {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let scheme = auth.split(' ').next().unwrap_or("").to_owned();
+            if let Ok(mut log) = shared.log.lock() {
+                log.push(format!("{method} {} {scheme}", uri.path()));
+            }
+            let port = shared.port.get().copied().unwrap_or(0);
+            if uri.path() == "/token" {
+                let want = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("ci-bot:{SECRET}"))
+                );
+                return if auth == want {
+                    axum::Json(serde_json::json!({ "token": TOKEN })).into_response()
+                } else {
+                    StatusCode::UNAUTHORIZED.into_response()
+                };
+            }
+            if auth != format!("Bearer {TOKEN}") {
+                let challenge = format!(
+                    "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:team/voice:pull,push\""
+                );
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, challenge)],
+                )
+                    .into_response();
+            }
+            let path = uri.path().to_owned();
+            if method == Method::HEAD && path.contains("/blobs/") {
+                let digest = path.rsplit('/').next().unwrap_or("").to_owned();
+                let known = shared
+                    .blobs
+                    .lock()
+                    .map(|b| b.contains(&digest))
+                    .unwrap_or(false);
+                return if known {
+                    StatusCode::OK
+                } else {
+                    StatusCode::NOT_FOUND
+                }
+                .into_response();
+            }
+            if method == Method::POST && path.ends_with("/blobs/uploads/") {
+                return (
+                    StatusCode::ACCEPTED,
+                    [(header::LOCATION, "/upload/1?state=x")],
+                )
+                    .into_response();
+            }
+            if method == Method::PUT && path.starts_with("/upload/") {
+                let digest = uri
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("digest=")))
+                    .unwrap_or("")
+                    .replace("%3A", ":");
+                let ok = digest == format!("sha256:{}", sha256_hex(&body));
+                if ok && let Ok(mut blobs) = shared.blobs.lock() {
+                    blobs.insert(digest);
+                }
+                return if ok {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::BAD_REQUEST
+                }
+                .into_response();
+            }
+            if method == Method::PUT && path.contains("/manifests/") {
+                return StatusCode::CREATED.into_response();
+            }
+            StatusCode::NOT_FOUND.into_response()
+        }
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Shared::default();
+        let _ = shared.port.set(addr.port());
+        let log = shared.log.clone();
+        let app = axum::Router::new().fallback(handle).with_state(shared);
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            log,
+            _runtime: runtime,
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_bearer_challenge_is_answered_with_the_docker_login_and_no_secret_is_printed() {
+    use base64::Engine as _;
+    let registry = TokenRegistry::start();
+    let project = Project::new();
+    project.write("src/voice.safetensors", "weights\n");
+    let url = file_url(&project.path("src/voice.safetensors"));
+    project.write(
+        "models.yaml",
+        &format!(
+            "version: 1\nmodels:\n  voice:\n    type: tts\n    source: {{ url: \"{url}\" }}\n"
+        ),
+    );
+    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let to = format!("{}/team", registry.base);
+
+    // No login: the token endpoint refuses, and the error says how to log in.
+    let run = project.run(&["push", "--to", &to]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("refused a token"), "{}", run.stderr);
+    assert!(run.stderr.contains("docker login"), "{}", run.stderr);
+
+    // `docker login` as ~/.docker/config.json has it (HOME is the project's root).
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci-bot:{SECRET}"));
+    let host = registry.base.trim_start_matches("http://");
+    project.write(
+        ".docker/config.json",
+        &format!(r#"{{"auths": {{"{host}": {{"auth": "{encoded}"}}}}}}"#),
+    );
+    let run = project.run(&["-vv", "push", "--to", &to]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains(SECRET) && !text.contains(&encoded),
+            "a secret printed: {text}"
+        );
+        assert!(!text.contains(TOKEN), "a token printed: {text}");
+    }
+    let log = registry.log();
+    assert!(log.iter().any(|l| l == "GET /token Basic"), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("PUT /upload/1 Bearer")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("PUT /v2/team/voice/manifests/pin-") && l.ends_with("Bearer")),
+        "{log:?}"
+    );
+
+    // MODELCTL_REGISTRY_AUTH wins over the docker config.
+    let run = project.run_env(
+        &["push", "--to", &to],
+        &[("MODELCTL_REGISTRY_AUTH", "ci-bot:wrong")],
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("MODELCTL_REGISTRY_AUTH"),
+        "{}",
+        run.stderr
+    );
+}
