@@ -393,6 +393,31 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// `modelctl -v --version` (in any order, `-V` too): the long version, as `rustc -vV` has it.
+pub fn wants_long_version(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let (mut version, mut verbose) = (false, false);
+    for arg in args.into_iter().skip(1) {
+        match arg.to_str() {
+            Some("--version" | "-V") => version = true,
+            Some("--verbose" | "-v") => verbose = true,
+            Some("--") => break,
+            Some(a) if !a.starts_with('-') => return false,
+            _ => {}
+        }
+    }
+    version && verbose
+}
+
+/// The version, the commit it was built from, the target and what is compiled in.
+pub fn long_version() -> String {
+    format!(
+        "modelctl {}\ncommit: {}\ntarget: {}\nfeatures: TLS (rustls, the system's CA store), HTTP/2, NVIDIA GPUs through NVML (loaded at run time), inotify for `watch`",
+        env!("CARGO_PKG_VERSION"),
+        env!("BUILT_FROM_COMMIT"),
+        env!("BUILT_FOR_TARGET"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,29 +443,4 @@ mod tests {
             assert!(parse_seconds(bad).is_err(), "{bad:?} was accepted");
         }
     }
-}
-
-/// `modelctl -v --version` (in any order, `-V` too): the long version, as `rustc -vV` has it.
-pub fn wants_long_version(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
-    let (mut version, mut verbose) = (false, false);
-    for arg in args.into_iter().skip(1) {
-        match arg.to_str() {
-            Some("--version" | "-V") => version = true,
-            Some("--verbose" | "-v") => verbose = true,
-            Some("--") => break,
-            Some(a) if !a.starts_with('-') => return false,
-            _ => {}
-        }
-    }
-    version && verbose
-}
-
-/// The version, the commit it was built from, the target and what is compiled in.
-pub fn long_version() -> String {
-    format!(
-        "modelctl {}\ncommit: {}\ntarget: {}\nfeatures: TLS (rustls, the system's CA store), HTTP/2, NVIDIA GPUs through NVML (loaded at run time), inotify for `watch`",
-        env!("CARGO_PKG_VERSION"),
-        env!("BUILT_FROM_COMMIT"),
-        env!("BUILT_FOR_TARGET"),
-    )
 }
