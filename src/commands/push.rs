@@ -1,6 +1,7 @@
 //! `modelctl push`: locked models from the store to an OCI registry (see [`crate::ops::push`]).
 //! Progress goes to stderr; stdout gets one line per model (`repository:tag@digest`), or the
-//! JSON report with `--json`.
+//! JSON report with `--json`. A reader that closed stdout early does not fail the push,
+//! which is made by then.
 
 use std::process::ExitCode;
 
@@ -28,11 +29,13 @@ pub fn run(settings: Settings, args: &PushArgs) -> Result<ExitCode> {
             skipped.id, skipped.reason
         ));
     }
-    if args.json {
-        printer.json(&report)?;
+    let shown = if args.json {
+        printer.json(&report)
     } else {
-        printer.out(render(&report))?;
-    }
+        printer.out(render(&report))
+    };
+    // The push is made: a reader that went away does not make it fail.
+    shown.or_else(|e| e.ignore_closed())?;
     Ok(ExitCode::SUCCESS)
 }
 
