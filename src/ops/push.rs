@@ -360,10 +360,11 @@ async fn push_model(
         })?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     say(format!(
-        "Pushing {id} to {}/{repo}:{} ({} files, {})",
+        "Pushing {id} to {}/{repo}:{} ({} file{}, {})",
         target.host,
         tags[0],
         files.len(),
+        if files.len() == 1 { "" } else { "s" },
         human_bytes(total)
     ));
     let mut unique: BTreeMap<Sha256, &LayerFile> = BTreeMap::new();
