@@ -94,6 +94,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Remove blobs no model uses and stale partial downloads
     Gc(GcArgs),
+    /// Push locked models from the store to an OCI registry, as ModelPack artifacts
+    Push(PushArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
     /// Print a shell completion script, which completes model ids and types too (`source <(modelctl completions bash)`)
@@ -334,6 +336,25 @@ pub struct VerifyArgs {
     /// Re-fetch just the damaged files (relink, or remove strays), then exit 0 if all were repaired
     #[arg(long)]
     pub repair: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Only these models (default: every locked model)
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(crate::completion::model_ids))]
+    pub ids: Vec<String>,
+    /// The registry and namespace: `host[:port]/ns` (https), or `http://host:port/ns` without TLS
+    #[arg(long, value_name = "REGISTRY/NAMESPACE")]
+    pub to: String,
+    /// A tag to set besides the pin's own `pin-…` tag (such as `latest`)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Blobs uploaded at a time
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// Print what was pushed as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,8 @@
 //!   verifies and collects garbage, and holds the store lock.
 //! - [`plan`] diffs desired against present state and renders the result.
 //! - [`apply`] carries a plan out: the download engine, publishing, pointers and hooks.
-//! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client.
+//! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client;
+//!   [`registry`] pushes models to an OCI registry as ModelPack artifacts.
 //! - [`system`] gathers the machine facts the planner checks (disk, GPUs, memory).
 //! - [`project`] is what every command and API request starts from: manifest, lock and store
 //!   loaded together, with resolution and planning on top.
@@ -45,6 +46,7 @@ pub mod ops;
 pub mod plan;
 pub mod printer;
 pub mod project;
+pub mod registry;
 pub mod settings;
 pub mod sources;
 pub mod store;

@@ -39,6 +39,12 @@ pub struct Settings {
     pub ollama_host: Option<String>,
     /// `OLLAMA_MODELS`: Ollama's model directory, filled directly when no daemon runs.
     pub ollama_models: Option<PathBuf>,
+    /// `MODELCTL_REGISTRY_AUTH` (`user:password` for the registry `push` writes to), hidden
+    /// from `Debug` as a [`crate::net::Token`].
+    pub registry_auth: Option<crate::net::Token>,
+    /// The docker config `push` reads logins from: `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`.
+    pub docker_config: Option<PathBuf>,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -140,6 +146,12 @@ impl Settings {
             failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
             ollama_host: env("OLLAMA_HOST"),
             ollama_models: env("OLLAMA_MODELS").map(|p| absolute(PathBuf::from(p))),
+            registry_auth: env(crate::registry::auth::AUTH_ENV)
+                .map(|v| crate::net::Token::new(v, crate::registry::auth::AUTH_ENV)),
+            docker_config: env("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".docker")))
+                .map(|dir| dir.join("config.json")),
         }
     }
 

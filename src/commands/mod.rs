@@ -12,6 +12,7 @@ pub mod init;
 pub mod lock;
 pub mod outdated;
 pub mod plan;
+pub mod push;
 pub mod schema;
 pub mod serve;
 pub mod show;
@@ -60,6 +61,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Storage(args) => storage::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
+        crate::cli::Command::Push(args) => push::run(settings, &args),
         crate::cli::Command::Schema => schema::run(settings.printer),
         crate::cli::Command::Completions(args) => completions::run(settings.printer, &args),
         crate::cli::Command::Man => completions::man(settings.printer),

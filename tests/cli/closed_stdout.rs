@@ -127,6 +127,14 @@ fn every_command_ends_quietly_when_stdout_is_closed() {
     for args in cases {
         missing.remove(args[0]);
     }
+    // `push` needs a registry (skipped, as oci_registry.rs says why, where there is none).
+    if let Some(registry) = crate::oci_registry::Registry::start() {
+        let to = format!("http://127.0.0.1:{}/team", registry.port);
+        for args in [&["push", "--to", &to][..], &["push", "--to", &to, "--json"]] {
+            assert_quiet(args, &run_closed(&project, args));
+        }
+    }
+    missing.remove("push");
     missing.remove("watch");
     missing.remove("serve");
     assert!(

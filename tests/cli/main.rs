@@ -34,6 +34,7 @@ mod oci_registry;
 mod ollama_source;
 mod plan;
 mod properties;
+mod push;
 mod raw_client;
 mod repository;
 mod resume;

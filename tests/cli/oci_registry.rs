@@ -15,9 +15,9 @@ use crate::support::Project;
 const BINARY: &str = "/usr/bin/docker-registry";
 
 /// A registry on 127.0.0.1, killed when dropped.
-struct Registry {
+pub struct Registry {
     child: Child,
-    port: u16,
+    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -29,7 +29,7 @@ impl Drop for Registry {
 }
 
 impl Registry {
-    fn start() -> Option<Self> {
+    pub fn start() -> Option<Self> {
         if !std::path::Path::new(BINARY).exists() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -75,7 +75,7 @@ impl Registry {
         panic!("docker-registry did not answer on port {port}");
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -109,7 +109,7 @@ impl Registry {
     }
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -117,7 +117,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Runs one request to completion (the tests are synchronous).
-fn send(
+pub fn send(
     request: reqwest::RequestBuilder,
 ) -> reqwest::Result<(u16, reqwest::header::HeaderMap, String)> {
     tokio::runtime::Builder::new_current_thread()
