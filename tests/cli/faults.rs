@@ -58,6 +58,9 @@ pub enum Fault {
     RetryAfter(String),
     /// This status, with an empty body.
     Always(u16),
+    /// This status, after waiting this many milliseconds (a server that is slow to refuse):
+    /// the other requests of a download are well into their bodies by then.
+    LateStatus(u16, u64),
     /// Send this many body bytes, then nothing, keeping the connection open.
     StallAfter(u64),
     /// The right status and `Content-Range`, then 64 KiB more body than the range holds
@@ -333,6 +336,12 @@ async fn handle(
         return response;
     }
     match &fault {
+        Fault::LateStatus(code, ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+            return StatusCode::from_u16(*code)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response();
+        }
         Fault::Always(code) => {
             return StatusCode::from_u16(*code)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

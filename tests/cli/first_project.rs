@@ -393,3 +393,23 @@ fn a_store_that_cannot_be_written_says_how_to_use_another() {
     assert!(run.stderr.contains("/sys/modelctl-store"), "{}", run.stderr);
     assert!(run.stderr.contains("--store DIR"), "{}", run.stderr);
 }
+
+/// `--offline` resolves nothing online but `apply` still fetches what models.lock pins (the CI
+/// example's `apply --frozen` depends on it): the help says so rather than "no network".
+#[test]
+fn the_help_says_what_offline_does() {
+    let help = Project::new().run(&["apply", "--help"]).stdout;
+    let offline = help
+        .split("--offline")
+        .nth(1)
+        .unwrap_or_default()
+        .split("--frozen")
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(offline.contains("Resolve nothing online"), "{offline}");
+    assert!(offline.contains("still downloads the files it pins"), "{offline}");
+    assert!(!help.contains("Make no network requests"), "{help}");
+}
