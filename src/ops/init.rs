@@ -39,13 +39,13 @@ pub fn init(dir: &Path) -> Result<Initialized> {
                 help = "edit it, or declare models with `modelctl add`; `modelctl plan` shows \
                         what it needs",
                 "`{}` already exists; nothing was changed",
-                manifest.display()
+                shown(&manifest)
             ));
         }
         Err(e) => {
             return Err(e)
                 .into_diagnostic()
-                .wrap_err_with(|| format!("cannot write `{}`", manifest.display()));
+                .wrap_err_with(|| format!("cannot write `{}`", shown(&manifest)));
         }
     }
     let schema = dir.join(SCHEMA_NAME);
@@ -68,6 +68,11 @@ pub fn init(dir: &Path) -> Result<Initialized> {
         schema,
         gitignore,
     })
+}
+
+/// A path as the user named it: `models.yaml`, not `./models.yaml`.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(".").unwrap_or(path).display().to_string()
 }
 
 /// The line that keeps the store out of git.

@@ -410,6 +410,9 @@ fn the_help_says_what_offline_does() {
         .collect::<Vec<_>>()
         .join(" ");
     assert!(offline.contains("Resolve nothing online"), "{offline}");
-    assert!(offline.contains("still downloads the files it pins"), "{offline}");
+    assert!(
+        offline.contains("still downloads the files it pins"),
+        "{offline}"
+    );
     assert!(!help.contains("Make no network requests"), "{help}");
 }
