@@ -2,7 +2,7 @@
 //! `add`, `remove` of several models, and a plan that never says "No changes" while a model
 //! still needs resolving.
 
-use crate::support::{Project, sha256_hex};
+use crate::support::{Project, complete, sha256_hex};
 
 const DEMO: &[u8] = b"demo weights, standing in for a real model";
 
@@ -285,26 +285,6 @@ fn plan_names_the_models_that_need_resolving_instead_of_no_changes() {
         "{}",
         run.stdout
     );
-}
-
-/// What the shell's completion script asks on Tab, as bash asks it.
-fn complete(project: &Project, words: &[&str]) -> Vec<String> {
-    let index = (words.len() - 1).to_string();
-    let mut args = vec!["--", "modelctl"];
-    args.extend_from_slice(&words[1..]);
-    let run = project.run_env(
-        &args,
-        &[
-            ("COMPLETE", "bash"),
-            ("_CLAP_COMPLETE_INDEX", &index),
-            ("_CLAP_COMPLETE_COMP_TYPE", "9"),
-        ],
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.stdout
-        .split(['\u{b}', '\n'])
-        .map(|s| s.trim().to_owned())
-        .collect()
 }
 
 #[test]

@@ -17,6 +17,22 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// Runs `cmd` to the end and keeps what it printed.
+    fn of(mut cmd: std::process::Command) -> Self {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().expect("run modelctl");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
 impl Project {
     pub fn new() -> Self {
         Self {
@@ -58,17 +74,7 @@ impl Project {
 
     /// [`Project::run`] with extra environment variables (short HTTP timeouts, for instance).
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = self.command(args, env);
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("run modelctl");
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        Run::of(self.command(args, env))
     }
 
     /// [`Project::run`] from `dir`, a directory of the project (made if missing).
@@ -77,16 +83,7 @@ impl Project {
         std::fs::create_dir_all(&cwd).expect("mkdir");
         let mut cmd = self.command(args, &[]);
         cmd.current_dir(cwd);
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("run modelctl");
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        Run::of(cmd)
     }
 
     /// The command [`Project::run_env`] runs, for tests that spawn, watch and kill it.
@@ -312,4 +309,24 @@ impl FileServer {
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().map(|l| l.clone()).unwrap_or_default()
     }
+}
+
+/// What the shell's completion script asks on Tab, as bash asks it.
+pub fn complete(project: &Project, words: &[&str]) -> Vec<String> {
+    let index = (words.len() - 1).to_string();
+    let mut args = vec!["--", "modelctl"];
+    args.extend_from_slice(&words[1..]);
+    let run = project.run_env(
+        &args,
+        &[
+            ("COMPLETE", "bash"),
+            ("_CLAP_COMPLETE_INDEX", &index),
+            ("_CLAP_COMPLETE_COMP_TYPE", "9"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .split(['\u{b}', '\n'])
+        .map(|s| s.trim().to_owned())
+        .collect()
 }
