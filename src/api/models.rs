@@ -231,8 +231,7 @@ pub async fn active(State(state): State<Arc<ApiState>>, Path(kind): Path<String>
 /// `GET /api/models/storage/info`: what `modelctl storage --json` says.
 pub async fn storage(State(state): State<Arc<ApiState>>) -> Response {
     blocking(state, move |project| {
-        let scanned = project.scan().map_err(ApiError::internal)?;
-        crate::ops::gc::usage(project, &scanned).map_err(ApiError::internal)
+        crate::ops::gc::usage(project).map_err(ApiError::internal)
     })
     .await
 }

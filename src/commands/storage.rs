@@ -14,8 +14,7 @@ use crate::units::human_bytes;
 
 pub fn run(settings: Settings, args: &StorageArgs) -> Result<ExitCode> {
     let project = Project::load(settings)?;
-    let state = project.scan()?;
-    let report = crate::ops::gc::usage(&project, &state)?;
+    let report = crate::ops::gc::usage(&project)?;
     let printer = project.settings.printer;
     if args.json {
         printer.json(&report)?;

@@ -40,16 +40,20 @@ pub fn find(project: &Project, grace: Duration, cache: &mut StatCache) -> Result
     Ok(find_garbage(&project.store, cache, &options)?)
 }
 
-/// `storage`'s report (and `GET /api/storage`'s): bytes per type and model, with what `gc`
-/// would remove now and what its default grace period keeps, found as `gc` finds them.
-pub fn usage(
-    project: &Project,
-    state: &crate::store::StoreState,
-) -> Result<crate::store::usage::Usage> {
-    let mut cache = StatCache::load(&project.store.stat_cache_path());
+/// `storage`'s report (and `GET /api/storage`'s): the store scanned, bytes per type and
+/// model, with what `gc` would remove now and what its default grace period keeps, found as
+/// `gc` finds them. One stat cache serves the scan and the search, and is saved once.
+pub fn usage(project: &Project) -> Result<crate::store::usage::Usage> {
+    let cache_path = project.store.stat_cache_path();
+    let mut cache = StatCache::load(&cache_path);
+    let state = project.scan_with(&mut cache)?;
     let garbage = find(project, DEFAULT_GRACE, &mut cache)?;
+    if project.store.root().exists() {
+        // A read-only store still reports; it just hashes again next time.
+        let _ = cache.save(&cache_path);
+    }
     Ok(crate::store::usage::usage(
-        state,
+        &state,
         &project.manifest,
         &garbage,
         DEFAULT_GRACE,
