@@ -47,13 +47,12 @@ pub fn init(level: Level, color: bool) -> Option<String> {
         .with_ansi(color)
         .with_target(level >= Level::Debug);
     // A second `init` (tests calling `run` twice in one process) keeps the first subscriber.
-    let installed = if level >= Level::Debug {
+    let _already_installed = if level >= Level::Debug {
         builder
             .with_timer(tracing_subscriber::fmt::time::uptime())
             .try_init()
     } else {
         builder.without_time().try_init()
     };
-    drop(installed);
     warning
 }

@@ -13,7 +13,8 @@ fn main() -> ExitCode {
         .var(modelctl::commands::completions::COMPLETE_VAR)
         .complete();
     if modelctl::cli::wants_long_version(std::env::args_os()) {
-        println_or_exit(&modelctl::cli::long_version());
+        // A closed stdout is the reader's choice, as everywhere.
+        let _ = Printer::default().outln(modelctl::cli::long_version());
         return ExitCode::SUCCESS;
     }
     let cli = modelctl::cli::Cli::parse();
@@ -68,9 +69,4 @@ fn stdout_closed(report: &miette::Report) -> bool {
         e.downcast_ref::<OutputError>()
             .is_some_and(OutputError::is_closed)
     })
-}
-
-/// `-v --version` on stdout; a closed stdout is the reader's choice, as everywhere.
-fn println_or_exit(text: &str) {
-    let _ = Printer::default().outln(text);
 }
