@@ -93,6 +93,14 @@ pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
         ));
     }
     let edited = edit_add(settings, &model)?;
+    if let Some(given) = &args.url
+        && !given.contains("://")
+        && !Path::new(given).exists()
+    {
+        settings.printer.warn(format_args!(
+            "warning: `{given}` does not exist yet; `modelctl apply` reads it from there"
+        ));
+    }
     report(settings, &edited)
 }
 
