@@ -17,6 +17,7 @@ use crate::sources::ResolveContext;
 use crate::sources::hf::cache::{CacheView, Declared, HfCache};
 use crate::sources::ollama::DaemonView;
 use crate::sources::ollama::daemon::{Daemon, DaemonError};
+use crate::sources::ollama::daemon_pin::DaemonAccess;
 use crate::store::{StatCache, Store, StoreState};
 
 /// The manifest, lock and store one command works on.
@@ -117,6 +118,7 @@ impl Project {
             facts: &facts,
             hf_cache: &hf_cache,
             daemon: &daemon,
+            locked: self.settings.network.locked,
         });
         self.check_upstream(&mut plan)?;
         Ok(plan)
@@ -195,7 +197,9 @@ impl Project {
                 .get(id)
                 .filter(|l| l.fingerprint == fingerprint(entry));
             let locked = match (pinned, resolutions.get(id)) {
-                (Some(locked), _) | (None, Some(Resolution::Resolved(locked))) => locked,
+                (Some(locked), _) | (None, Some(Resolution::Resolved { model: locked, .. })) => {
+                    locked
+                }
                 _ => return None,
             };
             Some(Declared {
@@ -223,7 +227,8 @@ impl Project {
                 plan.model_actions(&m.id).any(|a| {
                     matches!(
                         a,
-                        crate::plan::Action::Download { .. } | crate::plan::Action::Pull { .. }
+                        crate::plan::Action::Download { .. }
+                            | crate::plan::Action::Pull { present: false, .. }
                     )
                 })
             })
@@ -281,6 +286,11 @@ impl Project {
             offline: self.settings.network.offline,
             manifest_dir: self.settings.manifest_dir(),
             hf: self.settings.hf.clone(),
+            ollama: Some(std::sync::Arc::new(DaemonAccess::new(
+                self.settings.ollama_host.as_deref(),
+                &self.settings.ollama_stores,
+                &self.settings.net,
+            ))),
         })
     }
 
@@ -360,7 +370,7 @@ impl Project {
                     let started = std::time::Instant::now();
                     let mut resolution = crate::sources::resolve(&ctx, entry).await;
                     log_resolution(&id, &resolution, started.elapsed());
-                    if let (Resolution::Resolved(new), Some(old)) =
+                    if let (Resolution::Resolved { model: new, .. }, Some(old)) =
                         (&mut resolution, self.lock.models.get(&id))
                     {
                         new.carry_learned(old, &|sha, oid| learned.proves(sha, oid));
@@ -376,7 +386,7 @@ impl Project {
 /// What resolving `id` came to, for `-v` (and how long it took, for `-vv`).
 fn log_resolution(id: &ModelId, resolution: &Resolution, took: std::time::Duration) {
     match resolution {
-        Resolution::Resolved(model) => {
+        Resolution::Resolved { model, .. } => {
             let bytes: u64 = model.files.iter().map(|f| f.size).sum();
             tracing::info!(
                 target: "modelctl::resolve",
@@ -426,10 +436,21 @@ async fn ollama_drift(
     source: &crate::manifest::OllamaSource,
     locked: &crate::lock::LockedModel,
 ) -> Option<(crate::plan::Notice, bool)> {
-    let LockedSource::Ollama { digest, .. } = &locked.source else {
+    // A pin from the daemon is not the registry's to judge.
+    let LockedSource::Ollama {
+        digest,
+        pinned_from: crate::lock::PinnedFrom::Registry,
+        ..
+    } = &locked.source
+    else {
         return None;
     };
-    let (message, moved) = match crate::sources::ollama::resolve(ctx, source).await {
+    let registry_only = ResolveContext {
+        ollama: None,
+        ..ctx.clone()
+    };
+    let resolved = crate::sources::ollama::resolve(&registry_only, source).await;
+    let (message, moved) = match resolved.map(|p| p.source) {
         Ok(LockedSource::Ollama { digest: now, .. }) if now == *digest => return None,
         Ok(LockedSource::Ollama { digest: now, .. }) => (
             format!(

@@ -39,6 +39,9 @@ pub struct Settings {
     pub ollama_host: Option<String>,
     /// `OLLAMA_MODELS`: Ollama's model directory, filled directly when no daemon runs.
     pub ollama_models: Option<PathBuf>,
+    /// Where the local daemon's store may be, for reading the layers of a model pinned from
+    /// the daemon: `OLLAMA_MODELS`, `~/.ollama/models`, the Linux service's directory.
+    pub ollama_stores: Vec<PathBuf>,
     /// `MODELCTL_REGISTRY_AUTH` (`user:password` for the registry `push` writes to), hidden
     /// from `Debug` as a [`crate::net::Token`].
     pub registry_auth: Option<crate::net::Token>,
@@ -146,6 +149,14 @@ impl Settings {
             failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
             ollama_host: env("OLLAMA_HOST"),
             ollama_models: env("OLLAMA_MODELS").map(|p| absolute(PathBuf::from(p))),
+            ollama_stores: env("OLLAMA_MODELS")
+                .map(|p| absolute(PathBuf::from(p)))
+                .into_iter()
+                .chain(env("HOME").map(|h| PathBuf::from(h).join(".ollama/models")))
+                .chain(std::iter::once(PathBuf::from(
+                    "/usr/share/ollama/.ollama/models",
+                )))
+                .collect(),
             registry_auth: env(crate::registry::auth::AUTH_ENV)
                 .map(|v| crate::net::Token::new(v, crate::registry::auth::AUTH_ENV)),
             docker_config: env("DOCKER_CONFIG")

@@ -163,7 +163,9 @@ impl Executor<'_> {
 
     /// Pulls through the daemon (or, with none running and `OLLAMA_MODELS` set, from the
     /// registry directly), checks the digest against the lock, and records the model in its
-    /// store directory.
+    /// store directory. A model the daemon already lists at the pinned digest is only
+    /// recorded: pulling it again would ask a registry that may not be reachable, or may not
+    /// have it at all (a model made with `ollama create`).
     pub(super) async fn pull(
         &self,
         outcome: &Mutex<Outcome>,
@@ -177,6 +179,19 @@ impl Executor<'_> {
             Ok(call) => call,
             Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
         };
+        let listed = daemon.installed().await;
+        let has_pinned = listed.as_ref().is_ok_and(|list| {
+            list.iter()
+                .any(|i| i.name.same_model(&parsed) && i.digest == *digest)
+        });
+        if has_pinned {
+            return match self.record_ollama(kind, model, name, digest) {
+                Ok(()) => self
+                    .reporter
+                    .step(&format!("recorded {model} ({name} is already in Ollama)")),
+                Err(why) => self.fail(outcome, model, &why),
+            };
+        }
         let label = FileLabel {
             model: model.to_string(),
             path: name.to_owned(),
@@ -184,8 +199,7 @@ impl Executor<'_> {
         };
         let started = Instant::now();
         let progress = self.reporter.start(&label);
-        let daemon_up = daemon.installed().await.is_ok();
-        let pulled = match (daemon_up, &self.ollama_dir) {
+        let pulled = match (listed.is_ok(), &self.ollama_dir) {
             (false, Some(dir)) => self
                 .pull_direct(&parsed, digest, dir, progress)
                 .await
@@ -208,18 +222,31 @@ impl Executor<'_> {
         if let Err(why) = pulled {
             return self.fail(outcome, model, &why.to_string());
         }
-        let descriptor = crate::store::OllamaDescriptor {
-            ollama: name.to_owned(),
-            digest: *digest,
-        };
-        if let Err(e) = self.store.write_ollama_descriptor(kind, model, &descriptor) {
-            return self.fail(outcome, model, &format!("cannot record `{model}`: {e}"));
+        if let Err(why) = self.record_ollama(kind, model, name, digest) {
+            return self.fail(outcome, model, &why);
         }
         self.reporter.done(&label, &digest.hex(), started.elapsed());
         if let Ok(mut o) = outcome.lock() {
             o.downloaded_files += 1;
             o.downloaded_bytes += size;
         }
+    }
+
+    /// Writes `models/<type>/<id>/ollama.json`: which Ollama model and digest the id is.
+    fn record_ollama(
+        &self,
+        kind: &TypeName,
+        model: &ModelId,
+        name: &str,
+        digest: &Sha256,
+    ) -> Result<(), String> {
+        let descriptor = crate::store::OllamaDescriptor {
+            ollama: name.to_owned(),
+            digest: *digest,
+        };
+        self.store
+            .write_ollama_descriptor(kind, model, &descriptor)
+            .map_err(|e| format!("cannot record `{model}`: {e}"))
     }
 
     /// The digest the daemon reports after a pull must be the locked one.

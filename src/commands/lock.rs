@@ -43,8 +43,11 @@ pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
     let mut failed = Vec::new();
     for id in project.manifest.models.keys() {
         match resolutions.get(id) {
-            Some(Resolution::Resolved(model)) => {
+            Some(Resolution::Resolved { model, note }) => {
                 printer.say(format_args!("  resolved {id}"));
+                if let Some(note) = note {
+                    printer.warn(format_args!("  {id}: {note}"));
+                }
                 next.models.insert(id.clone(), model.clone());
             }
             Some(Resolution::Failed { reason }) => {

@@ -30,23 +30,28 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
     let mut failed = 0;
     for id in &ids {
         match resolutions.get(id) {
-            Some(Resolution::Resolved(new)) => match project.lock.models.get(id) {
-                Some(old) if old == new => printer.say(format_args!("  {id}: up to date")),
-                Some(old) => {
-                    printer.say(format_args!("  {id}: updated"));
-                    for line in crate::lock::diff_entries(old, new)
-                        .lines()
-                        .filter(|l| !l.starts_with(' '))
-                    {
-                        printer.say(format_args!("      {line}"));
+            Some(Resolution::Resolved { model: new, note }) => {
+                if let Some(note) = note {
+                    printer.warn(format_args!("  {id}: {note}"));
+                }
+                match project.lock.models.get(id) {
+                    Some(old) if old == new => printer.say(format_args!("  {id}: up to date")),
+                    Some(old) => {
+                        printer.say(format_args!("  {id}: updated"));
+                        for line in crate::lock::diff_entries(old, new)
+                            .lines()
+                            .filter(|l| !l.starts_with(' '))
+                        {
+                            printer.say(format_args!("      {line}"));
+                        }
+                        next.models.insert(id.clone(), new.clone());
                     }
-                    next.models.insert(id.clone(), new.clone());
+                    None => {
+                        printer.say(format_args!("  {id}: pinned"));
+                        next.models.insert(id.clone(), new.clone());
+                    }
                 }
-                None => {
-                    printer.say(format_args!("  {id}: pinned"));
-                    next.models.insert(id.clone(), new.clone());
-                }
-            },
+            }
             Some(Resolution::Failed { reason }) => {
                 failed += 1;
                 printer.warn(format_args!("  {id}: not updated: {reason}"));

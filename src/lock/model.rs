@@ -55,8 +55,41 @@ pub enum LockedSource {
         ollama: String,
         /// The sha256 of the manifest bytes (what `ollama list` shows as the id).
         digest: Sha256,
+        /// The layers and the config blob; empty when the pin came from a daemon whose
+        /// store could not be read.
         layers: Vec<LockedLayer>,
+        /// Who said what the name is: the registry (reproducible anywhere it answers) or the
+        /// daemon (reproducible where the daemon has the same model).
+        #[serde(default, skip_serializing_if = "PinnedFrom::is_registry")]
+        pinned_from: PinnedFrom,
     },
+}
+
+/// Where an Ollama pin came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinnedFrom {
+    /// The registry's manifest for the tag: any machine that reaches the registry (or a daemon
+    /// that does) gets the same bytes.
+    #[default]
+    Registry,
+    /// The digest a daemon reported (`ollama list`): a model made with `ollama create`, or
+    /// pulled from a registry modelctl could not reach. Another machine gets it only from a
+    /// daemon that has it, and the pin makes any change under the same name visible.
+    Daemon,
+}
+
+impl PinnedFrom {
+    pub fn is_registry(&self) -> bool {
+        *self == PinnedFrom::Registry
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PinnedFrom::Registry => "registry",
+            PinnedFrom::Daemon => "daemon",
+        }
+    }
 }
 
 impl LockedSource {

@@ -99,9 +99,14 @@ fn render_source(out: &mut String, source: &LockedSource) {
             ollama,
             digest,
             layers,
+            pinned_from,
         } => {
             field("ollama", Some(ollama));
             field("digest", Some(&format!("sha256:{digest}")));
+            field(
+                "pinned_from",
+                (!pinned_from.is_registry()).then_some(pinned_from.as_str()),
+            );
             out.push_str(if layers.is_empty() {
                 "      layers: []\n"
             } else {
@@ -221,6 +226,7 @@ mod tests {
                     ollama: "llama3:8b".into(),
                     digest: Sha256::of(b"m"),
                     layers: vec![],
+                    pinned_from: crate::lock::PinnedFrom::Daemon,
                 },
                 files: vec![],
             },

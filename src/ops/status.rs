@@ -37,7 +37,7 @@ pub(crate) struct ModelStatus {
 /// Every declared model and every undeclared one in the store, as `status` shows them.
 pub(crate) fn rows(project: &Project) -> Result<Vec<ModelStatus>> {
     let state = project.scan()?;
-    let loaded = loaded_models(project);
+    let (loaded, daemon) = ollama_daemon(project).unzip();
     let mut rows = Vec::new();
     for (id, entry) in &project.manifest.models {
         let present = state.models.get(&(entry.kind.clone(), id.clone()));
@@ -46,7 +46,10 @@ pub(crate) fn rows(project: &Project) -> Result<Vec<ModelStatus>> {
             .models
             .get(id)
             .filter(|l| l.fingerprint == fingerprint(entry));
-        let (state_word, files_present, files_total) = presence(locked, present);
+        let (mut state_word, files_present, files_total) = presence(locked, present);
+        if let (Some(view), Some(locked)) = (&daemon, locked) {
+            state_word = as_the_daemon_has_it(state_word, locked, view);
+        }
         rows.push(ModelStatus {
             id: id.clone(),
             kind: entry.kind.clone(),
@@ -95,8 +98,14 @@ pub(crate) fn rows(project: &Project) -> Result<Vec<ModelStatus>> {
     Ok(rows)
 }
 
-/// What the Ollama daemon has loaded, when an Ollama model is declared and a daemon answers.
-fn loaded_models(project: &Project) -> Option<Vec<crate::sources::ollama::OllamaRef>> {
+/// What the Ollama daemon has loaded and what it has, when an Ollama model is declared and a
+/// daemon answers.
+fn ollama_daemon(
+    project: &Project,
+) -> Option<(
+    Vec<crate::sources::ollama::OllamaRef>,
+    crate::sources::ollama::DaemonView,
+)> {
     let any = project
         .manifest
         .models
@@ -110,7 +119,31 @@ fn loaded_models(project: &Project) -> Option<Vec<crate::sources::ollama::Ollama
         .enable_all()
         .build()
         .ok()?;
-    runtime.block_on(daemon.loaded()).ok()
+    runtime.block_on(async {
+        let loaded = daemon.loaded().await.ok()?;
+        let installed = daemon.installed().await.ok()?;
+        Some((
+            loaded,
+            crate::sources::ollama::DaemonView::from_installed(&installed),
+        ))
+    })
+}
+
+/// An Ollama model recorded as installed is so only while the daemon has the pinned digest:
+/// re-created or pulled again under its name it has drifted, and removed it is not installed.
+fn as_the_daemon_has_it(
+    word: &'static str,
+    locked: &LockedModel,
+    daemon: &crate::sources::ollama::DaemonView,
+) -> &'static str {
+    let LockedSource::Ollama { ollama, digest, .. } = &locked.source else {
+        return word;
+    };
+    match daemon.digest_of(ollama) {
+        Some(Some(now)) if word == "installed" && now != *digest => "drifted",
+        Some(None) if word == "installed" => "not_installed",
+        _ => word,
+    }
 }
 
 /// How much of a locked model is on disk.

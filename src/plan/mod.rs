@@ -110,6 +110,10 @@ pub enum ModelStatus {
     Changes,
     /// Not pinned yet, and could not be resolved in this run.
     Unresolved { reason: String },
+    /// Pinned, but its source now holds something else under the same name and cannot give
+    /// the pinned content back (an Ollama model pinned from the daemon, then re-created):
+    /// nothing is done until `modelctl update` pins it again.
+    Drifted { reason: String },
     /// Present in the store but no longer declared.
     Removed,
 }
@@ -168,12 +172,16 @@ pub enum Action {
         size: u64,
         freed: u64,
     },
-    /// Pull a model into Ollama.
+    /// Pull a model into Ollama (or, when `present`, only record the one it has).
     Pull {
         model: ModelId,
         name: String,
         digest: Sha256,
+        /// What the pull downloads at most (0 when `present`).
         size: u64,
+        /// The daemon already has the pinned digest: nothing is downloaded.
+        #[serde(default)]
+        present: bool,
     },
     /// Remove a model from Ollama.
     Remove { model: ModelId, name: String },

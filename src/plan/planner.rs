@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::lock::{LockedModel, LockedSource, fingerprint};
+use crate::lock::{LockedModel, LockedSource, PinnedFrom, fingerprint};
 use crate::manifest::{Manifest, ModelEntry, Source};
 use crate::sources::Resolution;
 use crate::sources::hf::cache::CacheView;
@@ -26,6 +26,8 @@ pub struct PlanInput<'a> {
     pub hf_cache: &'a CacheView,
     /// What the Ollama daemon has.
     pub daemon: &'a DaemonView,
+    /// `--locked`/`--frozen`, which turn a drifted Ollama pin into an error.
+    pub locked: Option<&'static str>,
 }
 
 /// Computes the plan.
@@ -80,6 +82,8 @@ struct Planner {
     next_lock: Lockfile,
     diffs: BTreeMap<ModelId, String>,
     unresolved: BTreeMap<ModelId, String>,
+    /// Pins their source can no longer give back, with why.
+    drifted: BTreeMap<ModelId, String>,
 }
 
 impl Planner {
@@ -95,7 +99,13 @@ impl Planner {
                 continue;
             }
             match input.resolutions.get(id) {
-                Some(Resolution::Resolved(new)) => {
+                Some(Resolution::Resolved { model: new, note }) => {
+                    if let Some(note) = note {
+                        self.warnings.push(Notice {
+                            model: Some(id.clone()),
+                            message: note.clone(),
+                        });
+                    }
                     let change = match old {
                         Some(old) => {
                             self.diffs
@@ -141,6 +151,95 @@ impl Planner {
         pinned
     }
 
+    /// What makes an Ollama model pinned by the lock present: a pull when the daemon lacks the
+    /// pinned digest, or only recording it when the daemon has it. A pin from the daemon that
+    /// the daemon now has at another digest (re-created, or pulled again) cannot be pulled
+    /// back: it is drift, reported, and left as it is.
+    fn ollama_actions(
+        &mut self,
+        id: &ModelId,
+        locked: &LockedModel,
+        present: &PresentModel,
+        input: &PlanInput<'_>,
+    ) -> Vec<Action> {
+        let LockedSource::Ollama {
+            ollama,
+            digest,
+            layers,
+            pinned_from,
+        } = &locked.source
+        else {
+            return Vec::new();
+        };
+        if let DaemonView::Unreachable(why) = input.daemon {
+            self.warnings.push(Notice {
+                model: Some(id.clone()),
+                message: format!("cannot tell whether Ollama has `{ollama}`: {why}"),
+            });
+        }
+        let now = input.daemon.digest_of(ollama);
+        if let (PinnedFrom::Daemon, Some(Some(now))) = (pinned_from, now)
+            && now != *digest
+        {
+            self.ollama_drift(id, ollama, *digest, now, input.locked);
+            return Vec::new();
+        }
+        let described = present.ollama.as_ref().map(|d| d.digest) == Some(*digest);
+        let in_daemon = now == Some(Some(*digest));
+        if described && now.is_none_or(|_| in_daemon) {
+            return Vec::new();
+        }
+        vec![Action::Pull {
+            model: id.clone(),
+            name: ollama.clone(),
+            digest: *digest,
+            size: if in_daemon {
+                0
+            } else {
+                layers.iter().map(|l| l.size).sum()
+            },
+            present: in_daemon,
+        }]
+    }
+
+    /// A pin from the daemon that the daemon no longer matches: a warning, or an error under
+    /// `--locked`/`--frozen`.
+    fn ollama_drift(
+        &mut self,
+        id: &ModelId,
+        name: &str,
+        pinned: Sha256,
+        now: Sha256,
+        locked: Option<&'static str>,
+    ) {
+        let message = format!(
+            "`{name}` changed in the Ollama daemon since models.lock pinned it: the daemon has \
+             {}, models.lock pins {} (re-created with `ollama create`, or pulled again); run \
+             `modelctl update {id}` to pin what the daemon has",
+            now.short(),
+            pinned.short()
+        );
+        self.drifted.insert(
+            id.clone(),
+            format!(
+                "the Ollama daemon has {} under this name, not the pinned {}",
+                now.short(),
+                pinned.short()
+            ),
+        );
+        let notice = Notice {
+            model: Some(id.clone()),
+            message: match locked {
+                Some(flag) => format!("{message} ({flag} was passed)"),
+                None => message,
+            },
+        };
+        match locked {
+            Some(_) => self.errors.push(notice),
+            None => self.warnings.push(notice),
+        }
+    }
+
     /// The actions that make one declared, pinned model complete on disk.
     fn model_actions(
         &mut self,
@@ -154,28 +253,8 @@ impl Planner {
         let empty = PresentModel::default();
         let present = present.unwrap_or(&empty);
         let mut actions = Vec::new();
-        if let LockedSource::Ollama {
-            ollama,
-            digest,
-            layers,
-        } = &locked.source
-        {
-            if let DaemonView::Unreachable(why) = input.daemon {
-                self.warnings.push(Notice {
-                    model: Some(id.clone()),
-                    message: format!("cannot tell whether Ollama has `{ollama}`: {why}"),
-                });
-            }
-            let described = present.ollama.as_ref().map(|d| d.digest) == Some(*digest);
-            if !described || input.daemon.has(ollama, digest) == Some(false) {
-                actions.push(Action::Pull {
-                    model: id.clone(),
-                    name: ollama.clone(),
-                    digest: *digest,
-                    size: layers.iter().map(|l| l.size).sum(),
-                });
-            }
-            return actions;
+        if let LockedSource::Ollama { .. } = &locked.source {
+            return self.ollama_actions(id, locked, present, input);
         }
         for file in &locked.files {
             let have = present.files.get(&file.path);
@@ -353,6 +432,10 @@ impl Planner {
     ) {
         let status = if let Some(reason) = self.unresolved.get(id) {
             ModelStatus::Unresolved {
+                reason: reason.clone(),
+            }
+        } else if let Some(reason) = self.drifted.get(id) {
+            ModelStatus::Drifted {
                 reason: reason.clone(),
             }
         } else if !has_actions && !self.lock_changes.iter().any(|c| &c.model == id) {

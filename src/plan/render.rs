@@ -120,6 +120,7 @@ fn render_model(out: &mut String, p: &Painter, m: &ModelPlan, actions: Vec<&Acti
     let sym = match &m.status {
         ModelStatus::Removed => "-",
         ModelStatus::Unresolved { .. } => "?",
+        ModelStatus::Drifted { .. } => "!",
         _ if actions.iter().any(|a| {
             matches!(
                 a,
@@ -158,6 +159,9 @@ fn render_model(out: &mut String, p: &Painter, m: &ModelPlan, actions: Vec<&Acti
     }
     if let ModelStatus::Unresolved { reason } = &m.status {
         let _ = writeln!(out, "      needs resolving: {reason}");
+    }
+    if let ModelStatus::Drifted { reason } = &m.status {
+        let _ = writeln!(out, "      differs from its pin: {reason}");
     }
     for a in actions {
         let _ = writeln!(out, "      {}", action_line(p, a));
@@ -250,6 +254,16 @@ fn action_line(p: &Painter, a: &Action) -> String {
             human_bytes(*freed)
         ),
         Action::Pull {
+            name,
+            digest,
+            present: true,
+            ..
+        } => format!(
+            "{} record {name}  sha256:{}  (already in Ollama)",
+            p.sym("+"),
+            digest.short()
+        ),
+        Action::Pull {
             name, digest, size, ..
         } => {
             format!(
@@ -339,7 +353,15 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
             }
         ));
     }
+    let drifted: Vec<String> = plan
+        .models
+        .iter()
+        .filter(|m| matches!(m.status, ModelStatus::Drifted { .. }))
+        .map(|m| m.id.to_string())
+        .collect();
     let mut line = match (parts.is_empty(), t.unresolved) {
+        // Never "matches" while a pin is not what its source holds.
+        (true, 0) if !drifted.is_empty() => "Nothing to change".to_owned(),
         (true, 0) => "No changes. The store matches models.yaml and models.lock".to_owned(),
         // Nothing to do *yet*: what the unresolved models need is unknown, not absent.
         (true, _) => "Nothing to change yet".to_owned(),
@@ -349,6 +371,13 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
         line.push_str(&format!(
             "; {} up to date",
             plural(up_to_date, "model", "models")
+        ));
+    }
+    if !drifted.is_empty() {
+        line.push_str(&format!(
+            "; {} from its pin ({}), see above",
+            plural(drifted.len(), "model differs", "models differ"),
+            drifted.join(", ")
         ));
     }
     if t.unresolved > 0 {

@@ -63,6 +63,7 @@ fn lock_all(m: &Manifest) -> Lockfile {
                     digest: digest(&format!("layer-{model_id}")),
                     size: 4 * GIB,
                 }],
+                pinned_from: crate::lock::PinnedFrom::Registry,
             },
             crate::manifest::Source::Url(u) => LockedSource::Url {
                 url: u.url.clone(),
@@ -167,6 +168,7 @@ fn run(m: &Manifest, lock: &Lockfile, state: &StoreState) -> Plan {
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     })
 }
 
@@ -355,6 +357,7 @@ fn an_unpinned_model_is_reported_and_gets_no_file_actions() {
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     });
     let a = plan
         .models
@@ -389,7 +392,13 @@ fn a_changed_entry_is_re_resolved_and_shown_as_a_diff() {
     };
     new.files[0].sha256 = Some(digest("a2"));
     let mut resolutions = BTreeMap::new();
-    resolutions.insert(id("a"), Resolution::Resolved(new.clone()));
+    resolutions.insert(
+        id("a"),
+        Resolution::Resolved {
+            model: new.clone(),
+            note: None,
+        },
+    );
     let plan = plan(PlanInput {
         manifest: &changed,
         lock: &lock,
@@ -398,6 +407,7 @@ fn a_changed_entry_is_re_resolved_and_shown_as_a_diff() {
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     });
     assert_eq!(
         plan.lock_changes,
@@ -429,6 +439,7 @@ fn a_plan_that_does_not_fit_on_disk_is_refused() {
         facts: &facts(1500),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     });
     assert_eq!(plan.disk.peak_bytes, 2000);
     assert!(!plan.disk.fits);
@@ -503,6 +514,7 @@ fn rendered_plan_snapshot() {
         facts: &facts(100_000_000_000),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     });
     insta::assert_snapshot!(render_text(&plan, Style::Plain));
     insta::assert_json_snapshot!(plan);
@@ -538,6 +550,7 @@ fn plan_with_b_unresolved(free: u64) -> Plan {
         facts: &facts(free),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     })
 }
 
@@ -590,6 +603,7 @@ fn narrowing_drops_the_notices_of_models_left_out_and_checks_the_disk_again() {
         facts: &facts(1500),
         hf_cache: &Default::default(),
         daemon: &Default::default(),
+        locked: None,
     });
     assert!(!whole.disk.fits);
     assert_eq!(whole.errors.len(), 2, "{:?}", whole.errors);

@@ -17,11 +17,14 @@ use crate::manifest::{ModelEntry, Source};
 /// The outcome of resolving one manifest entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {
-    Resolved(LockedModel),
-    /// Not resolved; the reason says why (and, where it can, what to do).
-    Failed {
-        reason: String,
+    /// Pinned; the note says something the plan should show about how (a pin from the Ollama
+    /// daemon rather than the registry).
+    Resolved {
+        model: LockedModel,
+        note: Option<String>,
     },
+    /// Not resolved; the reason says why (and, where it can, what to do).
+    Failed { reason: String },
 }
 
 /// How resolvers may reach the outside world.
@@ -35,6 +38,8 @@ pub struct ResolveContext {
     pub manifest_dir: std::path::PathBuf,
     /// The Hub's endpoint, token and cache.
     pub hf: Arc<hf::HubConfig>,
+    /// The Ollama daemon, asked when the registry cannot say what a name is (`None`: never).
+    pub ollama: Option<Arc<ollama::daemon_pin::DaemonAccess>>,
 }
 
 /// Resolves one manifest entry.
@@ -42,22 +47,35 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     let result = match &entry.source {
         Source::Url(source) => url::resolve(ctx, source, &entry.files)
             .await
+            .map(|(source, files)| (source, files, None))
             .map_err(|e| e.to_string()),
         Source::Hf(source) => hf::resolve(ctx, source, &entry.files)
             .await
+            .map(|(source, files)| (source, files, None))
             .map_err(|e| e.to_string()),
         Source::Ollama(source) => ollama::resolve(ctx, source)
             .await
-            .map(|l| (l, Vec::new()))
-            .map_err(|e| e.to_string()),
+            .map(|p| (p.source, Vec::new(), p.note))
+            .map_err(|e| error_with_help(&e)),
     };
     match result {
-        Ok((source, files)) => Resolution::Resolved(LockedModel {
-            fingerprint: fingerprint(entry),
-            source,
-            files,
-        }),
+        Ok((source, files, note)) => Resolution::Resolved {
+            model: LockedModel {
+                fingerprint: fingerprint(entry),
+                source,
+                files,
+            },
+            note,
+        },
         Err(reason) => Resolution::Failed { reason },
+    }
+}
+
+/// An error's text with its `help`, for a reason the plan shows in one place.
+fn error_with_help(error: &dyn miette::Diagnostic) -> String {
+    match error.help() {
+        Some(help) => format!("{error}; {help}"),
+        None => error.to_string(),
     }
 }
 

@@ -31,6 +31,7 @@ mod lock;
 mod manifest_errors;
 mod nginx;
 mod oci_registry;
+mod ollama_daemon_pins;
 mod ollama_source;
 mod plan;
 mod properties;

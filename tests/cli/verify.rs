@@ -362,6 +362,7 @@ fn unlocked_and_ollama_models_are_said_not_failed() {
                     digest: modelctl::digest::Sha256::of(b"layer"),
                     size: 5,
                 }],
+                pinned_from: modelctl::lock::PinnedFrom::Registry,
             },
             files: vec![],
         },

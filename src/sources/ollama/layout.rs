@@ -55,12 +55,17 @@ impl OllamaDir {
 
     /// The digest of the manifest `name` has here, if any.
     pub fn manifest_digest(&self, name: &OllamaRef) -> Option<Sha256> {
+        self.manifest_bytes(name).map(|b| Sha256::of(&b))
+    }
+
+    /// The bytes of the manifest `name` has here: a regular file of at most 4 MiB, or `None`.
+    pub fn manifest_bytes(&self, name: &OllamaRef) -> Option<Vec<u8>> {
         let path = self.manifest_path(name);
         let meta = fs::symlink_metadata(&path).ok()?;
         if !meta.is_file() || meta.len() > 4 << 20 {
             return None;
         }
-        fs::read(path).ok().map(|b| Sha256::of(&b))
+        fs::read(path).ok()
     }
 }
 

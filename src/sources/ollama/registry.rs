@@ -128,6 +128,28 @@ pub enum RegistryError {
     TooLarge(usize),
 }
 
+impl RegistryError {
+    /// Whether the daemon may know what the registry could not say: the registry was not
+    /// reached, refused, failed, or lacks the name (a model made with `ollama create`). A
+    /// malformed or hostile answer, or a suspicious auth challenge, is never papered over.
+    pub fn daemon_may_answer(&self) -> bool {
+        self.unreachable() || matches!(self, RegistryError::NotFound { .. })
+    }
+
+    /// Whether this process could not get an answer about the name: no connection, a failing
+    /// or refusing registry (the daemon may have the proxy or key this process lacks).
+    pub fn unreachable(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. }
+            | RegistryError::Status { .. }
+            | RegistryError::TokenUnreachable { .. }
+            | RegistryError::TokenRefused { .. } => true,
+            RegistryError::Read { error, .. } => matches!(**error, RegistryError::Body(_)),
+            _ => false,
+        }
+    }
+}
+
 /// Fetches and validates the manifest of `name`'s tag, through the shared client (a `503`
 /// or a refused connection is retried like any request).
 pub async fn manifest(
