@@ -159,14 +159,23 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama", "from_ollama"])))]
 pub struct AddArgs {
     /// The new model's id
-    #[arg(value_name = "ID")]
-    pub id: String,
-    /// Its type: a built-in type or one declared under `types:`
-    #[arg(long = "type", value_name = "TYPE", add = ArgValueCandidates::new(crate::completion::types))]
-    pub kind: String,
+    #[arg(value_name = "ID", required_unless_present = "from_ollama")]
+    pub id: Option<String>,
+    /// Its type: a built-in type or one declared under `types:` (with `--from-ollama`: `llm`
+    /// unless given)
+    #[arg(long = "type", value_name = "TYPE", required_unless_present = "from_ollama", add = ArgValueCandidates::new(crate::completion::types))]
+    pub kind: Option<String>,
+    /// Declare the models the Ollama daemon has and models.yaml lacks: those named, or all
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..,
+        conflicts_with_all = ["id", "hf", "url", "ollama", "description", "activate"]
+    )]
+    pub from_ollama: Option<Vec<String>>,
     /// A HuggingFace Hub repository, `org/name`
     #[arg(long, value_name = "ORG/NAME")]
     pub hf: Option<String>,

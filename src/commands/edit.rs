@@ -13,7 +13,8 @@ use yaml_edit::ScalarValue;
 use crate::cli::{ActivateArgs, AddArgs, ConfigArgs, DeactivateArgs, RemoveArgs};
 use crate::manifest::edit::Edited;
 use crate::ops::edit::{
-    ConfigChange, NewModel, edit_activate, edit_add, edit_config, edit_deactivate, edit_remove_all,
+    ConfigChange, NewModel, edit_activate, edit_add_checked, edit_config, edit_deactivate,
+    edit_remove_all,
 };
 use crate::printer::OutputError;
 use crate::settings::Settings;
@@ -82,8 +83,12 @@ pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
 }
 
 /// `modelctl add ID --type T (--hf … | --url … | --ollama …) [--activate]`: declares a new
-/// model, and with `--activate` makes it its type's active model.
+/// model, and with `--activate` makes it its type's active model. An `--ollama` name is
+/// checked against the daemon, then the registry, first.
 pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
+    if let Some(names) = &args.from_ollama {
+        return add_from_ollama(settings, names, args.kind.as_deref().unwrap_or("llm"));
+    }
     let model = new_model(settings, args);
     if let (Some(given), Some(written)) = (&args.url, &model.url)
         && given.trim_start_matches("./") != written.trim_start_matches("./")
@@ -92,7 +97,10 @@ pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
             "note: `--url {given}` is written as `{written}`"
         ));
     }
-    let edited = edit_add(settings, &model)?;
+    let edited = edit_add_checked(settings, &model, &|| match &model.ollama {
+        Some(name) => say_what_the_name_is(settings, name),
+        None => Ok(()),
+    })?;
     if let Some(given) = &args.url
         && !given.contains("://")
         && !Path::new(given).exists()
@@ -104,11 +112,54 @@ pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
     report(settings, &edited)
 }
 
+/// `modelctl add --from-ollama [NAME…] [--type T]`: declares the daemon's models that
+/// models.yaml lacks.
+fn add_from_ollama(settings: &Settings, names: &[String], kind: &str) -> Result<ExitCode> {
+    let adoption = crate::ops::ollama_names::adopt(settings, names, kind)?;
+    let printer = settings.printer;
+    for (name, id) in &adoption.already {
+        printer.say(format_args!("  {name}: already declared as `{id}`"));
+    }
+    for a in &adoption.adopted {
+        printer.say(format_args!(
+            "  {}: declared as `{}` ({})",
+            a.name,
+            a.id,
+            crate::units::human_bytes(a.size)
+        ));
+    }
+    if adoption.adopted.is_empty() && adoption.already.is_empty() {
+        printer.say(format_args!("The Ollama daemon has no models."));
+    }
+    report(settings, &adoption.edited)
+}
+
+/// Says what the daemon or the registry knows of an `--ollama` name; refuses one neither has.
+fn say_what_the_name_is(settings: &Settings, name: &str) -> Result<()> {
+    use crate::ops::ollama_names::NameCheck;
+    match crate::ops::ollama_names::check_name(settings, name)? {
+        NameCheck::InDaemon(found) => settings.printer.say(format_args!(
+            "note: the Ollama daemon has `{}` ({}, {})",
+            found.name.display_shortest(),
+            found.digest.short(),
+            crate::units::human_bytes(found.size)
+        )),
+        NameCheck::InRegistry(digest) => settings.printer.say(format_args!(
+            "note: the registry has `{name}` ({}); `modelctl apply` pulls it",
+            digest.short()
+        )),
+        NameCheck::Unchecked(why) => settings
+            .printer
+            .warn(format_args!("warning: `{name}` is not checked: {why}")),
+    }
+    Ok(())
+}
+
 /// `add`'s arguments as the model to declare.
 fn new_model(settings: &Settings, args: &AddArgs) -> NewModel {
     NewModel {
-        id: args.id.clone(),
-        kind: args.kind.clone(),
+        id: args.id.clone().unwrap_or_default(),
+        kind: args.kind.clone().unwrap_or_default(),
         hf: args.hf.clone(),
         revision: args.revision.clone(),
         include: args.include.clone(),

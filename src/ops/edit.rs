@@ -218,6 +218,17 @@ impl NewModel {
 
 /// The edit `add` makes (the API's `POST /api/models/add` makes it too).
 pub(crate) fn edit_add(settings: &Settings, args: &NewModel) -> Result<Edited> {
+    edit_add_checked(settings, args, &|| Ok(()))
+}
+
+/// [`edit_add`], with `confirm` asked once the edit is known to be valid for this manifest
+/// and before it is written (the CLI checks an Ollama name against the daemon there, so a
+/// typo in the id or type is reported without asking the network first).
+pub(crate) fn edit_add_checked(
+    settings: &Settings,
+    args: &NewModel,
+    confirm: &dyn Fn() -> Result<()>,
+) -> Result<Edited> {
     args.check()?;
     edit(&settings.manifest_path, |manifest, root| {
         if let Ok(id) = ModelId::parse(&args.id)
@@ -229,6 +240,7 @@ pub(crate) fn edit_add(settings: &Settings, args: &NewModel) -> Result<Edited> {
             ));
         }
         known_type(manifest, &args.kind)?;
+        confirm()?;
         let entry = new_entry(args);
         match root.get_mapping("models") {
             Some(models) => set_new_mapping(&models, &args.id, entry),
@@ -246,7 +258,7 @@ pub(crate) fn edit_add(settings: &Settings, args: &NewModel) -> Result<Edited> {
 }
 
 /// Refuses a type the manifest does not know, naming the closest one.
-fn known_type(manifest: &Manifest, kind: &str) -> Result<()> {
+pub(super) fn known_type(manifest: &Manifest, kind: &str) -> Result<()> {
     let known = manifest.known_types();
     if known.iter().any(|k| k == kind) {
         return Ok(());

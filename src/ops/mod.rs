@@ -8,6 +8,7 @@ pub mod edit;
 pub mod execute;
 pub mod gc;
 pub mod init;
+pub mod ollama_names;
 pub mod push;
 pub mod reconcile;
 pub mod saved_plan;

@@ -248,7 +248,15 @@ fn add_url_and_ollama_models() {
             )
         )])
     );
-    let (run, after) = edit(&["add", "llama", "--type", "llm", "--ollama", "llama3:8b"]);
+    let (run, after) = edit(&[
+        "add",
+        "llama",
+        "--type",
+        "llm",
+        "--ollama",
+        "llama3:8b",
+        "--offline",
+    ]);
     assert_written(&run);
     assert_eq!(
         after,
@@ -371,6 +379,7 @@ fn add_then_remove_leaves_the_file_byte_identical() {
         "--ollama",
         "llama3:8b",
         "--activate",
+        "--offline",
     ]);
     assert_written(&added);
     let between = project.read("models.yaml");

@@ -338,3 +338,87 @@ fn a_name_neither_the_registry_nor_the_daemon_knows_is_refused_with_the_closest_
     assert!(said.contains("my-finetune:latest"), "{said}");
     assert!(!s.project.path("models.lock").exists());
 }
+
+#[test]
+fn add_from_ollama_declares_what_the_daemon_has_keeping_comments() {
+    let s = Daemon::new(&closed_host());
+    let start = "version: 1\n# my models\nmodels:\n  old:   # keep me\n    type: llm\n    source: { ollama: \"REG/pulled:8b\" }\n"
+        .replace("REG", &s.reg);
+    s.project.write("models.yaml", &start);
+
+    let run = s.run(&["add", "--from-ollama"]);
+    ok(&run);
+    let after = s.project.read("models.yaml");
+    assert!(after.starts_with(&start), "kept as it was: {after}");
+    assert!(after.contains("  my-finetune:\n"), "{after}");
+    assert!(
+        after.contains(&format!("ollama: {}", s.full("my-finetune:latest"))),
+        "{after}"
+    );
+    assert_eq!(
+        after.matches("pulled:8b").count(),
+        1,
+        "declared once: {after}"
+    );
+    assert!(
+        run.stderr.contains("already declared as `old`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("+   my-finetune:"), "{}", run.stdout);
+
+    // It locks and applies as written.
+    ok(&s.run(&["apply", "--yes"]));
+    assert!(s.project.read("models.lock").contains("my-finetune"));
+
+    // Named models only; an unknown name gets the closest one the daemon has.
+    let again = s.run(&["add", "--from-ollama", "my-finetun"]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("did you mean") && again.stderr.contains("my-finetune"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(s.project.read("models.yaml"), after, "nothing written");
+}
+
+#[test]
+fn add_ollama_checks_the_name_against_the_daemon_then_the_registry() {
+    let registry = FakeRegistry::start();
+    let s = Daemon::new(&registry.host());
+    let (weights, template) = image_parts(9);
+    let parts = [(MEDIA_MODEL, &weights[..]), (MEDIA_TEMPLATE, &template[..])];
+    let published = registry.publish(&s.full("public:1b"), &parts, &sample_config(&parts));
+    s.project.write("models.yaml", "version: 1\nmodels: {}\n");
+
+    let tuned = format!("{}/my-finetune", s.reg);
+    let run = s.run(&["add", "tuned", "--type", "llm", "--ollama", &tuned]);
+    ok(&run);
+    assert!(
+        run.stderr.contains("the Ollama daemon has"),
+        "{}",
+        run.stderr
+    );
+
+    let public = format!("{}/public:1b", s.reg);
+    let run = s.run(&["add", "public", "--type", "llm", "--ollama", &public]);
+    ok(&run);
+    assert!(
+        run.stderr.contains("the registry has") && run.stderr.contains(&published.digest[..12]),
+        "{}",
+        run.stderr
+    );
+
+    let before = s.project.read("models.yaml");
+    let typo = format!("{}/my-finetun", s.reg);
+    let run = s.run(&["add", "typo", "--type", "llm", "--ollama", &typo]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("in neither the Ollama daemon nor the registry")
+            && run.stderr.contains("did you mean"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(s.project.read("models.yaml"), before, "nothing written");
+}

@@ -173,8 +173,13 @@ pub fn unknown_help(name: &OllamaRef, installed: &[daemon::Installed]) -> String
         .iter()
         .map(|i| i.name.display_shortest())
         .collect();
-    let wanted = name.display_shortest();
-    match crate::diagnostic::closest(&wanted, names.iter().map(String::as_str)) {
+    // Compared by `model:tag`, so a name typed without its registry host still finds it.
+    let short = |n: &OllamaRef| format!("{}:{}", n.model, n.tag);
+    let shorts: Vec<String> = installed.iter().map(|i| short(&i.name)).collect();
+    let near = crate::diagnostic::closest(&short(name), shorts.iter().map(String::as_str))
+        .and_then(|near| shorts.iter().position(|s| s == near))
+        .map(|at| &names[at]);
+    match near {
         Some(near) => format!("did you mean `{near}`? (`ollama list` shows what the daemon has)"),
         None if names.is_empty() => {
             "the daemon has no models; pull it with `ollama pull`, or make it with `ollama create`"
