@@ -395,7 +395,8 @@ fn log_resolution(id: &ModelId, resolution: &Resolution, took: std::time::Durati
                 crate::units::human_bytes(bytes)
             );
         }
-        Resolution::Failed { reason } => {
+        Resolution::Failed { .. } | Resolution::PullToPin { .. } => {
+            let reason = resolution.failure().unwrap_or_default();
             tracing::info!(target: "modelctl::resolve", "cannot resolve {id}: {reason}");
         }
     }

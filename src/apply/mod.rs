@@ -67,6 +67,8 @@ pub struct Executor<'a> {
     pub ollama: Result<Daemon, ollama::NoDaemon>,
     /// `OLLAMA_MODELS`, filled directly from the registry when no daemon answers.
     pub ollama_dir: Option<OllamaDir>,
+    /// Where the local daemon's store may be, to read the layers of a model pinned from it.
+    pub ollama_stores: Vec<OllamaDir>,
 }
 
 /// What happened.
@@ -74,6 +76,8 @@ pub struct Executor<'a> {
 pub struct Outcome {
     /// sha256 of files the lock did not have one for, learned by downloading or verifying.
     pub learned: Vec<(ModelId, RelPath, Sha256)>,
+    /// Ollama models pinned by this run, from what the daemon reported after pulling them.
+    pub pinned: Vec<(ModelId, LockedModel)>,
     /// Models with at least one failed action.
     pub failed: BTreeSet<ModelId>,
     pub errors: Vec<String>,
@@ -276,6 +280,10 @@ impl Executor<'_> {
                     name, digest, size, ..
                 } => {
                     self.pull(outcome, kind, model, name, digest, *size).await;
+                    None
+                }
+                Action::PullAndPin { name, .. } => {
+                    self.pull_and_pin(outcome, kind, model, name).await;
                     None
                 }
                 // A stray file is removed by rebuilding the model without it.

@@ -1,5 +1,7 @@
 //! The executor's side of Ollama models: pull (through the daemon, or from the registry into
-//! `OLLAMA_MODELS` when none runs) with the digest checked against the lock, and removal.
+//! `OLLAMA_MODELS` when none runs) with the digest checked against the lock, record a model
+//! the daemon already has, pull one the lock could not pin and pin what the daemon reports,
+//! and removal.
 //! Loads and unloads happen with the pointer swaps, in `pointers`.
 
 use std::sync::{Arc, Mutex};
@@ -9,9 +11,11 @@ use super::fetch::{self, FileJob};
 use super::progress::FileLabel;
 use super::{Executor, Outcome};
 use crate::digest::Sha256;
+use crate::lock::{LockedModel, LockedSource, PinnedFrom};
 use crate::names::{ModelId, TypeName};
 use crate::sources::ollama::OllamaRef;
 use crate::sources::ollama::daemon::{Daemon, DaemonError};
+use crate::sources::ollama::daemon_pin::{self, DaemonAccess};
 use crate::sources::ollama::layout::OllamaDir;
 
 /// Why no Ollama daemon can be talked to (`OLLAMA_HOST` unusable, no client): the
@@ -229,6 +233,88 @@ impl Executor<'_> {
         if let Ok(mut o) = outcome.lock() {
             o.downloaded_files += 1;
             o.downloaded_bytes += size;
+        }
+    }
+
+    /// Pulls a model the lock could not pin (the registry is out of this machine's reach)
+    /// through the daemon, then pins the digest the daemon reports, with the layers its store
+    /// shows when it is on this machine, and records the model.
+    pub(super) async fn pull_and_pin(
+        &self,
+        outcome: &Mutex<Outcome>,
+        kind: &TypeName,
+        model: &ModelId,
+        name: &str,
+    ) {
+        let (daemon, parsed) = match self.ollama_call(name) {
+            Ok(call) => call,
+            Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
+        };
+        let label = FileLabel {
+            model: model.to_string(),
+            path: name.to_owned(),
+            size: 0,
+        };
+        let started = Instant::now();
+        let progress = self.reporter.start(&label);
+        let report = |done: u64, _total: u64| progress.set(done);
+        if let Err(error) = daemon.pull(&parsed, &report).await {
+            let why = OllamaStepError::PullThroughDaemon {
+                name: name.to_owned(),
+                error,
+            };
+            return self.fail(outcome, model, &why.to_string());
+        }
+        let access = DaemonAccess {
+            daemon: Ok(daemon.clone()),
+            stores: self.ollama_stores.clone(),
+        };
+        let pin = match daemon_pin::pin(&access, &parsed).await {
+            Ok(Ok(pin)) => pin,
+            Ok(Err(_)) => {
+                let why = OllamaStepError::NotListed {
+                    name: parsed.display_shortest(),
+                };
+                return self.fail(outcome, model, &why.to_string());
+            }
+            Err(error) => {
+                let why = OllamaStepError::CheckPull {
+                    name: name.to_owned(),
+                    error,
+                };
+                return self.fail(outcome, model, &why.to_string());
+            }
+        };
+        let Some(entry) = self.manifest.models.get(model) else {
+            return self.fail(outcome, model, &format!("`{model}` is not in models.yaml"));
+        };
+        if let Err(why) = self.record_ollama(kind, model, name, &pin.digest) {
+            return self.fail(outcome, model, &why);
+        }
+        let size = pin.size;
+        let label = FileLabel { size, ..label };
+        self.reporter
+            .done(&label, &pin.digest.hex(), started.elapsed());
+        self.reporter.step(&format!(
+            "pinned {model} to {} as the Ollama daemon reports it",
+            pin.digest.short()
+        ));
+        if let Ok(mut o) = outcome.lock() {
+            o.downloaded_files += 1;
+            o.downloaded_bytes += size;
+            o.pinned.push((
+                model.clone(),
+                LockedModel {
+                    fingerprint: crate::lock::fingerprint(entry),
+                    source: LockedSource::Ollama {
+                        ollama: name.to_owned(),
+                        digest: pin.digest,
+                        layers: pin.layers,
+                        pinned_from: PinnedFrom::Daemon,
+                    },
+                    files: Vec::new(),
+                },
+            ));
         }
     }
 

@@ -50,7 +50,8 @@ pub fn run(settings: Settings, args: &LockArgs) -> Result<ExitCode> {
                 }
                 next.models.insert(id.clone(), model.clone());
             }
-            Some(Resolution::Failed { reason }) => {
+            Some(unpinned @ (Resolution::Failed { .. } | Resolution::PullToPin { .. })) => {
+                let reason = unpinned.failure().unwrap_or_default();
                 failed.push(format!("{id}: {reason}"));
                 if let Some(old) = project.lock.models.get(id) {
                     next.models.insert(id.clone(), old.clone());

@@ -52,7 +52,8 @@ pub fn run(settings: Settings, args: &UpdateArgs) -> Result<ExitCode> {
                     }
                 }
             }
-            Some(Resolution::Failed { reason }) => {
+            Some(unpinned @ (Resolution::Failed { .. } | Resolution::PullToPin { .. })) => {
+                let reason = unpinned.failure().unwrap_or_default();
                 failed += 1;
                 printer.warn(format_args!("  {id}: not updated: {reason}"));
             }

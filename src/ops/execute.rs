@@ -87,6 +87,12 @@ pub(crate) fn execute(
             .ollama_models
             .as_ref()
             .map(crate::sources::ollama::layout::OllamaDir::new),
+        ollama_stores: project
+            .settings
+            .ollama_stores
+            .iter()
+            .map(crate::sources::ollama::layout::OllamaDir::new)
+            .collect(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -167,9 +173,10 @@ pub(crate) fn finish(
     })
 }
 
-/// Writes the lock the plan pinned, with the sha256 learned while downloading. A model that
-/// failed keeps the entry it had (or stays out of the lock): its new pin is taken once its
-/// bytes are in, so models.lock never holds what no verified download backed.
+/// Writes the lock the plan pinned, with the sha256 learned while downloading and the Ollama
+/// pins taken after a pull. A model that failed keeps the entry it had (or stays out of the
+/// lock): its new pin is taken once its bytes are in, so models.lock never holds what no
+/// verified download backed.
 pub(crate) fn write_lock(
     project: &Project,
     next: &Lockfile,
@@ -181,6 +188,11 @@ pub(crate) fn write_lock(
             Some(old) => next.models.insert(model.clone(), old.clone()),
             None => next.models.remove(model),
         };
+    }
+    for (model, pinned) in &outcome.pinned {
+        if !outcome.failed.contains(model) {
+            next.models.insert(model.clone(), pinned.clone());
+        }
     }
     let learned = outcome
         .learned

@@ -183,6 +183,9 @@ pub enum Action {
         #[serde(default)]
         present: bool,
     },
+    /// Pull a model the lock cannot pin yet through the Ollama daemon (the registry is out of
+    /// this machine's reach, not necessarily the daemon's), then pin the digest it reports.
+    PullAndPin { model: ModelId, name: String },
     /// Remove a model from Ollama.
     Remove { model: ModelId, name: String },
     /// Load a model into memory through the Ollama daemon.
@@ -272,6 +275,12 @@ pub struct Totals {
     pub unresolved: usize,
     #[serde(default)]
     pub blob_repairs: usize,
+    /// Ollama models the daemon already has, only recorded in the store.
+    #[serde(default)]
+    pub records: usize,
+    /// Pulls whose size is known only after them (a model pinned by pulling it).
+    #[serde(default)]
+    pub unsized_pulls: usize,
 }
 
 /// Whether the plan fits on the store's filesystem.
@@ -302,6 +311,7 @@ impl Action {
             | Action::DeleteFile { model, .. }
             | Action::Delete { model, .. }
             | Action::Pull { model, .. }
+            | Action::PullAndPin { model, .. }
             | Action::Remove { model, .. }
             | Action::Load { model, .. }
             | Action::Unload { model, .. }

@@ -38,9 +38,13 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut actions = repairs(input.state);
     for (id, entry) in &input.manifest.models {
         let present = input.state.models.get(&(entry.kind.clone(), id.clone()));
-        let own = match pinned.get(id) {
-            Some(locked) => p.model_actions(id, entry, locked, present, &input),
-            None => Vec::new(),
+        let own = match (pinned.get(id), p.pull_to_pin.get(id)) {
+            (Some(locked), _) => p.model_actions(id, entry, locked, present, &input),
+            (None, Some(name)) => vec![Action::PullAndPin {
+                model: id.clone(),
+                name: name.clone(),
+            }],
+            (None, None) => Vec::new(),
         };
         p.finish_model(id, entry, pinned.get(id), !own.is_empty());
         actions.extend(own);
@@ -84,6 +88,8 @@ struct Planner {
     unresolved: BTreeMap<ModelId, String>,
     /// Pins their source can no longer give back, with why.
     drifted: BTreeMap<ModelId, String>,
+    /// Ollama models pinned once the daemon has pulled them, by the name to pull.
+    pull_to_pin: BTreeMap<ModelId, String>,
 }
 
 impl Planner {
@@ -120,6 +126,9 @@ impl Planner {
                     });
                     pinned.insert(id.clone(), new.clone());
                     self.next_lock.models.insert(id.clone(), new.clone());
+                }
+                Some(Resolution::PullToPin { name, reason }) => {
+                    self.pull_later(id, name, reason, old.is_some());
                 }
                 other => {
                     let reason = match other {
@@ -238,6 +247,27 @@ impl Planner {
             Some(_) => self.errors.push(notice),
             None => self.warnings.push(notice),
         }
+    }
+
+    /// An Ollama model pinned only once `apply` has pulled it through the daemon: a lock
+    /// change, and a warning that says why and what will happen.
+    fn pull_later(&mut self, id: &ModelId, name: &str, reason: &str, was_locked: bool) {
+        self.warnings.push(Notice {
+            model: Some(id.clone()),
+            message: format!(
+                "not pinned yet: {reason}; `apply` pulls `{name}` through the Ollama daemon \
+                 (which may reach the registry through its own proxy) and pins the digest it \
+                 reports"
+            ),
+        });
+        self.lock_changes.push(LockChange {
+            model: id.clone(),
+            change: match was_locked {
+                true => LockChangeKind::Updated,
+                false => LockChangeKind::Added,
+            },
+        });
+        self.pull_to_pin.insert(id.clone(), name.to_owned());
     }
 
     /// The actions that make one declared, pinned model complete on disk.
@@ -781,9 +811,14 @@ pub(super) fn totals(actions: &[Action], models: &[ModelPlan]) -> Totals {
                 t.deletes += 1;
                 t.freed_bytes += freed;
             }
+            Action::Pull { present: true, .. } => t.records += 1,
             Action::Pull { size, .. } => {
                 t.pulls += 1;
                 t.pull_bytes += size;
+            }
+            Action::PullAndPin { .. } => {
+                t.pulls += 1;
+                t.unsized_pulls += 1;
             }
             Action::Activate { .. } => t.activations += 1,
             Action::Swap { .. } => t.swaps += 1,

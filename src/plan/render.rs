@@ -273,6 +273,10 @@ fn action_line(p: &Painter, a: &Action) -> String {
                 digest.short()
             )
         }
+        Action::PullAndPin { name, .. } => format!(
+            "{} pull {name} through the Ollama daemon, then pin the digest it reports",
+            p.sym("+")
+        ),
         Action::Remove { name, .. } => format!("{} remove {name} from Ollama", p.sym("-")),
         Action::Load { name, .. } => format!("{} load {name} into the Ollama daemon", p.sym("+")),
         Action::Unload { name, .. } => {
@@ -311,10 +315,14 @@ fn summary(plan: &Plan, up_to_date: usize) -> String {
     }
     if t.pulls > 0 {
         parts.push(format!(
-            "{} to pull ({})",
+            "{} to pull ({}{})",
             t.pulls,
+            if t.unsized_pulls > 0 { "at least " } else { "" },
             human_bytes(t.pull_bytes)
         ));
+    }
+    if t.records > 0 {
+        parts.push(format!("{} to record from Ollama", t.records));
     }
     if t.reuses > 0 {
         parts.push(format!("{} to link", t.reuses));

@@ -25,6 +25,30 @@ pub enum Resolution {
     },
     /// Not resolved; the reason says why (and, where it can, what to do).
     Failed { reason: String },
+    /// An Ollama model this process cannot pin (the registry is out of its reach) and the
+    /// daemon does not have yet, though it may reach the registry itself: `apply` pulls it
+    /// through the daemon, then pins the digest the daemon reports.
+    PullToPin {
+        /// The name as models.yaml gives it.
+        name: String,
+        /// Why the registry could not say.
+        reason: String,
+    },
+}
+
+impl Resolution {
+    /// Why the entry is not pinned by this resolution, for commands that pin without
+    /// applying (`lock`, `update`); `None` when it is.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Resolution::Resolved { .. } => None,
+            Resolution::Failed { reason } => Some(reason.clone()),
+            Resolution::PullToPin { name, reason } => Some(format!(
+                "{reason}; the Ollama daemon does not have `{name}` yet: `modelctl apply` pulls \
+                 it through the daemon and pins the digest it reports (or run `ollama pull {name}`)"
+            )),
+        }
+    }
 }
 
 /// How resolvers may reach the outside world.
@@ -53,10 +77,16 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
             .await
             .map(|(source, files)| (source, files, None))
             .map_err(|e| e.to_string()),
-        Source::Ollama(source) => ollama::resolve(ctx, source)
-            .await
-            .map(|p| (p.source, Vec::new(), p.note))
-            .map_err(|e| error_with_help(&e)),
+        Source::Ollama(source) => match ollama::resolve(ctx, source).await {
+            Ok(p) => Ok((p.source, Vec::new(), p.note)),
+            Err(ollama::OllamaError::NotInDaemon { registry, .. }) => {
+                return Resolution::PullToPin {
+                    name: source.ollama.clone(),
+                    reason: registry.to_string(),
+                };
+            }
+            Err(e) => Err(error_with_help(&e)),
+        },
     };
     match result {
         Ok((source, files, note)) => Resolution::Resolved {

@@ -422,3 +422,54 @@ fn add_ollama_checks_the_name_against_the_daemon_then_the_registry() {
     );
     assert_eq!(s.project.read("models.yaml"), before, "nothing written");
 }
+
+#[test]
+fn a_model_neither_pinnable_nor_in_the_daemon_is_pulled_through_the_daemon_then_pinned() {
+    let s = Daemon::new(&closed_host());
+    // The daemon can pull it (its registry is reachable from the daemon), but has not yet.
+    let (weights, template) = image_parts(13);
+    let parts = [(MEDIA_MODEL, &weights[..]), (MEDIA_TEMPLATE, &template[..])];
+    let image = s
+        .daemon
+        .publish(&s.full("fresh:1b"), &parts, &sample_config(&parts));
+    s.project.write(
+        "models.yaml",
+        &format!(
+            "version: 1\nmodels:\n  fresh:\n    type: llm\n    source: {{ ollama: \"{}/fresh:1b\" }}\nactive:\n  llm: fresh\n",
+            s.reg
+        ),
+    );
+
+    let plan = s.run(&["plan"]);
+    ok(&plan);
+    let said = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(said.contains("not pinned yet"), "{said}");
+    assert!(
+        said.contains("through the Ollama daemon, then pin the digest it reports"),
+        "{said}"
+    );
+    assert_eq!(s.pulls(), 0, "plan pulls nothing");
+
+    let lock = s.run(&["lock"]);
+    assert_ne!(lock.code, 0, "lock cannot pin it without pulling");
+    assert!(
+        lock.stderr.contains("modelctl apply` pulls"),
+        "{}",
+        lock.stderr
+    );
+
+    let apply = s.run(&["apply", "--yes"]);
+    ok(&apply);
+    assert_eq!(s.pulls(), 1, "pulled through the daemon");
+    let text = s.project.read("models.lock");
+    assert!(text.contains(&image.digest), "{text}");
+    assert!(text.contains("pinned_from: \"daemon\""), "{text}");
+    let loads = s.daemon.generate_calls();
+    assert!(
+        loads.iter().any(|c| c.model.contains("fresh:1b")),
+        "{loads:?}"
+    );
+    assert_eq!(row(&status_rows(&s), "fresh")["state"], "installed");
+    let again = s.run(&["plan", "--locked", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+}

@@ -48,6 +48,8 @@ impl DaemonAccess {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonPin {
     pub digest: Sha256,
+    /// What the daemon reports as its size.
+    pub size: u64,
     /// Empty when the daemon's store could not be read here.
     pub layers: Vec<LockedLayer>,
 }
@@ -68,6 +70,7 @@ pub async fn pin(
     };
     Ok(Ok(DaemonPin {
         digest: found.digest,
+        size: found.size,
         layers: layers_from_store(access, name, &found.digest),
     }))
 }
