@@ -15,7 +15,8 @@
 //! This file holds the core: the files phase (downloads, reuses, verifications) and the
 //! executor's bookkeeping. Rebuilding model directories is in `rebuild.rs`, the pointer phase
 //! in `pointers.rs`, deletions in `deletions.rs`; Ollama pulls and removals (`ollama.rs`) and
-//! the Hugging Face cache (`hf_cache.rs`) have their own files.
+//! the Hugging Face cache (`hf_cache.rs`) have their own files, and so does asking the
+//! mirrors for a file before its origin (`mirror.rs`).
 
 pub mod activate;
 mod deletions;
@@ -23,6 +24,7 @@ pub mod fetch;
 mod hasher;
 mod hf_cache;
 mod hf_layout;
+pub mod mirror;
 pub mod ollama;
 mod partial;
 mod pointers;
@@ -67,6 +69,8 @@ pub struct Executor<'a> {
     pub ollama: Result<Daemon, ollama::NoDaemon>,
     /// `OLLAMA_MODELS`, filled directly from the registry when no daemon answers.
     pub ollama_dir: Option<OllamaDir>,
+    /// The registries asked for each file with a sha256 before its origin.
+    pub mirrors: Arc<mirror::Mirrors>,
 }
 
 /// What happened.
@@ -416,6 +420,7 @@ impl Executor<'_> {
             expected_by,
             etag: located.etag,
             token: located.token,
+            authorization: None,
             explain: located.explain,
         })
     }
@@ -441,11 +446,13 @@ impl Executor<'_> {
             let engine = self.engine.clone();
             let reporter = self.reporter.clone();
             let semaphore = semaphore.clone();
+            let mirrors = self.mirrors.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 let started = Instant::now();
                 let progress = reporter.start(&group.label);
-                let result = engine.fetch(&group.job, progress).await;
+                let result =
+                    fetch_group(&engine, &mirrors, reporter.as_ref(), &group, progress).await;
                 (group, result, started.elapsed())
             });
         }
@@ -464,12 +471,13 @@ impl Executor<'_> {
                         }
                     }
                 }
-                Err(fetch::FetchError::Cancelled) => {
+                Err(GroupFailure::Fetch(fetch::FetchError::Cancelled)) => {
                     for (model, _, _) in &group.targets {
                         record_failure(outcome, model, None);
                     }
                 }
-                Err(e) => {
+                Err(GroupFailure::MirrorOnly(said)) => self.refuse_origin(outcome, &group, &said),
+                Err(GroupFailure::Fetch(e)) => {
                     let shown = crate::net::SafeUrl::from(&group.job.url).to_string();
                     for (model, _, path) in &group.targets {
                         self.fail(
@@ -482,6 +490,28 @@ impl Executor<'_> {
             }
         }
         done
+    }
+
+    /// Under mirror-only, a file no mirror served: an error for each model that wants it,
+    /// naming the file, its digest and what each mirror said.
+    fn refuse_origin(&self, outcome: &Mutex<Outcome>, group: &Group, said: &[String]) {
+        let digest = group
+            .job
+            .sha256
+            .map_or_else(|| "no sha256".to_owned(), |d| format!("sha256:{}", d.hex()));
+        for (model, _, path) in &group.targets {
+            self.fail(
+                outcome,
+                model,
+                &format!(
+                    "cannot download `{model}/{path}` ({digest}) from a mirror, and mirror-only \
+                     forbids its origin: {}\nhelp: push it from a machine that has it \
+                     (`modelctl push {model} --to MIRROR`), or apply without `--mirror-only` \
+                     and MODELCTL_MIRROR_ONLY",
+                    said.join("; ")
+                ),
+            );
+        }
     }
 
     /// A blob an interrupted apply already published: its files are linked, and its sha256
@@ -636,6 +666,50 @@ impl Executor<'_> {
             o.errors.push(message.to_owned());
         }
     }
+}
+
+/// Why a group's download failed.
+enum GroupFailure {
+    Fetch(fetch::FetchError),
+    /// Mirror-only, and no mirror served it: what each mirror said.
+    MirrorOnly(Vec<String>),
+}
+
+/// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
+/// for, else (saying so in one line, unless mirror-only forbids it) from its origin.
+async fn fetch_group(
+    engine: &Engine,
+    mirrors: &mirror::Mirrors,
+    reporter: &dyn Reporter,
+    group: &Group,
+    progress: Arc<dyn fetch::FileProgress>,
+) -> Result<fetch::Downloaded, GroupFailure> {
+    if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
+        let mut ids: Vec<String> = group.models().iter().map(ToString::to_string).collect();
+        ids.dedup();
+        match mirrors
+            .fetch(engine, &group.job, &ids, progress.clone())
+            .await
+        {
+            mirror::Attempt::Served(downloaded, _) => return Ok(downloaded),
+            mirror::Attempt::Cancelled => {
+                return Err(GroupFailure::Fetch(fetch::FetchError::Cancelled));
+            }
+            mirror::Attempt::Missed(said) if mirrors.only => {
+                return Err(GroupFailure::MirrorOnly(said));
+            }
+            mirror::Attempt::Missed(said) => reporter.step(&format!(
+                "{}/{} is not from a mirror: {}; downloading it from the origin",
+                group.label.model,
+                group.label.path,
+                said.join("; ")
+            )),
+        }
+    }
+    engine
+        .fetch(&group.job, progress)
+        .await
+        .map_err(GroupFailure::Fetch)
 }
 
 /// Marks a file of `model` as taken from a blob: the model's directory is rebuilt with it.

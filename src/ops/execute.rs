@@ -12,6 +12,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use serde_json::json;
 
 use crate::apply::fetch::{Engine, EngineConfig};
+use crate::apply::mirror::{Logins, Mirrors};
 use crate::apply::progress::{Bars, Json, JsonReporter, Lines, Quiet, Reporter};
 use crate::apply::{Executor, Outcome};
 use crate::lock::Lockfile;
@@ -68,6 +69,7 @@ pub(crate) fn execute(
         cancel.clone(),
     );
     let cache = Mutex::new(cache);
+    let mirrors = mirrors_for(project, &client)?;
     let executor = Executor {
         manifest: &project.manifest,
         lock: next_lock.into(),
@@ -87,6 +89,7 @@ pub(crate) fn execute(
             .ollama_models
             .as_ref()
             .map(crate::sources::ollama::layout::OllamaDir::new),
+        mirrors: Arc::new(mirrors),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -111,6 +114,27 @@ pub(crate) fn execute(
     drop(runtime);
     let cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok((outcome, started.elapsed(), cache))
+}
+
+/// The mirrors of this run, with their logins: `MODELCTL_REGISTRY_AUTH` for those of
+/// `MODELCTL_MIRROR`, `docker login`'s for any.
+fn mirrors_for(project: &Project, client: &crate::net::Client) -> Result<Mirrors> {
+    let settings = &project.settings;
+    let env_hosts = crate::registry::mirror::mirrors(settings.mirror_env.as_deref(), &[])?
+        .into_iter()
+        .map(|t| t.host)
+        .collect();
+    let logins = Logins {
+        env_auth: settings.registry_auth.as_ref().map(|t| t.expose()),
+        env_hosts,
+        docker_config: settings.docker_config.as_deref(),
+    };
+    Ok(Mirrors::new(
+        client,
+        project.mirrors()?,
+        settings.mirror_only,
+        &logins,
+    ))
 }
 
 pub(crate) fn reporter_for(
