@@ -83,6 +83,8 @@ pub struct Outcome {
     pub errors: Vec<String>,
     pub downloaded_files: usize,
     pub downloaded_bytes: u64,
+    /// Of the files downloaded, those a mirror served.
+    pub from_mirrors: usize,
     pub linked: usize,
     pub verified: usize,
     pub swaps: usize,
@@ -461,7 +463,12 @@ impl Executor<'_> {
                 continue;
             };
             match result {
-                Ok(downloaded) => {
+                Ok((downloaded, mirror)) => {
+                    if mirror.is_some()
+                        && let Ok(mut o) = outcome.lock()
+                    {
+                        o.from_mirrors += 1;
+                    }
                     if self.publish(outcome, &group, &downloaded, elapsed) {
                         // A blob named by a known sha256 is found by the next plan; only one
                         // the lock has no sha256 for needs its resume state until it is linked.
@@ -676,14 +683,15 @@ enum GroupFailure {
 }
 
 /// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
-/// for, else (saying so in one line, unless mirror-only forbids it) from its origin.
+/// for, else (saying so in one line, unless mirror-only forbids it) from its origin. Returns
+/// the download and the mirror that served it.
 async fn fetch_group(
     engine: &Engine,
     mirrors: &mirror::Mirrors,
     reporter: &dyn Reporter,
     group: &Group,
     progress: Arc<dyn fetch::FileProgress>,
-) -> Result<fetch::Downloaded, GroupFailure> {
+) -> Result<(fetch::Downloaded, Option<String>), GroupFailure> {
     if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
         let mut ids: Vec<String> = group.models().iter().map(ToString::to_string).collect();
         ids.dedup();
@@ -691,7 +699,7 @@ async fn fetch_group(
             .fetch(engine, &group.job, &ids, progress.clone())
             .await
         {
-            mirror::Attempt::Served(downloaded, _) => return Ok(downloaded),
+            mirror::Attempt::Served(downloaded, from) => return Ok((downloaded, Some(from))),
             mirror::Attempt::Cancelled => {
                 return Err(GroupFailure::Fetch(fetch::FetchError::Cancelled));
             }
@@ -706,10 +714,8 @@ async fn fetch_group(
             )),
         }
     }
-    engine
-        .fetch(&group.job, progress)
-        .await
-        .map_err(GroupFailure::Fetch)
+    let downloaded = engine.fetch(&group.job, progress).await;
+    downloaded.map(|d| (d, None)).map_err(GroupFailure::Fetch)
 }
 
 /// Marks a file of `model` as taken from a blob: the model's directory is rebuilt with it.

@@ -171,6 +171,7 @@ pub(crate) fn finish(
     let line = summary(outcome, elapsed, lock_note, verb);
     let figures = json!({
         "downloaded_files": outcome.downloaded_files,
+        "downloaded_from_mirrors": outcome.from_mirrors,
         "downloaded_bytes": outcome.downloaded_bytes,
         "linked": outcome.linked,
         "verified": outcome.verified,
@@ -238,8 +239,12 @@ fn summary(
 ) -> String {
     let mut parts = Vec::new();
     if o.downloaded_files > 0 {
+        let mirrored = match o.from_mirrors {
+            0 => String::new(),
+            n => format!(", {n} from mirrors"),
+        };
         parts.push(format!(
-            "{} downloaded ({})",
+            "{} downloaded ({}{mirrored})",
             o.downloaded_files,
             human_bytes(o.downloaded_bytes)
         ));

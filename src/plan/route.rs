@@ -3,7 +3,8 @@
 //! `MODELCTL_MIRROR_ONLY`) anything no mirror can serve is an error of the plan, so it stops
 //! before a byte moves: a file with no sha256 (a mirror is asked for a digest), an Ollama
 //! pull (pulled from its registry or through the daemon, never mirrored), or any download
-//! when no mirror is set. Pure, like the planner: it is handed the mirrors.
+//! when no mirror is set. Without mirror-only, a file with no sha256 is a warning that it
+//! comes from its origin. Pure, like the planner: it is handed the mirrors.
 
 use super::{Action, Notice, Plan};
 
@@ -13,6 +14,7 @@ const MIRROR_ONLY: &str = "mirror-only (--mirror-only or MODELCTL_MIRROR_ONLY)";
 /// and, under `mirror_only`, an error for each download or pull that would need an origin.
 pub fn route_downloads(plan: &mut Plan, mirrors: &[String], mirror_only: bool) {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     for action in &mut plan.actions {
         match action {
             Action::Download {
@@ -24,6 +26,14 @@ pub fn route_downloads(plan: &mut Plan, mirrors: &[String], mirror_only: bool) {
             } => {
                 if sha256.is_some() {
                     *via = mirrors.to_vec();
+                } else if !mirrors.is_empty() && !mirror_only {
+                    warnings.push(Notice {
+                        model: Some(model.clone()),
+                        message: format!(
+                            "`{model}/{path}` comes from its origin, not a mirror: models.lock \
+                             has no sha256 for it yet (this download teaches it)"
+                        ),
+                    });
                 } else if mirror_only && !mirrors.is_empty() {
                     errors.push(Notice {
                         model: Some(model.clone()),
@@ -61,4 +71,115 @@ pub fn route_downloads(plan: &mut Plan, mirrors: &[String], mirror_only: bool) {
         }];
     }
     plan.errors.extend(errors);
+    plan.warnings.extend(warnings);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Sha256;
+    use crate::names::{ModelId, RelPath};
+    use crate::plan::{DiskCheck, PLAN_FORMAT, Totals};
+
+    fn download(model: &str, path: &str, sha256: Option<Sha256>) -> Action {
+        Action::Download {
+            model: ModelId::parse(model).expect("id"),
+            path: RelPath::parse(path).expect("path"),
+            size: 10,
+            sha256,
+            md5: None,
+            git_oid: None,
+            from: "https://origin.example/f".to_owned(),
+            replace: false,
+            mirrors: Vec::new(),
+        }
+    }
+
+    fn plan_of(actions: Vec<Action>) -> Plan {
+        Plan {
+            format: PLAN_FORMAT,
+            models: Vec::new(),
+            actions,
+            lock_changes: Vec::new(),
+            totals: Totals::default(),
+            disk: DiskCheck {
+                peak_bytes: 0,
+                free_bytes: None,
+                path: String::new(),
+                fits: true,
+            },
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            next_lock: Default::default(),
+        }
+    }
+
+    fn mirrors_of(action: &Action) -> Vec<String> {
+        match action {
+            Action::Download { mirrors, .. } => mirrors.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    const MIRROR: &str = "http://127.0.0.1:5000/fleet";
+
+    #[test]
+    fn files_with_a_sha256_go_via_the_mirrors_and_the_others_are_told() {
+        let mut plan = plan_of(vec![
+            download("voice", "a.bin", Some(Sha256::of(b"a"))),
+            download("card", "README.md", None),
+        ]);
+        route_downloads(&mut plan, &[MIRROR.to_owned()], false);
+        assert_eq!(mirrors_of(&plan.actions[0]), [MIRROR]);
+        assert!(mirrors_of(&plan.actions[1]).is_empty());
+        assert!(plan.errors.is_empty());
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(
+            plan.warnings[0]
+                .message
+                .contains("`card/README.md` comes from its origin")
+        );
+    }
+
+    #[test]
+    fn without_mirrors_nothing_changes() {
+        let mut plan = plan_of(vec![download("card", "README.md", None)]);
+        let before = plan.clone();
+        route_downloads(&mut plan, &[], false);
+        assert_eq!(plan, before);
+    }
+
+    #[test]
+    fn mirror_only_refuses_what_needs_an_origin() {
+        let mut plan = plan_of(vec![
+            download("voice", "a.bin", Some(Sha256::of(b"a"))),
+            download("card", "README.md", None),
+            Action::Pull {
+                model: ModelId::parse("chat").expect("id"),
+                name: "llama3:8b".to_owned(),
+                digest: Sha256::of(b"m"),
+                size: 1,
+            },
+        ]);
+        route_downloads(&mut plan, &[MIRROR.to_owned()], true);
+        assert!(plan.warnings.is_empty());
+        let errors: Vec<&str> = plan.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("`card/README.md` has no sha256"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("`llama3:8b`"), "{errors:?}");
+
+        let mut plan = plan_of(vec![download("voice", "a.bin", Some(Sha256::of(b"a")))]);
+        route_downloads(&mut plan, &[], true);
+        assert_eq!(plan.errors.len(), 1);
+        assert!(plan.errors[0].message.contains("no mirror is"));
+        let mut nothing = plan_of(Vec::new());
+        route_downloads(&mut nothing, &[], true);
+        assert!(
+            nothing.errors.is_empty(),
+            "nothing to download needs no mirror"
+        );
+    }
 }

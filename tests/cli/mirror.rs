@@ -3,12 +3,15 @@
 //! `MODELCTL_MIRROR`, and the origin sends none of its bytes; a blob the mirror lacks, a
 //! mirror that is down and a mirror that serves other bytes (a fake registry here) fall back
 //! to the origin with a one-line notice; `--mirror-only` refuses instead; the plan says where
-//! each download comes from; bad mirror settings are refused with their reason.
+//! each download comes from; bad mirror settings are refused with their reason; a mirror
+//! behind a bearer challenge (push.rs's fake) is read with the `docker login`, or with
+//! `MODELCTL_REGISTRY_AUTH` for a mirror of `MODELCTL_MIRROR` only.
 
 use serde_json::Value;
 
 use crate::faults::{FaultServer, pseudo_random};
 use crate::oci_registry::Registry;
+use crate::push::{SECRET, TOKEN, TokenRegistry};
 use crate::support::{Project, Run, sha256_hex};
 
 const VOICE: &str = "/voice.safetensors";
@@ -332,4 +335,82 @@ fn mirror_only_refuses_a_file_with_no_sha256_at_plan_time() {
         run.stderr
     );
     assert!(origin.gets(CARD).is_empty(), "the origin was asked");
+}
+
+#[test]
+fn a_mirror_behind_a_bearer_challenge_is_read_with_the_docker_login_and_no_secret_is_printed() {
+    use base64::Engine as _;
+    let registry = TokenRegistry::start();
+    let (project, origin, weights) = applied_from_origin();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci-bot:{SECRET}"));
+    let host = registry.base.trim_start_matches("http://").to_owned();
+    let login = format!(r#"{{"auths": {{"{host}": {{"auth": "{encoded}"}}}}}}"#);
+    project.write(".docker/config.json", &login);
+    let mirror = format!("{}/team", registry.base);
+    push(&project, &["voice"], &mirror);
+    let voice_gets = origin.gets(VOICE).len();
+
+    let run = apply_node(&project, "node", &mirror, &["-vv"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains(SECRET) && !text.contains(&encoded) && !text.contains(TOKEN),
+            "a secret printed: {text}"
+        );
+    }
+    let blob = format!(
+        "GET /v2/team/voice/blobs/sha256:{} Bearer",
+        sha256_hex(&weights)
+    );
+    assert!(registry.log().contains(&blob), "{:?}", registry.log());
+    assert_eq!(origin.gets(VOICE).len(), voice_gets, "the origin was asked");
+    let got = std::fs::read(project.path("node/models/tts/voice/voice.safetensors")).expect("file");
+    assert!(got == weights);
+
+    // MODELCTL_REGISTRY_AUTH logs in to a mirror of MODELCTL_MIRROR...
+    std::fs::remove_file(project.path(".docker/config.json")).expect("logout");
+    let pair = format!("ci-bot:{SECRET}");
+    let store = project.path("node2").display().to_string();
+    let run = project.run_env(
+        &["apply", "--yes"],
+        &[
+            ("MODELCTL_STORE", store.as_str()),
+            ("MODELCTL_MIRROR", mirror.as_str()),
+            ("MODELCTL_REGISTRY_AUTH", pair.as_str()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr
+            .contains("voice/voice.safetensors is not from a mirror"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(origin.gets(VOICE).len(), voice_gets, "the origin was asked");
+
+    // ...and never to one of models.yaml, which it was not set for.
+    let manifest = project.read("models.yaml");
+    project.write(
+        "models.yaml",
+        &manifest.replace(
+            "version: 1\n",
+            &format!("version: 1\nmirrors: [\"{mirror}\"]\n"),
+        ),
+    );
+    let store = project.path("node3").display().to_string();
+    let run = project.run_env(
+        &["apply", "--yes"],
+        &[
+            ("MODELCTL_STORE", store.as_str()),
+            ("MODELCTL_REGISTRY_AUTH", pair.as_str()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let notice = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("voice/voice.safetensors is not from a mirror"))
+        .unwrap_or_else(|| panic!("no notice: {}", run.stderr));
+    assert!(notice.contains("refused a token"), "{notice}");
+    assert_eq!(origin.gets(VOICE).len(), voice_gets + 1);
 }
