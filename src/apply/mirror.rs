@@ -88,10 +88,9 @@ impl Mirrors {
         self.list.is_empty()
     }
 
-    /// How the mirrors are named in messages: `http://…/fleet, https://…/models`.
-    pub fn shown(&self) -> String {
-        let names: Vec<&str> = self.list.iter().map(|m| m.shown.as_str()).collect();
-        names.join(", ")
+    /// The first mirror, as `push --to` takes it.
+    pub fn first(&self) -> Option<&str> {
+        self.list.first().map(|m| m.shown.as_str())
     }
 
     /// Asks each mirror in turn for `job`'s blob in the repository of each of `ids` (the

@@ -506,6 +506,7 @@ impl Executor<'_> {
             .job
             .sha256
             .map_or_else(|| "no sha256".to_owned(), |d| format!("sha256:{}", d.hex()));
+        let to = self.mirrors.first().unwrap_or("REGISTRY/NAMESPACE");
         for (model, _, path) in &group.targets {
             self.fail(
                 outcome,
@@ -513,7 +514,7 @@ impl Executor<'_> {
                 &format!(
                     "cannot download `{model}/{path}` ({digest}) from a mirror, and mirror-only \
                      forbids its origin: {}\nhelp: push it from a machine that has it \
-                     (`modelctl push {model} --to MIRROR`), or apply without `--mirror-only` \
+                     (`modelctl push {model} --to {to}`), or apply without `--mirror-only` \
                      and MODELCTL_MIRROR_ONLY",
                     said.join("; ")
                 ),
