@@ -694,8 +694,12 @@ async fn fetch_group(
     progress: Arc<dyn fetch::FileProgress>,
 ) -> Result<(fetch::Downloaded, Option<String>), GroupFailure> {
     if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
-        let mut ids: Vec<String> = group.models().iter().map(ToString::to_string).collect();
-        ids.dedup();
+        let mut ids: Vec<String> = Vec::new();
+        for id in group.models() {
+            if !ids.contains(&id.to_string()) {
+                ids.push(id.to_string());
+            }
+        }
         match mirrors
             .fetch(engine, &group.job, &ids, progress.clone())
             .await
