@@ -214,6 +214,9 @@ pub struct PlanArgs {
     /// Also save the plan to FILE, for `apply FILE`
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Download locked files from the mirrors only, never from their origin (also MODELCTL_MIRROR_ONLY=1)
+    #[arg(long)]
+    pub mirror_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +236,9 @@ pub struct ApplyArgs {
     /// Connections in all; a large file is fetched over several at once
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
+    /// Download locked files from the mirrors only, never from their origin (also MODELCTL_MIRROR_ONLY=1)
+    #[arg(long)]
+    pub mirror_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -121,7 +121,17 @@ impl Project {
             locked: self.settings.network.locked,
         });
         self.check_upstream(&mut plan)?;
+        let mirrors: Vec<String> = self.mirrors()?.iter().map(|m| m.url_text()).collect();
+        crate::plan::route_downloads(&mut plan, &mirrors, self.settings.mirror_only);
         Ok(plan)
+    }
+
+    /// The registries downloads are asked of first: `MODELCTL_MIRROR`'s, then models.yaml's.
+    pub fn mirrors(&self) -> Result<Vec<crate::registry::Target>> {
+        Ok(crate::registry::mirror::mirrors(
+            self.settings.mirror_env.as_deref(),
+            &self.manifest.mirrors,
+        )?)
     }
 
     /// A client for the Ollama daemon at `OLLAMA_HOST`.
@@ -235,7 +245,8 @@ impl Project {
             .filter(|m| self.lock.models.contains_key(&m.id))
             .map(|m| m.id.clone())
             .collect();
-        if wanted.is_empty() || self.settings.network.offline {
+        // Mirror-only: the origin is not to be asked anything (an air-gapped node).
+        if wanted.is_empty() || self.settings.network.offline || self.settings.mirror_only {
             return Ok(());
         }
         let ctx = self.resolve_context()?;

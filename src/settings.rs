@@ -48,6 +48,12 @@ pub struct Settings {
     /// The docker config `push` reads logins from: `$DOCKER_CONFIG/config.json`, else
     /// `~/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// `MODELCTL_MIRROR`: this node's mirrors, comma-separated, tried before the manifest's
+    /// `mirrors:` (checked when the project reads them, [`crate::registry::mirror::mirrors`]).
+    pub mirror_env: Option<String>,
+    /// `--mirror-only` or `MODELCTL_MIRROR_ONLY=1`: a locked file comes from a mirror or not
+    /// at all, never from its origin.
+    pub mirror_only: bool,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -163,6 +169,9 @@ impl Settings {
                 .map(PathBuf::from)
                 .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".docker")))
                 .map(|dir| dir.join("config.json")),
+            mirror_env: env(crate::registry::mirror::MIRROR_ENV),
+            mirror_only: env(crate::registry::mirror::MIRROR_ONLY_ENV)
+                .is_some_and(|v| crate::registry::mirror::is_on(&v)),
         }
     }
 

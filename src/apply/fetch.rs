@@ -59,6 +59,9 @@ pub struct FileJob {
     pub etag: Option<String>,
     /// Sent as `Authorization: Bearer` (reqwest drops it when a redirect leaves the origin).
     pub token: Option<crate::net::Token>,
+    /// A whole `Authorization` value (`Bearer …` or `Basic …`, a mirror registry's), sent as
+    /// it is where `token` is not, under the same rule.
+    pub authorization: Option<crate::net::Token>,
     /// Source-specific advice for a failed status (a gated Hub model, a missing revision).
     pub explain: Option<Arc<dyn ExplainStatus>>,
 }
@@ -793,10 +796,12 @@ impl Run {
         let learned = self.location.lock().ok().and_then(|l| l.clone());
         let url = learned.clone().unwrap_or_else(|| self.job.url.clone());
         let mut request = self.engine.client.http().get(url.clone());
-        if let Some(token) = &self.job.token
-            && url.origin() == self.job.url.origin()
-        {
-            request = request.bearer_auth(token.expose());
+        if url.origin() == self.job.url.origin() {
+            if let Some(token) = &self.job.token {
+                request = request.bearer_auth(token.expose());
+            } else if let Some(value) = &self.job.authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, value.expose());
+            }
         }
         if ranged {
             request = request.header(RANGE, format!("bytes={from}-{}", end - 1));

@@ -15,7 +15,8 @@
 //! This file holds the core: the files phase (downloads, reuses, verifications) and the
 //! executor's bookkeeping. Rebuilding model directories is in `rebuild.rs`, the pointer phase
 //! in `pointers.rs`, deletions in `deletions.rs`; Ollama pulls and removals (`ollama.rs`) and
-//! the Hugging Face cache (`hf_cache.rs`) have their own files.
+//! the Hugging Face cache (`hf_cache.rs`) have their own files, and so does asking the
+//! mirrors for a file before its origin (`mirror.rs`).
 
 pub mod activate;
 mod deletions;
@@ -23,6 +24,7 @@ pub mod fetch;
 mod hasher;
 mod hf_cache;
 mod hf_layout;
+pub mod mirror;
 pub mod ollama;
 mod partial;
 mod pointers;
@@ -69,6 +71,8 @@ pub struct Executor<'a> {
     pub ollama_dir: Option<OllamaDir>,
     /// Where the local daemon's store may be, to read the layers of a model pinned from it.
     pub ollama_stores: Vec<OllamaDir>,
+    /// The registries asked for each file with a sha256 before its origin.
+    pub mirrors: Arc<mirror::Mirrors>,
 }
 
 /// What happened.
@@ -83,6 +87,8 @@ pub struct Outcome {
     pub errors: Vec<String>,
     pub downloaded_files: usize,
     pub downloaded_bytes: u64,
+    /// Of the files downloaded, those a mirror served.
+    pub from_mirrors: usize,
     pub linked: usize,
     pub verified: usize,
     pub swaps: usize,
@@ -424,6 +430,7 @@ impl Executor<'_> {
             expected_by,
             etag: located.etag,
             token: located.token,
+            authorization: None,
             explain: located.explain,
         })
     }
@@ -449,11 +456,13 @@ impl Executor<'_> {
             let engine = self.engine.clone();
             let reporter = self.reporter.clone();
             let semaphore = semaphore.clone();
+            let mirrors = self.mirrors.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 let started = Instant::now();
                 let progress = reporter.start(&group.label);
-                let result = engine.fetch(&group.job, progress).await;
+                let result =
+                    fetch_group(&engine, &mirrors, reporter.as_ref(), &group, progress).await;
                 (group, result, started.elapsed())
             });
         }
@@ -462,7 +471,12 @@ impl Executor<'_> {
                 continue;
             };
             match result {
-                Ok(downloaded) => {
+                Ok((downloaded, mirror)) => {
+                    if mirror.is_some()
+                        && let Ok(mut o) = outcome.lock()
+                    {
+                        o.from_mirrors += 1;
+                    }
                     if self.publish(outcome, &group, &downloaded, elapsed) {
                         // A blob named by a known sha256 is found by the next plan; only one
                         // the lock has no sha256 for needs its resume state until it is linked.
@@ -472,12 +486,13 @@ impl Executor<'_> {
                         }
                     }
                 }
-                Err(fetch::FetchError::Cancelled) => {
+                Err(GroupFailure::Fetch(fetch::FetchError::Cancelled)) => {
                     for (model, _, _) in &group.targets {
                         record_failure(outcome, model, None);
                     }
                 }
-                Err(e) => {
+                Err(GroupFailure::MirrorOnly(said)) => self.refuse_origin(outcome, &group, &said),
+                Err(GroupFailure::Fetch(e)) => {
                     let shown = crate::net::SafeUrl::from(&group.job.url).to_string();
                     for (model, _, path) in &group.targets {
                         self.fail(
@@ -490,6 +505,29 @@ impl Executor<'_> {
             }
         }
         done
+    }
+
+    /// Under mirror-only, a file no mirror served: an error for each model that wants it,
+    /// naming the file, its digest and what each mirror said.
+    fn refuse_origin(&self, outcome: &Mutex<Outcome>, group: &Group, said: &[String]) {
+        let digest = group
+            .job
+            .sha256
+            .map_or_else(|| "no sha256".to_owned(), |d| format!("sha256:{}", d.hex()));
+        let to = self.mirrors.first().unwrap_or("REGISTRY/NAMESPACE");
+        for (model, _, path) in &group.targets {
+            self.fail(
+                outcome,
+                model,
+                &format!(
+                    "cannot download `{model}/{path}` ({digest}) from a mirror, and mirror-only \
+                     forbids its origin: {}\nhelp: push it from a machine that has it \
+                     (`modelctl push {model} --to {to}`), or apply without `--mirror-only` \
+                     and MODELCTL_MIRROR_ONLY",
+                    said.join("; ")
+                ),
+            );
+        }
     }
 
     /// A blob an interrupted apply already published: its files are linked, and its sha256
@@ -644,6 +682,53 @@ impl Executor<'_> {
             o.errors.push(message.to_owned());
         }
     }
+}
+
+/// Why a group's download failed.
+enum GroupFailure {
+    Fetch(fetch::FetchError),
+    /// Mirror-only, and no mirror served it: what each mirror said.
+    MirrorOnly(Vec<String>),
+}
+
+/// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
+/// for, else (saying so in one line, unless mirror-only forbids it) from its origin. Returns
+/// the download and the mirror that served it.
+async fn fetch_group(
+    engine: &Engine,
+    mirrors: &mirror::Mirrors,
+    reporter: &dyn Reporter,
+    group: &Group,
+    progress: Arc<dyn fetch::FileProgress>,
+) -> Result<(fetch::Downloaded, Option<String>), GroupFailure> {
+    if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
+        let mut ids: Vec<String> = Vec::new();
+        for id in group.models() {
+            if !ids.contains(&id.to_string()) {
+                ids.push(id.to_string());
+            }
+        }
+        match mirrors
+            .fetch(engine, &group.job, &ids, progress.clone())
+            .await
+        {
+            mirror::Attempt::Served(downloaded, from) => return Ok((downloaded, Some(from))),
+            mirror::Attempt::Cancelled => {
+                return Err(GroupFailure::Fetch(fetch::FetchError::Cancelled));
+            }
+            mirror::Attempt::Missed(said) if mirrors.only => {
+                return Err(GroupFailure::MirrorOnly(said));
+            }
+            mirror::Attempt::Missed(said) => reporter.step(&format!(
+                "{}/{} is not from a mirror: {}; downloading it from the origin",
+                group.label.model,
+                group.label.path,
+                said.join("; ")
+            )),
+        }
+    }
+    let downloaded = engine.fetch(&group.job, progress).await;
+    downloaded.map(|d| (d, None)).map_err(GroupFailure::Fetch)
 }
 
 /// Marks a file of `model` as taken from a blob: the model's directory is rebuilt with it.

@@ -394,6 +394,7 @@ impl Executor<'_> {
                     expected_by: fetch::ExpectedBy::Lock,
                     etag: None,
                     token: manifest.token.clone(),
+                    authorization: None,
                     explain: None,
                 };
                 let part = Arc::new(fetch::PartProgress {

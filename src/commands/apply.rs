@@ -20,7 +20,8 @@ use crate::settings::Settings;
 use crate::store::StatCache;
 use crate::units::human_bytes;
 
-pub fn run(settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
+pub fn run(mut settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
+    settings.mirror_only |= args.mirror_only;
     let (project, _lock) = Project::load(settings)?.lock_for_changes()?;
     let store = &project.store;
 

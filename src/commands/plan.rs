@@ -11,7 +11,8 @@ use crate::plan::SavedPlan;
 use crate::project::Project;
 use crate::settings::Settings;
 
-pub fn run(settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
+pub fn run(mut settings: Settings, args: &PlanArgs) -> Result<ExitCode> {
+    settings.mirror_only |= args.mirror_only;
     let project = Project::load(settings)?;
     project.check_locked()?;
     let state = project.scan()?;

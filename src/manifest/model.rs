@@ -35,6 +35,12 @@ pub struct Manifest {
     /// same bytes (hardlinks), so `from_pretrained` and `hf_hub_download` find it offline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hf_cache: bool,
+    /// OCI registries `apply` downloads locked files from before their origin, tried in
+    /// order: `REGISTRY/NAMESPACE` as `modelctl push --to` writes them
+    /// (`registry.example.com/fleet` over https, `http://host:port/fleet` for a registry
+    /// without TLS). `MODELCTL_MIRROR` names a node's own, tried first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<String>,
     /// Extra model types, beyond image_gen, animation, tts, music, lip_sync and llm.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub types: BTreeMap<TypeName, TypeDecl>,

@@ -12,6 +12,7 @@ use miette::{IntoDiagnostic, Result, WrapErr};
 use serde_json::json;
 
 use crate::apply::fetch::{Engine, EngineConfig};
+use crate::apply::mirror::{Logins, Mirrors};
 use crate::apply::progress::{Bars, Json, JsonReporter, Lines, Quiet, Reporter};
 use crate::apply::{Executor, Outcome};
 use crate::lock::Lockfile;
@@ -68,6 +69,7 @@ pub(crate) fn execute(
         cancel.clone(),
     );
     let cache = Mutex::new(cache);
+    let mirrors = mirrors_for(project, &client)?;
     let executor = Executor {
         manifest: &project.manifest,
         lock: next_lock.into(),
@@ -93,6 +95,7 @@ pub(crate) fn execute(
             .iter()
             .map(crate::sources::ollama::layout::OllamaDir::new)
             .collect(),
+        mirrors: Arc::new(mirrors),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -117,6 +120,27 @@ pub(crate) fn execute(
     drop(runtime);
     let cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok((outcome, started.elapsed(), cache))
+}
+
+/// The mirrors of this run, with their logins: `MODELCTL_REGISTRY_AUTH` for those of
+/// `MODELCTL_MIRROR`, `docker login`'s for any.
+fn mirrors_for(project: &Project, client: &crate::net::Client) -> Result<Mirrors> {
+    let settings = &project.settings;
+    let env_hosts = crate::registry::mirror::mirrors(settings.mirror_env.as_deref(), &[])?
+        .into_iter()
+        .map(|t| t.host)
+        .collect();
+    let logins = Logins {
+        env_auth: settings.registry_auth.as_ref().map(|t| t.expose()),
+        env_hosts,
+        docker_config: settings.docker_config.as_deref(),
+    };
+    Ok(Mirrors::new(
+        client,
+        project.mirrors()?,
+        settings.mirror_only,
+        &logins,
+    ))
 }
 
 pub(crate) fn reporter_for(
@@ -153,6 +177,7 @@ pub(crate) fn finish(
     let line = summary(outcome, elapsed, lock_note, verb);
     let figures = json!({
         "downloaded_files": outcome.downloaded_files,
+        "downloaded_from_mirrors": outcome.from_mirrors,
         "downloaded_bytes": outcome.downloaded_bytes,
         "linked": outcome.linked,
         "verified": outcome.verified,
@@ -226,8 +251,12 @@ fn summary(
 ) -> String {
     let mut parts = Vec::new();
     if o.downloaded_files > 0 {
+        let mirrored = match o.from_mirrors {
+            0 => String::new(),
+            n => format!(", {n} from mirrors"),
+        };
         parts.push(format!(
-            "{} downloaded ({})",
+            "{} downloaded ({}{mirrored})",
             o.downloaded_files,
             human_bytes(o.downloaded_bytes)
         ));

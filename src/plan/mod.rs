@@ -15,12 +15,14 @@ mod document;
 mod narrow;
 mod planner;
 mod render;
+mod route;
 mod saved;
 
 use serde::{Deserialize, Serialize};
 
 pub use planner::{PlanInput, plan};
 pub use render::{Style, render_text};
+pub use route::route_downloads;
 pub use saved::SavedPlan;
 
 use crate::digest::{GitOid, Md5, Sha256};
@@ -137,6 +139,11 @@ pub enum Action {
         from: String,
         /// A different file is there now (drifted or stale).
         replace: bool,
+        /// The mirrors asked for the blob first, in order (`http://127.0.0.1:5000/fleet`);
+        /// `from` is the fallback unless mirror-only. Empty without mirrors, and for a file
+        /// with no sha256 to ask a mirror for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mirrors: Vec<String>,
     },
     /// The blob is already in the store (or in the HF cache): link it only. `sha256` may be
     /// one the plan learned (a regular file found by its git blob id).

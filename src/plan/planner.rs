@@ -411,6 +411,7 @@ impl Planner {
                 git_oid: file.git_oid.filter(|_| known.is_none()),
                 from: file_origin(&locked.source, file.path.as_str()),
                 replace,
+                mirrors: Vec::new(),
             },
         }
     }

@@ -178,9 +178,15 @@ fn action_line(p: &Painter, a: &Action) -> String {
             md5,
             git_oid,
             replace,
+            mirrors,
             ..
         } => {
             let what = if *replace { "replace" } else { "download" };
+            let via = match mirrors.as_slice() {
+                [] => String::new(),
+                [one] => format!("  via mirror {one}"),
+                many => format!("  via mirrors {}", many.join(", ")),
+            };
             let check = match (sha256, git_oid, md5) {
                 (Some(d), _, _) => format!("sha256:{}", d.short()),
                 (None, Some(g), _) => format!("git-oid:{}", &g.hex()[..12]),
@@ -188,7 +194,7 @@ fn action_line(p: &Painter, a: &Action) -> String {
                 (None, None, None) => "sha256 computed on download".to_owned(),
             };
             format!(
-                "{} {what} {path}  {}  {check}",
+                "{} {what} {path}  {}  {check}{via}",
                 p.sym(if *replace { "~" } else { "+" }),
                 human_bytes(*size)
             )

@@ -7,11 +7,14 @@
 //!   `~/.docker/config.json`, `Basic`, or a bearer token from a realm on the registry's host.
 //! - [`modelpack`] builds the manifest and config (docs/modelpack.md).
 //! - [`session`] speaks the protocol: `HEAD` a blob, mount it, upload it, put a manifest.
+//! - [`mirror`] reads the registries `apply` downloads from first (`mirrors:`,
+//!   `MODELCTL_MIRROR`), which use the same syntax as `--to`.
 //!
-//! This layer knows neither the lock nor the store: the push operation (`ops::push`) hands
-//! it paths, digests and sizes.
+//! This layer knows neither the lock nor the store: the push operation (`ops::push`) and the
+//! executor's mirror step (`apply::mirror`) hand it paths, digests and sizes.
 
 pub mod auth;
+pub mod mirror;
 pub mod modelpack;
 pub mod session;
 
@@ -96,6 +99,16 @@ impl Target {
         format!("{}/{}", self.host, self.namespace)
     }
 
+    /// `scheme://host[:port]/namespace`: the form `Target::parse` reads back to the same
+    /// target, as plans show a mirror (the scheme says whether it is plain http).
+    pub fn url_text(&self) -> String {
+        format!(
+            "{}/{}",
+            self.base.as_str().trim_end_matches('/'),
+            self.namespace
+        )
+    }
+
     /// Plain http to a host other than a loopback address: credentials are never sent there.
     pub fn is_insecure_remote(&self) -> bool {
         self.base.scheme() == "http" && !is_loopback(&self.base)
@@ -160,8 +173,11 @@ mod tests {
         assert_eq!(t.host, "registry.example.com");
         assert_eq!(t.namespace, "team/models");
         assert_eq!(t.repository("voice"), "team/models/voice");
+        assert_eq!(t.url_text(), "https://registry.example.com/team/models");
         let t = Target::parse("http://127.0.0.1:5000/ns/").expect("target");
         assert_eq!(t.host, "127.0.0.1:5000");
+        assert_eq!(t.url_text(), "http://127.0.0.1:5000/ns");
+        assert_eq!(Target::parse(&t.url_text()).ok(), Some(t.clone()));
         assert!(!t.is_insecure_remote());
         assert!(
             Target::parse("http://r.example:5000/ns")

@@ -113,6 +113,17 @@ impl Session {
         self.earned.lock().ok().and_then(|m| m.get(repo).cloned())
     }
 
+    /// The `Authorization` value `repo` earned by answering a challenge (a `HEAD` of a blob
+    /// earns it), for a download of its blobs by the engine; `None` when anonymous sufficed.
+    pub fn authorization(&self, repo: &str) -> Option<Token> {
+        self.earned(repo)
+    }
+
+    /// `GET` here fetches a blob of `repo`: `/v2/<repo>/blobs/sha256:<hex>`.
+    pub fn blob_url(&self, repo: &str, digest: &Sha256) -> Result<url::Url, url::ParseError> {
+        url::Url::parse(&self.url(&format!("/v2/{repo}/blobs/sha256:{}", digest.hex())))
+    }
+
     /// Sends what `build` makes for `repo`, answering one `401`. `what` names the call in
     /// errors; `extra_scopes` are asked for alongside the challenge's own.
     async fn send(

@@ -29,6 +29,7 @@ mod integrity;
 mod layers;
 mod lock;
 mod manifest_errors;
+mod mirror;
 mod nginx;
 mod oci_registry;
 mod ollama_daemon_pins;

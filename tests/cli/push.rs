@@ -287,19 +287,20 @@ fn a_corrupt_or_missing_blob_is_refused_before_anything_is_sent() {
 }
 
 /// A registry on 127.0.0.1 that wants a bearer token from its own `/token` realm, which it
-/// gives only for the right Basic credentials; it keeps blobs in memory and logs each
-/// request with the `Authorization` scheme it carried.
-struct TokenRegistry {
-    base: String,
+/// gives only for the right Basic credentials; it keeps blobs in memory (serving them to a
+/// `GET`, for tests/cli/mirror.rs) and logs each request with the `Authorization` scheme it
+/// carried.
+pub struct TokenRegistry {
+    pub base: String,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
-const SECRET: &str = "pa55-w0rd-sentinel";
-const TOKEN: &str = "issued-token-sentinel";
+pub const SECRET: &str = "pa55-w0rd-sentinel";
+pub const TOKEN: &str = "issued-token-sentinel";
 
 impl TokenRegistry {
-    fn start() -> Self {
+    pub fn start() -> Self {
         use axum::extract::State;
         use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
         use axum::response::{IntoResponse, Response};
@@ -308,7 +309,9 @@ impl TokenRegistry {
         #[derive(Clone, Default)]
         struct Shared {
             log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-            blobs: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+            blobs: std::sync::Arc<
+                std::sync::Mutex<std::collections::BTreeMap<String, axum::body::Bytes>>,
+            >,
             port: std::sync::Arc<std::sync::OnceLock<u16>>,
         }
 
@@ -351,19 +354,18 @@ impl TokenRegistry {
                     .into_response();
             }
             let path = uri.path().to_owned();
-            if method == Method::HEAD && path.contains("/blobs/") {
+            if matches!(method, Method::HEAD | Method::GET) && path.contains("/blobs/") {
                 let digest = path.rsplit('/').next().unwrap_or("").to_owned();
                 let known = shared
                     .blobs
                     .lock()
-                    .map(|b| b.contains(&digest))
-                    .unwrap_or(false);
-                return if known {
-                    StatusCode::OK
-                } else {
-                    StatusCode::NOT_FOUND
-                }
-                .into_response();
+                    .ok()
+                    .and_then(|b| b.get(&digest).cloned());
+                return match known {
+                    Some(bytes) if method == Method::GET => bytes.into_response(),
+                    Some(_) => StatusCode::OK.into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                };
             }
             if method == Method::POST && path.ends_with("/blobs/uploads/") {
                 return (
@@ -380,7 +382,7 @@ impl TokenRegistry {
                     .replace("%3A", ":");
                 let ok = digest == format!("sha256:{}", sha256_hex(&body));
                 if ok && let Ok(mut blobs) = shared.blobs.lock() {
-                    blobs.insert(digest);
+                    blobs.insert(digest, body);
                 }
                 return if ok {
                     StatusCode::CREATED
@@ -407,7 +409,10 @@ impl TokenRegistry {
         let shared = Shared::default();
         let _ = shared.port.set(addr.port());
         let log = shared.log.clone();
-        let app = axum::Router::new().fallback(handle).with_state(shared);
+        let app = axum::Router::new()
+            .fallback(handle)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(shared);
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -418,7 +423,7 @@ impl TokenRegistry {
         }
     }
 
-    fn log(&self) -> Vec<String> {
+    pub fn log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }

@@ -4,12 +4,13 @@
 //! with its location and a `help:` line, and the manifest is returned only when there were
 //! none. The generic walker (kinds, unknown and repeated keys, scalars) is `checker`; the rules
 //! are by section: `types`, `models` (with `files`, `requires`, `config`, `hooks`, `base`),
-//! `sources` and `active`; the document's root and `version` are here. The accepted keys of
+//! `sources`, `active` and `mirrors`; the document's root and `version` are here. The accepted keys of
 //! each mapping are listed here (and checked against the JSON Schema by a test), which is what
 //! lets an unknown key get "did you mean" from its siblings.
 
 mod active;
 mod checker;
+mod mirrors;
 mod models;
 mod sources;
 mod types;
@@ -21,8 +22,9 @@ use super::node::Node;
 use crate::diagnostic::Problem;
 use checker::Checker;
 
-pub(crate) const ROOT_KEYS: &[&str] =
-    &["version", "store", "hf_cache", "types", "models", "active"];
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "version", "store", "hf_cache", "mirrors", "types", "models", "active",
+];
 pub(crate) const TYPE_KEYS: &[&str] = &["description"];
 pub(crate) const MODEL_KEYS: &[&str] = &[
     "type",
@@ -82,6 +84,10 @@ fn check_root(c: &mut Checker, root: &Spanned<Node>) -> Option<Manifest> {
         .get("hf_cache")
         .and_then(|n| c.boolean(n, "`hf_cache`"))
         .unwrap_or(false);
+    let mirrors = f
+        .get("mirrors")
+        .map(|n| mirrors::check_mirrors(c, n))
+        .unwrap_or_default();
     let types = f
         .get("types")
         .map(|n| types::check_types(c, n))
@@ -102,6 +108,7 @@ fn check_root(c: &mut Checker, root: &Spanned<Node>) -> Option<Manifest> {
         version: version?,
         store,
         hf_cache,
+        mirrors,
         types,
         models: models
             .into_iter()
