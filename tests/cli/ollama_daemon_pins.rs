@@ -158,6 +158,15 @@ fn with_the_registry_refusing_connections_apply_pins_from_the_daemon_activates_a
 
     let locked = s.run(&["plan", "--locked", "--detailed-exitcode"]);
     assert_eq!(locked.code, 0, "{}\n{}", locked.stdout, locked.stderr);
+    let frozen = s.run(&["plan", "--frozen", "--detailed-exitcode"]);
+    assert_eq!(frozen.code, 0, "{}\n{}", frozen.stdout, frozen.stderr);
+    let show = s.run(&["show", "tuned"]);
+    ok(&show);
+    assert!(
+        show.stdout.contains("pinned from the Ollama daemon"),
+        "{}",
+        show.stdout
+    );
 
     // A change of `active.llm` loads the new model and unloads the old one.
     s.project.write("models.yaml", &s.manifest("tuned"));
