@@ -343,7 +343,8 @@ impl Executor<'_> {
     ) {
         let job = match self.job_for(model, path, size) {
             Ok(job) => job,
-            Err(message) => {
+            Err(error) => {
+                let message = crate::diagnostic::with_help(&error);
                 self.fail(
                     outcome,
                     model,

@@ -85,7 +85,7 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
                     reason: registry.to_string(),
                 };
             }
-            Err(e) => Err(error_with_help(&e)),
+            Err(e) => Err(crate::diagnostic::with_help(&e)),
         },
     };
     match result {
@@ -98,14 +98,6 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
             note,
         },
         Err(reason) => Resolution::Failed { reason },
-    }
-}
-
-/// An error's text with its `help`, for a reason the plan shows in one place.
-fn error_with_help(error: &dyn miette::Diagnostic) -> String {
-    match error.help() {
-        Some(help) => format!("{error}; {help}"),
-        None => error.to_string(),
     }
 }
 
