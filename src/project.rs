@@ -297,6 +297,7 @@ impl Project {
             offline: self.settings.network.offline,
             manifest_dir: self.settings.manifest_dir(),
             hf: self.settings.hf.clone(),
+            unreachable: Default::default(),
             ollama: Some(std::sync::Arc::new(DaemonAccess::new(
                 self.settings.ollama_host.as_deref(),
                 &self.settings.ollama_stores,

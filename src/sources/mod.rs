@@ -64,6 +64,9 @@ pub struct ResolveContext {
     pub hf: Arc<hf::HubConfig>,
     /// The Ollama daemon, asked when the registry cannot say what a name is (`None`: never).
     pub ollama: Option<Arc<ollama::daemon_pin::DaemonAccess>>,
+    /// Registry hosts that could not be reached in this run, with why: the next model on the
+    /// same host is not made to wait through the retries again.
+    pub unreachable: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
 }
 
 /// Resolves one manifest entry.
