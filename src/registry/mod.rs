@@ -14,6 +14,7 @@
 //! executor's mirror step (`apply::mirror`) hand it paths, digests and sizes.
 
 pub mod auth;
+pub mod cred_helper;
 pub mod mirror;
 pub mod modelpack;
 pub mod session;

@@ -12,6 +12,7 @@ mod apply_faults;
 mod closed_stdout;
 mod colliding_names;
 mod crash;
+mod credential_helpers;
 mod disk_faults;
 mod docs;
 mod edit;
