@@ -107,7 +107,9 @@ fn pin(locked: &LockedModel) -> String {
             Some(etag) => format!("ETag {etag}"),
             None => crate::net::redact(url),
         },
-        LockedSource::Ollama { digest, .. } => format!("manifest sha256:{digest}"),
+        LockedSource::Ollama { digest, .. } | LockedSource::Oci { digest, .. } => {
+            format!("manifest sha256:{digest}")
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod mirror;
 pub mod modelpack;
+pub mod reference;
 pub mod session;
 
 /// Where models are pushed: a registry's base URL and a namespace in it.
