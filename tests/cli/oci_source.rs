@@ -569,3 +569,29 @@ fn a_bearer_registry_gets_the_docker_login_of_its_host_and_never_modelctl_regist
         assert!(!text.contains(TOKEN) && !text.contains(&encoded), "{text}");
     }
 }
+
+#[test]
+fn an_oci_model_is_served_by_a_mirror_like_any_file_with_a_sha256() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let bytes = weights(7);
+    let source = applied_source(&bytes);
+    let origin = format!("http://127.0.0.1:{}/team", registry.port);
+    let mirror = format!("http://127.0.0.1:{}/fleet", registry.port);
+    push(&source, &["--to", &origin, "--tag", "v1"]);
+    push(&source, &["--to", &mirror]);
+    let project = oci_project(&[("voice", format!("{origin}/voice:v1"))]);
+    assert_eq!(project.run(&["lock"]).code, 0);
+    // Mirror-only: the origin is asked for nothing, so the bytes came from the mirror.
+    let run = project.run_env(
+        &["apply", "--yes", "--json"],
+        &[
+            ("MODELCTL_MIRROR", mirror.as_str()),
+            ("MODELCTL_MIRROR_ONLY", "1"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let file = project.path("models/models/tts/voice/voice.safetensors");
+    assert_eq!(std::fs::read(&file).expect("file"), bytes);
+}
