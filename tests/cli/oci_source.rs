@@ -595,3 +595,47 @@ fn an_oci_model_is_served_by_a_mirror_like_any_file_with_a_sha256() {
     let file = project.path("models/models/tts/voice/voice.safetensors");
     assert_eq!(std::fs::read(&file).expect("file"), bytes);
 }
+
+#[test]
+fn add_oci_declares_the_reference_and_a_bad_one_is_refused_where_it_is_written() {
+    let project = Project::with_manifest("version: 1\n");
+    let run = project.run(&[
+        "add",
+        "voice",
+        "--type",
+        "tts",
+        "--oci",
+        "registry.example.com/team/voice:v1",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        project
+            .read("models.yaml")
+            .contains("oci: registry.example.com/team/voice:v1"),
+        "{}",
+        project.read("models.yaml")
+    );
+    let run = project.run(&[
+        "add",
+        "bad",
+        "--type",
+        "tts",
+        "--oci",
+        "registry.example.com/team/voice",
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("no tag or digest"), "{}", run.stderr);
+
+    project.write(
+        "models.yaml",
+        "version: 1\nmodels:\n  voice:\n    type: tts\n    source: { oci: \"r.example/team/voice@sha256:abc\" }\n",
+    );
+    let run = project.run(&["plan"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("is not an OCI reference"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("models.yaml:5"), "{}", run.stderr);
+}
