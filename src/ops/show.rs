@@ -112,7 +112,9 @@ fn pin(locked: &LockedModel) -> String {
             pinned_from: crate::lock::PinnedFrom::Daemon,
             ..
         } => format!("manifest sha256:{digest} (pinned from the Ollama daemon)"),
-        LockedSource::Ollama { digest, .. } => format!("manifest sha256:{digest}"),
+        LockedSource::Ollama { digest, .. } | LockedSource::Oci { digest, .. } => {
+            format!("manifest sha256:{digest}")
+        }
     }
 }
 

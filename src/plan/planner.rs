@@ -765,6 +765,9 @@ fn source_label(source: &Source, locked: Option<&LockedModel>) -> String {
         (Source::Ollama(o), Some(LockedSource::Ollama { digest, .. })) => {
             format!("ollama:{}@{}", o.ollama, digest.short())
         }
+        (Source::Oci(o), Some(LockedSource::Oci { digest, .. })) if !o.oci.contains('@') => {
+            format!("oci:{}@{}", o.oci, digest.short())
+        }
         (source, _) => source.label(),
     }
 }
@@ -779,6 +782,7 @@ fn file_origin(source: &LockedSource, path: &str) -> String {
             crate::net::redact(final_url.as_deref().unwrap_or(url))
         }
         LockedSource::Ollama { ollama, .. } => format!("ollama:{ollama}"),
+        LockedSource::Oci { oci, .. } => format!("oci:{oci}/{path}"),
     }
 }
 
@@ -788,6 +792,7 @@ fn render_requested_locked(source: &LockedSource) -> String {
         LockedSource::Hf { hf, revision, .. } => format!("hf: {hf}\nrevision: {revision}\n"),
         LockedSource::Url { url, .. } => format!("url: {}\n", crate::net::redact(url)),
         LockedSource::Ollama { ollama, .. } => format!("ollama: {ollama}\n"),
+        LockedSource::Oci { oci, .. } => format!("oci: {oci}\n"),
     }
 }
 
@@ -797,5 +802,6 @@ fn render_requested(source: &Source) -> String {
         Source::Hf(h) => format!("hf: {}\nrevision: {}\n", h.hf, h.revision),
         Source::Url(u) => format!("url: {}\n", crate::net::redact(&u.url)),
         Source::Ollama(o) => format!("ollama: {}\n", o.ollama),
+        Source::Oci(o) => format!("oci: {}\n", o.oci),
     }
 }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cred_helper;
 pub mod mirror;
 pub mod modelpack;
+pub mod reference;
 pub mod session;
 
 /// Where models are pushed: a registry's base URL and a namespace in it.

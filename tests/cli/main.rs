@@ -33,6 +33,7 @@ mod manifest_errors;
 mod mirror;
 mod nginx;
 mod oci_registry;
+mod oci_source;
 mod ollama_daemon_pins;
 mod ollama_source;
 mod plan;
