@@ -17,6 +17,9 @@ pub const WEIGHT_CONFIG_RAW: &str = "application/vnd.cncf.model.weight.config.v1
 pub const DOC_RAW: &str = "application/vnd.cncf.model.doc.v1.raw";
 /// The layer annotation with the file's path in the model.
 pub const FILEPATH_ANNOTATION: &str = "org.cncf.model.filepath";
+/// The OCI annotation generic clients (`oras pull`, the OCI image spec's tooling) name a
+/// layer's file by; written with the same path, so they save it under its name, not its digest.
+pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 
 /// What a file of a model is, for its layer's media type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -199,9 +202,12 @@ pub fn documents(
             media_type: FileKind::of(&f.path).media_type(),
             digest: format!("sha256:{}", f.sha256.hex()),
             size: f.size,
-            annotations: [(FILEPATH_ANNOTATION, f.path.as_str())]
-                .into_iter()
-                .collect(),
+            annotations: [
+                (FILEPATH_ANNOTATION, f.path.as_str()),
+                (TITLE_ANNOTATION, f.path.as_str()),
+            ]
+            .into_iter()
+            .collect(),
         })
         .collect();
     let manifest = serde_json::to_vec(&Manifest {

@@ -240,6 +240,10 @@ fn what_push_wrote_is_pulled_back_by_oras_byte_for_byte() {
     );
     let pulled: Vec<&str> = lines.collect();
     assert_eq!(pulled.len(), 1, "{printed}");
+    assert!(
+        pulled[0].ends_with("voice.safetensors"),
+        "saved under its name (the title annotation), not its digest: {printed}"
+    );
     assert_eq!(std::fs::read(pulled[0]).expect("pulled file"), bytes);
 }
 
