@@ -15,6 +15,7 @@ mod crash;
 mod disk_faults;
 mod docs;
 mod edit;
+mod examples;
 mod fake_blob;
 mod fake_hub;
 mod fake_hub_selftest;
