@@ -21,9 +21,10 @@
 # `http.response.written` of its `GET /v2/.../blobs/sha256:...` responses in its own log;
 # ranged GETs, so more than one per file) against N x SIZE, the wall time of the N applies,
 # its ratio to the first N (1 by default), the bytes the N nodes got per second, and the load
-# average after the phase. Once: push time,
-# cp time and their ratio. The load average is printed before and after: the machine may be
-# shared, and on 2 cores N nodes hashing at once share the same 2 cores.
+# average after the phase. Once: both push times, the cp time, push / cp, and push / (cp +
+# sha256sum of the blobs): the registry hashes every byte it receives, so a copy plus a hash is
+# the least a push costs on one machine. The load average is printed before and after: the
+# machine may be shared, and on 2 cores N nodes hashing at once share the same 2 cores.
 #
 # Targets: origin bytes during the node phases = 0; registry blob bytes = N x SIZE.
 #
@@ -181,12 +182,24 @@ sync
 start=$(now)
 run_in "$WORK/seed" push --to "$mirror"
 push_time=$(since "$start")
+# The same blobs whole (one PUT each) to another namespace, for what the chunks cost.
+start=$(now)
+(cd "$WORK/seed" && MODELCTL_PUSH_CHUNK_MIB=0 "$MODELCTL" --color never push --to "$mirror-whole" \
+  >"$WORK/seed/whole.log" 2>&1) || { tail -20 "$WORK/seed/whole.log" >&2; die "the whole-blob push failed"; }
+whole_time=$(since "$start")
 start=$(now)
 cp -r "$WORK/seed/store/blobs" "$WORK/cp-copy"
 cp_time=$(since "$start")
 rm -rf "$WORK/cp-copy"
-printf 'push: %.2f s   cp -r of the same blobs: %.2f s   push / cp: %s\n' \
-  "$push_time" "$cp_time" "$(ratio "$push_time" "$cp_time")"
+# What the registry must do to each byte at least: hash it (it checks every digest).
+start=$(now)
+find "$WORK/seed/store/blobs" -type f -exec sha256sum {} + >/dev/null
+hash_time=$(since "$start")
+printf 'push: %.2f s (chunked, the default)   %.2f s (whole, MODELCTL_PUSH_CHUNK_MIB=0)   cp -r of the same blobs: %.2f s\n' \
+  "$push_time" "$whole_time" "$cp_time"
+printf 'sha256sum of the same blobs: %.2f s\n' "$hash_time"
+printf 'push / cp: %s (chunked), %s (whole); push / (cp + sha256sum): %s\n' "$(ratio "$push_time" "$cp_time")" \
+  "$(ratio "$whole_time" "$cp_time")" "$(echo "$push_time / ($cp_time + $hash_time)" | bc -l | xargs printf '%.3g')"
 
 printf '\n%3s %11s %13s %9s %14s %9s %8s %10s %7s  %s\n' N "origin reqs" "origin bytes" \
   "blob GETs" "registry bytes" "/ N×size" "wall s" "wall / N=1" "MiB/s" "load average after"
