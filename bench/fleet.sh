@@ -65,7 +65,11 @@ if ((${#missing[@]})); then
 fi
 
 make_workdir
+pids=()
 stop_servers() {
+  # Applies still running (an interrupted phase), then the two servers, then the scratch data.
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [[ -s $WORK/nginx.pid ]]; then kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; fi
   if [[ -n ${registry_pid:-} ]]; then
     kill "$registry_pid" 2>/dev/null || true
@@ -220,6 +224,7 @@ for n in $nodes; do
   done
   failed=0
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  pids=() # all reaped: nothing for the exit trap to stop
   wall=$(since "$start")
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   if ((failed)); then
