@@ -159,7 +159,7 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama", "from_ollama"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama", "oci", "from_ollama"])))]
 pub struct AddArgs {
     /// The new model's id
     #[arg(value_name = "ID", required_unless_present = "from_ollama")]
@@ -173,7 +173,7 @@ pub struct AddArgs {
         long,
         value_name = "NAME",
         num_args = 0..,
-        conflicts_with_all = ["id", "hf", "url", "ollama", "description", "activate"]
+        conflicts_with_all = ["id", "hf", "url", "ollama", "oci", "description", "activate"]
     )]
     pub from_ollama: Option<Vec<String>>,
     /// A HuggingFace Hub repository, `org/name`
@@ -195,6 +195,9 @@ pub struct AddArgs {
     /// An Ollama model, `name:tag`
     #[arg(long, value_name = "NAME")]
     pub ollama: Option<String>,
+    /// An artifact in an OCI registry, `REGISTRY/NAMESPACE/NAME:TAG` or `…@sha256:<hex>`
+    #[arg(long, value_name = "REF")]
+    pub oci: Option<String>,
     /// A human description
     #[arg(long, value_name = "TEXT")]
     pub description: Option<String>,

@@ -386,6 +386,15 @@ impl Diagnostic for Located<'_> {
     }
 }
 
+/// An error's message followed by its `help` on a line of its own (`help: …`), for the places
+/// that report a typed error as text (the executor's per-model errors, a plan's reasons).
+pub fn with_help(error: &dyn miette::Diagnostic) -> String {
+    match error.help() {
+        Some(help) => format!("{error}\nhelp: {help}"),
+        None => error.to_string(),
+    }
+}
+
 /// The closest candidate to `input`, if one is close enough to be a likely typo.
 pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (input.chars().count() / 3).max(2);

@@ -270,11 +270,16 @@ impl Project {
                 }
                 continue;
             }
-            let crate::manifest::Source::Url(source) = &entry.source else {
-                continue;
+            let drift = match &entry.source {
+                crate::manifest::Source::Url(source) => {
+                    runtime.block_on(url_drift(&ctx, &id, source, locked))
+                }
+                crate::manifest::Source::Oci(source) => {
+                    runtime.block_on(oci_drift(&ctx, &id, source, locked))
+                }
+                _ => None,
             };
-            let Some((notice, changed)) = runtime.block_on(url_drift(&ctx, &id, source, locked))
-            else {
+            let Some((notice, changed)) = drift else {
                 continue;
             };
             match self.settings.network.locked {
@@ -297,11 +302,13 @@ impl Project {
             offline: self.settings.network.offline,
             manifest_dir: self.settings.manifest_dir(),
             hf: self.settings.hf.clone(),
+            unreachable: Default::default(),
             ollama: Some(std::sync::Arc::new(DaemonAccess::new(
                 self.settings.ollama_host.as_deref(),
                 &self.settings.ollama_stores,
                 &self.settings.net,
             ))),
+            docker_config: self.settings.docker_config.clone(),
         })
     }
 
@@ -438,6 +445,45 @@ async fn url_drift(
         message,
     };
     Some((notice, changed))
+}
+
+/// Whether an `oci:` tag still names the locked manifest: a notice and `true` when it moved
+/// (the pinned blobs are still what `apply` fetches), a notice and `false` when the registry
+/// cannot say, `None` when it has not moved or the reference is a digest.
+async fn oci_drift(
+    ctx: &ResolveContext,
+    id: &ModelId,
+    source: &crate::manifest::OciSource,
+    locked: &crate::lock::LockedModel,
+) -> Option<(crate::plan::Notice, bool)> {
+    let LockedSource::Oci { digest, .. } = &locked.source else {
+        return None;
+    };
+    if source.oci.contains('@') {
+        return None;
+    }
+    let (message, moved) = match crate::sources::oci::current_digest(ctx, source).await {
+        Ok(now) if now == *digest => return None,
+        Ok(now) => (
+            format!(
+                "`{}` moved upstream: the registry now serves manifest sha256:{}, models.lock \
+                 pins sha256:{}; run `modelctl update {id}` to pin the new one",
+                source.oci,
+                now.short(),
+                digest.short()
+            ),
+            true,
+        ),
+        Err(why) => (
+            format!("cannot check `{}` upstream: {why}", source.oci),
+            false,
+        ),
+    };
+    let notice = crate::plan::Notice {
+        model: Some(id.clone()),
+        message,
+    };
+    Some((notice, moved))
 }
 
 /// Whether an Ollama tag still names the locked manifest: an error when it moved, a warning

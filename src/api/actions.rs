@@ -235,6 +235,7 @@ pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> R
             url: body.url,
             sha256: body.sha256,
             ollama: body.ollama,
+            oci: None,
             description: body.description,
             activate: body.activate,
         };

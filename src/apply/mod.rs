@@ -73,6 +73,8 @@ pub struct Executor<'a> {
     pub ollama_stores: Vec<OllamaDir>,
     /// The registries asked for each file with a sha256 before its origin.
     pub mirrors: Arc<mirror::Mirrors>,
+    /// The registries of `oci:` models, and the tokens their repositories earned.
+    pub oci: Arc<crate::sources::oci::Pulls>,
 }
 
 /// What happened.
@@ -170,6 +172,8 @@ pub enum JobError {
 /// A group of downloads that share one blob.
 struct Group {
     job: FileJob,
+    /// For a blob of an `oci:` model: where its token is earned before the download.
+    oci: Option<crate::sources::oci::OciBlob>,
     targets: Vec<(ModelId, TypeName, RelPath)>,
     label: FileLabel,
 }
@@ -341,9 +345,10 @@ impl Executor<'_> {
         path: &RelPath,
         size: u64,
     ) {
-        let job = match self.job_for(model, path, size) {
-            Ok(job) => job,
-            Err(message) => {
+        let (job, oci) = match self.job_for(model, path, size) {
+            Ok(found) => found,
+            Err(error) => {
+                let message = crate::diagnostic::with_help(&error);
                 self.fail(
                     outcome,
                     model,
@@ -357,6 +362,7 @@ impl Executor<'_> {
             .map_or_else(|| format!("url:{model}/{path}"), |d| d.hex());
         let group = groups.entry(key).or_insert_with(|| Group {
             job,
+            oci,
             targets: Vec::new(),
             label: FileLabel {
                 model: model.to_string(),
@@ -405,8 +411,14 @@ impl Executor<'_> {
         link_later(outcome, model, Some(line));
     }
 
-    /// The download of one locked file: where from, and every digest it must match.
-    fn job_for(&self, model: &ModelId, path: &RelPath, size: u64) -> Result<FileJob, JobError> {
+    /// The download of one locked file: where from, and every digest it must match (and, for
+    /// an `oci:` model, the registry whose token the download needs).
+    fn job_for(
+        &self,
+        model: &ModelId,
+        path: &RelPath,
+        size: u64,
+    ) -> Result<(FileJob, Option<crate::sources::oci::OciBlob>), JobError> {
         let entry = self
             .manifest
             .models
@@ -421,7 +433,7 @@ impl Executor<'_> {
             Some(place) if file.sha256.is_none() => fetch::ExpectedBy::Manifest(place),
             _ => fetch::ExpectedBy::Lock,
         };
-        Ok(FileJob {
+        let job = FileJob {
             url: located.url,
             size,
             sha256,
@@ -432,7 +444,8 @@ impl Executor<'_> {
             token: located.token,
             authorization: None,
             explain: located.explain,
-        })
+        };
+        Ok((job, located.oci))
     }
 
     /// Runs the downloads, `jobs` at a time, and publishes each verified file as a blob.
@@ -457,12 +470,17 @@ impl Executor<'_> {
             let reporter = self.reporter.clone();
             let semaphore = semaphore.clone();
             let mirrors = self.mirrors.clone();
+            let oci = self.oci.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 let started = Instant::now();
                 let progress = reporter.start(&group.label);
+                let origins = Origins {
+                    mirrors: &mirrors,
+                    oci: &oci,
+                };
                 let result =
-                    fetch_group(&engine, &mirrors, reporter.as_ref(), &group, progress).await;
+                    fetch_group(&engine, origins, reporter.as_ref(), &group, progress).await;
                 (group, result, started.elapsed())
             });
         }
@@ -694,13 +712,22 @@ enum GroupFailure {
 /// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
 /// for, else (saying so in one line, unless mirror-only forbids it) from its origin. Returns
 /// the download and the mirror that served it.
+/// Where a download may come from besides its URL: the mirrors, and the registries of
+/// `oci:` models that hand out tokens.
+#[derive(Clone, Copy)]
+struct Origins<'a> {
+    mirrors: &'a mirror::Mirrors,
+    oci: &'a crate::sources::oci::Pulls,
+}
+
 async fn fetch_group(
     engine: &Engine,
-    mirrors: &mirror::Mirrors,
+    origins: Origins<'_>,
     reporter: &dyn Reporter,
     group: &Group,
     progress: Arc<dyn fetch::FileProgress>,
 ) -> Result<(fetch::Downloaded, Option<String>), GroupFailure> {
+    let mirrors = origins.mirrors;
     if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
         let mut ids: Vec<String> = Vec::new();
         for id in group.models() {
@@ -727,7 +754,18 @@ async fn fetch_group(
             )),
         }
     }
-    let downloaded = engine.fetch(&group.job, progress).await;
+    let job = match (&group.oci, group.job.sha256) {
+        (Some(blob), Some(digest)) => FileJob {
+            authorization: origins
+                .oci
+                .authorization(blob, &digest)
+                .await
+                .map_err(|why| GroupFailure::Fetch(fetch::FetchError::Http(why)))?,
+            ..group.job.clone()
+        },
+        _ => group.job.clone(),
+    };
+    let downloaded = engine.fetch(&job, progress).await;
     downloaded.map(|d| (d, None)).map_err(GroupFailure::Fetch)
 }
 

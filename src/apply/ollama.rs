@@ -181,7 +181,10 @@ impl Executor<'_> {
     ) {
         let (daemon, parsed) = match self.ollama_call(name) {
             Ok(call) => call,
-            Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
+            Err(why) => {
+                let why = crate::diagnostic::with_help(&why);
+                return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}"));
+            }
         };
         let listed = daemon.installed().await;
         let has_pinned = listed.as_ref().is_ok_and(|list| {
@@ -224,7 +227,7 @@ impl Executor<'_> {
             }
         };
         if let Err(why) = pulled {
-            return self.fail(outcome, model, &why.to_string());
+            return self.fail(outcome, model, &crate::diagnostic::with_help(&why));
         }
         if let Err(why) = self.record_ollama(kind, model, name, digest) {
             return self.fail(outcome, model, &why);
@@ -248,7 +251,10 @@ impl Executor<'_> {
     ) {
         let (daemon, parsed) = match self.ollama_call(name) {
             Ok(call) => call,
-            Err(why) => return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}")),
+            Err(why) => {
+                let why = crate::diagnostic::with_help(&why);
+                return self.fail(outcome, model, &format!("cannot pull `{name}`: {why}"));
+            }
         };
         let label = FileLabel {
             model: model.to_string(),
@@ -263,7 +269,7 @@ impl Executor<'_> {
                 name: name.to_owned(),
                 error,
             };
-            return self.fail(outcome, model, &why.to_string());
+            return self.fail(outcome, model, &crate::diagnostic::with_help(&why));
         }
         let access = DaemonAccess {
             daemon: Ok(daemon.clone()),
@@ -275,14 +281,14 @@ impl Executor<'_> {
                 let why = OllamaStepError::NotListed {
                     name: parsed.display_shortest(),
                 };
-                return self.fail(outcome, model, &why.to_string());
+                return self.fail(outcome, model, &crate::diagnostic::with_help(&why));
             }
             Err(error) => {
                 let why = OllamaStepError::CheckPull {
                     name: name.to_owned(),
                     error,
                 };
-                return self.fail(outcome, model, &why.to_string());
+                return self.fail(outcome, model, &crate::diagnostic::with_help(&why));
             }
         };
         let Some(entry) = self.manifest.models.get(model) else {

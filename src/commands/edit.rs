@@ -166,6 +166,7 @@ fn new_model(settings: &Settings, args: &AddArgs) -> NewModel {
         url: args.url.as_deref().map(|url| local_url(settings, url)),
         sha256: args.sha256.clone(),
         ollama: args.ollama.clone(),
+        oci: args.oci.clone(),
         description: args.description.clone(),
         activate: args.activate,
     }

@@ -126,6 +126,26 @@ async fn check(
                 Err(why) => row.note = Some(why.to_string()),
             }
         }
+        (Source::Oci(source), LockedSource::Oci { digest, .. }) => {
+            row.locked = Some(digest.short());
+            match crate::sources::oci::resolve(ctx, source).await {
+                Ok((LockedSource::Oci { digest: now, .. }, files)) => {
+                    row.latest = Some(now.short());
+                    row.state = if now == *digest {
+                        "up_to_date"
+                    } else {
+                        "outdated"
+                    };
+                    if now != *digest {
+                        let (bytes, changed) = to_fetch(&locked.files, &files);
+                        row.fetch_bytes = Some(bytes);
+                        row.changed_files = Some(changed);
+                    }
+                }
+                Ok(_) => {}
+                Err(why) => row.note = Some(why.to_string()),
+            }
+        }
         (Source::Ollama(_), _) => {
             row.note = Some("this build does not check Ollama tags yet".to_owned());
         }

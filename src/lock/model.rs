@@ -63,6 +63,13 @@ pub enum LockedSource {
         #[serde(default, skip_serializing_if = "PinnedFrom::is_registry")]
         pinned_from: PinnedFrom,
     },
+    Oci {
+        /// The reference as models.yaml gives it (`registry/ns/name:tag` or `…@sha256:…`).
+        oci: String,
+        /// The sha256 of the manifest bytes the reference named. Each file's sha256 is its
+        /// raw layer's digest, so the files (and mirrors) need nothing more.
+        digest: Sha256,
+    },
 }
 
 /// Where an Ollama pin came from.
@@ -98,6 +105,7 @@ impl LockedSource {
             LockedSource::Hf { .. } => "hf",
             LockedSource::Url { .. } => "url",
             LockedSource::Ollama { .. } => "ollama",
+            LockedSource::Oci { .. } => "oci",
         }
     }
 }

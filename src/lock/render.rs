@@ -122,6 +122,10 @@ fn render_source(out: &mut String, source: &LockedSource) {
                 let _ = writeln!(out, "          size: {}", layer.size);
             }
         }
+        LockedSource::Oci { oci, digest } => {
+            field("oci", Some(oci));
+            field("digest", Some(&format!("sha256:{digest}")));
+        }
     }
 }
 
@@ -232,6 +236,38 @@ mod tests {
             },
         );
         let text = render(&lock);
+        assert_eq!(
+            parse_str(&text, Path::new("models.lock")).expect("parses"),
+            lock
+        );
+    }
+
+    #[test]
+    fn an_oci_entry_round_trips_with_its_manifest_digest() {
+        let mut lock = Lockfile::default();
+        let layer = Sha256::of(b"weights");
+        lock.models.insert(
+            ModelId::parse("voice").expect("id"),
+            LockedModel {
+                fingerprint: Sha256::of(b"f"),
+                source: LockedSource::Oci {
+                    oci: "http://127.0.0.1:5000/team/voice:v1".into(),
+                    digest: Sha256::of(b"m"),
+                },
+                files: vec![crate::lock::LockedFile {
+                    path: crate::names::RelPath::parse("voice.bin").expect("path"),
+                    size: 7,
+                    sha256: Some(layer),
+                    md5: None,
+                    git_oid: None,
+                }],
+            },
+        );
+        let text = render(&lock);
+        assert!(
+            text.contains(&format!("digest: \"sha256:{}\"", Sha256::of(b"m"))),
+            "{text}"
+        );
         assert_eq!(
             parse_str(&text, Path::new("models.lock")).expect("parses"),
             lock

@@ -71,7 +71,7 @@ pub struct ModelEntry {
     /// A human description, shown by `status`, `show` and the API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Where the files come from: exactly one of `hf`, `url` or `ollama`.
+    /// Where the files come from: exactly one of `hf`, `url`, `ollama` or `oci`.
     pub source: Source,
     /// Expected checksums of files, by path inside the model; they must agree with the lock.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -132,6 +132,7 @@ pub enum Source {
     Hf(HfSource),
     Url(UrlSource),
     Ollama(OllamaSource),
+    Oci(OciSource),
 }
 
 impl Source {
@@ -141,6 +142,7 @@ impl Source {
             Source::Hf(_) => "hf",
             Source::Url(_) => "url",
             Source::Ollama(_) => "ollama",
+            Source::Oci(_) => "oci",
         }
     }
 
@@ -150,6 +152,7 @@ impl Source {
             Source::Hf(h) => format!("hf:{}@{}", h.hf, h.revision),
             Source::Url(u) => crate::net::redact(&u.url),
             Source::Ollama(o) => format!("ollama:{}", o.ollama),
+            Source::Oci(o) => format!("oci:{}", o.oci),
         }
     }
 }
@@ -263,6 +266,20 @@ pub struct OllamaSource {
     /// `-1` for ever).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<String>,
+}
+
+/// An artifact in an OCI registry (a ModelPack artifact, or files pushed by `oras`): each raw
+/// layer is a file, named by its `org.cncf.model.filepath` or `org.opencontainers.image.title`
+/// annotation.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct OciSource {
+    /// `REGISTRY/NAMESPACE/NAME:TAG` or `REGISTRY/NAMESPACE/NAME@sha256:<64 hex>`; https unless
+    /// it starts with `http://` (a registry without TLS). The lock pins the manifest digest.
+    #[schemars(pattern(
+        r"^(https?://)?[^/@]+/[^@]+(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$"
+    ))]
+    pub oci: String,
 }
 
 /// Expected facts about one file; any of them may be omitted.

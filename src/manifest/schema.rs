@@ -51,6 +51,7 @@ mod tests {
             properties(&schema, Some("OllamaSource")),
             sorted(OLLAMA_KEYS)
         );
+        assert_eq!(properties(&schema, Some("OciSource")), sorted(OCI_KEYS));
         assert_eq!(properties(&schema, Some("FileExpect")), sorted(FILE_KEYS));
         assert_eq!(
             properties(&schema, Some("Requirements")),

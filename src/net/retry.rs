@@ -83,7 +83,7 @@ impl RetryPolicy {
             return Verdict::GiveUp(format!("HTTP {status}"));
         }
         if attempt >= self.attempts {
-            return Verdict::GiveUp(format!("HTTP {status}, failed after {attempt} attempts"));
+            return Verdict::GiveUp(format!("HTTP {status}, {}", failed_after(attempt)));
         }
         match retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())) {
             Some(wait) if wait > self.retry_after_cap => Verdict::GiveUp(format!(
@@ -99,10 +99,18 @@ impl RetryPolicy {
     /// The verdict on a transport error (reset, refused, stall) after `attempt` attempts.
     pub fn on_transport_error(&self, attempt: u32) -> Verdict {
         if attempt >= self.attempts {
-            Verdict::GiveUp(format!("failed after {attempt} attempts"))
+            Verdict::GiveUp(failed_after(attempt))
         } else {
             Verdict::RetryAfter(self.backoff(attempt))
         }
+    }
+}
+
+/// "failed after 3 attempts", or "failed after 1 attempt" when nothing was retried.
+fn failed_after(attempts: u32) -> String {
+    match attempts {
+        1 => "failed after 1 attempt".to_owned(),
+        n => format!("failed after {n} attempts"),
     }
 }
 

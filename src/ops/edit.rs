@@ -12,7 +12,7 @@ use crate::manifest::edit::{Edited, edit, remove_in, set_in, set_new_mapping};
 use crate::names::ModelId;
 use crate::settings::Settings;
 
-/// A model to declare: `add`'s arguments as data. Exactly one of `hf`, `url` and `ollama`;
+/// A model to declare: `add`'s arguments as data. Exactly one of `hf`, `url`, `ollama` and `oci`;
 /// `revision` and `include` go with `hf`, `sha256` with `url` ([`NewModel::check`] refuses
 /// anything else).
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,7 @@ pub struct NewModel {
     pub url: Option<String>,
     pub sha256: Option<String>,
     pub ollama: Option<String>,
+    pub oci: Option<String>,
     pub description: Option<String>,
     /// Also make it its type's active model.
     pub activate: bool,
@@ -172,6 +173,7 @@ impl NewModel {
             self.hf.as_ref().map(|_| "hf"),
             self.url.as_ref().map(|_| "url"),
             self.ollama.as_ref().map(|_| "ollama"),
+            self.oci.as_ref().map(|_| "oci"),
         ]
         .into_iter()
         .flatten()
@@ -180,7 +182,7 @@ impl NewModel {
             [one] => *one,
             [] => {
                 return Err(miette!(
-                    help = "give one of `hf` (a Hub repository), `url` (one file) or `ollama`",
+                    help = "give one of `hf` (a Hub repository), `url` (one file), `ollama` or `oci` (a registry artifact)",
                     "`{}` has no source",
                     self.id
                 ));
@@ -304,6 +306,8 @@ fn new_source(args: &NewModel, mut source: MappingBuilder) -> MappingBuilder {
         }
     } else if let Some(ollama) = &args.ollama {
         source = source.pair("ollama", ollama.as_str());
+    } else if let Some(oci) = &args.oci {
+        source = source.pair("oci", oci.as_str());
     }
     source
 }

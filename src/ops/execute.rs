@@ -96,6 +96,10 @@ pub(crate) fn execute(
             .map(crate::sources::ollama::layout::OllamaDir::new)
             .collect(),
         mirrors: Arc::new(mirrors),
+        oci: Arc::new(crate::sources::oci::Pulls::new(
+            client.clone(),
+            project.settings.docker_config.clone(),
+        )),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

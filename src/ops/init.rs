@@ -146,6 +146,11 @@ models:
 #     source:
 #       ollama: llama3:8b       # as `ollama pull` takes it
 #
+#   voice:
+#     type: tts
+#     source:
+#       oci: registry.example.com/team/voice:v1   # an OCI artifact (`modelctl push`, `oras push`)
+#
 # The active model of each type; services find it at ./{DEFAULT_STORE}/active/<type>.
 #
 # active:
@@ -180,6 +185,6 @@ mod tests {
         let manifest = format!("version: 1\nmodels:\n{examples}active:\n  image_gen: sdxl-base\n");
         let parsed = crate::manifest::parse_str(&manifest, "models.yaml")
             .unwrap_or_else(|e| panic!("{}\n{manifest}", e.render(false)));
-        assert_eq!(parsed.models.len(), 3, "{manifest}");
+        assert_eq!(parsed.models.len(), 4, "{manifest}");
     }
 }

@@ -331,6 +331,7 @@ fn descriptor(id: &ModelId, locked: &LockedModel) -> Descriptor {
             None,
         ),
         LockedSource::Ollama { .. } => (None, None),
+        LockedSource::Oci { digest, .. } => (None, Some(format!("sha256:{digest}"))),
     };
     Descriptor {
         name: id.to_string(),

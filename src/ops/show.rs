@@ -107,7 +107,14 @@ fn pin(locked: &LockedModel) -> String {
             Some(etag) => format!("ETag {etag}"),
             None => crate::net::redact(url),
         },
-        LockedSource::Ollama { digest, .. } => format!("manifest sha256:{digest}"),
+        LockedSource::Ollama {
+            digest,
+            pinned_from: crate::lock::PinnedFrom::Daemon,
+            ..
+        } => format!("manifest sha256:{digest} (pinned from the Ollama daemon)"),
+        LockedSource::Ollama { digest, .. } | LockedSource::Oci { digest, .. } => {
+            format!("manifest sha256:{digest}")
+        }
     }
 }
 

@@ -158,6 +158,7 @@ fn render_model(out: &mut String, p: &Painter, m: &ModelPlan, actions: Vec<&Acti
         }
     }
     if let ModelStatus::Unresolved { reason } = &m.status {
+        let reason = reason.replace('\n', "\n      ");
         let _ = writeln!(out, "      needs resolving: {reason}");
     }
     if let ModelStatus::Drifted { reason } = &m.status {

@@ -71,6 +71,10 @@ fn lock_all(m: &Manifest) -> Lockfile {
                 etag: Some("\"e\"".into()),
                 last_modified: None,
             },
+            crate::manifest::Source::Oci(o) => LockedSource::Oci {
+                oci: o.oci.clone(),
+                digest: digest(&format!("manifest-{model_id}")),
+            },
             crate::manifest::Source::Hf(h) => LockedSource::Hf {
                 hf: h.hf.clone(),
                 repo_type: h.repo_type,

@@ -5,10 +5,11 @@
 //! credential (the rule the Ollama source keeps too).
 //!
 //! Credentials come from `MODELCTL_REGISTRY_AUTH` (`user:password`, for the registry of `--to`)
-//! or else from the `auths` of `~/.docker/config.json` (`$DOCKER_CONFIG/config.json`), whose
-//! `auth` is base64 of `user:password`. Credential helpers (`credsStore`, `credHelpers`) are
-//! not run (docs/design-decisions.md). Credentials are never sent over plain http except to a
-//! loopback address, and no `Debug`, log line or error shows them.
+//! or else from `~/.docker/config.json` (`$DOCKER_CONFIG/config.json`) as `docker login`
+//! leaves it: the credential helper it names for the host (`credHelpers`, else `credsStore`:
+//! [`super::cred_helper`]), then the `auths` entry, whose `auth` is base64 of
+//! `user:password`. Credentials are never sent over plain http except to a loopback address,
+//! and no `Debug`, log line or error shows them.
 
 use std::path::Path;
 
@@ -71,6 +72,14 @@ pub enum AuthError {
         help("fix or remove the file, or set {AUTH_ENV}=user:password")
     )]
     DockerConfig { path: String, why: String },
+    #[error("the docker credential helper for {host} gave no login: {why}")]
+    #[diagnostic(
+        code(modelctl::push::auth),
+        help(
+            "check the helper (`docker-credential-<name> get`), log in again with `docker login {host}`, or set {AUTH_ENV}=user:password"
+        )
+    )]
+    Helper { host: String, why: String },
     #[error("the registry {host} sent an auth challenge modelctl cannot answer: `{scheme}`")]
     #[diagnostic(
         code(modelctl::push::auth),
@@ -80,9 +89,7 @@ pub enum AuthError {
     #[error("the registry {host} asks for credentials, and none are set for it")]
     #[diagnostic(
         code(modelctl::push::auth),
-        help(
-            "run `docker login {host}` (credential helpers are not used: the login must be stored in ~/.docker/config.json), or set {AUTH_ENV}=user:password"
-        )
+        help("run `docker login {host}`, or set {AUTH_ENV}=user:password")
     )]
     NoCredentials { host: String },
     #[error(
@@ -168,6 +175,18 @@ pub fn find(
 struct DockerConfig {
     #[serde(default)]
     auths: std::collections::BTreeMap<String, DockerAuth>,
+    /// The helper for every host without its own.
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+    /// A helper per registry host.
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: std::collections::BTreeMap<String, String>,
+}
+
+/// Whether a config key (`https://host/v1/`, `host:port`) names `host`.
+fn names_host(key: &str, host: &str) -> bool {
+    let bare = key.split_once("://").map_or(key, |(_, rest)| rest);
+    bare.split('/').next() == Some(host)
 }
 
 #[derive(Deserialize)]
@@ -180,8 +199,9 @@ struct DockerAuth {
     password: Option<String>,
 }
 
-/// The `auths` entry for `host` in a docker config's text. Keys are matched without their
-/// scheme and path (`https://host/v1/` is `host`).
+/// The login for `host` in a docker config's text: its credential helper's answer (the
+/// host's own in `credHelpers`, else `credsStore`), then its `auths` entry. Keys are matched
+/// without their scheme and path (`https://host/v1/` is `host`).
 pub fn from_docker_config(
     text: &str,
     path: &str,
@@ -192,10 +212,51 @@ pub fn from_docker_config(
         why,
     };
     let config: DockerConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-    let entry = config.auths.iter().find(|(key, _)| {
-        let bare = key.split_once("://").map_or(key.as_str(), |(_, rest)| rest);
-        bare.split('/').next() == Some(host)
+    let helper = config
+        .cred_helpers
+        .iter()
+        .find(|(key, _)| names_host(key, host))
+        .map(|(_, name)| name)
+        .or(config.creds_store.as_ref());
+    // A helper that fails (not installed, as for a config copied from a desktop) leaves the
+    // `auths` entry to answer; only when there is none is its failure the error.
+    let from_helper = helper.map(|name| {
+        super::cred_helper::get(name, host).map(|login| {
+            login.and_then(|l| {
+                Credentials::from_pair(
+                    &format!("{}:{}", l.user, l.secret),
+                    format!("docker-credential-{name} (named by {path})"),
+                )
+            })
+        })
     });
+    let helper_error = match from_helper {
+        Some(Ok(Some(found))) => return Ok(Some(found)),
+        Some(Err(why)) => Some(AuthError::Helper {
+            host: host.to_owned(),
+            why,
+        }),
+        _ => None,
+    };
+    match (inline_login(&config, path, host)?, helper_error) {
+        (Some(found), _) => Ok(Some(found)),
+        (None, Some(error)) => Err(error),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The `auths` entry for `host`, with its `auth` (base64 of `user:password`) or its
+/// `username` and `password`.
+fn inline_login(
+    config: &DockerConfig,
+    path: &str,
+    host: &str,
+) -> Result<Option<Credentials>, AuthError> {
+    let bad = |why: String| AuthError::DockerConfig {
+        path: path.to_owned(),
+        why,
+    };
+    let entry = config.auths.iter().find(|(key, _)| names_host(key, host));
     let Some((key, entry)) = entry else {
         return Ok(None);
     };
@@ -401,8 +462,14 @@ mod tests {
             .expect("found");
         assert_eq!(found.basic_header(), format!("Basic {encoded}"));
         assert!(!format!("{found:?}").contains("s3cret"), "Debug hides it");
+        // No entry of its own, and the helper named for every host is not installed.
+        assert!(matches!(
+            from_docker_config(&text, "config.json", "r.example"),
+            Err(AuthError::Helper { .. })
+        ));
+        let without_helper = text.replace(r#", "credsStore": "desktop""#, "");
         assert_eq!(
-            from_docker_config(&text, "config.json", "r.example").expect("read"),
+            from_docker_config(&without_helper, "config.json", "r.example").expect("read"),
             None
         );
         let bad = r#"{"auths": {"r.example": {"auth": "not base64!"}}}"#;

@@ -14,8 +14,10 @@
 //! executor's mirror step (`apply::mirror`) hand it paths, digests and sizes.
 
 pub mod auth;
+pub mod cred_helper;
 pub mod mirror;
 pub mod modelpack;
+pub mod reference;
 pub mod session;
 
 /// Where models are pushed: a registry's base URL and a namespace in it.

@@ -6,6 +6,7 @@
 //! can show every model, resolvable or not, and never plans a deletion from a failure.
 
 pub mod hf;
+pub mod oci;
 pub mod ollama;
 pub mod url;
 
@@ -64,6 +65,11 @@ pub struct ResolveContext {
     pub hf: Arc<hf::HubConfig>,
     /// The Ollama daemon, asked when the registry cannot say what a name is (`None`: never).
     pub ollama: Option<Arc<ollama::daemon_pin::DaemonAccess>>,
+    /// Registry hosts that could not be reached in this run, with why: the next model on the
+    /// same host is not made to wait through the retries again.
+    pub unreachable: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+    /// The docker config `docker login` writes, for `oci:` registries' credentials.
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 /// Resolves one manifest entry.
@@ -85,8 +91,12 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
                     reason: registry.to_string(),
                 };
             }
-            Err(e) => Err(error_with_help(&e)),
+            Err(e) => Err(crate::diagnostic::with_help(&e)),
         },
+        Source::Oci(source) => oci::resolve(ctx, source)
+            .await
+            .map(|(source, files)| (source, files, None))
+            .map_err(|e| crate::diagnostic::with_help(&e)),
     };
     match result {
         Ok((source, files, note)) => Resolution::Resolved {
@@ -101,14 +111,6 @@ pub async fn resolve(ctx: &ResolveContext, entry: &ModelEntry) -> Resolution {
     }
 }
 
-/// An error's text with its `help`, for a reason the plan shows in one place.
-fn error_with_help(error: &dyn miette::Diagnostic) -> String {
-    match error.help() {
-        Some(help) => format!("{error}; {help}"),
-        None => error.to_string(),
-    }
-}
-
 /// Where to fetch one locked file from, and how.
 #[derive(Debug, Clone)]
 pub struct Located {
@@ -119,6 +121,8 @@ pub struct Located {
     pub token: Option<crate::net::Token>,
     /// Turns failed statuses into source-specific advice.
     pub explain: Option<Arc<dyn crate::net::ExplainStatus>>,
+    /// For a blob of an `oci:` model: the registry and repository whose token it needs.
+    pub oci: Option<oci::OciBlob>,
 }
 
 /// Why a locked file has no request to fetch it with.
@@ -145,6 +149,12 @@ pub enum LocateError {
         locked: &'static str,
         declared: &'static str,
     },
+    #[error("models.lock has no sha256 for `{path}`, which names its blob in the registry")]
+    #[diagnostic(
+        code(modelctl::sources::oci_blob),
+        help("run `modelctl lock` to pin the model again from its registry")
+    )]
+    OciBlob { path: String },
 }
 
 /// The request for one locked file of a model, from its manifest entry and locked entry.
@@ -161,8 +171,23 @@ pub fn locate(
             etag: etag.clone(),
             token: None,
             explain: None,
+            oci: None,
         }),
         (Source::Hf(h), LockedSource::Hf { commit, .. }) => locate_hf(h, commit, file, hub),
+        (Source::Oci(o), LockedSource::Oci { .. }) => {
+            let missing = || LocateError::OciBlob {
+                path: file.path.to_string(),
+            };
+            let digest = file.sha256.ok_or_else(missing)?;
+            let (url, blob) = oci::blob_of(o, &digest).map_err(|_| missing())?;
+            Ok(Located {
+                url,
+                etag: None,
+                token: None,
+                explain: None,
+                oci: Some(blob),
+            })
+        }
         (Source::Ollama(_), _) => Err(LocateError::Pulled),
         (source, other) => Err(LocateError::KindChanged {
             locked: other.kind(),
@@ -192,5 +217,6 @@ fn locate_hf(
             commit: commit.to_owned(),
             path: file.path.to_string(),
         })),
+        oci: None,
     })
 }

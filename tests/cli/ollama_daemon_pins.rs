@@ -135,6 +135,11 @@ fn with_the_registry_refusing_connections_apply_pins_from_the_daemon_activates_a
     let said = format!("{}{}", plan.stdout, plan.stderr);
     assert!(said.contains("pinned from the Ollama daemon"), "{said}");
     assert!(said.contains("the registry is not reachable"), "{said}");
+    assert_eq!(
+        said.matches("not asked again in this run").count(),
+        1,
+        "the second model on the same registry does not wait through the retries again: {said}"
+    );
     assert!(said.contains("already in Ollama"), "{said}");
 
     let apply = s.run(&["apply", "--yes"]);
@@ -158,6 +163,15 @@ fn with_the_registry_refusing_connections_apply_pins_from_the_daemon_activates_a
 
     let locked = s.run(&["plan", "--locked", "--detailed-exitcode"]);
     assert_eq!(locked.code, 0, "{}\n{}", locked.stdout, locked.stderr);
+    let frozen = s.run(&["plan", "--frozen", "--detailed-exitcode"]);
+    assert_eq!(frozen.code, 0, "{}\n{}", frozen.stdout, frozen.stderr);
+    let show = s.run(&["show", "tuned"]);
+    ok(&show);
+    assert!(
+        show.stdout.contains("pinned from the Ollama daemon"),
+        "{}",
+        show.stdout
+    );
 
     // A change of `active.llm` loads the new model and unloads the old one.
     s.project.write("models.yaml", &s.manifest("tuned"));

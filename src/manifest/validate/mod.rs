@@ -39,10 +39,11 @@ pub(crate) const MODEL_KEYS: &[&str] = &[
 pub(crate) const HF_KEYS: &[&str] = &["hf", "revision", "repo_type", "include", "exclude"];
 pub(crate) const URL_KEYS: &[&str] = &["url", "sha256", "md5", "file"];
 pub(crate) const OLLAMA_KEYS: &[&str] = &["ollama", "keep_alive"];
+pub(crate) const OCI_KEYS: &[&str] = &["oci"];
 pub(crate) const FILE_KEYS: &[&str] = &["sha256", "md5", "size"];
 pub(crate) const REQUIRES_KEYS: &[&str] = &["gpu_memory", "ram"];
 pub(crate) const HOOK_KEYS: &[&str] = &["activate", "deactivate", "reload", "rollback_on_failure"];
-const SOURCE_KINDS: &[&str] = &["hf", "url", "ollama"];
+const SOURCE_KINDS: &[&str] = &["hf", "url", "ollama", "oci"];
 
 /// Most models one manifest may declare.
 pub const MAX_MODELS: usize = 10_000;

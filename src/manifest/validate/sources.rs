@@ -1,13 +1,13 @@
-//! The rules for a model's `source:`: exactly one kind (`hf`, `url`, `ollama`), keys of
-//! another kind reported as such, and each kind's own checks (Hub repository names and
-//! revisions, URLs and the file name they give, Ollama names).
+//! The rules for a model's `source:`: exactly one kind (`hf`, `url`, `ollama`, `oci`), keys
+//! of another kind reported as such, and each kind's own checks (Hub repository names and
+//! revisions, URLs and the file name they give, Ollama names, OCI references).
 
 use serde_saphyr::Spanned;
 
 use super::super::model::*;
 use super::super::node::Node;
 use super::checker::{Checker, Entries, Fields, quoted, spanned_str};
-use super::{HF_KEYS, OLLAMA_KEYS, SOURCE_KINDS, URL_KEYS};
+use super::{HF_KEYS, OCI_KEYS, OLLAMA_KEYS, SOURCE_KINDS, URL_KEYS};
 use crate::names::{OllamaRef, RelPath};
 
 /// A model's `source:`: exactly one kind, that kind's keys only, and the kind's own checks.
@@ -18,6 +18,7 @@ pub(super) fn check_source(c: &mut Checker, node: &Spanned<Node>, what: &str) ->
     let known = match kind.as_str() {
         "hf" => HF_KEYS,
         "url" => URL_KEYS,
+        "oci" => OCI_KEYS,
         _ => OLLAMA_KEYS,
     };
     report_foreign_keys(c, entries, known, &kind, &source_what);
@@ -30,11 +31,12 @@ pub(super) fn check_source(c: &mut Checker, node: &Spanned<Node>, what: &str) ->
     match kind.as_str() {
         "hf" => check_hf(c, &f).map(Source::Hf),
         "url" => check_url(c, &f).map(Source::Url),
+        "oci" => check_oci(c, &f).map(Source::Oci),
         _ => check_ollama(c, &f).map(Source::Ollama),
     }
 }
 
-/// The one kind key (`hf`, `url`, `ollama`) of a source; none or two are reported.
+/// The one kind key (`hf`, `url`, `ollama`, `oci`) of a source; none or two are reported.
 fn source_kind(
     c: &mut Checker,
     node: &Spanned<Node>,
@@ -50,9 +52,9 @@ fn source_kind(
             c.report(
                 &node.referenced,
                 "manifest::no_source",
-                format!("the source of {what} names no `hf`, `url` or `ollama`"),
+                format!("the source of {what} names no `hf`, `url`, `ollama` or `oci`"),
                 Some(
-                    "add one of `hf: org/name`, `url: https://…` or `ollama: name:tag`".to_owned(),
+                    "add one of `hf: org/name`, `url: https://…`, `ollama: name:tag` or `oci: registry.example.com/team/name:tag`".to_owned(),
                 ),
             );
             None
@@ -78,7 +80,7 @@ fn source_kind(
 
 /// Whether `key` belongs to some kind of source.
 fn is_any_source_key(key: &str) -> bool {
-    [HF_KEYS, URL_KEYS, OLLAMA_KEYS]
+    [HF_KEYS, URL_KEYS, OLLAMA_KEYS, OCI_KEYS]
         .iter()
         .any(|k| k.contains(&key))
 }
@@ -92,10 +94,15 @@ fn report_foreign_keys(c: &mut Checker, entries: &Entries, known: &[&str], kind:
         {
             continue;
         }
-        let owner = [("hf", HF_KEYS), ("url", URL_KEYS), ("ollama", OLLAMA_KEYS)]
-            .iter()
-            .find(|(_, keys)| keys.contains(&key.value.as_str()))
-            .map_or("another", |(o, _)| o);
+        let owner = [
+            ("hf", HF_KEYS),
+            ("url", URL_KEYS),
+            ("ollama", OLLAMA_KEYS),
+            ("oci", OCI_KEYS),
+        ]
+        .iter()
+        .find(|(_, keys)| keys.contains(&key.value.as_str()))
+        .map_or("another", |(o, _)| o);
         c.report(
             &key.referenced,
             "manifest::unknown_key",
@@ -294,4 +301,21 @@ fn check_ollama(c: &mut Checker, f: &Fields<'_>) -> Option<OllamaSource> {
         ollama: name,
         keep_alive,
     })
+}
+
+/// An `oci:` source: a registry, a repository and a tag or sha256 digest, as
+/// [`OciRef`](crate::registry::reference::OciRef) reads them.
+fn check_oci(c: &mut Checker, f: &Fields<'_>) -> Option<OciSource> {
+    let node = f.get("oci")?;
+    let text = c.string(node, "`oci`")?;
+    if let Err(why) = crate::registry::reference::OciRef::parse(&text) {
+        c.report(
+            &node.referenced,
+            "manifest::bad_oci_reference",
+            format!("`{}` is not an OCI reference: {why}", text.escape_debug()),
+            Some("write it as `registry.example.com/team/name:tag` or `…/name@sha256:<64 hex>` (https), or `http://127.0.0.1:5000/team/name:tag` for a registry without TLS".to_owned()),
+        );
+        return None;
+    }
+    Some(OciSource { oci: text })
 }

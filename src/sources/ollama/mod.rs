@@ -100,7 +100,7 @@ pub async fn resolve(ctx: &ResolveContext, source: &OllamaSource) -> Result<Pinn
     if ctx.offline {
         return Err(OllamaError::Offline(name.display_shortest()));
     }
-    let registry_error = match registry::manifest(&ctx.client, &name).await {
+    let registry_error = match manifest_unless_unreachable(ctx, &name).await {
         Ok(manifest) => {
             return Ok(Pinned {
                 source: LockedSource::Ollama {
@@ -147,6 +147,31 @@ pub async fn resolve(ctx: &ResolveContext, source: &OllamaSource) -> Result<Pinn
             daemon,
         }),
     }
+}
+
+/// The registry's manifest of `name`, unless its host could not be reached earlier in this run.
+async fn manifest_unless_unreachable(
+    ctx: &ResolveContext,
+    name: &OllamaRef,
+) -> Result<registry::Manifest, registry::RegistryError> {
+    let known = ctx
+        .unreachable
+        .lock()
+        .ok()
+        .and_then(|hosts| hosts.get(&name.host).cloned());
+    if let Some(chain) = known {
+        return Err(registry::RegistryError::Unreachable {
+            host: name.host.clone(),
+            chain: format!("{chain}; not asked again in this run"),
+        });
+    }
+    let answer = registry::manifest(&ctx.client, name).await;
+    if let Err(registry::RegistryError::Unreachable { host, chain }) = &answer
+        && let Ok(mut hosts) = ctx.unreachable.lock()
+    {
+        hosts.insert(host.clone(), chain.clone());
+    }
+    answer
 }
 
 /// What the plan says about a pin from the daemon.

@@ -7,7 +7,8 @@
 //! refused with the manifest, never half-used). Requests go through the shared client
 //! ([`crate::net::Client`]), so a `503` or a dropped connection is retried. A `401` with a bearer challenge is answered
 //! once, and only when the challenge's realm is on the registry's own host: a realm elsewhere
-//! would learn which models this machine pulls, or phish a credential.
+//! would learn which models this machine pulls, or phish a credential. The challenge is read
+//! by the same parser as every registry's ([`crate::registry::auth::Challenge`]).
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
@@ -308,9 +309,12 @@ async fn bearer_token(
     name: &OllamaRef,
     challenge: &str,
 ) -> Result<String, RegistryError> {
-    let params = challenge_params(challenge).ok_or_else(|| RegistryError::Challenge {
-        host: name.host.clone(),
-    })?;
+    let parsed = crate::registry::auth::Challenge::parse(challenge)
+        .filter(|c| c.scheme == "bearer")
+        .ok_or_else(|| RegistryError::Challenge {
+            host: name.host.clone(),
+        })?;
+    let params = parsed.params;
     let realm = params
         .iter()
         .find(|(k, _)| k == "realm")
@@ -353,20 +357,6 @@ async fn bearer_token(
     serde_json::from_slice::<TokenReply>(&bytes)
         .map(|t| t.token)
         .map_err(|e| RegistryError::TokenJson(e.to_string()))
-}
-
-/// `Bearer realm="…",service="…"` → [(realm, …), (service, …)].
-fn challenge_params(challenge: &str) -> Option<Vec<(String, String)>> {
-    let rest = challenge.trim().strip_prefix("Bearer ")?;
-    let mut out = Vec::new();
-    for part in rest.split(',') {
-        let (key, value) = part.split_once('=')?;
-        out.push((
-            key.trim().to_ascii_lowercase(),
-            value.trim().trim_matches('"').to_owned(),
-        ));
-    }
-    Some(out)
 }
 
 async fn read_limited(
@@ -434,13 +424,12 @@ mod tests {
     }
 
     #[test]
-    fn challenges_are_read() {
-        let p = challenge_params(r#"Bearer realm="https://r.example/token",service="r",scope="repository:library/m:pull""#)
-            .expect("params");
-        assert_eq!(
-            p[0],
-            ("realm".to_owned(), "https://r.example/token".to_owned())
-        );
-        assert_eq!(p[2].1, "repository:library/m:pull");
+    fn challenges_are_read_with_commas_inside_quotes() {
+        let c = crate::registry::auth::Challenge::parse(
+            r#"Bearer realm="https://r.example/token",service="r",scope="repository:library/m:pull,push""#,
+        )
+        .expect("challenge");
+        assert_eq!(c.param("realm"), Some("https://r.example/token"));
+        assert_eq!(c.param("scope"), Some("repository:library/m:pull,push"));
     }
 }
