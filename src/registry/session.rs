@@ -588,13 +588,23 @@ async fn status_error(what: &str, response: reqwest::Response, why: &str) -> Ses
 /// bytes read into `sent` (set to `start` when the stream begins, so a retried chunk or
 /// upload counts from where it starts again).
 fn file_body(path: PathBuf, start: u64, len: u64, sent: Arc<AtomicU64>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(file_pieces(path, start, len, sent))
+}
+
+/// The pieces of [`file_body`], at most 1 MiB each.
+fn file_pieces(
+    path: PathBuf,
+    start: u64,
+    len: u64,
+    sent: Arc<AtomicU64>,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     enum State {
         Open(PathBuf, Arc<AtomicU64>),
         Reading(tokio::fs::File, u64, Arc<AtomicU64>),
         Done,
     }
-    let stream = futures_util::stream::unfold(State::Open(path, sent), move |state| async move {
+    futures_util::stream::unfold(State::Open(path, sent), move |state| async move {
         let (mut file, left, sent) = match state {
             State::Open(path, sent) => {
                 let opened = async {
@@ -626,8 +636,7 @@ fn file_body(path: PathBuf, start: u64, len: u64, sent: Arc<AtomicU64>) -> reqwe
             }
             Err(e) => Some((Err(e), State::Done)),
         }
-    });
-    reqwest::Body::wrap_stream(stream)
+    })
 }
 
 #[cfg(test)]
@@ -648,6 +657,32 @@ mod tests {
         assert_eq!(range("5-9"), None, "an upload always starts at 0");
         assert_eq!(range("junk"), None);
         assert_eq!(held_bytes(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_chunk_body_is_its_range_of_the_file_and_the_counter_restarts_at_its_start() {
+        use futures_util::StreamExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).expect("write");
+        let sent = Arc::new(AtomicU64::new(999_999_999));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let start = 1_048_576 + 7;
+        let len = 1_500_000;
+        let pieces: Vec<Vec<u8>> = runtime.block_on(
+            file_pieces(path.clone(), start, len, sent.clone())
+                .map(|p| p.expect("piece"))
+                .collect(),
+        );
+        assert!(pieces.iter().all(|p| p.len() <= 1 << 20));
+        let start = usize::try_from(start).expect("usize");
+        let len = usize::try_from(len).expect("usize");
+        assert_eq!(pieces.concat(), bytes[start..start + len]);
+        assert_eq!(sent.load(Ordering::Relaxed), (start + len) as u64);
     }
 
     #[test]
