@@ -54,6 +54,9 @@ pub struct Settings {
     /// `--mirror-only` or `MODELCTL_MIRROR_ONLY=1`: a locked file comes from a mirror or not
     /// at all, never from its origin.
     pub mirror_only: bool,
+    /// `MODELCTL_PUSH_CHUNK_MIB`: `push` uploads blobs larger than this in chunks of this
+    /// many bytes; `0` uploads every blob whole.
+    pub push_chunk: u64,
 }
 
 /// Cargo's `--locked`, `--offline`, `--frozen`.
@@ -172,6 +175,10 @@ impl Settings {
             mirror_env: env(crate::registry::mirror::MIRROR_ENV),
             mirror_only: env(crate::registry::mirror::MIRROR_ONLY_ENV)
                 .is_some_and(|v| crate::registry::mirror::is_on(&v)),
+            push_chunk: env_number(crate::registry::session::CHUNK_ENV)
+                .map_or(crate::registry::session::DEFAULT_CHUNK, |mib| {
+                    (mib * 1_048_576.0) as u64
+                }),
         }
     }
 

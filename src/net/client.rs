@@ -67,6 +67,33 @@ impl Client {
         self.policy
     }
 
+    /// Sends `request` once, whatever happens: for a request that must not be repeated as it
+    /// is (a chunk of an upload, whose next attempt starts where the server says it stopped).
+    /// A failure is final here; the caller asks [`Client::policy`] whether to go on.
+    pub async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SendError> {
+        match super::trace::send(request).await {
+            Ok(response) if response.status().is_success() => Ok(response),
+            Ok(response) => {
+                let why = format!("HTTP {}", response.status().as_u16());
+                Err(SendError::Status {
+                    response: Box::new(response),
+                    why,
+                })
+            }
+            Err(error) => {
+                let fault = Fault::of(&error);
+                Err(SendError::Transport {
+                    error,
+                    fault,
+                    gave_up: None,
+                })
+            }
+        }
+    }
+
     /// Sends the request `build` makes (once per attempt) until it succeeds or the policy
     /// gives up.
     pub async fn send(

@@ -163,7 +163,8 @@ pub fn push(
                 "report this".to_owned(),
             )
         })?;
-    let session = Session::new(client, target.clone(), credentials);
+    let session = Session::new(client, target.clone(), credentials)
+        .with_chunk_size(project.settings.push_chunk);
     let mut mounts: BTreeMap<Sha256, String> = BTreeMap::new();
     let mut models = Vec::new();
     for (id, locked, files) in prepared {

@@ -1,7 +1,14 @@
 //! The distribution API calls a push makes, for one registry, through the shared client (so
 //! every request is logged by `-v` and retried by the policy): `HEAD` a blob, mount it from
-//! another repository, upload it (`POST` then `PUT ?digest=`, the body streamed from the
-//! file), and put a manifest.
+//! another repository, upload it, and put a manifest.
+//!
+//! A blob of one chunk or less (the chunk size is `MODELCTL_PUSH_CHUNK_MIB`, default 32 MiB)
+//! is uploaded whole: `POST`, then `PUT ?digest=` with the file streamed. A larger one is
+//! uploaded in chunks: `POST`, one `PATCH` per chunk (`Content-Range: <start>-<end>`), then an
+//! empty `PUT ?digest=`. A chunk that fails is not sent again as it was: the registry is asked
+//! (`GET` of the upload) which bytes it holds, and the upload goes on from there, or starts
+//! over when the registry lost it. A registry that refuses the first `PATCH` (416, 405, …)
+//! gets the blob whole in a new upload, as before.
 //!
 //! Each request goes out anonymously first, or with the authorization a repository already
 //! earned; a `401` is answered once through [`super::auth`] and the answer is kept per
@@ -13,7 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LOCATION, RANGE,
+    WWW_AUTHENTICATE,
+};
 
 use super::Target;
 use super::auth::{AuthError, Challenge, Credentials};
@@ -37,6 +47,8 @@ pub enum SessionError {
     NoLocation { what: String },
     #[error("cannot read `{path}`: {why}")]
     Read { path: String, why: String },
+    #[error("{what}: the registry took the chunk but holds no more bytes than before")]
+    NoProgress { what: String },
 }
 
 impl SessionError {
@@ -58,6 +70,9 @@ impl SessionError {
             ),
             SessionError::NoLocation { .. } => "the registry does not speak the OCI distribution API as expected".to_owned(),
             SessionError::Read { .. } => "run `modelctl verify --repair` for this model".to_owned(),
+            SessionError::NoProgress { .. } => format!(
+                "run the push again; if it stops at the same place, push without chunks (`{CHUNK_ENV}=0`)"
+            ),
         }
     }
 }
@@ -74,6 +89,12 @@ pub enum BlobOutcome {
     Uploaded,
 }
 
+/// The environment variable with the chunk size of uploads, in MiB (`0`: every blob whole).
+pub const CHUNK_ENV: &str = "MODELCTL_PUSH_CHUNK_MIB";
+
+/// The chunk size of uploads when [`CHUNK_ENV`] is not set.
+pub const DEFAULT_CHUNK: u64 = 32 << 20;
+
 /// The calls of one push to one registry.
 pub struct Session {
     client: crate::net::Client,
@@ -81,6 +102,17 @@ pub struct Session {
     credentials: Option<Credentials>,
     /// The `Authorization` value each repository earned.
     earned: std::sync::Mutex<HashMap<String, Token>>,
+    /// Blobs larger than this go up in chunks of this size; `0`: every blob whole.
+    chunk: u64,
+}
+
+/// How often a request is sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempts {
+    /// As the retry policy says.
+    Policy,
+    /// Once: a chunk of an upload, which is never repeated blindly.
+    Once,
 }
 
 impl Session {
@@ -94,7 +126,14 @@ impl Session {
             target,
             credentials,
             earned: std::sync::Mutex::new(HashMap::new()),
+            chunk: DEFAULT_CHUNK,
         }
+    }
+
+    /// Uploads blobs larger than `bytes` in chunks of `bytes`; `0` uploads every blob whole.
+    pub fn with_chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk = bytes;
+        self
     }
 
     pub fn target(&self) -> &Target {
@@ -124,10 +163,35 @@ impl Session {
         url::Url::parse(&self.url(&format!("/v2/{repo}/blobs/sha256:{}", digest.hex())))
     }
 
-    /// Sends what `build` makes for `repo`, answering one `401`. `what` names the call in
-    /// errors; `extra_scopes` are asked for alongside the challenge's own.
+    /// Sends what `build` makes for `repo` as the retry policy says, answering one `401`.
+    /// `what` names the call in errors; `extra_scopes` are asked for alongside the
+    /// challenge's own.
     async fn send(
         &self,
+        repo: &str,
+        what: &str,
+        extra_scopes: &[String],
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SessionError> {
+        self.send_as(Attempts::Policy, repo, what, extra_scopes, build)
+            .await
+    }
+
+    async fn dispatch(
+        &self,
+        attempts: Attempts,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SendError> {
+        match attempts {
+            Attempts::Policy => self.client.send(build).await,
+            Attempts::Once => self.client.send_once(build(self.client.http())).await,
+        }
+    }
+
+    /// [`Session::send`], with the attempts given.
+    async fn send_as(
+        &self,
+        attempts: Attempts,
         repo: &str,
         what: &str,
         extra_scopes: &[String],
@@ -140,7 +204,7 @@ impl Session {
                 None => build(c),
             }
         };
-        let mut sent = self.client.send(with(self.earned(repo))).await;
+        let mut sent = self.dispatch(attempts, with(self.earned(repo))).await;
         if let Err(SendError::Status { response, .. }) = &sent
             && response.status() == StatusCode::UNAUTHORIZED
             && let Some(challenge) = response
@@ -160,7 +224,7 @@ impl Session {
             if let Ok(mut earned) = self.earned.lock() {
                 earned.insert(repo.to_owned(), token.clone());
             }
-            sent = self.client.send(with(Some(token))).await;
+            sent = self.dispatch(attempts, with(Some(token))).await;
         }
         match sent {
             Ok(response) => Ok(response),
@@ -205,22 +269,35 @@ impl Session {
         if self.has_blob(repo, digest).await? {
             return Ok(BlobOutcome::Present);
         }
-        let location =
-            match mount_from {
-                Some(from) => match self.start_upload(repo, Some((digest, from))).await? {
-                    None => {
-                        return Ok(BlobOutcome::Mounted {
-                            from: from.to_owned(),
-                        });
-                    }
-                    Some(location) => location,
-                },
-                None => self.start_upload(repo, None).await?.ok_or_else(|| {
-                    SessionError::NoLocation {
-                        what: format!("POST /v2/{repo}/blobs/uploads/"),
-                    }
-                })?,
+        let mut location = match mount_from {
+            Some(from) => match self.start_upload(repo, Some((digest, from))).await? {
+                None => {
+                    return Ok(BlobOutcome::Mounted {
+                        from: from.to_owned(),
+                    });
+                }
+                Some(location) => location,
+            },
+            None => self.new_upload(repo).await?,
+        };
+        if self.chunk > 0 && size > self.chunk {
+            let blob = Blob {
+                digest,
+                size,
+                path,
+                sent: &sent,
             };
+            if self.upload_in_chunks(repo, location, &blob).await? {
+                return Ok(BlobOutcome::Uploaded);
+            }
+            tracing::info!(
+                target: "modelctl::push",
+                "{} refused a chunked upload; sending sha256:{} whole",
+                self.target.host,
+                digest.hex()
+            );
+            location = self.new_upload(repo).await?;
+        }
         let url = with_digest(location, digest);
         let what = format!("the upload of sha256:{} to {repo}", digest.hex());
         let path = path.to_path_buf();
@@ -228,10 +305,143 @@ impl Session {
             c.put(url.clone())
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, size)
-                .body(file_body(path.clone(), sent.clone()))
+                .body(file_body(path.clone(), 0, size, sent.clone()))
         })
         .await?;
         Ok(BlobOutcome::Uploaded)
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`: where a new upload goes.
+    async fn new_upload(&self, repo: &str) -> Result<url::Url, SessionError> {
+        self.start_upload(repo, None)
+            .await?
+            .ok_or_else(|| SessionError::NoLocation {
+                what: format!("POST /v2/{repo}/blobs/uploads/"),
+            })
+    }
+
+    /// Uploads `blob` to `location` in chunks, then closes the upload with its digest.
+    /// `Ok(false)`: the registry refused the first chunk, so it takes no chunked uploads
+    /// (nothing of the blob is stored then). A failed chunk is resumed from the bytes the
+    /// registry says it holds, as often as the retry policy allows in a row.
+    async fn upload_in_chunks(
+        &self,
+        repo: &str,
+        mut location: url::Url,
+        blob: &Blob<'_>,
+    ) -> Result<bool, SessionError> {
+        let policy = self.client.policy();
+        let mut held = 0u64;
+        let mut accepted = false;
+        let mut failures = 0u32;
+        while held < blob.size {
+            let len = (blob.size - held).min(self.chunk);
+            let failure = match self.patch_chunk(repo, &location, blob, held, len).await {
+                Ok((next, now)) if now > held => {
+                    location = next;
+                    held = now;
+                    accepted = true;
+                    failures = 0;
+                    continue;
+                }
+                Ok((next, _)) => {
+                    location = next;
+                    SessionError::NoProgress {
+                        what: chunk_what(repo, blob, held, len),
+                    }
+                }
+                Err(SessionError::Status { status, .. }) if !accepted && refuses_chunks(status) => {
+                    return Ok(false);
+                }
+                Err(e) => e,
+            };
+            failures += 1;
+            match policy.on_transport_error(failures) {
+                crate::net::retry::Verdict::RetryAfter(wait) => tokio::time::sleep(wait).await,
+                crate::net::retry::Verdict::GiveUp(_) => return Err(failure),
+            }
+            tracing::info!(
+                target: "modelctl::push",
+                "{failure}; asking {} which bytes of sha256:{} it holds",
+                self.target.host,
+                blob.digest.hex()
+            );
+            match self.upload_status(repo, &location).await {
+                Ok((next, now)) if now <= blob.size => {
+                    location = next;
+                    held = now;
+                }
+                _ => {
+                    location = self.new_upload(repo).await?;
+                    held = 0;
+                }
+            }
+        }
+        let url = with_digest(location, blob.digest);
+        let what = format!(
+            "closing the upload of sha256:{} to {repo}",
+            blob.digest.hex()
+        );
+        self.send(repo, &what, &[], |c| {
+            c.put(url.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, 0)
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// `PATCH` of `len` bytes from `start`, sent once: where the upload goes on, and how many
+    /// bytes the registry holds now (its `Range`, else `start + len`).
+    async fn patch_chunk(
+        &self,
+        repo: &str,
+        location: &url::Url,
+        blob: &Blob<'_>,
+        start: u64,
+        len: u64,
+    ) -> Result<(url::Url, u64), SessionError> {
+        let what = chunk_what(repo, blob, start, len);
+        let path = blob.path.to_path_buf();
+        let response = self
+            .send_as(Attempts::Once, repo, &what, &[], |c| {
+                c.patch(location.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, format!("{start}-{}", start + len - 1))
+                    .header(CONTENT_LENGTH, len)
+                    .body(file_body(path.clone(), start, len, blob.sent.clone()))
+            })
+            .await?;
+        let next = self
+            .location_of(&response)
+            .unwrap_or_else(|| location.clone());
+        let held = held_bytes(response.headers()).unwrap_or(start + len);
+        Ok((next, held))
+    }
+
+    /// `GET` of an upload: where it goes on, and how many bytes the registry holds.
+    async fn upload_status(
+        &self,
+        repo: &str,
+        location: &url::Url,
+    ) -> Result<(url::Url, u64), SessionError> {
+        let what = format!("GET {}", crate::net::SafeUrl::from(location));
+        let response = self
+            .send(repo, &what, &[], |c| c.get(location.clone()))
+            .await?;
+        let next = self
+            .location_of(&response)
+            .unwrap_or_else(|| location.clone());
+        Ok((next, held_bytes(response.headers()).unwrap_or(0)))
+    }
+
+    /// The `Location` of an answer, against the registry's base.
+    fn location_of(&self, response: &reqwest::Response) -> Option<url::Url> {
+        response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| self.target.base.join(l).ok())
     }
 
     /// Pushes a small blob from memory (the config), unless `repo` has it.
@@ -240,13 +450,7 @@ impl Session {
         if self.has_blob(repo, &digest).await? {
             return Ok(BlobOutcome::Present);
         }
-        let location =
-            self.start_upload(repo, None)
-                .await?
-                .ok_or_else(|| SessionError::NoLocation {
-                    what: format!("POST /v2/{repo}/blobs/uploads/"),
-                })?;
-        let url = with_digest(location, &digest);
+        let url = with_digest(self.new_upload(repo).await?, &digest);
         let what = format!("the upload of the config to {repo}");
         self.send(repo, &what, &[], |c| {
             c.put(url.clone())
@@ -275,11 +479,8 @@ impl Session {
         if response.status() == StatusCode::CREATED && mount.is_some() {
             return Ok(None);
         }
-        let location = response
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| self.target.base.join(l).ok())
+        let location = self
+            .location_of(&response)
             .ok_or(SessionError::NoLocation { what })?;
         Ok(Some(location))
     }
@@ -300,6 +501,53 @@ impl Session {
         })
         .await?;
         Ok(())
+    }
+}
+
+/// A blob being uploaded, and the counter of its bytes sent.
+struct Blob<'a> {
+    digest: &'a Sha256,
+    size: u64,
+    path: &'a Path,
+    sent: &'a Arc<AtomicU64>,
+}
+
+fn chunk_what(repo: &str, blob: &Blob<'_>, start: u64, len: u64) -> String {
+    format!(
+        "the upload of bytes {start}-{} of sha256:{} to {repo}",
+        start + len - 1,
+        blob.digest.hex()
+    )
+}
+
+/// Whether a refusal of the first chunk means the registry takes no chunked uploads (rather
+/// than a failure worth a retry, or a login that another upload would not fix either).
+fn refuses_chunks(status: StatusCode) -> bool {
+    status == StatusCode::NOT_IMPLEMENTED
+        || status.is_client_error()
+            && !matches!(
+                status,
+                StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::TOO_MANY_REQUESTS
+                    | StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+            )
+}
+
+/// The bytes a registry holds of an upload, from its `Range: 0-<last byte>` (`bytes=` allowed
+/// before it). `0-0` is read as none: distribution answers so for an empty upload.
+fn held_bytes(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(RANGE)?.to_str().ok()?.trim();
+    let value = value.strip_prefix("bytes=").unwrap_or(value);
+    let (start, end) = value.split_once('-')?;
+    let (start, end) = (
+        start.trim().parse::<u64>().ok()?,
+        end.trim().parse::<u64>().ok()?,
+    );
+    match (start, end) {
+        (0, 0) => Some(0),
+        (0, end) => Some(end + 1),
+        _ => None,
     }
 }
 
@@ -336,37 +584,116 @@ async fn status_error(what: &str, response: reqwest::Response, why: &str) -> Ses
     }
 }
 
-/// A request body streaming the file at `path` from its start, counting the bytes read into
-/// `sent` (set to zero when the stream begins, so a retried upload counts from zero).
-fn file_body(path: PathBuf, sent: Arc<AtomicU64>) -> reqwest::Body {
-    use tokio::io::AsyncReadExt;
+/// A request body streaming `len` bytes of the file at `path` from byte `start`, counting the
+/// bytes read into `sent` (set to `start` when the stream begins, so a retried chunk or
+/// upload counts from where it starts again).
+fn file_body(path: PathBuf, start: u64, len: u64, sent: Arc<AtomicU64>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(file_pieces(path, start, len, sent))
+}
+
+/// The pieces of [`file_body`], at most 1 MiB each.
+fn file_pieces(
+    path: PathBuf,
+    start: u64,
+    len: u64,
+    sent: Arc<AtomicU64>,
+) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     enum State {
         Open(PathBuf, Arc<AtomicU64>),
-        Reading(tokio::fs::File, Arc<AtomicU64>),
+        Reading(tokio::fs::File, u64, Arc<AtomicU64>),
         Done,
     }
-    let stream = futures_util::stream::unfold(State::Open(path, sent), |state| async move {
-        let (mut file, sent) = match state {
-            State::Open(path, sent) => match tokio::fs::File::open(&path).await {
-                Ok(file) => {
-                    sent.store(0, Ordering::Relaxed);
-                    (file, sent)
+    futures_util::stream::unfold(State::Open(path, sent), move |state| async move {
+        let (mut file, left, sent) = match state {
+            State::Open(path, sent) => {
+                let opened = async {
+                    let mut file = tokio::fs::File::open(&path).await?;
+                    file.seek(std::io::SeekFrom::Start(start)).await?;
+                    Ok::<_, std::io::Error>(file)
+                };
+                match opened.await {
+                    Ok(file) => {
+                        sent.store(start, Ordering::Relaxed);
+                        (file, len, sent)
+                    }
+                    Err(e) => return Some((Err(e), State::Done)),
                 }
-                Err(e) => return Some((Err(e), State::Done)),
-            },
-            State::Reading(file, sent) => (file, sent),
+            }
+            State::Reading(file, left, sent) => (file, left, sent),
             State::Done => return None,
         };
-        let mut buf = vec![0u8; 1 << 20];
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; (1usize << 20).min(usize::try_from(left).unwrap_or(usize::MAX))];
         match file.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
                 sent.fetch_add(n as u64, Ordering::Relaxed);
-                Some((Ok(buf), State::Reading(file, sent)))
+                Some((Ok(buf), State::Reading(file, left - n as u64, sent)))
             }
             Err(e) => Some((Err(e), State::Done)),
         }
-    });
-    reqwest::Body::wrap_stream(stream)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str) -> Option<u64> {
+        let mut headers = HeaderMap::new();
+        headers.insert(RANGE, value.parse().expect("header value"));
+        held_bytes(&headers)
+    }
+
+    #[test]
+    fn the_range_of_an_upload_says_how_many_bytes_are_held() {
+        assert_eq!(range("0-1048575"), Some(1 << 20));
+        assert_eq!(range("bytes=0-99"), Some(100));
+        assert_eq!(range("0-0"), Some(0), "distribution's empty upload");
+        assert_eq!(range("5-9"), None, "an upload always starts at 0");
+        assert_eq!(range("junk"), None);
+        assert_eq!(held_bytes(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_chunk_body_is_its_range_of_the_file_and_the_counter_restarts_at_its_start() {
+        use futures_util::StreamExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("blob");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).expect("write");
+        let sent = Arc::new(AtomicU64::new(999_999_999));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let start = 1_048_576 + 7;
+        let len = 1_500_000;
+        let pieces: Vec<Vec<u8>> = runtime.block_on(
+            file_pieces(path.clone(), start, len, sent.clone())
+                .map(|p| p.expect("piece"))
+                .collect(),
+        );
+        assert!(pieces.iter().all(|p| p.len() <= 1 << 20));
+        let start = usize::try_from(start).expect("usize");
+        let len = usize::try_from(len).expect("usize");
+        assert_eq!(pieces.concat(), bytes[start..start + len]);
+        assert_eq!(sent.load(Ordering::Relaxed), (start + len) as u64);
+    }
+
+    #[test]
+    fn only_a_plain_refusal_means_no_chunked_uploads() {
+        for status in [416, 400, 404, 405, 501] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert!(refuses_chunks(status), "{status}");
+        }
+        for status in [401, 403, 408, 429, 500, 502, 503] {
+            let status = StatusCode::from_u16(status).expect("status");
+            assert!(!refuses_chunks(status), "{status}");
+        }
+    }
 }

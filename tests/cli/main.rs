@@ -16,6 +16,7 @@ mod credential_helpers;
 mod disk_faults;
 mod docs;
 mod edit;
+mod examples;
 mod fake_blob;
 mod fake_hub;
 mod fake_hub_selftest;

@@ -490,3 +490,397 @@ fn a_bearer_challenge_is_answered_with_the_docker_login_and_no_secret_is_printed
         run.stderr
     );
 }
+
+/// What [`ChunkRegistry`] holds and saw.
+#[derive(Default)]
+struct ChunkState {
+    /// `METHOD path content-range body-bytes` of every request.
+    log: Vec<String>,
+    uploads: std::collections::BTreeMap<u32, Vec<u8>>,
+    next_upload: u32,
+    blobs: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Once an upload holds this many bytes, the connection of the `PATCH` that brought them
+    /// is dropped in the middle of its body (once).
+    drop_at: Option<usize>,
+    /// Whether `PATCH` is accepted; without, it is answered 416.
+    chunked: bool,
+    /// Whether a cut `PATCH` loses its upload, as distribution does (the upload's state token
+    /// no longer matches its bytes, so the next request about it gets a 404).
+    forget_cut: bool,
+    /// Body bytes read from `PATCH` requests.
+    patch_bytes: usize,
+}
+
+/// A registry on 127.0.0.1 that speaks the distribution spec's chunked uploads (`POST`,
+/// `PATCH` with `Content-Range`, `GET` of the upload for its `Range`, `PUT ?digest=`). It is
+/// written on plain TCP, one request per connection, so that it can drop a connection in the
+/// middle of a `PATCH` body and keep the bytes that arrived, as a registry behind a broken
+/// link would; or refuse `PATCH` like a registry without chunked uploads.
+pub struct ChunkRegistry {
+    pub base: String,
+    state: std::sync::Arc<std::sync::Mutex<ChunkState>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ChunkRegistry {
+    pub fn start(chunked: bool, drop_at: Option<usize>, forget_cut: bool) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ChunkState {
+            chunked,
+            drop_at,
+            forget_cut,
+            ..ChunkState::default()
+        }));
+        let shared = state.clone();
+        runtime.spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(chunk_connection(socket, shared.clone()));
+            }
+        });
+        Self {
+            base: format!("http://{addr}"),
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.log.clone()).unwrap_or_default()
+    }
+
+    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        self.state.lock().ok()?.blobs.get(digest).cloned()
+    }
+
+    pub fn patch_bytes(&self) -> usize {
+        self.state.lock().map(|s| s.patch_bytes).unwrap_or(0)
+    }
+}
+
+/// One request on `socket`: read, answered (or the connection dropped), closed.
+async fn chunk_connection(
+    mut socket: tokio::net::TcpStream,
+    state: std::sync::Arc<std::sync::Mutex<ChunkState>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut piece = [0u8; 8192];
+        match socket.read(&mut piece).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let mut request_line = lines.next().unwrap_or("").split(' ');
+    let method = request_line.next().unwrap_or("").to_owned();
+    let target = request_line.next().unwrap_or("").to_owned();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let range = header("content-range").unwrap_or_else(|| "-".to_owned());
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
+    let upload_id: Option<u32> = path.strip_prefix("/upload/").and_then(|n| n.parse().ok());
+
+    let mut body = buf[head_end..].to_vec();
+    // A PATCH's bytes go into its upload as they arrive, so a dropped connection keeps them.
+    let patching = method == "PATCH" && state.lock().is_ok_and(|s| s.chunked);
+    let start: Option<usize> = range.split('-').next().and_then(|s| s.parse().ok());
+    let mut dropped = false;
+    loop {
+        if patching && let Some(id) = upload_id {
+            let mut s = state.lock().expect("state");
+            let held = s.uploads.get(&id).map_or(0, Vec::len);
+            if start == Some(held)
+                && let Some(at) = s.drop_at
+                && held + body.len() >= at
+            {
+                body.truncate(at - held);
+                s.drop_at = None;
+                dropped = true;
+                break;
+            }
+        }
+        if body.len() >= length {
+            break;
+        }
+        let mut piece = vec![0u8; 65536];
+        match socket.read(&mut piece).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&piece[..n]),
+        }
+    }
+
+    let (status, headers, reply): (&str, Vec<(String, String)>, Vec<u8>) = {
+        let mut s = state.lock().expect("state");
+        s.log
+            .push(format!("{method} {path} {range} {}", body.len()));
+        let range_of = |held: usize| format!("0-{}", held.saturating_sub(1));
+        let location = |id: u32| ("Location".to_owned(), format!("/upload/{id}"));
+        match (method.as_str(), upload_id) {
+            ("HEAD" | "GET", None) if path.contains("/blobs/") => {
+                let digest = path.rsplit('/').next().unwrap_or("").to_owned();
+                match s.blobs.get(&digest) {
+                    Some(bytes) if method == "GET" => ("200 OK", vec![], bytes.clone()),
+                    Some(_) => ("200 OK", vec![], vec![]),
+                    None => ("404 Not Found", vec![], vec![]),
+                }
+            }
+            ("POST", None) if path.ends_with("/blobs/uploads/") => {
+                s.next_upload += 1;
+                let id = s.next_upload;
+                s.uploads.insert(id, Vec::new());
+                (
+                    "202 Accepted",
+                    vec![location(id), ("Range".to_owned(), "0-0".to_owned())],
+                    vec![],
+                )
+            }
+            ("PATCH", Some(id)) if s.chunked && s.uploads.contains_key(&id) => {
+                s.patch_bytes += body.len();
+                let held = s.uploads.get(&id).map_or(0, Vec::len);
+                if start != Some(held) {
+                    (
+                        "416 Range Not Satisfiable",
+                        vec![location(id), ("Range".to_owned(), range_of(held))],
+                        vec![],
+                    )
+                } else {
+                    let upload = s.uploads.entry(id).or_default();
+                    upload.extend_from_slice(&body);
+                    let held = upload.len();
+                    if dropped {
+                        if s.forget_cut {
+                            s.uploads.remove(&id);
+                        }
+                        return; // the connection closes without an answer
+                    }
+                    (
+                        "202 Accepted",
+                        vec![location(id), ("Range".to_owned(), range_of(held))],
+                        vec![],
+                    )
+                }
+            }
+            ("PATCH", Some(_)) => ("416 Range Not Satisfiable", vec![], vec![]),
+            ("GET", Some(id)) if s.uploads.contains_key(&id) => {
+                let held = s.uploads.get(&id).map_or(0, Vec::len);
+                (
+                    "204 No Content",
+                    vec![location(id), ("Range".to_owned(), range_of(held))],
+                    vec![],
+                )
+            }
+            ("PUT", Some(id)) if s.uploads.contains_key(&id) => {
+                let mut bytes = s.uploads.remove(&id).unwrap_or_default();
+                bytes.extend_from_slice(&body);
+                let digest = query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("digest="))
+                    .unwrap_or("")
+                    .replace("%3A", ":");
+                if digest == format!("sha256:{}", sha256_hex(&bytes)) {
+                    s.blobs.insert(digest, bytes);
+                    ("201 Created", vec![], vec![])
+                } else {
+                    ("400 Bad Request", vec![], vec![])
+                }
+            }
+            ("PUT", None) if path.contains("/manifests/") => ("201 Created", vec![], vec![]),
+            _ => ("404 Not Found", vec![], vec![]),
+        }
+    };
+    let mut answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.len()
+    );
+    for (k, v) in headers {
+        answer.push_str(&format!("{k}: {v}\r\n"));
+    }
+    answer.push_str("\r\n");
+    let _ = socket.write_all(answer.as_bytes()).await;
+    let _ = socket.write_all(&reply).await;
+    let _ = socket.shutdown().await;
+}
+
+/// A project holding one applied model of `size` pseudo-random bytes.
+fn project_with_one_model(size: usize) -> (Project, Vec<u8>) {
+    let project = Project::new();
+    let weights = crate::faults::pseudo_random(size, 11);
+    std::fs::create_dir_all(project.path("src")).expect("dir");
+    std::fs::write(project.path("src/big.safetensors"), &weights).expect("write");
+    project.write(
+        "models.yaml",
+        &format!(
+            "version: 1\nmodels:\n  big:\n    type: llm\n    source: {{ url: \"{}\" }}\n",
+            file_url(&project.path("src/big.safetensors"))
+        ),
+    );
+    let applied = project.run(&["apply", "--yes"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    (project, weights)
+}
+
+const ONE_MIB_CHUNKS: [(&str, &str); 3] = [
+    ("MODELCTL_PUSH_CHUNK_MIB", "1"),
+    ("MODELCTL_HTTP_RETRIES", "4"),
+    ("MODELCTL_HTTP_RETRY_BASE_MS", "10"),
+];
+
+#[test]
+fn a_blob_larger_than_a_chunk_goes_up_in_chunks_to_the_real_registry_and_pulls_back_exact() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let (project, weights) = project_with_three_models();
+    let to = format!("http://127.0.0.1:{}/team", registry.port);
+    let run = project.run_env(&["-v", "push", "--to", &to, "--json"], &ONE_MIB_CHUNKS);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(
+        model(&report, "voice")["uploaded_bytes"],
+        weights.len() as u64
+    );
+    // 3,000,000 bytes in 1 MiB chunks: three PATCHes, each logged by -v.
+    let patches = run
+        .stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("INFO PATCH http://127.0.0.1"))
+        .count();
+    assert_eq!(patches, 3, "{}", run.stderr);
+    let digest = format!("sha256:{}", sha256_hex(&weights));
+    assert_eq!(
+        get_bytes(&registry, &format!("/v2/team/voice/blobs/{digest}")),
+        weights,
+        "the chunks joined are the file"
+    );
+    assert_eq!(
+        get_bytes(&registry, &format!("/v2/team/voice-copy/blobs/{digest}")),
+        weights
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_chunk_resumes_from_the_range_the_registry_holds() {
+    let size = 3 * 1_048_576 + 500_000;
+    let drop_at = 1_048_576 + 524_288; // half-way through the second chunk
+    let registry = ChunkRegistry::start(true, Some(drop_at), false);
+    let (project, weights) = project_with_one_model(size);
+    let to = format!("{}/team", registry.base);
+    let run = project.run_env(&["push", "--to", &to, "--json"], &ONE_MIB_CHUNKS);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let digest = format!("sha256:{}", sha256_hex(&weights));
+    assert_eq!(
+        registry.blob(&digest).as_deref(),
+        Some(&weights[..]),
+        "byte-exact"
+    );
+    let log = registry.log();
+    let patches: Vec<&String> = log.iter().filter(|l| l.starts_with("PATCH")).collect();
+    let ranges: Vec<&str> = patches.iter().filter_map(|l| l.split(' ').nth(2)).collect();
+    assert_eq!(
+        ranges,
+        [
+            "0-1048575",
+            "1048576-2097151",
+            "1572864-2621439",
+            "2621440-3645727"
+        ],
+        "resumed at the Range, in chunks again: {log:?}"
+    );
+    let status = log
+        .iter()
+        .position(|l| l.starts_with("GET /upload/1 "))
+        .expect("the registry was asked what it holds");
+    let second = log
+        .iter()
+        .position(|l| l.starts_with("PATCH /upload/1 1048576-"))
+        .expect("second chunk");
+    assert!(second < status, "{log:?}");
+    assert_eq!(
+        registry.patch_bytes(),
+        size,
+        "no byte the registry held was sent again"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("POST /v2/team/big/blobs/uploads/"))
+            .count(),
+        2,
+        "one upload for the weights, one for the config: {log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("PUT /upload/1 - 0")),
+        "closed with an empty PUT: {log:?}"
+    );
+}
+
+#[test]
+fn a_registry_that_refuses_chunks_gets_the_blob_whole() {
+    let registry = ChunkRegistry::start(false, None, false);
+    let size = 2 * 1_048_576 + 10;
+    let (project, weights) = project_with_one_model(size);
+    let to = format!("{}/team", registry.base);
+    let run = project.run_env(&["push", "--to", &to], &ONE_MIB_CHUNKS);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let digest = format!("sha256:{}", sha256_hex(&weights));
+    assert_eq!(registry.blob(&digest).as_deref(), Some(&weights[..]));
+    let log = registry.log();
+    let methods: Vec<&str> = log
+        .iter()
+        .take(5)
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "POST", "PATCH", "POST", "PUT"],
+        "one refused PATCH, then a new upload sent whole: {log:?}"
+    );
+    assert!(
+        log[4].ends_with(&format!(" {size}")),
+        "the PUT carries the blob: {log:?}"
+    );
+}
+
+#[test]
+fn an_upload_the_registry_lost_with_a_cut_chunk_starts_over_and_completes() {
+    let size = 2 * 1_048_576 + 300_000;
+    let registry = ChunkRegistry::start(true, Some(1_048_576 + 100_000), true);
+    let (project, weights) = project_with_one_model(size);
+    let to = format!("{}/team", registry.base);
+    let run = project.run_env(&["push", "--to", &to], &ONE_MIB_CHUNKS);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let digest = format!("sha256:{}", sha256_hex(&weights));
+    assert_eq!(registry.blob(&digest).as_deref(), Some(&weights[..]));
+    let log = registry.log();
+    let lost = log
+        .iter()
+        .position(|l| l.starts_with("GET /upload/1 "))
+        .expect("asked");
+    assert!(
+        log[lost + 1].starts_with("POST /v2/team/big/blobs/uploads/")
+            && log[lost + 2].starts_with("PATCH /upload/2 0-1048575"),
+        "a new upload from byte 0: {log:?}"
+    );
+}
