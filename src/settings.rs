@@ -139,6 +139,7 @@ impl Settings {
         };
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let (hf, warnings) = hub_from_env(&env);
+        let ollama_models = env("OLLAMA_MODELS").map(|p| absolute(PathBuf::from(p)));
         Self {
             manifest_path,
             lock_path,
@@ -157,9 +158,8 @@ impl Settings {
             warnings,
             failpoint: std::env::var("MODELCTL_FAILPOINT").ok(),
             ollama_host: env("OLLAMA_HOST"),
-            ollama_models: env("OLLAMA_MODELS").map(|p| absolute(PathBuf::from(p))),
-            ollama_stores: env("OLLAMA_MODELS")
-                .map(|p| absolute(PathBuf::from(p)))
+            ollama_models: ollama_models.clone(),
+            ollama_stores: ollama_models
                 .into_iter()
                 .chain(env("HOME").map(|h| PathBuf::from(h).join(".ollama/models")))
                 .chain(std::iter::once(PathBuf::from(

@@ -558,8 +558,9 @@ fn with_digest(mut location: url::Url, digest: &Sha256) -> url::Url {
     location
 }
 
-/// A final refusal, with the registry's error message when it sent one.
-async fn status_error(what: &str, response: reqwest::Response, why: &str) -> SessionError {
+/// A registry's final refusal: its status, and ` (CODE: message)` from the distribution API's
+/// `{"errors": [...]}` body, else ` (the retry summary)` when attempts ran out, else nothing.
+pub async fn refusal(response: reqwest::Response, why: &str) -> (StatusCode, String) {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
@@ -577,6 +578,12 @@ async fn status_error(what: &str, response: reqwest::Response, why: &str) -> Ses
         None if why.contains("attempts") => format!(" ({why})"),
         None => String::new(),
     };
+    (status, detail)
+}
+
+/// A final refusal, with the registry's error message when it sent one.
+async fn status_error(what: &str, response: reqwest::Response, why: &str) -> SessionError {
+    let (status, detail) = refusal(response, why).await;
     SessionError::Status {
         what: what.to_owned(),
         status,

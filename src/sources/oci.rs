@@ -275,23 +275,7 @@ async fn status_error(
     response: reqwest::Response,
     why: &str,
 ) -> OciError {
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            let first = v.get("errors")?.get(0)?.clone();
-            Some(format!(
-                "{}: {}",
-                first.get("code")?.as_str().unwrap_or("?"),
-                first.get("message").and_then(|m| m.as_str()).unwrap_or("")
-            ))
-        });
-    let detail = match message {
-        Some(m) => format!(" ({m})"),
-        None if why.contains("attempts") => format!(" ({why})"),
-        None => String::new(),
-    };
+    let (status, detail) = crate::registry::session::refusal(response, why).await;
     let help = match status.as_u16() {
         401 | 403 => format!(
             "log in with `docker login {}` (the login stored in ~/.docker/config.json is used), and check it may pull this repository",
