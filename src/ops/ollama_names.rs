@@ -50,12 +50,10 @@ pub enum NameCheck {
 /// The daemon's models, or an error that says how to reach it.
 fn installed(settings: &Settings) -> Result<Vec<Installed>> {
     let daemon = daemon(settings)?;
-    runtime()?.block_on(daemon.installed()).map_err(|e| {
-        miette!(
-            help = "start the daemon (`ollama serve`), or set OLLAMA_HOST to where it listens",
-            "cannot list the Ollama daemon's models: {e}"
-        )
-    })
+    // The daemon's error already says how to reach it (`ollama serve`, OLLAMA_HOST).
+    runtime()?
+        .block_on(daemon.installed())
+        .map_err(|e| miette!("cannot list the Ollama daemon's models: {e}"))
 }
 
 fn daemon(settings: &Settings) -> Result<Daemon> {
