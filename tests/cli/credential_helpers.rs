@@ -7,21 +7,12 @@
 use std::os::unix::fs::PermissionsExt;
 
 use crate::push::{SECRET, TokenRegistry};
-use crate::support::{Project, Run, file_url};
+use crate::support::{Project, Run, applied_file_model};
 
 /// A project with one applied url model, a registry, and a `bin/` for helpers.
 fn setup() -> (Project, TokenRegistry) {
     let registry = TokenRegistry::start();
-    let project = Project::new();
-    project.write("src/voice.safetensors", "weights\n");
-    let url = file_url(&project.path("src/voice.safetensors"));
-    project.write(
-        "models.yaml",
-        &format!(
-            "version: 1\nmodels:\n  voice:\n    type: tts\n    source: {{ url: \"{url}\" }}\n"
-        ),
-    );
-    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let project = applied_file_model("voice", "tts", "voice.safetensors", b"weights\n");
     (project, registry)
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::oci_registry::Registry;
-use crate::support::{Project, file_url, sha256_hex};
+use crate::support::{Project, sha256_hex};
 
 const RAW: &str = "application/vnd.cncf.model.weight.v1.raw";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -27,19 +27,7 @@ fn weights(seed: u32) -> Vec<u8> {
 
 /// A project with one url model `voice` (weights and nothing else), applied.
 fn applied_source(bytes: &[u8]) -> Project {
-    let project = Project::new();
-    std::fs::create_dir_all(project.path("src")).expect("dir");
-    std::fs::write(project.path("src/voice.safetensors"), bytes).expect("write");
-    project.write(
-        "models.yaml",
-        &format!(
-            "version: 1\nmodels:\n  voice:\n    type: tts\n    source: {{ url: \"{}\" }}\n",
-            file_url(&project.path("src/voice.safetensors"))
-        ),
-    );
-    let run = project.run(&["apply", "--yes"]);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    project
+    crate::support::applied_file_model("voice", "tts", "voice.safetensors", bytes)
 }
 
 /// `modelctl push --json` with `args`; the manifest digest of `voice`.

@@ -432,16 +432,8 @@ impl TokenRegistry {
 fn a_bearer_challenge_is_answered_with_the_docker_login_and_no_secret_is_printed() {
     use base64::Engine as _;
     let registry = TokenRegistry::start();
-    let project = Project::new();
-    project.write("src/voice.safetensors", "weights\n");
-    let url = file_url(&project.path("src/voice.safetensors"));
-    project.write(
-        "models.yaml",
-        &format!(
-            "version: 1\nmodels:\n  voice:\n    type: tts\n    source: {{ url: \"{url}\" }}\n"
-        ),
-    );
-    assert_eq!(project.run(&["apply", "--yes"]).code, 0);
+    let project =
+        crate::support::applied_file_model("voice", "tts", "voice.safetensors", b"weights\n");
     let to = format!("{}/team", registry.base);
 
     // No login: the token endpoint refuses, and the error says how to log in.
@@ -726,19 +718,8 @@ async fn chunk_connection(
 
 /// A project holding one applied model of `size` pseudo-random bytes.
 fn project_with_one_model(size: usize) -> (Project, Vec<u8>) {
-    let project = Project::new();
     let weights = crate::faults::pseudo_random(size, 11);
-    std::fs::create_dir_all(project.path("src")).expect("dir");
-    std::fs::write(project.path("src/big.safetensors"), &weights).expect("write");
-    project.write(
-        "models.yaml",
-        &format!(
-            "version: 1\nmodels:\n  big:\n    type: llm\n    source: {{ url: \"{}\" }}\n",
-            file_url(&project.path("src/big.safetensors"))
-        ),
-    );
-    let applied = project.run(&["apply", "--yes"]);
-    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let project = crate::support::applied_file_model("big", "llm", "big.safetensors", &weights);
     (project, weights)
 }
 

@@ -165,6 +165,25 @@ pub fn file_url(path: &Path) -> String {
         .to_string()
 }
 
+/// A project with one `url` model `id` of type `kind`, whose file is `src/<file>` holding
+/// `bytes` (a `file://` URL), applied: its blob is in the store, its sha256 in models.lock.
+pub fn applied_file_model(id: &str, kind: &str, file: &str, bytes: &[u8]) -> Project {
+    let project = Project::new();
+    std::fs::create_dir_all(project.path("src")).expect("dir");
+    let path = project.path(&format!("src/{file}"));
+    std::fs::write(&path, bytes).expect("write");
+    project.write(
+        "models.yaml",
+        &format!(
+            "version: 1\nmodels:\n  {id}:\n    type: {kind}\n    source: {{ url: \"{}\" }}\n",
+            file_url(&path)
+        ),
+    );
+    let run = project.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    project
+}
+
 /// A fake file server on `127.0.0.1:0`, speaking plain HTTP as a CDN would: HEAD and GET with
 /// `Content-Length`, `ETag`, `Last-Modified` and `Range`; a redirect; a 404; a server that
 /// refuses HEAD; one that answers HEAD gzip-encoded, one that encodes every answer, and one
