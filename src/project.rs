@@ -136,8 +136,7 @@ impl Project {
 
     /// A client for the Ollama daemon at `OLLAMA_HOST`.
     pub fn daemon(&self) -> std::result::Result<Daemon, DaemonError> {
-        let base = crate::sources::ollama::daemon::base_url(self.settings.ollama_host.as_deref())?;
-        Daemon::new(base, &self.settings.net)
+        Daemon::at(self.settings.ollama_host.as_deref(), &self.settings.net)
     }
 
     /// What the Ollama daemon has, when an Ollama model is declared or in the store.

@@ -57,8 +57,7 @@ fn installed(settings: &Settings) -> Result<Vec<Installed>> {
 }
 
 fn daemon(settings: &Settings) -> Result<Daemon> {
-    let base = crate::sources::ollama::daemon::base_url(settings.ollama_host.as_deref())?;
-    Ok(Daemon::new(base, &settings.net)?)
+    Ok(Daemon::at(settings.ollama_host.as_deref(), &settings.net)?)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

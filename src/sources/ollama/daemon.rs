@@ -161,6 +161,11 @@ impl Daemon {
         Ok(Self { client, base })
     }
 
+    /// A client for the daemon `OLLAMA_HOST` names (`host` as set, the default when `None`).
+    pub fn at(host: Option<&str>, net: &crate::net::NetConfig) -> Result<Self, DaemonError> {
+        Self::new(base_url(host)?, net)
+    }
+
     /// The daemon's address, for messages.
     pub fn address(&self) -> String {
         self.base.as_str().trim_end_matches('/').to_owned()

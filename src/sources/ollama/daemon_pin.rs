@@ -29,9 +29,7 @@ pub struct DaemonAccess {
 impl DaemonAccess {
     /// The daemon at `host` (`OLLAMA_HOST`), with its store looked for in `stores`, in order.
     pub fn new(host: Option<&str>, stores: &[PathBuf], net: &crate::net::NetConfig) -> Self {
-        let daemon = super::daemon::base_url(host)
-            .and_then(|base| Daemon::new(base, net))
-            .map_err(|e| e.to_string());
+        let daemon = Daemon::at(host, net).map_err(|e| e.to_string());
         Self {
             daemon,
             stores: stores.iter().map(OllamaDir::new).collect(),

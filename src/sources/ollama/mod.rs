@@ -233,11 +233,6 @@ pub enum DaemonView {
 }
 
 impl DaemonView {
-    /// Whether the daemon has `name` at `digest` (`None` when that is not known).
-    pub fn has(&self, name: &str, digest: &Sha256) -> Option<bool> {
-        self.digest_of(name).map(|found| found == Some(*digest))
-    }
-
     /// The digest the daemon has `name` at: `None` when that is not known, `Some(None)` when
     /// it does not have the name.
     pub fn digest_of(&self, name: &str) -> Option<Option<Sha256>> {
