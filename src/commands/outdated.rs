@@ -128,21 +128,21 @@ async fn check(
         }
         (Source::Oci(source), LockedSource::Oci { digest, .. }) => {
             row.locked = Some(digest.short());
-            match crate::sources::oci::resolve(ctx, source).await {
-                Ok((LockedSource::Oci { digest: now, .. }, files)) => {
+            // The manifest first: only a tag that moved is listed (its tar layers downloaded).
+            match crate::sources::oci::current_digest(ctx, source).await {
+                Ok(now) if now == *digest => {
                     row.latest = Some(now.short());
-                    row.state = if now == *digest {
-                        "up_to_date"
-                    } else {
-                        "outdated"
-                    };
-                    if now != *digest {
+                    row.state = "up_to_date";
+                }
+                Ok(now) => {
+                    row.latest = Some(now.short());
+                    row.state = "outdated";
+                    if let Ok((_, files)) = crate::sources::oci::resolve(ctx, source).await {
                         let (bytes, changed) = to_fetch(&locked.files, &files);
                         row.fetch_bytes = Some(bytes);
                         row.changed_files = Some(changed);
                     }
                 }
-                Ok(_) => {}
                 Err(why) => row.note = Some(why.to_string()),
             }
         }

@@ -66,10 +66,25 @@ pub enum LockedSource {
     Oci {
         /// The reference as models.yaml gives it (`registry/ns/name:tag` or `…@sha256:…`).
         oci: String,
-        /// The sha256 of the manifest bytes the reference named. Each file's sha256 is its
-        /// raw layer's digest, so the files (and mirrors) need nothing more.
+        /// The sha256 of the manifest bytes the reference named. A file from a raw layer
+        /// has that layer's digest as its sha256, so it needs nothing more.
         digest: Sha256,
+        /// The tar layers, with the files each holds: their files' sha256s are of their own
+        /// bytes, and `apply` fetches the layer to extract them. Empty for raw layers only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        archives: Vec<LockedArchive>,
     },
+}
+
+/// A tar layer of an `oci:` model and the model files it holds (each also in the model's
+/// `files`, with its size and sha256).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedArchive {
+    pub media_type: String,
+    pub digest: Sha256,
+    pub size: u64,
+    pub files: Vec<RelPath>,
 }
 
 /// Where an Ollama pin came from.

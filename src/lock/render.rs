@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::model::{LOCK_VERSION, LockedModel, LockedSource, Lockfile};
+use super::model::{LOCK_VERSION, LockedArchive, LockedModel, LockedSource, Lockfile};
 use crate::manifest::RepoType;
 use crate::names::ModelId;
 
@@ -122,9 +122,36 @@ fn render_source(out: &mut String, source: &LockedSource) {
                 let _ = writeln!(out, "          size: {}", layer.size);
             }
         }
-        LockedSource::Oci { oci, digest } => {
+        LockedSource::Oci {
+            oci,
+            digest,
+            archives,
+        } => {
             field("oci", Some(oci));
             field("digest", Some(&format!("sha256:{digest}")));
+            render_archives(out, archives);
+        }
+    }
+}
+
+/// The tar layers of an `oci:` entry (nothing when it has none, so raw-only entries keep
+/// their bytes).
+fn render_archives(out: &mut String, archives: &[LockedArchive]) {
+    if archives.is_empty() {
+        return;
+    }
+    out.push_str("      archives:\n");
+    for archive in archives {
+        let _ = writeln!(out, "        - media_type: {}", q(&archive.media_type));
+        let _ = writeln!(
+            out,
+            "          digest: {}",
+            q(&format!("sha256:{}", archive.digest))
+        );
+        let _ = writeln!(out, "          size: {}", archive.size);
+        out.push_str("          files:\n");
+        for file in &archive.files {
+            let _ = writeln!(out, "            - {}", q(file.as_str()));
         }
     }
 }
@@ -253,6 +280,7 @@ mod tests {
                 source: LockedSource::Oci {
                     oci: "http://127.0.0.1:5000/team/voice:v1".into(),
                     digest: Sha256::of(b"m"),
+                    archives: Vec::new(),
                 },
                 files: vec![crate::lock::LockedFile {
                     path: crate::names::RelPath::parse("voice.bin").expect("path"),
@@ -268,6 +296,43 @@ mod tests {
             text.contains(&format!("digest: \"sha256:{}\"", Sha256::of(b"m"))),
             "{text}"
         );
+        assert_eq!(
+            parse_str(&text, Path::new("models.lock")).expect("parses"),
+            lock
+        );
+    }
+
+    #[test]
+    fn an_oci_entry_with_a_tar_layer_round_trips_its_archive() {
+        let path = |p: &str| crate::names::RelPath::parse(p).expect("path");
+        let file = |p: &str, bytes: &[u8]| crate::lock::LockedFile {
+            path: path(p),
+            size: bytes.len() as u64,
+            sha256: Some(Sha256::of(bytes)),
+            md5: None,
+            git_oid: None,
+        };
+        let mut lock = Lockfile::default();
+        lock.models.insert(
+            ModelId::parse("voice").expect("id"),
+            LockedModel {
+                fingerprint: Sha256::of(b"f"),
+                source: LockedSource::Oci {
+                    oci: "http://127.0.0.1:5000/team/voice:v1".into(),
+                    digest: Sha256::of(b"m"),
+                    archives: vec![LockedArchive {
+                        media_type: "application/vnd.cncf.model.weight.v1.tar".into(),
+                        digest: Sha256::of(b"tar"),
+                        size: 3072,
+                        files: vec![path("a/x.bin"), path("y.json")],
+                    }],
+                },
+                files: vec![file("a/x.bin", b"x"), file("y.json", b"{}")],
+            },
+        );
+        let text = render(&lock);
+        assert!(text.contains("      archives:\n        - media_type: \"application/vnd.cncf.model.weight.v1.tar\"\n"), "{text}");
+        assert!(text.contains("          files:\n            - \"a/x.bin\"\n            - \"y.json\"\n"), "{text}");
         assert_eq!(
             parse_str(&text, Path::new("models.lock")).expect("parses"),
             lock

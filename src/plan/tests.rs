@@ -74,6 +74,7 @@ fn lock_all(m: &Manifest) -> Lockfile {
             crate::manifest::Source::Oci(o) => LockedSource::Oci {
                 oci: o.oci.clone(),
                 digest: digest(&format!("manifest-{model_id}")),
+                archives: Vec::new(),
             },
             crate::manifest::Source::Hf(h) => LockedSource::Hf {
                 hf: h.hf.clone(),

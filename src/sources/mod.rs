@@ -7,7 +7,6 @@
 
 pub mod hf;
 pub mod oci;
-pub mod oci_tar;
 pub mod ollama;
 pub mod url;
 

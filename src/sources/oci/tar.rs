@@ -3,9 +3,8 @@
 //! regular file is handed, with its checked path and size, to the caller's reader (to hash it
 //! at lock time, or to copy it into staging at apply time). Nothing here writes a file: the
 //! `tar` crate parses (PAX and GNU long names included) and this module never calls `unpack`.
-//!
-//! Not yet wired into [`super::oci`]: tar layers are still refused there (see
-//! docs/reliability.md S6 for what is left).
+//! [`list`] reads a layer as `lock` streams it ([`super::listing`]); [`extract`] copies the
+//! files of a downloaded, verified layer into staging for `apply`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
