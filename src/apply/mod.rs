@@ -19,6 +19,7 @@
 //! mirrors for a file before its origin (`mirror.rs`).
 
 pub mod activate;
+mod archive;
 mod deletions;
 pub mod fetch;
 mod hasher;
@@ -222,9 +223,11 @@ impl Executor<'_> {
         outcome: &Mutex<Outcome>,
     ) {
         let (groups, changed) = self.files(plan, kinds, outcome).await;
+        let archives = Arc::new(self.archives_of(groups.values()));
         let fetched = self
-            .download_all(groups.into_values().collect(), outcome)
+            .download_all(groups.into_values().collect(), outcome, &archives)
             .await;
+        drop(archives);
         if self.cancel.load(Ordering::Relaxed) {
             return;
         }
@@ -411,6 +414,18 @@ impl Executor<'_> {
         link_later(outcome, model, Some(line));
     }
 
+    /// The tar layers the downloads of `groups` may need, each read from the lock once.
+    fn archives_of<'g>(&self, groups: impl Iterator<Item = &'g Group>) -> archive::Archives {
+        let mut archives = archive::Archives::default();
+        let staging = self.store.tmp_dir();
+        for group in groups {
+            if let (Some(blob), Some((model, _, _))) = (&group.oci, group.targets.first()) {
+                archives.add(&self.lock, model, blob, &group.job.url, &staging);
+            }
+        }
+        archives
+    }
+
     /// The download of one locked file: where from, and every digest it must match (and, for
     /// an `oci:` model, the registry whose token the download needs).
     fn job_for(
@@ -456,6 +471,7 @@ impl Executor<'_> {
         &self,
         groups: Vec<Group>,
         outcome: &Mutex<Outcome>,
+        archives: &Arc<archive::Archives>,
     ) -> Vec<(FileJob, Vec<ModelId>)> {
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.jobs.max(1)));
         let mut set = tokio::task::JoinSet::new();
@@ -471,6 +487,7 @@ impl Executor<'_> {
             let semaphore = semaphore.clone();
             let mirrors = self.mirrors.clone();
             let oci = self.oci.clone();
+            let archives = archives.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 let started = Instant::now();
@@ -478,6 +495,7 @@ impl Executor<'_> {
                 let origins = Origins {
                     mirrors: &mirrors,
                     oci: &oci,
+                    archives: &archives,
                 };
                 let result =
                     fetch_group(&engine, origins, reporter.as_ref(), &group, progress).await;
@@ -572,11 +590,11 @@ impl Executor<'_> {
         &self,
         outcome: &Mutex<Outcome>,
         group: &Group,
-        downloaded: &fetch::Downloaded,
+        downloaded: &Fetched,
         elapsed: std::time::Duration,
     ) -> bool {
-        let digest = downloaded.digests.sha256;
-        if let Err(e) = self.store.publish_blob(&downloaded.data, &digest) {
+        let digest = downloaded.sha256();
+        if let Err(e) = self.store.publish_blob(downloaded.data(), &digest) {
             let label = format!("{}/{}", group.label.model, group.label.path);
             for (model, _, _) in &group.targets {
                 self.fail(outcome, model, &format!("cannot publish `{label}`: {e}"));
@@ -592,7 +610,7 @@ impl Executor<'_> {
                 if self.lock.file(model, path).and_then(|f| f.sha256).is_none() {
                     o.learned.push((model.clone(), path.clone(), digest));
                 }
-                if let Some(oid) = downloaded.digests.git_oid {
+                if let Some(oid) = downloaded.git_oid() {
                     let key = (model.clone(), path.clone());
                     o.pending.git_oids.insert(key, oid);
                 }
@@ -712,12 +730,13 @@ enum GroupFailure {
 /// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
 /// for, else (saying so in one line, unless mirror-only forbids it) from its origin. Returns
 /// the download and the mirror that served it.
-/// Where a download may come from besides its URL: the mirrors, and the registries of
-/// `oci:` models that hand out tokens.
+/// Where a download may come from besides its URL: the mirrors, the registries of `oci:`
+/// models that hand out tokens, and the tar layers some of their files come out of.
 #[derive(Clone, Copy)]
 struct Origins<'a> {
     mirrors: &'a mirror::Mirrors,
     oci: &'a crate::sources::oci::Pulls,
+    archives: &'a archive::Archives,
 }
 
 async fn fetch_group(
@@ -726,7 +745,7 @@ async fn fetch_group(
     reporter: &dyn Reporter,
     group: &Group,
     progress: Arc<dyn fetch::FileProgress>,
-) -> Result<(fetch::Downloaded, Option<String>), GroupFailure> {
+) -> Result<(Fetched, Option<String>), GroupFailure> {
     let mirrors = origins.mirrors;
     if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
         let mut ids: Vec<String> = Vec::new();
@@ -739,7 +758,9 @@ async fn fetch_group(
             .fetch(engine, &group.job, &ids, progress.clone())
             .await
         {
-            mirror::Attempt::Served(downloaded, from) => return Ok((downloaded, Some(from))),
+            mirror::Attempt::Served(downloaded, from) => {
+                return Ok((Fetched::Downloaded(downloaded), Some(from)));
+            }
             mirror::Attempt::Cancelled => {
                 return Err(GroupFailure::Fetch(fetch::FetchError::Cancelled));
             }
@@ -754,6 +775,17 @@ async fn fetch_group(
             )),
         }
     }
+    if let (Some(layer), Some(sha256)) = (
+        group.oci.as_ref().and_then(|blob| blob.archive),
+        group.job.sha256,
+    ) {
+        let data = origins
+            .archives
+            .take(engine, origins.oci, reporter, &layer.digest, &sha256)
+            .await
+            .map_err(GroupFailure::Fetch)?;
+        return Ok((Fetched::Extracted { data, sha256 }, None));
+    }
     let job = match (&group.oci, group.job.sha256) {
         (Some(blob), Some(digest)) => FileJob {
             authorization: origins
@@ -766,7 +798,39 @@ async fn fetch_group(
         _ => group.job.clone(),
     };
     let downloaded = engine.fetch(&job, progress).await;
-    downloaded.map(|d| (d, None)).map_err(GroupFailure::Fetch)
+    downloaded
+        .map(|d| (Fetched::Downloaded(d), None))
+        .map_err(GroupFailure::Fetch)
+}
+
+/// A group's blob, verified and ready to publish: downloaded, or extracted from a tar layer.
+enum Fetched {
+    Downloaded(fetch::Downloaded),
+    Extracted { data: std::path::PathBuf, sha256: Sha256 },
+}
+
+impl Fetched {
+    fn data(&self) -> &std::path::Path {
+        match self {
+            Fetched::Downloaded(d) => &d.data,
+            Fetched::Extracted { data, .. } => data,
+        }
+    }
+
+    fn sha256(&self) -> Sha256 {
+        match self {
+            Fetched::Downloaded(d) => d.digests.sha256,
+            Fetched::Extracted { sha256, .. } => *sha256,
+        }
+    }
+
+    /// The git blob id the download computed (a tar layer's files have none to compare).
+    fn git_oid(&self) -> Option<crate::digest::GitOid> {
+        match self {
+            Fetched::Downloaded(d) => d.digests.git_oid,
+            Fetched::Extracted { .. } => None,
+        }
+    }
 }
 
 /// Marks a file of `model` as taken from a blob: the model's directory is rebuilt with it.

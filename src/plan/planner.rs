@@ -782,7 +782,12 @@ fn file_origin(source: &LockedSource, path: &str) -> String {
             crate::net::redact(final_url.as_deref().unwrap_or(url))
         }
         LockedSource::Ollama { ollama, .. } => format!("ollama:{ollama}"),
-        LockedSource::Oci { oci, .. } => format!("oci:{oci}/{path}"),
+        LockedSource::Oci { oci, archives, .. } => {
+            match archives.iter().find(|a| a.files.iter().any(|f| f.as_str() == path)) {
+                Some(a) => format!("oci:{oci}/{path} (in tar layer sha256:{})", a.digest.short()),
+                None => format!("oci:{oci}/{path}"),
+            }
+        }
     }
 }
 

@@ -121,7 +121,8 @@ pub struct Located {
     pub token: Option<crate::net::Token>,
     /// Turns failed statuses into source-specific advice.
     pub explain: Option<Arc<dyn crate::net::ExplainStatus>>,
-    /// For a blob of an `oci:` model: the registry and repository whose token it needs.
+    /// For a file of an `oci:` model: the registry and repository whose token its blob needs,
+    /// and the tar layer it comes out of (the URL is then that layer's).
     pub oci: Option<oci::OciBlob>,
 }
 
@@ -174,12 +175,13 @@ pub fn locate(
             oci: None,
         }),
         (Source::Hf(h), LockedSource::Hf { commit, .. }) => locate_hf(h, commit, file, hub),
-        (Source::Oci(o), LockedSource::Oci { .. }) => {
+        (Source::Oci(o), LockedSource::Oci { archives, .. }) => {
             let missing = || LocateError::OciBlob {
                 path: file.path.to_string(),
             };
             let digest = file.sha256.ok_or_else(missing)?;
-            let (url, blob) = oci::blob_of(o, &digest).map_err(|_| missing())?;
+            let archive = archives.iter().find(|a| a.files.contains(&file.path));
+            let (url, blob) = oci::blob_of(o, &digest, archive).map_err(|_| missing())?;
             Ok(Located {
                 url,
                 etag: None,

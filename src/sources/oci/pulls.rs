@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::digest::Sha256;
+use crate::lock::LockedArchive;
 use crate::manifest::OciSource;
 use crate::net::Token;
 use crate::registry::Target;
@@ -14,14 +15,24 @@ use crate::registry::auth;
 use crate::registry::reference::OciRef;
 use crate::registry::session::Session;
 
-/// Where a locked file of an `oci:` model is fetched: its blob in the reference's repository.
-pub fn blob_of(source: &OciSource, digest: &Sha256) -> Result<(url::Url, OciBlob), String> {
+/// Where a locked file of an `oci:` model is fetched: the blob `digest` in the reference's
+/// repository (the file's own, or the tar layer `archive` that holds it).
+pub fn blob_of(
+    source: &OciSource,
+    digest: &Sha256,
+    archive: Option<&LockedArchive>,
+) -> Result<(url::Url, OciBlob), String> {
     let reference = OciRef::parse(&source.oci)?;
-    let url = reference.blob_url(digest).map_err(|e| e.to_string())?;
+    let blob = archive.map_or(*digest, |a| a.digest);
+    let url = reference.blob_url(&blob).map_err(|e| e.to_string())?;
     Ok((
         url,
         OciBlob {
             target: reference.target,
+            archive: archive.map(|a| InArchive {
+                digest: a.digest,
+                size: a.size,
+            }),
         },
     ))
 }
@@ -31,6 +42,15 @@ pub fn blob_of(source: &OciSource, digest: &Sha256) -> Result<(url::Url, OciBlob
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OciBlob {
     pub target: Target,
+    /// The tar layer the file is extracted from, when it is not a layer of its own.
+    pub archive: Option<InArchive>,
+}
+
+/// The tar layer a file of an `oci:` model comes out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InArchive {
+    pub digest: Sha256,
+    pub size: u64,
 }
 
 /// The registries of the `oci:` models of one apply: a session per registry and repository,
