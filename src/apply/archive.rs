@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use super::LockIndex;
 use super::fetch::{Engine, ExpectedBy, FetchError, FileJob};
 use super::progress::{FileLabel, Reporter};
-use super::LockIndex;
 use crate::digest::Sha256;
 use crate::lock::LockedSource;
 use crate::names::{ModelId, RelPath};
@@ -77,7 +77,13 @@ impl Archives {
             .filter_map(|path| {
                 let file = lock.file(model, path)?;
                 let sha256 = file.sha256?;
-                Some((path.clone(), Expected { size: file.size, sha256 }))
+                Some((
+                    path.clone(),
+                    Expected {
+                        size: file.size,
+                        sha256,
+                    },
+                ))
             })
             .collect();
         let job = FileJob {

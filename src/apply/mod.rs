@@ -806,7 +806,10 @@ async fn fetch_group(
 /// A group's blob, verified and ready to publish: downloaded, or extracted from a tar layer.
 enum Fetched {
     Downloaded(fetch::Downloaded),
-    Extracted { data: std::path::PathBuf, sha256: Sha256 },
+    Extracted {
+        data: std::path::PathBuf,
+        sha256: Sha256,
+    },
 }
 
 impl Fetched {

@@ -332,7 +332,12 @@ mod tests {
         );
         let text = render(&lock);
         assert!(text.contains("      archives:\n        - media_type: \"application/vnd.cncf.model.weight.v1.tar\"\n"), "{text}");
-        assert!(text.contains("          files:\n            - \"a/x.bin\"\n            - \"y.json\"\n"), "{text}");
+        assert!(
+            text.contains(
+                "          files:\n            - \"a/x.bin\"\n            - \"y.json\"\n"
+            ),
+            "{text}"
+        );
         assert_eq!(
             parse_str(&text, Path::new("models.lock")).expect("parses"),
             lock

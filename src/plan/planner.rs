@@ -783,8 +783,14 @@ fn file_origin(source: &LockedSource, path: &str) -> String {
         }
         LockedSource::Ollama { ollama, .. } => format!("ollama:{ollama}"),
         LockedSource::Oci { oci, archives, .. } => {
-            match archives.iter().find(|a| a.files.iter().any(|f| f.as_str() == path)) {
-                Some(a) => format!("oci:{oci}/{path} (in tar layer sha256:{})", a.digest.short()),
+            match archives
+                .iter()
+                .find(|a| a.files.iter().any(|f| f.as_str() == path))
+            {
+                Some(a) => format!(
+                    "oci:{oci}/{path} (in tar layer sha256:{})",
+                    a.digest.short()
+                ),
                 None => format!("oci:{oci}/{path}"),
             }
         }

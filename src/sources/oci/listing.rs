@@ -73,7 +73,10 @@ pub(super) async fn list_layer(
     *paths = set;
     const AGAIN: &str = "run the command again; if it keeps failing, the registry holds a damaged blob: push the artifact again";
     if let Err(why) = streamed {
-        return Err(refuse(format!("its download from {shown} failed: {why}"), AGAIN));
+        return Err(refuse(
+            format!("its download from {shown} failed: {why}"),
+            AGAIN,
+        ));
     }
     if let Some(Err(e)) = drained {
         return Err(refuse(format!("reading it: {e}"), AGAIN));
@@ -82,7 +85,7 @@ pub(super) async fn list_layer(
         reference: given.to_owned(),
         index: layer.index,
         help: miette::Diagnostic::help(&source).map(|h| h.to_string()),
-        source,
+        source: Box::new(source),
     })?;
     if seen.bytes != size || seen.sha256 != digest {
         return Err(refuse(

@@ -264,7 +264,9 @@ fn check_media_type(media_type: &str) -> Result<bool, (String, &'static str)> {
         || lower.ends_with(".tgz")
     {
         return Err((
-            format!("its media type `{media_type}` is a compressed layer, which modelctl does not decompress"),
+            format!(
+                "its media type `{media_type}` is a compressed layer, which modelctl does not decompress"
+            ),
             "push the files as raw layers (`application/vnd.cncf.model.weight.v1.raw`, as `modelctl push` writes them, or `oras push REF file:application/vnd.cncf.model.weight.v1.raw`) or as an uncompressed tar layer (`…weight.v1.tar`): weights barely compress, and a raw layer's digest is the file's own",
         ));
     }
@@ -344,7 +346,8 @@ mod tests {
         ]);
         let layers = layers_of(&bytes, "r/ns/m:t").expect("layers");
         assert_eq!(layers.files.len(), 1);
-        let archives: Vec<(usize, u64)> = layers.archives.iter().map(|a| (a.index, a.size)).collect();
+        let archives: Vec<(usize, u64)> =
+            layers.archives.iter().map(|a| (a.index, a.size)).collect();
         assert_eq!(archives, [(1, 3072), (2, 1024)]);
         assert_eq!(
             layers.archives[0].media_type,
@@ -455,4 +458,3 @@ mod tests {
         assert!(err.contains("at most"), "{err}");
     }
 }
-

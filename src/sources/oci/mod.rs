@@ -80,7 +80,7 @@ pub enum OciError {
     #[diagnostic(
         code(modelctl::oci::manifest),
         help(
-            "modelctl reads one OCI image manifest of raw layers (what `modelctl push` and `oras push` write); check what the reference names"
+            "modelctl reads one OCI image manifest whose layers are raw files (what `modelctl push` and `oras push` write) or uncompressed tar archives of files; check what the reference names"
         )
     )]
     Manifest { reference: String, why: String },
@@ -90,7 +90,7 @@ pub enum OciError {
         reference: String,
         index: usize,
         #[source]
-        source: tar::TarError,
+        source: Box<tar::TarError>,
         #[help]
         help: Option<String>,
     },
@@ -105,7 +105,6 @@ pub enum OciError {
         help: String,
     },
 }
-
 
 /// Pins an `oci:` source: its manifest's digest and a file per raw layer.
 pub async fn resolve(
@@ -374,4 +373,3 @@ async fn read_bounded(
         }
     }
 }
-
