@@ -192,6 +192,7 @@ pub struct Add {
     url: Option<String>,
     sha256: Option<String>,
     ollama: Option<String>,
+    oci: Option<String>,
     description: Option<String>,
     #[serde(default)]
     activate: bool,
@@ -203,11 +204,16 @@ pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> R
     let settings = state.settings.clone();
     let busy = state.clone();
     let answer = blocking(state, move |_project| {
-        let sources = [body.hf.is_some(), body.url.is_some(), body.ollama.is_some()];
+        let sources = [
+            body.hf.is_some(),
+            body.url.is_some(),
+            body.ollama.is_some(),
+            body.oci.is_some(),
+        ];
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "give exactly one source: `hf`, `url` or `ollama`".to_owned(),
+                "give exactly one source: `hf`, `url`, `ollama` or `oci`".to_owned(),
             ));
         }
         if let Some(url) = &body.url
@@ -218,7 +224,7 @@ pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> R
                 "the API adds only http(s) URLs; declare local files with `modelctl add` or in models.yaml".to_owned(),
             ));
         }
-        if let Some(name) = &body.ollama
+        if let Some(name) = body.ollama.as_ref().or(body.oci.as_ref())
             && name.contains("://")
         {
             return Err(ApiError(
@@ -235,7 +241,7 @@ pub async fn add(State(state): State<Arc<ApiState>>, Json(body): Json<Add>) -> R
             url: body.url,
             sha256: body.sha256,
             ollama: body.ollama,
-            oci: None,
+            oci: body.oci,
             description: body.description,
             activate: body.activate,
         };

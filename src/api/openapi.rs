@@ -187,15 +187,17 @@ pub fn spec() -> Value {
                         "hf": { "type": "string", "description": "a HuggingFace repository (owner/name)" },
                         "url": { "type": "string", "format": "uri" },
                         "ollama": { "type": "string", "description": "an Ollama name:tag" },
+                        "oci": { "type": "string", "description": "an OCI artifact, registry.example.com/ns/name:tag or …@sha256:<hex> (https only)" },
+                        "description": { "type": "string" },
                         "revision": { "type": "string" },
                         "include": { "type": "array", "items": { "type": "string" } },
                         "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" },
                         "activate": { "type": "boolean" }
                     },
-                    "oneOf": [{ "required": ["hf"] }, { "required": ["url"] }, { "required": ["ollama"] }]
+                    "oneOf": [{ "required": ["hf"] }, { "required": ["url"] }, { "required": ["ollama"] }, { "required": ["oci"] }]
                 })),
                 json!({ "201": ok("declared; POST /api/models/download fetches it", object()),
-                        "422": error_response("the entry is invalid, its id is already declared, or its source is refused (file://, plain-http Ollama)") }),
+                        "422": error_response("the entry is invalid, its id is already declared, or its source is refused (file://, a plain-http Ollama or OCI registry)") }),
             ) },
             "/api/models/active/{type}": { "get": read(
                 "the active model of a type and its paths",

@@ -128,6 +128,15 @@ fn adding_declares_a_model_through_the_manifests_validators_and_refuses_local_an
     let (code, bad) =
         post(serde_json::json!({"id": "c", "type": "llm", "ollama": "http://10.0.0.1/x:1"}));
     assert_eq!(code, 422, "{bad}");
+    let (code, bad) =
+        post(serde_json::json!({"id": "c", "type": "tts", "oci": "http://10.0.0.1:5000/ns/c:v1"}));
+    assert_eq!(code, 422, "plain-http registries are refused: {bad}");
+    let (code, bad) =
+        post(serde_json::json!({"id": "c", "type": "tts", "oci": "registry.example.com/ns/c"}));
+    assert_eq!(
+        code, 422,
+        "a reference without a tag goes through the validator: {bad}"
+    );
     let (code, bad) = post(
         serde_json::json!({"id": "c", "type": "tts", "url": "https://example.com/c.bin", "insecure": true}),
     );
@@ -153,6 +162,21 @@ fn adding_declares_a_model_through_the_manifests_validators_and_refuses_local_an
     assert!(
         !project.path("store/models/tts/c").exists(),
         "nothing fetched"
+    );
+    let (code, added) = post(serde_json::json!({
+        "id": "d", "type": "tts", "oci": "registry.example.com/team/d:v1"
+    }));
+    assert_eq!(code, 201, "{added}");
+    assert!(
+        project.read("models.yaml").contains(
+            "  d:
+    type: tts
+    source:
+      oci: registry.example.com/team/d:v1
+"
+        ),
+        "{}",
+        project.read("models.yaml")
     );
 }
 
