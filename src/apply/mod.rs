@@ -727,9 +727,6 @@ enum GroupFailure {
     MirrorOnly(Vec<String>),
 }
 
-/// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
-/// for, else (saying so in one line, unless mirror-only forbids it) from its origin. Returns
-/// the download and the mirror that served it.
 /// Where a download may come from besides its URL: the mirrors, the registries of `oci:`
 /// models that hand out tokens, and the tar layers some of their files come out of.
 #[derive(Clone, Copy)]
@@ -739,6 +736,10 @@ struct Origins<'a> {
     archives: &'a archive::Archives,
 }
 
+/// Downloads a group's blob: from the first mirror that has it, when it has a sha256 to ask
+/// for, else (saying so in one line, unless mirror-only forbids it) from its origin, which for
+/// a file of an `oci:` tar layer is that layer, extracted. Returns the blob and the mirror
+/// that served it.
 async fn fetch_group(
     engine: &Engine,
     origins: Origins<'_>,
