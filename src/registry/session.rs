@@ -558,12 +558,18 @@ fn with_digest(mut location: url::Url, digest: &Sha256) -> url::Url {
     location
 }
 
-/// A registry's final refusal: its status, and ` (CODE: message)` from the distribution API's
-/// `{"errors": [...]}` body, else ` (the retry summary)` when attempts ran out, else nothing.
+/// A registry's final refusal: its status, and what it said ([`refusal_detail`]).
 pub async fn refusal(response: reqwest::Response, why: &str) -> (StatusCode, String) {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
+    (status, refusal_detail(status, &body, why))
+}
+
+/// ` (CODE: message)` from the distribution API's `{"errors": [...]}` `body`, else
+/// ` (the retry policy's summary)` when it says more than the bare status (the attempts ran
+/// out, or the server asked to wait too long), else nothing.
+fn refusal_detail(status: StatusCode, body: &str, why: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
             let first = v.get("errors")?.get(0)?.clone();
@@ -573,12 +579,13 @@ pub async fn refusal(response: reqwest::Response, why: &str) -> (StatusCode, Str
                 first.get("message").and_then(|m| m.as_str()).unwrap_or("")
             ))
         });
-    let detail = match message {
+    match message {
         Some(m) => format!(" ({m})"),
-        None if why.contains("attempts") => format!(" ({why})"),
+        None if !why.is_empty() && why != format!("HTTP {}", status.as_u16()) => {
+            format!(" ({why})")
+        }
         None => String::new(),
-    };
-    (status, detail)
+    }
 }
 
 /// A final refusal, with the registry's error message when it sent one.
@@ -690,6 +697,23 @@ mod tests {
         let len = usize::try_from(len).expect("usize");
         assert_eq!(pieces.concat(), bytes[start..start + len]);
         assert_eq!(sent.load(Ordering::Relaxed), (start + len) as u64);
+    }
+
+    #[test]
+    fn a_refusal_says_the_registrys_error_else_what_the_retries_learned() {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let body = r#"{"errors": [{"code": "UNAVAILABLE", "message": "read-only mode"}]}"#;
+        assert_eq!(
+            refusal_detail(status, body, "HTTP 503, failed after 6 attempts"),
+            " (UNAVAILABLE: read-only mode)"
+        );
+        assert_eq!(
+            refusal_detail(status, "<html>", "HTTP 503, failed after 6 attempts"),
+            " (HTTP 503, failed after 6 attempts)"
+        );
+        let waited = "HTTP 503: the server asks to retry in 3600 s, longer than the 60 s this tool waits";
+        assert_eq!(refusal_detail(status, "", waited), format!(" ({waited})"));
+        assert_eq!(refusal_detail(StatusCode::NOT_FOUND, "", "HTTP 404"), "");
     }
 
     #[test]
