@@ -36,6 +36,7 @@ mod nginx;
 mod oci_registry;
 mod oci_source;
 mod ollama_daemon_pins;
+mod ollama_mirror;
 mod ollama_source;
 mod plan;
 mod properties;
