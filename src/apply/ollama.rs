@@ -133,7 +133,8 @@ pub enum DirectPullError {
         error: std::io::Error,
     },
     #[error(
-        "the {what} {digest} is on no mirror, and mirror-only forbids the registry: {said}"
+        "the {what} {digest} of `{model}` is on no mirror, and mirror-only forbids the \
+         registry: {said}"
     )]
     #[diagnostic(
         code(modelctl::ollama::mirror_only),
@@ -239,14 +240,14 @@ impl Executor<'_> {
                     digest,
                     dir,
                 };
-                self.pull_direct(&pull, progress)
-                    .await
-                    .map_err(|error| OllamaStepError::PullDirect {
+                self.pull_direct(&pull, progress).await.map_err(|error| {
+                    OllamaStepError::PullDirect {
                         name: name.to_owned(),
                         dir: dir.root().to_owned(),
                         help: miette::Diagnostic::help(&error).map(|h| h.to_string()),
                         error: Box::new(error),
-                    })
+                    }
+                })
             }
             _ => {
                 let report = |done: u64, _total: u64| progress.set(done);

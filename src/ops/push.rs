@@ -24,11 +24,11 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
+use super::push_ollama::OllamaCopy;
 use crate::digest::Sha256;
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::names::ModelId;
 use crate::project::Project;
-use super::push_ollama::OllamaCopy;
 use crate::registry::modelpack::{self, Descriptor, FileKind, LayerFile};
 use crate::registry::session::{BlobOutcome, Session, SessionError};
 use crate::registry::{Target, auth};
@@ -424,12 +424,11 @@ async fn push_model(
     let target: &Target = session.target();
     let repo = p.repository();
     let tags = p.tags();
-    let documents = modelpack::documents(&descriptor(id, p.locked), files).map_err(|e| {
-        SessionError::Read {
+    let documents =
+        modelpack::documents(&descriptor(id, p.locked), files).map_err(|e| SessionError::Read {
             path: "the ModelPack documents".to_owned(),
             why: e.to_string(),
-        }
-    })?;
+        })?;
     let total: u64 = files.iter().map(|f| f.size).sum();
     (p.say)(format!(
         "Pushing {id} to {}/{repo}:{} ({} file{}, {})",
@@ -536,7 +535,13 @@ async fn push_ollama_model(
         .iter()
         .map(|b| {
             let outcome = outcomes.get(&b.sha256);
-            pushed_file(b.label.clone(), b.sha256, b.size, b.media_type.clone(), outcome)
+            pushed_file(
+                b.label.clone(),
+                b.sha256,
+                b.size,
+                b.media_type.clone(),
+                outcome,
+            )
         })
         .collect();
     Ok(PushedModel {
@@ -608,7 +613,14 @@ async fn upload_blobs(
         async move {
             let outcome = p
                 .session
-                .push_blob(repo, &blob.sha256, blob.size, &blob.path, from, sent.clone())
+                .push_blob(
+                    repo,
+                    &blob.sha256,
+                    blob.size,
+                    &blob.path,
+                    from,
+                    sent.clone(),
+                )
                 .await?;
             let how = match &outcome {
                 BlobOutcome::Present => "already there".to_owned(),

@@ -79,7 +79,11 @@ pub fn find(stores: &[PathBuf], locked: &LockedModel) -> Result<OllamaCopy, Stri
 
 /// The copy in `store`: `Err(None)` when the store has no manifest with the pinned digest,
 /// `Err(Some(why))` when it has one but not every blob.
-fn copy_in(store: &OllamaDir, name: &OllamaRef, digest: &Sha256) -> Result<OllamaCopy, Option<String>> {
+fn copy_in(
+    store: &OllamaDir,
+    name: &OllamaRef,
+    digest: &Sha256,
+) -> Result<OllamaCopy, Option<String>> {
     let manifest = store
         .manifest_bytes(name)
         .filter(|b| Sha256::of(b) == *digest)
@@ -162,9 +166,7 @@ mod tests {
     use crate::lock::{LockedLayer, PinnedFrom};
 
     fn manifest_of(blobs: &[(&str, &[u8])]) -> Vec<u8> {
-        let entry = |(media, bytes): &(&str, &[u8])| {
-            serde_json::json!({"mediaType": media, "digest": format!("sha256:{}", Sha256::of(bytes).hex()), "size": bytes.len()})
-        };
+        let entry = |(media, bytes): &(&str, &[u8])| serde_json::json!({"mediaType": media, "digest": format!("sha256:{}", Sha256::of(bytes).hex()), "size": bytes.len()});
         let (config, layers) = blobs.split_last().expect("a config");
         serde_json::json!({
             "schemaVersion": 2,
@@ -226,7 +228,11 @@ mod tests {
         let none = find(&stores, &other).expect_err("other digest");
         assert!(none.contains("no local Ollama store"), "{none}");
         let remote = locked(&manifest, Vec::new());
-        assert!(find(&stores, &remote).expect_err("no layers").contains("lists no layers"));
+        assert!(
+            find(&stores, &remote)
+                .expect_err("no layers")
+                .contains("lists no layers")
+        );
     }
 
     fn pin_layer() -> LockedLayer {

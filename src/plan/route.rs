@@ -125,9 +125,8 @@ fn through_daemon(
         )
     } else if !mirrors.is_empty() {
         format!(
-            "`{model}` (the Ollama model `{name}`) is pulled by the Ollama daemon from its own \
-             registry, not a mirror; mirrors serve Ollama models only when no daemon runs and \
-             OLLAMA_MODELS is set"
+            "the Ollama daemon pulls `{name}` from its own registry, not a mirror; mirrors \
+             serve Ollama models only when no daemon runs and OLLAMA_MODELS is set"
         )
     } else {
         return None;
@@ -299,7 +298,9 @@ mod tests {
         let warned: Vec<&str> = plan.warnings.iter().map(|w| w.message.as_str()).collect();
         assert_eq!(warned.len(), 2, "{warned:?}");
         assert!(
-            warned[0].contains("pulled by the Ollama daemon from its own registry, not a mirror"),
+            warned[0].contains(
+                "the Ollama daemon pulls `llama3:8b` from its own registry, not a mirror"
+            ),
             "{warned:?}"
         );
         let mut quiet = plan_of(vec![pull("chat")]);

@@ -493,8 +493,13 @@ impl Session {
         reference: &str,
         bytes: &[u8],
     ) -> Result<(), SessionError> {
-        self.put_manifest_as(repo, reference, bytes, super::modelpack::MANIFEST_MEDIA_TYPE)
-            .await
+        self.put_manifest_as(
+            repo,
+            reference,
+            bytes,
+            super::modelpack::MANIFEST_MEDIA_TYPE,
+        )
+        .await
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>` of manifest bytes of `media_type`, verbatim (so

@@ -100,7 +100,10 @@ impl Setup {
     /// Every blob and the manifest are in `OLLAMA_MODELS`, byte for byte.
     fn assert_pulled(&self) {
         let manifest = std::fs::read(self.manifest_path()).expect("the manifest is written");
-        assert!(manifest == self.image.manifest, "the manifest is the pinned one");
+        assert!(
+            manifest == self.image.manifest,
+            "the manifest is the pinned one"
+        );
         for blob in self.image.blobs() {
             let path = self
                 .project
@@ -159,7 +162,11 @@ fn a_layer_the_mirror_lacks_comes_from_the_origin_with_one_line() {
         &template.hex()[..12],
         s.mirror_url()
     );
-    assert!(lines[0].contains(&expected), "{}\nwanted: {expected}", lines[0]);
+    assert!(
+        lines[0].contains(&expected),
+        "{}\nwanted: {expected}",
+        lines[0]
+    );
     let from_origin = s.origin_blob_requests();
     assert!(!from_origin.is_empty());
     assert!(
@@ -193,7 +200,10 @@ fn a_mirror_manifest_with_other_bytes_is_refused_and_the_origin_serves_it() {
             .any(|r| r.path().ends_with("/library/small/manifests/1b")),
         "the origin served the manifest"
     );
-    assert!(s.origin_blob_requests().is_empty(), "the layers were mirrored");
+    assert!(
+        s.origin_blob_requests().is_empty(),
+        "the layers were mirrored"
+    );
     s.assert_pulled();
 }
 
@@ -205,17 +215,20 @@ fn mirror_only_with_a_layer_missing_fails_naming_it_and_writes_no_manifest() {
     s.mirror.remove_blob(&weights.digest);
     let run = s.run(&["apply", "--yes", "--mirror-only"], &[]);
     assert_ne!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let named = format!("the layer {} of `small` is on no mirror", weights.digest);
+    let said = format!("{} does not have it", s.mirror_url());
     for part in [
-        "small",
-        weights.digest.as_str(),
-        s.mirror_url().as_str(),
-        "does not have it",
+        named.as_str(),
+        said.as_str(),
         "mirror-only forbids the registry",
         "help: push it from a machine that has it (`modelctl push small --to",
     ] {
         assert!(run.stderr.contains(part), "{part}: {}", run.stderr);
     }
-    assert!(!s.manifest_path().exists(), "no manifest names a missing blob");
+    assert!(
+        !s.manifest_path().exists(),
+        "no manifest names a missing blob"
+    );
     assert!(
         s.origin.requests().is_empty(),
         "mirror-only asked the origin: {:?}",
@@ -255,7 +268,7 @@ fn the_plan_shows_the_mirror_of_a_direct_pull_and_warns_a_daemon_pull_is_not_mir
     let doc: Value = serde_json::from_str(&plan.stdout).expect("plan json");
     let warned = doc["warnings"].to_string();
     assert!(
-        warned.contains("pulled by the Ollama daemon from its own registry, not a mirror"),
+        warned.contains("from its own registry, not a mirror; mirrors serve Ollama models only when no daemon runs"),
         "{doc}"
     );
     let pull = doc["actions"]
@@ -332,19 +345,25 @@ fn an_ollama_model_pushed_to_a_real_registry_is_applied_from_it_alone_byte_for_b
                 assert_eq!(model["uploaded_bytes"], 0, "{doc}");
             }
         }
-        assert!(files.iter().any(|f| f["media_type"] == MEDIA_MODEL), "{doc}");
+        assert!(
+            files.iter().any(|f| f["media_type"] == MEDIA_MODEL),
+            "{doc}"
+        );
     };
     push(true);
     push(false);
 
     // The registry serves the manifest by its digest, as Ollama's own media type.
-    let url = registry.url(&format!("/v2/fleet/small/manifests/sha256:{}", s.image.digest));
-    let (status, headers, body) = crate::oci_registry::send(
-        crate::oci_registry::client()
-            .get(url)
-            .header("accept", "application/vnd.docker.distribution.manifest.v2+json"),
-    )
-    .expect("get manifest");
+    let url = registry.url(&format!(
+        "/v2/fleet/small/manifests/sha256:{}",
+        s.image.digest
+    ));
+    let (status, headers, body) =
+        crate::oci_registry::send(crate::oci_registry::client().get(url).header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ))
+        .expect("get manifest");
     assert_eq!(status, 200, "{body}");
     assert_eq!(sha256_hex(body.as_bytes()), s.image.digest);
     assert_eq!(
@@ -366,10 +385,16 @@ fn an_ollama_model_pushed_to_a_real_registry_is_applied_from_it_alone_byte_for_b
         s.origin.host()
     )))
     .expect("manifest");
-    assert!(manifest == s.image.manifest, "the manifest is byte-identical");
+    assert!(
+        manifest == s.image.manifest,
+        "the manifest is byte-identical"
+    );
     for blob in s.image.blobs() {
-        let got = std::fs::read(s.project.path(&format!("fresh/blobs/sha256-{}", blob.hex())))
-            .expect("blob");
+        let got = std::fs::read(
+            s.project
+                .path(&format!("fresh/blobs/sha256-{}", blob.hex())),
+        )
+        .expect("blob");
         assert!(got == blob.bytes, "blob {} differs", blob.hex());
     }
 }
