@@ -235,6 +235,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_manifest_keeps_its_own_media_type_and_layers_get_short_labels() {
+        let oci = br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+        assert_eq!(
+            media_type_of(oci),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(media_type_of(b"{}"), registry::MANIFEST_TYPE);
+        assert_eq!(
+            media_type_of(
+                br#"{"mediaType":"a
+b"}"#
+            ),
+            registry::MANIFEST_TYPE,
+            "a header value is never built from a line break"
+        );
+        assert_eq!(label_of("application/vnd.ollama.image.params"), "params");
+        assert_eq!(label_of("application/x-other"), "application/x-other");
+    }
+
     fn pin_layer() -> LockedLayer {
         LockedLayer {
             media_type: "application/vnd.ollama.image.model".to_owned(),

@@ -2,7 +2,7 @@
 //! manifest is asked of each mirror by its locked digest (`<ns>/<id>`, kept only when its
 //! bytes hash to the pin), else fetched from the model's registry and checked against the
 //! pin; each missing layer is asked of the mirrors through the same step as files
-//! ([`super::super::mirror::Mirrors::fetch`]), else downloaded from the registry, either way
+//! ([`crate::apply::mirror::Mirrors::fetch`]), else downloaded from the registry, either way
 //! through the download engine (ranged, resumable, verified) and renamed into `blobs/`. What
 //! no mirror served comes from the registry with a one-line notice, or, under mirror-only, is
 //! an error. The manifest is written last, so a failed pull leaves none naming a missing blob.
