@@ -122,7 +122,12 @@ impl Project {
         });
         self.check_upstream(&mut plan)?;
         let mirrors: Vec<String> = self.mirrors()?.iter().map(|m| m.url_text()).collect();
-        crate::plan::route_downloads(&mut plan, &mirrors, self.settings.mirror_only);
+        let routes = crate::plan::Routes {
+            mirrors: &mirrors,
+            mirror_only: self.settings.mirror_only,
+            ollama_direct: matches!(daemon, DaemonView::Directory(_)),
+        };
+        crate::plan::route_downloads(&mut plan, routes);
         Ok(plan)
     }
 

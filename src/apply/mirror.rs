@@ -6,7 +6,8 @@
 //! against the lock, so a mirror cannot slip in other bytes). What each mirror said when none
 //! served the file comes back as one clause per mirror, for the executor's one-line notice (or
 //! its error, under mirror-only). A mirror that cannot be reached is not asked again in the
-//! same apply.
+//! same apply. An Ollama model pulled without a daemon asks the mirrors for its manifest too
+//! (`GET /v2/<ns>/<id>/manifests/sha256:<pin>`), kept only when its bytes hash to the pin.
 
 use std::sync::{Arc, Mutex};
 
@@ -148,6 +149,58 @@ impl Mirrors {
             }
         }
         Attempt::Missed(said)
+    }
+}
+
+/// How asking the mirrors for a manifest went.
+pub enum ManifestAttempt {
+    /// A mirror had bytes that hash to the digest asked for: the bytes, and the mirror's
+    /// `url_text`.
+    Served(Vec<u8>, String),
+    /// No mirror had them: what each said, one clause per mirror.
+    Missed(Vec<String>),
+}
+
+/// Largest manifest read from a mirror.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+impl Mirrors {
+    /// Asks each mirror in turn for the manifest `digest` names in the repository of `id`
+    /// (`GET /v2/<ns>/<id>/manifests/sha256:<hex>`); bytes that hash to anything else are
+    /// discarded, and the next mirror is asked.
+    pub async fn manifest(&self, id: &str, digest: &crate::digest::Sha256) -> ManifestAttempt {
+        let mut said = Vec::new();
+        for mirror in &self.list {
+            if let Some(why) = mirror.down.lock().ok().and_then(|d| d.clone()) {
+                said.push(format!("{} is unavailable ({why})", mirror.shown));
+                continue;
+            }
+            let repo = mirror.session.target().repository(id);
+            match mirror
+                .session
+                .manifest_by_digest(&repo, digest, MAX_MANIFEST_BYTES)
+                .await
+            {
+                Ok(Some(bytes)) if crate::digest::Sha256::of(&bytes) == *digest => {
+                    return ManifestAttempt::Served(bytes, mirror.shown.clone());
+                }
+                Ok(Some(bytes)) => said.push(format!(
+                    "{} served a manifest with other bytes (sha256:{}; discarded)",
+                    mirror.shown,
+                    crate::digest::Sha256::of(&bytes).short()
+                )),
+                Ok(None) => said.push(format!("{} does not have it", mirror.shown)),
+                Err(e) => {
+                    if matches!(e, SessionError::Unreachable { .. })
+                        && let Ok(mut down) = mirror.down.lock()
+                    {
+                        *down = Some(e.to_string());
+                    }
+                    said.push(format!("{} failed ({e})", mirror.shown));
+                }
+            }
+        }
+        ManifestAttempt::Missed(said)
     }
 }
 

@@ -1,13 +1,15 @@
 //! The executor's side of Ollama models: pull (through the daemon, or from the registry into
 //! `OLLAMA_MODELS` when none runs) with the digest checked against the lock, record a model
 //! the daemon already has, pull one the lock could not pin and pin what the daemon reports,
-//! and removal.
+//! and removal. Pulling into `OLLAMA_MODELS`, mirrors first, is in `ollama/direct.rs`.
 //! Loads and unloads happen with the pointer swaps, in `pointers`.
 
-use std::sync::{Arc, Mutex};
+mod direct;
+
+use std::sync::Mutex;
 use std::time::Instant;
 
-use super::fetch::{self, FileJob};
+use super::fetch;
 use super::progress::FileLabel;
 use super::{Executor, Outcome};
 use crate::digest::Sha256;
@@ -16,7 +18,6 @@ use crate::names::{ModelId, TypeName};
 use crate::sources::ollama::OllamaRef;
 use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::sources::ollama::daemon_pin::{self, DaemonAccess};
-use crate::sources::ollama::layout::OllamaDir;
 
 /// Why no Ollama daemon can be talked to (`OLLAMA_HOST` unusable, no client): the
 /// [`DaemonError`](crate::sources::ollama::daemon::DaemonError)'s text, which every Ollama
@@ -77,6 +78,9 @@ pub enum OllamaStepError {
         name: String,
         dir: std::path::PathBuf,
         error: Box<DirectPullError>,
+        /// The help of `error`.
+        #[help]
+        help: Option<String>,
     },
     #[error("cannot check the pull of `{name}`: {error}")]
     #[diagnostic(code(modelctl::ollama::check))]
@@ -127,6 +131,27 @@ pub enum DirectPullError {
     PlaceLayer {
         layer: String,
         error: std::io::Error,
+    },
+    #[error(
+        "the {what} {digest} of `{model}` is on no mirror, and mirror-only forbids the \
+         registry: {said}"
+    )]
+    #[diagnostic(
+        code(modelctl::ollama::mirror_only),
+        help(
+            "push it from a machine that has it (`modelctl push {model} --to {to}`), or apply \
+             without `--mirror-only` and MODELCTL_MIRROR_ONLY"
+        )
+    )]
+    MirrorOnly {
+        /// `manifest` or `layer`.
+        what: &'static str,
+        digest: String,
+        /// What each mirror said.
+        said: String,
+        model: ModelId,
+        /// The first mirror, for the help's `push --to`.
+        to: String,
     },
     #[error("cannot write the manifest: {0}")]
     #[diagnostic(
@@ -206,19 +231,35 @@ impl Executor<'_> {
         };
         let started = Instant::now();
         let progress = self.reporter.start(&label);
+        // A pull through the daemon counts as one file; a direct one, as the layers it fetched.
         let pulled = match (listed.is_ok(), &self.ollama_dir) {
-            (false, Some(dir)) => self
-                .pull_direct(&parsed, digest, dir, progress)
-                .await
-                .map_err(|error| OllamaStepError::PullDirect {
-                    name: name.to_owned(),
-                    dir: dir.root().to_owned(),
-                    error: Box::new(error),
-                }),
+            (false, Some(dir)) => {
+                let pull = direct::DirectPull {
+                    model,
+                    name: &parsed,
+                    digest,
+                    dir,
+                };
+                self.pull_direct(&pull, progress).await.map_err(|error| {
+                    OllamaStepError::PullDirect {
+                        name: name.to_owned(),
+                        dir: dir.root().to_owned(),
+                        help: miette::Diagnostic::help(&error).map(|h| h.to_string()),
+                        error: Box::new(error),
+                    }
+                })
+            }
             _ => {
                 let report = |done: u64, _total: u64| progress.set(done);
                 match daemon.pull(&parsed, &report).await {
-                    Ok(()) => self.check_pulled(daemon, &parsed, model, digest).await,
+                    Ok(()) => self
+                        .check_pulled(daemon, &parsed, model, digest)
+                        .await
+                        .map(|()| direct::Fetched {
+                            layers: 1,
+                            bytes: size,
+                            from_mirrors: 0,
+                        }),
                     Err(error) => Err(OllamaStepError::PullThroughDaemon {
                         name: name.to_owned(),
                         error,
@@ -226,16 +267,18 @@ impl Executor<'_> {
                 }
             }
         };
-        if let Err(why) = pulled {
-            return self.fail(outcome, model, &crate::diagnostic::with_help(&why));
-        }
+        let fetched = match pulled {
+            Ok(fetched) => fetched,
+            Err(why) => return self.fail(outcome, model, &crate::diagnostic::with_help(&why)),
+        };
         if let Err(why) = self.record_ollama(kind, model, name, digest) {
             return self.fail(outcome, model, &why);
         }
         self.reporter.done(&label, &digest.hex(), started.elapsed());
         if let Ok(mut o) = outcome.lock() {
-            o.downloaded_files += 1;
-            o.downloaded_bytes += size;
+            o.downloaded_files += fetched.layers;
+            o.downloaded_bytes += fetched.bytes;
+            o.from_mirrors += fetched.from_mirrors;
         }
     }
 
@@ -369,91 +412,4 @@ impl Executor<'_> {
             }),
         }
     }
-
-    /// Pulls from the registry into `OLLAMA_MODELS`: the manifest must hash to the locked
-    /// digest; each missing layer goes through the download engine (ranged, resumable,
-    /// verified) and is renamed into `blobs/`; the manifest is written last.
-    async fn pull_direct(
-        &self,
-        name: &OllamaRef,
-        digest: &Sha256,
-        dir: &OllamaDir,
-        progress: Arc<dyn fetch::FileProgress>,
-    ) -> Result<(), DirectPullError> {
-        let manifest =
-            crate::sources::ollama::registry::manifest(self.engine.client(), name).await?;
-        if manifest.digest != *digest {
-            return Err(DirectPullError::Moved {
-                served: manifest.digest.short(),
-                pinned: digest.short(),
-            });
-        }
-        let mut before = 0;
-        for layer in &manifest.layers {
-            if !has_verified_blob(dir, &layer.digest, layer.size).await {
-                let job = FileJob {
-                    url: crate::sources::ollama::registry::blob_url(name, &layer.digest)?,
-                    size: layer.size,
-                    sha256: Some(layer.digest),
-                    md5: None,
-                    git_oid: None,
-                    expected_by: fetch::ExpectedBy::Lock,
-                    etag: None,
-                    token: manifest.token.clone(),
-                    authorization: None,
-                    explain: None,
-                };
-                let part = Arc::new(fetch::PartProgress {
-                    before,
-                    whole: progress.clone(),
-                });
-                let downloaded = self.engine.fetch(&job, part).await.map_err(|error| {
-                    DirectPullError::Layer {
-                        layer: layer.digest.short(),
-                        error,
-                    }
-                })?;
-                place_blob(dir, &downloaded.data, &layer.digest).map_err(|error| {
-                    DirectPullError::PlaceLayer {
-                        layer: layer.digest.short(),
-                        error,
-                    }
-                })?;
-                downloaded.published();
-            }
-            before += layer.size;
-            progress.set(before);
-        }
-        write_manifest(dir, name, &manifest.bytes).map_err(DirectPullError::WriteManifest)
-    }
-}
-
-/// Whether `OLLAMA_MODELS` holds the layer with bytes that hash to its name: a blob another
-/// writer left damaged is downloaded again and replaced, never taken on its size.
-async fn has_verified_blob(dir: &OllamaDir, digest: &Sha256, size: u64) -> bool {
-    if !dir.has_blob(digest, size) {
-        return false;
-    }
-    let path = dir.blob_path(digest);
-    let want = *digest;
-    tokio::task::spawn_blocking(move || crate::store::hash_file(&path).is_ok_and(|d| d == want))
-        .await
-        .unwrap_or(false)
-}
-
-/// Moves a verified file in as the blob `digest`, renamed over whatever was there (copied
-/// and fsynced across filesystems), and syncs the directory.
-fn place_blob(dir: &OllamaDir, verified: &std::path::Path, digest: &Sha256) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir.root().join("blobs"))?;
-    crate::durable::install(verified, &dir.blob_path(digest), crate::durable::Keep::Move)
-        .map(|_| ())
-}
-
-/// Writes the manifest, last and atomically, so a crash never leaves one naming a missing blob.
-fn write_manifest(dir: &OllamaDir, name: &OllamaRef, bytes: &[u8]) -> std::io::Result<()> {
-    let path = dir.manifest_path(name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    crate::durable::write_atomic(&path, bytes)
 }

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod init;
 pub mod ollama_names;
 pub mod push;
+mod push_ollama;
 pub mod reconcile;
 pub mod saved_plan;
 pub mod select;

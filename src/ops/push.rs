@@ -12,6 +12,9 @@
 //! the stat cache vouches for (it was hashed by `apply`, `verify` or a scan and has not been
 //! touched since) is trusted; any other is hashed. The registry checks every digest again
 //! when the upload ends.
+//!
+//! An Ollama model is pushed as its own manifest, not ModelPack, from a local Ollama store
+//! (`push_ollama`): its digest stays the pin.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 
+use super::push_ollama::OllamaCopy;
 use crate::digest::Sha256;
 use crate::lock::{LockedModel, LockedSource, fingerprint};
 use crate::names::ModelId;
@@ -51,7 +55,8 @@ pub struct PushReport {
     pub registry: String,
     pub namespace: String,
     pub models: Vec<PushedModel>,
-    /// Models not pushed because none was named and they cannot be (not locked, Ollama).
+    /// Models not pushed because none was named and they cannot be (not locked, an Ollama
+    /// model whose files are not on this machine).
     pub skipped: Vec<Skipped>,
 }
 
@@ -77,7 +82,7 @@ pub struct PushedFile {
     pub path: String,
     pub digest: String,
     pub size: u64,
-    pub media_type: &'static str,
+    pub media_type: String,
     /// uploaded | present | mounted
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,10 +140,13 @@ pub fn push(
     let (chosen, skipped) = choose(project, request.ids, &fail)?;
     let cache = StatCache::load(&project.store.stat_cache_path());
     let mut prepared = Vec::new();
-    for (id, locked) in &chosen {
-        let files = verified_files(project, &cache, id, locked)
-            .map_err(|(cause, help)| fail(id.as_str(), cause, help))?;
-        prepared.push((id, *locked, files));
+    for (id, locked, ollama) in &chosen {
+        let checked = match ollama {
+            Some(copy) => super::push_ollama::verify(copy).map(|()| Prepared::Ollama(copy.clone())),
+            None => verified_files(project, &cache, id, locked).map(Prepared::Files),
+        };
+        let checked = checked.map_err(|(cause, help)| fail(id.as_str(), cause, help))?;
+        prepared.push((id, *locked, checked));
     }
     let credentials = auth::find(
         project.settings.registry_auth.as_ref().map(|t| t.expose()),
@@ -167,16 +175,28 @@ pub fn push(
         .with_chunk_size(project.settings.push_chunk);
     let mut mounts: BTreeMap<Sha256, String> = BTreeMap::new();
     let mut models = Vec::new();
-    for (id, locked, files) in prepared {
-        let pushed = runtime
-            .block_on(push_model(
-                &session, project, id, locked, &files, request, &mounts, say,
-            ))
-            .map_err(|e| fail(id.as_str(), e.to_string(), e.help()))?;
-        for file in &files {
-            mounts
-                .entry(file.sha256)
-                .or_insert_with(|| pushed.repository.clone());
+    for (id, locked, checked) in prepared {
+        let pushing = Pushing {
+            session: &session,
+            id,
+            locked,
+            request,
+            mounts: &mounts,
+            say,
+        };
+        let pushed = match &checked {
+            Prepared::Files(files) => runtime.block_on(push_model(&pushing, project, files)),
+            Prepared::Ollama(copy) => runtime.block_on(push_ollama_model(&pushing, copy)),
+        }
+        .map_err(|e| fail(id.as_str(), e.to_string(), e.help()))?;
+        for file in &pushed.files {
+            if let Some(digest) = file.digest.strip_prefix("sha256:")
+                && let Ok(digest) = Sha256::parse(digest)
+            {
+                mounts
+                    .entry(digest)
+                    .or_insert_with(|| pushed.repository.clone());
+            }
         }
         models.push(pushed);
     }
@@ -189,7 +209,13 @@ pub fn push(
     })
 }
 
-type Chosen<'p> = Vec<(ModelId, &'p LockedModel)>;
+type Chosen<'p> = Vec<(ModelId, &'p LockedModel, Option<OllamaCopy>)>;
+
+/// What is pushed of a model, checked: its store files, or an Ollama model's local copy.
+enum Prepared {
+    Files(Vec<LayerFile>),
+    Ollama(OllamaCopy),
+}
 
 /// The models to push: each named one must be locked, current and in the store; with none
 /// named, every locked one that can be, the others listed as skipped.
@@ -205,15 +231,27 @@ fn choose<'p>(
         let Some(entry) = project.manifest.models.get(&id) else {
             continue;
         };
+        let mut ollama = None;
         let why = match project.lock.models.get(&id) {
-            None => Some("it is not in models.lock (run `modelctl lock` and `modelctl apply`)"),
+            None => Some(
+                "it is not in models.lock (run `modelctl lock` and `modelctl apply`)".to_owned(),
+            ),
             Some(l) if l.fingerprint != fingerprint(entry) => Some(
-                "models.yaml changed since it was locked (run `modelctl lock` and `modelctl apply`)",
+                "models.yaml changed since it was locked (run `modelctl lock` and `modelctl apply`)"
+                    .to_owned(),
             ),
-            Some(l) if matches!(l.source, LockedSource::Ollama { .. }) => Some(
-                "it is an Ollama model, kept by Ollama and not in the store (it is already in an OCI registry)",
-            ),
-            Some(l) if l.files.is_empty() => Some("its lock lists no files"),
+            Some(l) if matches!(l.source, LockedSource::Ollama { .. }) => {
+                match super::push_ollama::find(&project.settings.ollama_stores, l) {
+                    Ok(copy) => {
+                        ollama = Some(copy);
+                        None
+                    }
+                    Err(why) => Some(format!(
+                        "it is an Ollama model whose files are not on this machine: {why}"
+                    )),
+                }
+            }
+            Some(l) if l.files.is_empty() => Some("its lock lists no files".to_owned()),
             Some(_) => None,
         };
         match (why, named.is_empty()) {
@@ -227,18 +265,17 @@ fn choose<'p>(
                     .into());
                 }
                 if let Some(locked) = project.lock.models.get(&id) {
-                    chosen.push((id, locked));
+                    chosen.push((id, locked, ollama));
                 }
             }
-            (Some(why), true) => skipped.push(Skipped {
-                id,
-                reason: why.to_owned(),
-            }),
+            (Some(reason), true) => skipped.push(Skipped { id, reason }),
             (Some(why), false) => {
                 return Err(fail(
                     id.as_str(),
-                    why.to_owned(),
-                    "push only models that `modelctl apply` has put in the store".to_owned(),
+                    why,
+                    "push only models that `modelctl apply` has put in the store, or Ollama \
+                     models whose manifest and blobs are in a local Ollama store"
+                        .to_owned(),
                 )
                 .into());
             }
@@ -340,28 +377,60 @@ fn descriptor(id: &ModelId, locked: &LockedModel) -> Descriptor {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One model's push: where to, what, and how.
+struct Pushing<'a> {
+    session: &'a Session,
+    id: &'a ModelId,
+    locked: &'a LockedModel,
+    request: &'a PushRequest<'a>,
+    /// Blobs this push already put in another repository of the registry.
+    mounts: &'a BTreeMap<Sha256, String>,
+    say: &'a (dyn Fn(String) + Sync),
+}
+
+/// A blob to push: what to call it, and where its bytes are.
+struct BlobToPush {
+    label: String,
+    sha256: Sha256,
+    size: u64,
+    path: std::path::PathBuf,
+}
+
+impl Pushing<'_> {
+    fn repository(&self) -> String {
+        self.session.target().repository(self.id.as_str())
+    }
+
+    /// The pin's tag, then `--tag`.
+    fn tags(&self) -> Vec<String> {
+        let mut tags = vec![pin_tag(self.locked)];
+        tags.extend(
+            self.request
+                .tag
+                .map(str::to_owned)
+                .filter(|t| *t != tags[0]),
+        );
+        tags
+    }
+}
+
+/// Pushes a model's store files as a ModelPack artifact.
 async fn push_model(
-    session: &Session,
+    p: &Pushing<'_>,
     project: &Project,
-    id: &ModelId,
-    locked: &LockedModel,
     files: &[LayerFile],
-    request: &PushRequest<'_>,
-    mounts: &BTreeMap<Sha256, String>,
-    say: &(dyn Fn(String) + Sync),
 ) -> Result<PushedModel, SessionError> {
+    let (session, id) = (p.session, p.id);
     let target: &Target = session.target();
-    let repo = target.repository(id.as_str());
-    let mut tags = vec![pin_tag(locked)];
-    tags.extend(request.tag.map(str::to_owned).filter(|t| *t != tags[0]));
+    let repo = p.repository();
+    let tags = p.tags();
     let documents =
-        modelpack::documents(&descriptor(id, locked), files).map_err(|e| SessionError::Read {
+        modelpack::documents(&descriptor(id, p.locked), files).map_err(|e| SessionError::Read {
             path: "the ModelPack documents".to_owned(),
             why: e.to_string(),
         })?;
     let total: u64 = files.iter().map(|f| f.size).sum();
-    say(format!(
+    (p.say)(format!(
         "Pushing {id} to {}/{repo}:{} ({} file{}, {})",
         target.host,
         tags[0],
@@ -369,38 +438,204 @@ async fn push_model(
         if files.len() == 1 { "" } else { "s" },
         human_bytes(total)
     ));
-    let mut unique: BTreeMap<Sha256, &LayerFile> = BTreeMap::new();
-    for file in files {
-        unique.entry(file.sha256).or_insert(file);
+    let blobs: Vec<BlobToPush> = files
+        .iter()
+        .map(|f| BlobToPush {
+            label: f.path.clone(),
+            sha256: f.sha256,
+            size: f.size,
+            path: project.store.blob_path(&f.sha256),
+        })
+        .collect();
+    let started = Instant::now();
+    let outcomes = upload_blobs(p, &repo, &blobs).await?;
+    session.push_bytes(&repo, &documents.config).await?;
+    for tag in &tags {
+        session
+            .put_manifest(&repo, tag, &documents.manifest)
+            .await?;
     }
+    let manifest_digest = documents.manifest_digest();
+    let uploaded_bytes = uploaded(&blobs, &outcomes);
+    (p.say)(format!(
+        "Pushed {id}: {}/{repo}@sha256:{} ({} uploaded in {:.1?})",
+        target.host,
+        manifest_digest.hex(),
+        human_bytes(uploaded_bytes),
+        started.elapsed()
+    ));
+    let files = files
+        .iter()
+        .map(|f| {
+            pushed_file(
+                f.path.clone(),
+                f.sha256,
+                f.size,
+                FileKind::of(&f.path).media_type().to_owned(),
+                outcomes.get(&f.sha256),
+            )
+        })
+        .collect();
+    Ok(PushedModel {
+        id: id.clone(),
+        repository: repo,
+        tags,
+        manifest_digest: format!("sha256:{}", manifest_digest.hex()),
+        files,
+        uploaded_bytes,
+    })
+}
+
+/// Pushes an Ollama model's blobs from its local store, then its manifest, verbatim and with
+/// its own media type, under each tag: the registry names it by the pinned digest.
+async fn push_ollama_model(
+    p: &Pushing<'_>,
+    copy: &OllamaCopy,
+) -> Result<PushedModel, SessionError> {
+    let (session, id) = (p.session, p.id);
+    let target: &Target = session.target();
+    let repo = p.repository();
+    let tags = p.tags();
+    let total: u64 = copy.blobs.iter().map(|b| b.size).sum();
+    (p.say)(format!(
+        "Pushing {id} to {}/{repo}:{} (its Ollama manifest and {} blobs, {})",
+        target.host,
+        tags[0],
+        copy.blobs.len(),
+        human_bytes(total)
+    ));
+    let blobs: Vec<BlobToPush> = copy
+        .blobs
+        .iter()
+        .map(|b| BlobToPush {
+            label: b.label.clone(),
+            sha256: b.sha256,
+            size: b.size,
+            path: b.path.clone(),
+        })
+        .collect();
+    let started = Instant::now();
+    let outcomes = upload_blobs(p, &repo, &blobs).await?;
+    for tag in &tags {
+        session
+            .put_manifest_as(&repo, tag, &copy.manifest, &copy.media_type)
+            .await?;
+    }
+    let manifest_digest = Sha256::of(&copy.manifest);
+    let uploaded_bytes = uploaded(&blobs, &outcomes);
+    (p.say)(format!(
+        "Pushed {id}: {}/{repo}@sha256:{} ({} uploaded in {:.1?})",
+        target.host,
+        manifest_digest.hex(),
+        human_bytes(uploaded_bytes),
+        started.elapsed()
+    ));
+    let files = copy
+        .blobs
+        .iter()
+        .map(|b| {
+            let outcome = outcomes.get(&b.sha256);
+            pushed_file(
+                b.label.clone(),
+                b.sha256,
+                b.size,
+                b.media_type.clone(),
+                outcome,
+            )
+        })
+        .collect();
+    Ok(PushedModel {
+        id: id.clone(),
+        repository: repo,
+        tags,
+        manifest_digest: format!("sha256:{}", manifest_digest.hex()),
+        files,
+        uploaded_bytes,
+    })
+}
+
+/// The bytes of `blobs` (each once) that were uploaded rather than found or mounted.
+fn uploaded(blobs: &[BlobToPush], outcomes: &BTreeMap<Sha256, BlobOutcome>) -> u64 {
+    let mut seen = std::collections::BTreeSet::new();
+    blobs
+        .iter()
+        .filter(|b| seen.insert(b.sha256))
+        .filter(|b| outcomes.get(&b.sha256) == Some(&BlobOutcome::Uploaded))
+        .map(|b| b.size)
+        .sum()
+}
+
+fn pushed_file(
+    path: String,
+    sha256: Sha256,
+    size: u64,
+    media_type: String,
+    outcome: Option<&BlobOutcome>,
+) -> PushedFile {
+    PushedFile {
+        path,
+        digest: format!("sha256:{}", sha256.hex()),
+        size,
+        media_type,
+        outcome: match outcome {
+            Some(BlobOutcome::Uploaded) => "uploaded",
+            Some(BlobOutcome::Mounted { .. }) => "mounted",
+            _ => "present",
+        },
+        mounted_from: match outcome {
+            Some(BlobOutcome::Mounted { from }) => Some(from.clone()),
+            _ => None,
+        },
+    }
+}
+
+/// Pushes each blob once, `jobs` at a time: skipped when `repo` has it, mounted when this
+/// push put it elsewhere in the registry, else uploaded; a line every two seconds says how
+/// much is sent.
+async fn upload_blobs(
+    p: &Pushing<'_>,
+    repo: &str,
+    blobs: &[BlobToPush],
+) -> Result<BTreeMap<Sha256, BlobOutcome>, SessionError> {
+    let mut unique: BTreeMap<Sha256, &BlobToPush> = BTreeMap::new();
+    for blob in blobs {
+        unique.entry(blob.sha256).or_insert(blob);
+    }
+    let total: u64 = unique.values().map(|b| b.size).sum();
     let counters: Vec<Arc<AtomicU64>> =
         unique.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let started = Instant::now();
-    let uploads = futures_util::stream::iter(unique.values().zip(&counters).map(|(file, sent)| {
-        let path = project.store.blob_path(&file.sha256);
-        let from = mounts
-            .get(&file.sha256)
-            .filter(|r| **r != repo)
+    let uploads = futures_util::stream::iter(unique.values().zip(&counters).map(|(blob, sent)| {
+        let from = p
+            .mounts
+            .get(&blob.sha256)
+            .filter(|r| *r != repo)
             .map(String::as_str);
-        let repo = &repo;
         async move {
-            let outcome = session
-                .push_blob(repo, &file.sha256, file.size, &path, from, sent.clone())
+            let outcome = p
+                .session
+                .push_blob(
+                    repo,
+                    &blob.sha256,
+                    blob.size,
+                    &blob.path,
+                    from,
+                    sent.clone(),
+                )
                 .await?;
             let how = match &outcome {
                 BlobOutcome::Present => "already there".to_owned(),
                 BlobOutcome::Mounted { from } => format!("mounted from {from}"),
                 BlobOutcome::Uploaded => "uploaded".to_owned(),
             };
-            say(format!(
+            (p.say)(format!(
                 "  {} ({}): {how}",
-                file.path,
-                human_bytes(file.size)
+                blob.label,
+                human_bytes(blob.size)
             ));
-            Ok::<_, SessionError>((file.sha256, outcome))
+            Ok::<_, SessionError>((blob.sha256, outcome))
         }
     }))
-    .buffer_unordered(request.jobs.max(1))
+    .buffer_unordered(p.request.jobs.max(1))
     .collect::<Vec<_>>();
     let ticker = async {
         let mut last = 0;
@@ -408,8 +643,9 @@ async fn push_model(
             tokio::time::sleep(Duration::from_secs(2)).await;
             let sent: u64 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
             if sent != last {
-                say(format!(
-                    "  {id}: {} of {} sent",
+                (p.say)(format!(
+                    "  {}: {} of {} sent",
+                    p.id,
                     human_bytes(sent),
                     human_bytes(total)
                 ));
@@ -426,51 +662,5 @@ async fn push_model(
         let (digest, outcome) = result?;
         outcomes.insert(digest, outcome);
     }
-    session.push_bytes(&repo, &documents.config).await?;
-    for tag in &tags {
-        session
-            .put_manifest(&repo, tag, &documents.manifest)
-            .await?;
-    }
-    let uploaded_bytes = unique
-        .values()
-        .filter(|f| outcomes.get(&f.sha256) == Some(&BlobOutcome::Uploaded))
-        .map(|f| f.size)
-        .sum();
-    say(format!(
-        "Pushed {id}: {}/{repo}@sha256:{} ({} uploaded in {:.1?})",
-        target.host,
-        documents.manifest_digest().hex(),
-        human_bytes(uploaded_bytes),
-        started.elapsed()
-    ));
-    let files = files
-        .iter()
-        .map(|f| {
-            let outcome = outcomes.get(&f.sha256);
-            PushedFile {
-                path: f.path.clone(),
-                digest: format!("sha256:{}", f.sha256.hex()),
-                size: f.size,
-                media_type: FileKind::of(&f.path).media_type(),
-                outcome: match outcome {
-                    Some(BlobOutcome::Uploaded) => "uploaded",
-                    Some(BlobOutcome::Mounted { .. }) => "mounted",
-                    _ => "present",
-                },
-                mounted_from: match outcome {
-                    Some(BlobOutcome::Mounted { from }) => Some(from.clone()),
-                    _ => None,
-                },
-            }
-        })
-        .collect();
-    Ok(PushedModel {
-        id: id.clone(),
-        repository: repo,
-        tags,
-        manifest_digest: format!("sha256:{}", documents.manifest_digest().hex()),
-        files,
-        uploaded_bytes,
-    })
+    Ok(outcomes)
 }

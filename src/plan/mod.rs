@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use planner::{PlanInput, plan};
 pub use render::{Style, render_text};
-pub use route::route_downloads;
+pub use route::{Routes, route_downloads};
 pub use saved::SavedPlan;
 
 use crate::digest::{GitOid, Md5, Sha256};
@@ -189,6 +189,11 @@ pub enum Action {
         /// The daemon already has the pinned digest: nothing is downloaded.
         #[serde(default)]
         present: bool,
+        /// The mirrors asked first for the manifest and each layer, in order, when the pull
+        /// goes into `OLLAMA_MODELS` without a daemon; empty through a daemon (it pulls from
+        /// its own registry) and without mirrors.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mirrors: Vec<String>,
     },
     /// Pull a model the lock cannot pin yet through the Ollama daemon (the registry is out of
     /// this machine's reach, not necessarily the daemon's), then pin the digest it reports.

@@ -170,6 +170,15 @@ fn render_model(out: &mut String, p: &Painter, m: &ModelPlan, actions: Vec<&Acti
     out.push('\n');
 }
 
+/// `  via mirror …` for a download or pull asked of mirrors first; empty without.
+fn via_mirrors(mirrors: &[String]) -> String {
+    match mirrors {
+        [] => String::new(),
+        [one] => format!("  via mirror {one}"),
+        many => format!("  via mirrors {}", many.join(", ")),
+    }
+}
+
 fn action_line(p: &Painter, a: &Action) -> String {
     match a {
         Action::Download {
@@ -183,11 +192,7 @@ fn action_line(p: &Painter, a: &Action) -> String {
             ..
         } => {
             let what = if *replace { "replace" } else { "download" };
-            let via = match mirrors.as_slice() {
-                [] => String::new(),
-                [one] => format!("  via mirror {one}"),
-                many => format!("  via mirrors {}", many.join(", ")),
-            };
+            let via = via_mirrors(mirrors);
             let check = match (sha256, git_oid, md5) {
                 (Some(d), _, _) => format!("sha256:{}", d.short()),
                 (None, Some(g), _) => format!("git-oid:{}", &g.hex()[..12]),
@@ -271,13 +276,18 @@ fn action_line(p: &Painter, a: &Action) -> String {
             digest.short()
         ),
         Action::Pull {
-            name, digest, size, ..
+            name,
+            digest,
+            size,
+            mirrors,
+            ..
         } => {
             format!(
-                "{} pull {name}  {}  sha256:{}",
+                "{} pull {name}  {}  sha256:{}{}",
                 p.sym("+"),
                 human_bytes(*size),
-                digest.short()
+                digest.short(),
+                via_mirrors(mirrors)
             )
         }
         Action::PullAndPin { name, .. } => format!(

@@ -1,6 +1,7 @@
 //! The distribution API calls a push makes, for one registry, through the shared client (so
 //! every request is logged by `-v` and retried by the policy): `HEAD` a blob, mount it from
-//! another repository, upload it, and put a manifest.
+//! another repository, upload it, put a manifest, and get one by its digest (a mirror's, for
+//! `apply`).
 //!
 //! A blob of one chunk or less (the chunk size is `MODELCTL_PUSH_CHUNK_MIB`, default 32 MiB)
 //! is uploaded whole: `POST`, then `PUT ?digest=` with the file streamed. A larger one is
@@ -485,22 +486,96 @@ impl Session {
         Ok(Some(location))
     }
 
-    /// `PUT /v2/<repo>/manifests/<reference>`.
+    /// `PUT /v2/<repo>/manifests/<reference>` of a ModelPack (OCI image) manifest.
     pub async fn put_manifest(
         &self,
         repo: &str,
         reference: &str,
         bytes: &[u8],
     ) -> Result<(), SessionError> {
+        self.put_manifest_as(
+            repo,
+            reference,
+            bytes,
+            super::modelpack::MANIFEST_MEDIA_TYPE,
+        )
+        .await
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` of manifest bytes of `media_type`, verbatim (so
+    /// the registry names them by their own sha256).
+    pub async fn put_manifest_as(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), SessionError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let what = format!("PUT {url}");
         self.send(repo, &what, &[], |c| {
             c.put(&url)
-                .header(CONTENT_TYPE, super::modelpack::MANIFEST_MEDIA_TYPE)
+                .header(CONTENT_TYPE, media_type)
                 .body(bytes.to_vec())
         })
         .await?;
         Ok(())
+    }
+
+    /// `GET /v2/<repo>/manifests/sha256:<hex>`: the manifest's bytes, verbatim, accepting the
+    /// docker and OCI manifest types; `Ok(None)` when the repository does not have it. An
+    /// answer larger than `limit` bytes is refused.
+    pub async fn manifest_by_digest(
+        &self,
+        repo: &str,
+        digest: &Sha256,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, SessionError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/sha256:{}", digest.hex()));
+        let what = format!("GET {url}");
+        let accept = [
+            "application/vnd.docker.distribution.manifest.v2+json",
+            super::modelpack::MANIFEST_MEDIA_TYPE,
+        ]
+        .join(", ");
+        let response = match self
+            .send(repo, &what, &[], |c| {
+                c.get(&url).header(reqwest::header::ACCEPT, accept.as_str())
+            })
+            .await
+        {
+            Ok(response) => response,
+            Err(SessionError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        read_limited(response, limit, &what).await.map(Some)
+    }
+}
+
+/// The body of an answer, refused past `limit` bytes.
+async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, SessionError> {
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| SessionError::Read {
+            path: what.to_owned(),
+            why: error_chain(&e.without_url()),
+        })?;
+        let Some(chunk) = chunk else {
+            return Ok(bytes);
+        };
+        if bytes.len() + chunk.len() > limit {
+            return Err(SessionError::Read {
+                path: what.to_owned(),
+                why: format!("the answer is larger than {limit} bytes"),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
     }
 }
 

@@ -38,6 +38,7 @@ mod oci_registry;
 mod oci_source;
 mod oci_tar_layers;
 mod ollama_daemon_pins;
+mod ollama_mirror;
 mod ollama_source;
 mod plan;
 mod properties;

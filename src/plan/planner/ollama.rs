@@ -54,6 +54,7 @@ impl Planner {
                 layers.iter().map(|l| l.size).sum()
             },
             present: in_daemon,
+            mirrors: Vec::new(),
         }]
     }
 
