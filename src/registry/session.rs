@@ -786,7 +786,8 @@ mod tests {
             refusal_detail(status, "<html>", "HTTP 503, failed after 6 attempts"),
             " (HTTP 503, failed after 6 attempts)"
         );
-        let waited = "HTTP 503: the server asks to retry in 3600 s, longer than the 60 s this tool waits";
+        let waited =
+            "HTTP 503: the server asks to retry in 3600 s, longer than the 60 s this tool waits";
         assert_eq!(refusal_detail(status, "", waited), format!(" ({waited})"));
         assert_eq!(refusal_detail(StatusCode::NOT_FOUND, "", "HTTP 404"), "");
     }
