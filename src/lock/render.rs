@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::model::{LOCK_VERSION, LockedArchive, LockedModel, LockedSource, Lockfile};
+use crate::digest::Sha256;
 use crate::manifest::RepoType;
 use crate::names::ModelId;
 
@@ -113,13 +114,7 @@ fn render_source(out: &mut String, source: &LockedSource) {
                 "      layers:\n"
             });
             for layer in layers {
-                let _ = writeln!(out, "        - media_type: {}", q(&layer.media_type));
-                let _ = writeln!(
-                    out,
-                    "          digest: {}",
-                    q(&format!("sha256:{}", layer.digest))
-                );
-                let _ = writeln!(out, "          size: {}", layer.size);
+                render_blob(out, &layer.media_type, &layer.digest, layer.size);
             }
         }
         LockedSource::Oci {
@@ -142,18 +137,19 @@ fn render_archives(out: &mut String, archives: &[LockedArchive]) {
     }
     out.push_str("      archives:\n");
     for archive in archives {
-        let _ = writeln!(out, "        - media_type: {}", q(&archive.media_type));
-        let _ = writeln!(
-            out,
-            "          digest: {}",
-            q(&format!("sha256:{}", archive.digest))
-        );
-        let _ = writeln!(out, "          size: {}", archive.size);
+        render_blob(out, &archive.media_type, &archive.digest, archive.size);
         out.push_str("          files:\n");
         for file in &archive.files {
             let _ = writeln!(out, "            - {}", q(file.as_str()));
         }
     }
+}
+
+/// The first keys of a list item that is a blob (an Ollama layer, a tar layer).
+fn render_blob(out: &mut String, media_type: &str, digest: &Sha256, size: u64) {
+    let _ = writeln!(out, "        - media_type: {}", q(media_type));
+    let _ = writeln!(out, "          digest: {}", q(&format!("sha256:{digest}")));
+    let _ = writeln!(out, "          size: {size}");
 }
 
 /// One locked entry as lock text without its fingerprint, for diffs.

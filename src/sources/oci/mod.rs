@@ -106,19 +106,13 @@ pub enum OciError {
     },
 }
 
-/// Pins an `oci:` source: its manifest's digest and a file per raw layer.
+/// Pins an `oci:` source: its manifest's digest, a file per raw layer, and the files of each
+/// tar layer with the layer that holds them.
 pub async fn resolve(
     ctx: &ResolveContext,
     source: &OciSource,
 ) -> Result<(LockedSource, Vec<LockedFile>), OciError> {
-    let given = source.oci.clone();
-    let reference = OciRef::parse(&given).map_err(|why| OciError::Reference {
-        reference: given.clone(),
-        why,
-    })?;
-    if ctx.offline {
-        return Err(OciError::Offline { reference: given });
-    }
+    let (reference, given) = reference_of(ctx, source)?;
     let (manifest, digest, token) = pinned_manifest(ctx, &reference, &given).await?;
     let mut layers = layers_of(&manifest, &given)?;
     let mut files = std::mem::take(&mut layers.files);
@@ -217,6 +211,13 @@ fn check_tree(files: &[LockedFile]) -> Result<(), String> {
 /// The digest `reference`'s tag names now (for drift), or the error that says why not. Only
 /// the manifest is fetched.
 pub async fn current_digest(ctx: &ResolveContext, source: &OciSource) -> Result<Sha256, OciError> {
+    let (reference, given) = reference_of(ctx, source)?;
+    let (_, digest, _) = pinned_manifest(ctx, &reference, &given).await?;
+    Ok(digest)
+}
+
+/// The source's reference, parsed, with its text; refused offline, where no registry is asked.
+fn reference_of(ctx: &ResolveContext, source: &OciSource) -> Result<(OciRef, String), OciError> {
     let given = source.oci.clone();
     let reference = OciRef::parse(&given).map_err(|why| OciError::Reference {
         reference: given.clone(),
@@ -225,8 +226,7 @@ pub async fn current_digest(ctx: &ResolveContext, source: &OciSource) -> Result<
     if ctx.offline {
         return Err(OciError::Offline { reference: given });
     }
-    let (_, digest, _) = pinned_manifest(ctx, &reference, &given).await?;
-    Ok(digest)
+    Ok((reference, given))
 }
 
 fn auth_error(reference: &str, source: AuthError) -> OciError {
