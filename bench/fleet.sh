@@ -83,11 +83,6 @@ require_space "$WORK" $(((3 + largest) * size_mib * 1048576 + 200000000))
 chmod 755 "$WORK" # nginx's workers must read the served files
 mkdir -p "$WORK/www" "$WORK/seed" "$WORK/registry"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-    echo $((20000 + RANDOM % 20000))
-}
-
 # --- the origin ---------------------------------------------------------------------------
 origin_port=$(free_port)
 cat >"$WORK/nginx.conf" <<NGINX
@@ -109,24 +104,9 @@ NGINX
 nginx -c "$WORK/nginx.conf"
 
 # --- the registry -------------------------------------------------------------------------
-registry_port=$(free_port)
-cat >"$WORK/registry.yml" <<YAML
-version: 0.1
-log: { level: info, formatter: json, accesslog: { disabled: true } }
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$registry_port
-YAML
-/usr/bin/docker-registry serve "$WORK/registry.yml" >/dev/null 2>"$WORK/registry.log" &
-registry_pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$registry_port/v2/" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$registry_port/v2/" >/dev/null || die "docker-registry did not start"
-mirror=http://127.0.0.1:$registry_port/fleet
+start_registry "$WORK/registry" "$WORK/registry.log"
+registry_pid=$REGISTRY_PID
+mirror=http://127.0.0.1:$REGISTRY_PORT/fleet
 
 # --- the models ---------------------------------------------------------------------------
 each=$((size_mib * 1048576 / models))

@@ -73,6 +73,38 @@ can_drop_caches() {
     drop_caches
 }
 
+# free_port: a TCP port of 127.0.0.1 free at the time of asking.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
+        echo $((20000 + RANDOM % 20000))
+}
+
+# start_registry DIR LOG: Debian's docker-registry (the CNCF distribution server) on a free
+# port of 127.0.0.1, storing under DIR and writing its JSON log (every response, with
+# `http.response.written`) to LOG, configured as tests/cli/oci_registry.rs does. Sets
+# REGISTRY_PORT and REGISTRY_PID (the caller stops it); fails when it does not answer.
+start_registry() {
+    local dir=$1 log=$2
+    mkdir -p "$dir"
+    REGISTRY_PORT=$(free_port)
+    cat >"$dir.yml" <<YAML
+version: 0.1
+log: { level: info, formatter: json, accesslog: { disabled: true } }
+storage:
+  filesystem:
+    rootdirectory: $dir
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+YAML
+    /usr/bin/docker-registry serve "$dir.yml" >/dev/null 2>"$log" &
+    REGISTRY_PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "docker-registry did not start (see $log)"
+}
+
 # BENCH_NO_HYPERFINE=1 forces the fallback loop.
 HAVE_HYPERFINE=0
 if [[ "${BENCH_NO_HYPERFINE:-0}" != 1 ]] && command -v hyperfine >/dev/null 2>&1; then
