@@ -4,7 +4,9 @@
 //! however many of its files are wanted, and [`tar::extract`] copies every file it holds into
 //! staging, checking each entry before its bytes are read and each file against its size and
 //! sha256 in the lock. The caller publishes the copy as a blob like any verified download.
-//! The layer itself is deleted once read; copies no file took are removed when the apply ends.
+//! The copies are files of the store's temporary directory (`extract-<layer>-<n>`), so a
+//! killed apply leaves nothing `gc` does not see; the layer itself is deleted once read, and
+//! copies no file took are removed when the apply ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -33,6 +35,7 @@ struct Layer {
     blob: OciBlob,
     expected: BTreeMap<RelPath, Expected>,
     label: FileLabel,
+    /// The store's temporary directory, where the copies are made.
     staging: PathBuf,
     staged: tokio::sync::OnceCell<Result<Staged, Failure>>,
 }
@@ -57,7 +60,7 @@ impl Archives {
         model: &ModelId,
         blob: &OciBlob,
         url: &url::Url,
-        staging_root: &std::path::Path,
+        tmp: &std::path::Path,
     ) {
         let Some(archive) = blob.archive else {
             return;
@@ -103,7 +106,6 @@ impl Archives {
             path: format!("sha256:{} (tar layer)", archive.digest.short()),
             size: archive.size,
         };
-        let staging = staging_root.join(format!("extract-{}", archive.digest.hex()));
         self.layers.insert(
             archive.digest,
             Layer {
@@ -112,7 +114,7 @@ impl Archives {
                 blob: blob.clone(),
                 expected,
                 label,
-                staging,
+                staging: tmp.to_path_buf(),
                 staged: tokio::sync::OnceCell::new(),
             },
         );
@@ -182,14 +184,13 @@ impl Layer {
         reporter.done(&self.label, &digest.hex(), started.elapsed());
         let data = downloaded.data.clone();
         let (staging, expected, size) = (self.staging.clone(), self.expected.clone(), job.size);
+        let prefix = self.prefix();
         let extracted = tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(&staging);
-            std::fs::create_dir_all(&staging)
-                .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+            remove_copies(&staging, &prefix);
             let file = std::fs::File::open(&data)
                 .map_err(|e| format!("cannot open {}: {e}", data.display()))?;
             let reader = std::io::BufReader::with_capacity(1 << 20, file);
-            tar::extract(reader, &digest, size, None, &expected, &staging).map_err(|e| {
+            tar::extract(reader, &digest, size, &expected, &staging, &prefix).map_err(|e| {
                 let help = miette::Diagnostic::help(&e).map(|h| format!("; {h}"));
                 format!("{e}{}", help.unwrap_or_default())
             })
@@ -210,14 +211,36 @@ impl Layer {
         }
         Ok(Mutex::new(staged))
     }
+
+    /// The names of this layer's copies start with it.
+    fn prefix(&self) -> String {
+        format!("extract-{}-", self.digest.hex())
+    }
+}
+
+/// Removes the copies a killed apply left of a layer (the names `prefix` starts).
+fn remove_copies(dir: &std::path::Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl Drop for Archives {
-    /// Removes the staged copies no file took, and the staging directories.
+    /// Removes the copies no file took.
     fn drop(&mut self) {
         for layer in self.layers.values() {
-            if layer.staged.initialized() {
-                let _ = std::fs::remove_dir_all(&layer.staging);
+            if let Some(Ok(staged)) = layer.staged.get() {
+                let left = staged
+                    .lock()
+                    .map(|s| s.values().cloned().collect::<Vec<_>>());
+                for copy in left.unwrap_or_default() {
+                    let _ = std::fs::remove_file(copy);
+                }
             }
         }
     }

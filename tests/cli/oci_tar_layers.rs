@@ -1,7 +1,7 @@
 //! Uncompressed tar layers of `oci:` sources. Against the in-process fake registry: a tar
 //! layer is listed while locking (each file with its own sha256, the layer recorded with the
 //! files it holds) and extracted by `apply` byte for byte, downloaded once however many files
-//! it holds, with nothing left in staging; hostile entries (traversal, absolute names, links,
+//! it holds, with nothing left in staging (a killed apply's copies included); hostile entries (traversal, absolute names, links,
 //! devices, duplicates, case collisions, a file also a folder, sizes past the layer) are
 //! refused at lock naming the entry, before anything is written; a layer served with other
 //! bytes at apply, or a file that no longer matches models.lock, publishes nothing. Against
@@ -155,6 +155,11 @@ fn a_tar_layer_is_listed_at_lock_and_extracted_by_apply_byte_for_byte() {
         )),
         "the plan names the layer: {}",
         plan.stdout
+    );
+    // A copy a killed apply left where this one stages the layer's files.
+    project.write(
+        &format!("models/.modelctl/tmp/extract-{}-0", sha256_hex(&tar)),
+        "left by a killed apply",
     );
     let run = project.run(&["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

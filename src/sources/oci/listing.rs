@@ -59,7 +59,7 @@ pub(super) async fn list_layer(
     let mut set = std::mem::take(paths);
     let reader = tokio::task::spawn_blocking(move || {
         let mut bytes = LayerBytes::new(receiver);
-        let listed = tar::list(&mut bytes, &digest, size, None, &mut set);
+        let listed = tar::list(&mut bytes, &digest, size, &mut set);
         // The rest (the archive's end blocks and padding) counts toward the digest too.
         let drained = listed
             .is_ok()

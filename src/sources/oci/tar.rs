@@ -1,10 +1,10 @@
-//! Reading an uncompressed tar layer of an `oci:` source without extracting it: every entry is
-//! checked against the rules of docs/reliability.md S6 before its bytes go anywhere, and each
-//! regular file is handed, with its checked path and size, to the caller's reader (to hash it
-//! at lock time, or to copy it into staging at apply time). Nothing here writes a file: the
-//! `tar` crate parses (PAX and GNU long names included) and this module never calls `unpack`.
-//! [`list`] reads a layer as `lock` streams it ([`super::listing`]); [`extract`] copies the
-//! files of a downloaded, verified layer into staging for `apply`.
+//! Reading an uncompressed tar layer of an `oci:` source: every entry is checked against the
+//! rules of docs/reliability.md S6 before its bytes go anywhere, and each regular file is
+//! handed, with its checked path (relative to the model's root) and size, to the caller's
+//! reader. [`list`] hashes the files of a layer as `lock` streams it ([`super::listing`]);
+//! [`extract`] copies the files of a downloaded, verified layer into staging for `apply`,
+//! under names of its own. No entry's name reaches the filesystem: the `tar` crate parses
+//! (PAX and GNU long names included) and this module never calls `unpack`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
@@ -106,14 +106,12 @@ impl Names<'_> {
 
 /// Walks the entries of the tar `reader` (the bytes of layer `layer`, `layer_size` long,
 /// already checked against its digest), checking each before anything is read from it, and
-/// calls `each` with every regular file's path (under `under`, when given), size and a reader
-/// of exactly its bytes. `paths` holds the model's other files, so a name colliding with them
+/// calls `each` with every regular file's path, size and a reader of exactly its bytes. `paths` holds the model's other files, so a name colliding with them
 /// is refused too; on success it holds this layer's files as well.
 pub fn walk<R: Read>(
     reader: R,
     layer: &Sha256,
     layer_size: u64,
-    under: Option<&RelPath>,
     paths: &mut PathSet,
     mut each: impl FnMut(&RelPath, u64, &mut dyn Read) -> Result<(), String>,
 ) -> Result<(), TarError> {
@@ -158,7 +156,7 @@ pub fn walk<R: Read>(
                 "the sizes of its entries add up to more than the layer's {layer_size} bytes"
             )));
         }
-        let Some(path) = entry_path(&entry.path_bytes(), under).map_err(&refuse)? else {
+        let Some(path) = entry_path(&entry.path_bytes()).map_err(&refuse)? else {
             continue;
         };
         if kind.is_dir() {
@@ -187,31 +185,23 @@ pub fn list<R: Read>(
     reader: R,
     layer: &Sha256,
     layer_size: u64,
-    under: Option<&RelPath>,
     paths: &mut PathSet,
 ) -> Result<Vec<TarFile>, TarError> {
     let mut files = Vec::new();
-    walk(
-        reader,
-        layer,
-        layer_size,
-        under,
-        paths,
-        |path, size, bytes| {
-            let seen = crate::digest::ContentHasher::new(crate::digest::Extra::default())
-                .read_all(bytes)
-                .map_err(|e| format!("reading it: {e}"))?;
-            if seen.bytes != size {
-                return Err(format!("it ends after {} of its {size} bytes", seen.bytes));
-            }
-            files.push(TarFile {
-                path: path.clone(),
-                size,
-                sha256: seen.sha256,
-            });
-            Ok(())
-        },
-    )?;
+    walk(reader, layer, layer_size, paths, |path, size, bytes| {
+        let seen = crate::digest::ContentHasher::new(crate::digest::Extra::default())
+            .read_all(bytes)
+            .map_err(|e| format!("reading it: {e}"))?;
+        if seen.bytes != size {
+            return Err(format!("it ends after {} of its {size} bytes", seen.bytes));
+        }
+        files.push(TarFile {
+            path: path.clone(),
+            size,
+            sha256: seen.sha256,
+        });
+        Ok(())
+    })?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
@@ -223,8 +213,8 @@ pub struct Expected {
     pub sha256: Sha256,
 }
 
-/// Copies the regular files of a tar layer (see [`walk`]) into `staging`, each under a name of
-/// its own (`tar-<index>`, never the entry's path, so no entry name reaches the filesystem),
+/// Copies the regular files of a tar layer (see [`walk`]) into the directory `staging`, each
+/// under a name of its own (`<prefix><index>`, never the entry's path),
 /// and checks each against `expected` (the lock): a file the lock does not list, or of
 /// another size, is refused before a byte of it is written; one whose bytes do not hash to
 /// the locked sha256 is removed and refused; a locked file the layer lacks is refused at the
@@ -234,9 +224,9 @@ pub fn extract<R: Read>(
     reader: R,
     layer: &Sha256,
     layer_size: u64,
-    under: Option<&RelPath>,
     expected: &BTreeMap<RelPath, Expected>,
     staging: &Path,
+    prefix: &str,
 ) -> Result<Vec<(RelPath, PathBuf)>, TarError> {
     let mut staged: Vec<(RelPath, PathBuf)> = Vec::new();
     let mut index = 0usize;
@@ -244,7 +234,6 @@ pub fn extract<R: Read>(
         reader,
         layer,
         layer_size,
-        under,
         &mut PathSet::default(),
         |path, size, bytes| {
             let want = expected
@@ -256,7 +245,7 @@ pub fn extract<R: Read>(
                     want.size
                 ));
             }
-            let target = staging.join(format!("tar-{index}"));
+            let target = staging.join(format!("{prefix}{index}"));
             index += 1;
             let seen = copy_hashed(bytes, &target).inspect_err(|_| {
                 let _ = std::fs::remove_file(&target);
@@ -318,7 +307,7 @@ fn copy_hashed(bytes: &mut dyn Read, target: &Path) -> Result<Sha256, String> {
 
 /// The model path of an entry: `./` prefixes and a directory's trailing `/` dropped, then
 /// every rule of [`RelPath`] (no `..`, not absolute); `None` for the archive's root (`./`).
-fn entry_path(bytes: &[u8], under: Option<&RelPath>) -> Result<Option<RelPath>, String> {
+fn entry_path(bytes: &[u8]) -> Result<Option<RelPath>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "its name is not UTF-8".to_owned())?;
     if text.starts_with('/') {
         return Err("its name is an absolute path".to_owned());
@@ -331,11 +320,7 @@ fn entry_path(bytes: &[u8], under: Option<&RelPath>) -> Result<Option<RelPath>, 
     if rest.is_empty() || rest == "." {
         return Ok(None);
     }
-    let joined = match under {
-        Some(dir) => format!("{dir}/{rest}"),
-        None => rest.to_owned(),
-    };
-    RelPath::parse(&joined)
+    RelPath::parse(rest)
         .map(Some)
         .map_err(|e| format!("its name is not a safe relative path: {e}"))
 }
@@ -379,13 +364,11 @@ mod tests {
         out
     }
 
-    fn listed(bytes: &[u8], under: Option<&str>) -> Result<Vec<TarFile>, TarError> {
-        let under = under.map(|u| RelPath::parse(u).expect("dir"));
+    fn listed(bytes: &[u8]) -> Result<Vec<TarFile>, TarError> {
         list(
             bytes,
             &Sha256::of(bytes),
             bytes.len() as u64,
-            under.as_ref(),
             &mut PathSet::default(),
         )
     }
@@ -411,7 +394,14 @@ mod tests {
         staging: &Path,
     ) -> Result<Vec<(RelPath, PathBuf)>, TarError> {
         let digest = Sha256::of(bytes);
-        extract(bytes, &digest, bytes.len() as u64, None, expected, staging)
+        extract(
+            bytes,
+            &digest,
+            bytes.len() as u64,
+            expected,
+            staging,
+            "tar-",
+        )
     }
 
     fn staged_names(dir: &Path) -> Vec<String> {
@@ -429,7 +419,7 @@ mod tests {
             ("unet/w.bin", Regular, b"weights"),
             ("config.json", Regular, b"{}"),
         ]);
-        let expected = expected_of(&listed(&bytes, None).expect("listed"));
+        let expected = expected_of(&listed(&bytes).expect("listed"));
         let staging = tempfile::tempdir().expect("tempdir");
         let staged = extracted(&bytes, &expected, staging.path()).expect("extracted");
         assert_eq!(staged.len(), 2);
@@ -442,7 +432,7 @@ mod tests {
     #[test]
     fn extraction_refuses_what_the_lock_does_not_say_and_leaves_nothing() {
         let bytes = tar_of(&[("a.bin", Regular, b"aaaa"), ("b.bin", Regular, b"bbbb")]);
-        let good = expected_of(&listed(&bytes, None).expect("listed"));
+        let good = expected_of(&listed(&bytes).expect("listed"));
         let a = RelPath::parse("a.bin").expect("path");
         let b = RelPath::parse("b.bin").expect("path");
         let mut wrong_hash = good.clone();
@@ -487,13 +477,11 @@ mod tests {
             ("./unet/w.bin", Regular, b"weights"),
             ("config.json", Regular, b"{}"),
         ]);
-        let files = listed(&bytes, None).expect("listed");
+        let files = listed(&bytes).expect("listed");
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["config.json", "unet/w.bin"]);
         assert_eq!(files[1].size, 7);
         assert_eq!(files[1].sha256, Sha256::of(b"weights"));
-        let under = listed(&bytes, Some("sub")).expect("under");
-        assert_eq!(under[1].path.as_str(), "sub/unet/w.bin");
     }
 
     #[test]
@@ -507,7 +495,7 @@ mod tests {
             .append_data(&mut h, &long, &b"abc"[..])
             .expect("append");
         let bytes = builder.into_inner().expect("tar");
-        let files = listed(&bytes, None).expect("listed");
+        let files = listed(&bytes).expect("listed");
         assert_eq!(files[0].path.as_str(), long);
     }
 
@@ -540,7 +528,7 @@ mod tests {
             ),
         ] {
             let bytes = tar_of(&entries);
-            let err = listed(&bytes, None).expect_err(why);
+            let err = listed(&bytes).expect_err(why);
             let text = err.to_string();
             assert!(text.contains(why), "{why}: {text}");
             assert!(text.contains(&Sha256::of(&bytes).hex()), "{text}");
@@ -552,7 +540,7 @@ mod tests {
     fn entries_claiming_more_than_the_layer_are_refused_before_reading() {
         let mut bytes = header(b"big.bin", Regular, 1 << 40).as_bytes().to_vec();
         bytes.resize(4096, 0);
-        let err = listed(&bytes, None).expect_err("too big").to_string();
+        let err = listed(&bytes).expect_err("too big").to_string();
         assert!(err.contains("add up to more than"), "{err}");
     }
 
@@ -567,7 +555,6 @@ mod tests {
             &bytes[..],
             &Sha256::of(&bytes),
             bytes.len() as u64,
-            None,
             &mut paths,
         )
         .expect_err("collides")
@@ -583,7 +570,7 @@ mod tests {
             .map(|d| (d.as_str(), Directory, &b""[..]))
             .collect();
         let bytes = tar_of(&entries);
-        let err = listed(&bytes, None).expect_err("many").to_string();
+        let err = listed(&bytes).expect_err("many").to_string();
         assert!(err.contains("more than"), "{err}");
     }
 }
