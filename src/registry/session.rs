@@ -522,6 +522,23 @@ impl Session {
         Ok(())
     }
 
+    /// `GET` of `path` (`/v2/<repo>/…`), answering the registry's `401` as every call does,
+    /// with `accept` as the `Accept` header when given: the answer, its body not yet read.
+    pub async fn get(
+        &self,
+        repo: &str,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, SessionError> {
+        let url = self.url(path);
+        let what = format!("GET {url}");
+        self.send(repo, &what, &[], |c| match accept {
+            Some(types) => c.get(&url).header(reqwest::header::ACCEPT, types),
+            None => c.get(&url),
+        })
+        .await
+    }
+
     /// `GET /v2/<repo>/manifests/sha256:<hex>`: the manifest's bytes, verbatim, accepting the
     /// docker and OCI manifest types; `Ok(None)` when the repository does not have it. An
     /// answer larger than `limit` bytes is refused.
@@ -531,28 +548,22 @@ impl Session {
         digest: &Sha256,
         limit: usize,
     ) -> Result<Option<Vec<u8>>, SessionError> {
-        let url = self.url(&format!("/v2/{repo}/manifests/sha256:{}", digest.hex()));
-        let what = format!("GET {url}");
-        let accept = [
-            "application/vnd.docker.distribution.manifest.v2+json",
-            super::modelpack::MANIFEST_MEDIA_TYPE,
-        ]
-        .join(", ");
-        let response = match self
-            .send(repo, &what, &[], |c| {
-                c.get(&url).header(reqwest::header::ACCEPT, accept.as_str())
-            })
-            .await
-        {
+        let path = format!("/v2/{repo}/manifests/sha256:{}", digest.hex());
+        let response = match self.get(repo, &path, Some(MANIFEST_TYPES)).await {
             Ok(response) => response,
             Err(SessionError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        read_limited(response, limit, &what).await.map(Some)
+        read_limited(response, limit, &format!("GET {}", self.url(&path)))
+            .await
+            .map(Some)
     }
 }
+
+/// The `Accept` of a manifest `GET`: the docker v2 manifest and the OCI image manifest.
+pub const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
 
 /// The body of an answer, refused past `limit` bytes.
 async fn read_limited(

@@ -1,5 +1,5 @@
 //! Listing a tar layer of an `oci:` artifact while locking: the layer is streamed from the
-//! registry (`GET` of its blob, with the token the manifest earned), never stored, and read as
+//! registry (`GET` of its blob, through the session that fetched the manifest), never stored, and read as
 //! it arrives by [`super::tar::list`], which checks every entry before reading its bytes and
 //! hashes each regular file. The layer's own bytes are hashed on the way; the listing counts
 //! only once they add up to the layer's size and digest, so a registry that serves other bytes
@@ -7,28 +7,27 @@
 
 use std::io::Read;
 
-use reqwest::header::AUTHORIZATION;
 use tokio::sync::mpsc;
 
 use super::manifest::TarLayer;
 use super::tar::{self, TarFile};
-use super::{OciError, answered};
+use super::{OciError, registry_error};
 use crate::digest::{ContentHasher, Extra};
 use crate::names::PathSet;
-use crate::net::{Token, error_chain};
+use crate::net::error_chain;
 use crate::registry::reference::OciRef;
-use crate::sources::ResolveContext;
+use crate::registry::session::Session;
 
 /// Chunks of the layer in flight between the download and the reader.
 const IN_FLIGHT: usize = 16;
 
-/// The files of tar layer `layer` of `reference` (`given` as models.yaml writes it), checked
-/// against `paths` (the model's other files), which then holds them too.
+/// The files of tar layer `layer` of `reference` (`given` as models.yaml writes it), fetched
+/// through the `session` that fetched its manifest, checked against `paths` (the model's
+/// other files), which then holds them too.
 pub(super) async fn list_layer(
-    ctx: &ResolveContext,
+    session: &Session,
     reference: &OciRef,
     given: &str,
-    token: Option<&Token>,
     layer: &TarLayer,
     paths: &mut PathSet,
 ) -> Result<Vec<TarFile>, OciError> {
@@ -39,21 +38,16 @@ pub(super) async fn list_layer(
         why,
         help: help.to_owned(),
     };
-    let url = reference
-        .blob_url(&layer.digest)
-        .map_err(|e| refuse(e.to_string(), "check the reference in models.yaml"))?;
-    let shown = crate::net::SafeUrl::from(&url).to_string();
-    let sent = ctx
-        .client
-        .send(|c: &reqwest::Client| {
-            let request = c.get(url.clone());
-            match token {
-                Some(t) => request.header(AUTHORIZATION, t.expose()),
-                None => request,
-            }
-        })
-        .await;
-    let response = answered(sent, &shown, given).await?;
+    let repo = reference.repository();
+    let path = format!("/v2/{repo}/blobs/sha256:{}", layer.digest.hex());
+    let shown = session.blob_url(repo, &layer.digest).map_or_else(
+        |_| path.clone(),
+        |u| crate::net::SafeUrl::from(&u).to_string(),
+    );
+    let response = session
+        .get(repo, &path, None)
+        .await
+        .map_err(|e| registry_error(reference, given, e))?;
     let (chunks, receiver) = mpsc::channel(IN_FLIGHT);
     let (digest, size) = (layer.digest, layer.size);
     let mut set = std::mem::take(paths);

@@ -1,17 +1,18 @@
 //! The `oci:` source: an artifact in an OCI registry (a ModelPack artifact `modelctl push`
 //! wrote, or files pushed by `oras`), pinned to the sha256 of its manifest's bytes.
 //!
-//! Resolving `GET`s the manifest (`Accept`: the OCI image manifest and the docker v2 one),
-//! answering a `401` as `push` does ([`crate::registry::auth`]: anonymous first, a bearer
-//! token only from a realm on the registry's own host, Basic only over https or to a loopback
-//! address), with the `docker login` of the registry's host (never `MODELCTL_REGISTRY_AUTH`,
+//! Resolving `GET`s the manifest (`Accept`: the OCI image manifest and the docker v2 one)
+//! through a registry [`Session`], which answers a `401` as it does for `push` and mirrors
+//! ([`crate::registry::auth`]: anonymous first, a bearer token only from a realm on the
+//! registry's own host, Basic only over https or to a loopback address), with the `docker
+//! login` of the registry's host (never `MODELCTL_REGISTRY_AUTH`,
 //! which is for registries the environment names, as mirrors have it: a models.yaml from
 //! elsewhere must not be able to send the node's credential to a host of its choosing). A tag
 //! pins the digest of the bytes it named; a `@sha256:` reference must hash to itself.
 //!
 //! The manifest is checked before any of it is used ([`manifest`]). A raw layer is one file,
-//! its sha256 the layer's digest. An uncompressed tar layer is downloaded while locking (with
-//! the manifest's token), its bytes hashed against its digest while [`tar::list`] checks every
+//! its sha256 the layer's digest. An uncompressed tar layer is downloaded while locking (through
+//! the same session), its bytes hashed against its digest while [`tar::list`] checks every
 //! entry (docs/reliability.md S6) and hashes each file; the lock records each file with its own
 //! sha256 and the layer with the files it holds ([`crate::lock::LockedArchive`]). `apply`
 //! downloads blobs through the one download engine ([`pulls`]), verified against the lock like
@@ -26,16 +27,16 @@ pub use manifest::{MAX_LAYER_BYTES, MAX_LAYERS, MAX_MANIFEST_BYTES};
 pub use pulls::{OciBlob, Pulls, blob_of};
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 
 use super::ResolveContext;
 use crate::digest::Sha256;
 use crate::lock::{LockedFile, LockedSource};
 use crate::manifest::OciSource;
-use crate::net::{SendError, Token, error_chain};
-use crate::registry::auth::{self, AuthError, Challenge, Credentials};
+use crate::net::error_chain;
+use crate::registry::auth::{self, AuthError};
 use crate::registry::reference::{OciRef, Reference};
-use manifest::{DOCKER_MANIFEST, OCI_MANIFEST, layers_of};
+use crate::registry::session::{MANIFEST_TYPES, Session, SessionError};
+use manifest::layers_of;
 
 /// Why an `oci:` source cannot be pinned.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -113,20 +114,13 @@ pub async fn resolve(
     source: &OciSource,
 ) -> Result<(LockedSource, Vec<LockedFile>), OciError> {
     let (reference, given) = reference_of(ctx, source)?;
-    let (manifest, digest, token) = pinned_manifest(ctx, &reference, &given).await?;
+    let (manifest, digest, session) = pinned_manifest(ctx, &reference, &given).await?;
     let mut layers = layers_of(&manifest, &given)?;
     let mut files = std::mem::take(&mut layers.files);
     let mut archives = Vec::with_capacity(layers.archives.len());
     for layer in &layers.archives {
-        let listed = listing::list_layer(
-            ctx,
-            &reference,
-            &given,
-            token.as_ref(),
-            layer,
-            &mut layers.paths,
-        )
-        .await?;
+        let listed =
+            listing::list_layer(&session, &reference, &given, layer, &mut layers.paths).await?;
         archives.push(crate::lock::LockedArchive {
             media_type: layer.media_type.clone(),
             digest: layer.digest,
@@ -155,15 +149,22 @@ pub async fn resolve(
 }
 
 /// The manifest `reference` names, with its digest (a `@sha256:` reference must hash to
-/// itself) and the token that fetched it, for its blobs.
+/// itself) and the registry session that fetched it, which holds the token its blobs need.
 async fn pinned_manifest(
     ctx: &ResolveContext,
     reference: &OciRef,
     given: &str,
-) -> Result<(Vec<u8>, Sha256, Option<Token>), OciError> {
+) -> Result<(Vec<u8>, Sha256, Session), OciError> {
     let credentials = auth::find(None, ctx.docker_config.as_deref(), &reference.target.host)
         .map_err(|e| auth_error(given, e))?;
-    let (bytes, token) = get_manifest(ctx, reference, credentials.as_ref()).await?;
+    let session = Session::new(ctx.client.clone(), reference.target.clone(), credentials);
+    let repo = reference.repository();
+    let path = format!("/v2/{repo}/manifests/{}", reference.reference_text());
+    let response = session
+        .get(repo, &path, Some(MANIFEST_TYPES))
+        .await
+        .map_err(|e| registry_error(reference, given, e))?;
+    let bytes = read_bounded(response, given, &reference.target.host).await?;
     let digest = Sha256::of(&bytes);
     if let Reference::Digest(pinned) = &reference.reference
         && *pinned != digest
@@ -177,7 +178,7 @@ async fn pinned_manifest(
             ),
         });
     }
-    Ok((bytes, digest, token))
+    Ok((bytes, digest, session))
 }
 
 /// Whether the files, sorted by path, make one tree: no path twice (a raw layer and a tar
@@ -238,111 +239,43 @@ fn auth_error(reference: &str, source: AuthError) -> OciError {
     }
 }
 
-/// `GET` of the manifest, answering one `401`; the body is read up to the size limit. Returns
-/// it with the token the `401` earned, if one did.
-async fn get_manifest(
-    ctx: &ResolveContext,
-    reference: &OciRef,
-    credentials: Option<&Credentials>,
-) -> Result<(Vec<u8>, Option<Token>), OciError> {
-    let given = reference_text(reference);
-    let url = reference.manifest_url().map_err(|e| OciError::Reference {
-        reference: given.clone(),
-        why: e.to_string(),
-    })?;
-    let shown = crate::net::SafeUrl::from(&url).to_string();
-    let build = |token: Option<Token>| {
-        let url = url.clone();
-        move |c: &reqwest::Client| {
-            let request = c
-                .get(url.clone())
-                .header(ACCEPT, format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}"));
-            match &token {
-                Some(t) => request.header(AUTHORIZATION, t.expose()),
-                None => request,
-            }
-        }
-    };
-    let mut sent = ctx.client.send(build(None)).await;
-    let mut earned = None;
-    if let Err(SendError::Status { response, .. }) = &sent
-        && response.status() == StatusCode::UNAUTHORIZED
-        && let Some(challenge) = response
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Challenge::parse)
-    {
-        let token = auth::answer(&ctx.client, &reference.target, &challenge, &[], credentials)
-            .await
-            .map_err(|e| auth_error(&given, e))?;
-        sent = ctx.client.send(build(Some(token.clone()))).await;
-        earned = Some(token);
-    }
-    let response = answered(sent, &shown, &given).await?;
-    Ok((read_bounded(response, &given, &shown).await?, earned))
-}
-
-/// The response of a request to the registry, or the error that names `url` (as shown) and
-/// the registry's own reason.
-async fn answered(
-    sent: Result<reqwest::Response, SendError>,
-    url: &str,
-    reference: &str,
-) -> Result<reqwest::Response, OciError> {
-    match sent {
-        Ok(response) => Ok(response),
-        Err(SendError::Status { response, why }) => {
-            Err(status_error(url, reference, *response, &why).await)
-        }
-        Err(SendError::Transport { error, .. }) => Err(OciError::Unreachable {
-            url: url.to_owned(),
-            chain: error_chain(&error.without_url()),
-        }),
+/// A registry call's failure, said for `given` (the reference as models.yaml writes it), with
+/// the fix.
+fn registry_error(reference: &OciRef, given: &str, error: SessionError) -> OciError {
+    match error {
+        SessionError::Auth(source) => auth_error(given, source),
+        SessionError::Status {
+            what,
+            status,
+            detail,
+        } => OciError::Status {
+            url: what,
+            status,
+            detail,
+            help: match status.as_u16() {
+                401 | 403 => format!(
+                    "log in with `docker login {}` (the login stored in ~/.docker/config.json is used), and check it may pull this repository",
+                    reference.target.host
+                ),
+                404 => {
+                    format!("check that `{given}` exists (the repository, and its tag or digest)")
+                }
+                _ => "the registry refused the request; its answer is above".to_owned(),
+            },
+        },
+        SessionError::Unreachable { url, chain } => OciError::Unreachable { url, chain },
+        other => OciError::Unreachable {
+            url: reference.target.host.clone(),
+            chain: other.to_string(),
+        },
     }
 }
 
-fn reference_text(reference: &OciRef) -> String {
-    format!(
-        "{}/{}{}",
-        reference.target.host,
-        reference.repository(),
-        match &reference.reference {
-            Reference::Tag(t) => format!(":{t}"),
-            Reference::Digest(d) => format!("@sha256:{}", d.hex()),
-        }
-    )
-}
-
-/// A final refusal, with the registry's own error code and message when it sent one.
-async fn status_error(
-    url: &str,
-    reference: &str,
-    response: reqwest::Response,
-    why: &str,
-) -> OciError {
-    let (status, detail) = crate::registry::session::refusal(response, why).await;
-    let help = match status.as_u16() {
-        401 | 403 => format!(
-            "log in with `docker login {}` (the login stored in ~/.docker/config.json is used), and check it may pull this repository",
-            reference.split('/').next().unwrap_or(reference)
-        ),
-        404 => format!("check that `{reference}` exists (the repository, and its tag or digest)"),
-        _ => "the registry refused the request; its answer is above".to_owned(),
-    };
-    OciError::Status {
-        url: url.to_owned(),
-        status,
-        detail,
-        help,
-    }
-}
-
-/// The body, refused once it passes [`MAX_MANIFEST_BYTES`].
+/// The body, refused once it passes [`MAX_MANIFEST_BYTES`]; `host` is named if it is cut.
 async fn read_bounded(
     mut response: reqwest::Response,
     reference: &str,
-    url: &str,
+    host: &str,
 ) -> Result<Vec<u8>, OciError> {
     let too_big = || OciError::Manifest {
         reference: reference.to_owned(),
@@ -366,7 +299,7 @@ async fn read_bounded(
             Ok(None) => return Ok(bytes),
             Err(e) => {
                 return Err(OciError::Unreachable {
-                    url: url.to_owned(),
+                    url: host.to_owned(),
                     chain: error_chain(&e.without_url()),
                 });
             }
