@@ -388,12 +388,24 @@ struct Pushing<'a> {
     say: &'a (dyn Fn(String) + Sync),
 }
 
-/// A blob to push: what to call it, and where its bytes are.
+/// A blob to push: what to call it, its media type, and where its bytes are.
 struct BlobToPush {
     label: String,
+    media_type: String,
     sha256: Sha256,
     size: u64,
     path: std::path::PathBuf,
+}
+
+/// What one model's push sends: its blobs, the config blob when the manifest needs one
+/// uploaded beside them, then the manifest (verbatim, of `media_type`) under each tag.
+struct Artifact {
+    /// How the first line describes it (`2 files, 1.0 GiB`).
+    summary: String,
+    blobs: Vec<BlobToPush>,
+    config: Option<Vec<u8>>,
+    manifest: Vec<u8>,
+    media_type: String,
 }
 
 impl Pushing<'_> {
@@ -420,109 +432,90 @@ async fn push_model(
     project: &Project,
     files: &[LayerFile],
 ) -> Result<PushedModel, SessionError> {
-    let (session, id) = (p.session, p.id);
-    let target: &Target = session.target();
-    let repo = p.repository();
-    let tags = p.tags();
-    let documents =
-        modelpack::documents(&descriptor(id, p.locked), files).map_err(|e| SessionError::Read {
+    let documents = modelpack::documents(&descriptor(p.id, p.locked), files).map_err(|e| {
+        SessionError::Read {
             path: "the ModelPack documents".to_owned(),
             why: e.to_string(),
-        })?;
+        }
+    })?;
     let total: u64 = files.iter().map(|f| f.size).sum();
-    (p.say)(format!(
-        "Pushing {id} to {}/{repo}:{} ({} file{}, {})",
-        target.host,
-        tags[0],
-        files.len(),
-        if files.len() == 1 { "" } else { "s" },
-        human_bytes(total)
-    ));
-    let blobs: Vec<BlobToPush> = files
-        .iter()
-        .map(|f| BlobToPush {
-            label: f.path.clone(),
-            sha256: f.sha256,
-            size: f.size,
-            path: project.store.blob_path(&f.sha256),
-        })
-        .collect();
-    let started = Instant::now();
-    let outcomes = upload_blobs(p, &repo, &blobs).await?;
-    session.push_bytes(&repo, &documents.config).await?;
-    for tag in &tags {
-        session
-            .put_manifest(&repo, tag, &documents.manifest)
-            .await?;
-    }
-    let manifest_digest = documents.manifest_digest();
-    let uploaded_bytes = uploaded(&blobs, &outcomes);
-    (p.say)(format!(
-        "Pushed {id}: {}/{repo}@sha256:{} ({} uploaded in {:.1?})",
-        target.host,
-        manifest_digest.hex(),
-        human_bytes(uploaded_bytes),
-        started.elapsed()
-    ));
-    let files = files
-        .iter()
-        .map(|f| {
-            pushed_file(
-                f.path.clone(),
-                f.sha256,
-                f.size,
-                FileKind::of(&f.path).media_type().to_owned(),
-                outcomes.get(&f.sha256),
-            )
-        })
-        .collect();
-    Ok(PushedModel {
-        id: id.clone(),
-        repository: repo,
-        tags,
-        manifest_digest: format!("sha256:{}", manifest_digest.hex()),
-        files,
-        uploaded_bytes,
-    })
+    let artifact = Artifact {
+        summary: format!(
+            "{} file{}, {}",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            human_bytes(total)
+        ),
+        blobs: files
+            .iter()
+            .map(|f| BlobToPush {
+                label: f.path.clone(),
+                media_type: FileKind::of(&f.path).media_type().to_owned(),
+                sha256: f.sha256,
+                size: f.size,
+                path: project.store.blob_path(&f.sha256),
+            })
+            .collect(),
+        config: Some(documents.config),
+        manifest: documents.manifest,
+        media_type: modelpack::MANIFEST_MEDIA_TYPE.to_owned(),
+    };
+    push_artifact(p, &artifact).await
 }
 
 /// Pushes an Ollama model's blobs from its local store, then its manifest, verbatim and with
-/// its own media type, under each tag: the registry names it by the pinned digest.
+/// its own media type: the registry names it by the pinned digest.
 async fn push_ollama_model(
     p: &Pushing<'_>,
     copy: &OllamaCopy,
 ) -> Result<PushedModel, SessionError> {
+    let total: u64 = copy.blobs.iter().map(|b| b.size).sum();
+    let artifact = Artifact {
+        summary: format!(
+            "its Ollama manifest and {} blobs, {}",
+            copy.blobs.len(),
+            human_bytes(total)
+        ),
+        blobs: copy
+            .blobs
+            .iter()
+            .map(|b| BlobToPush {
+                label: b.label.clone(),
+                media_type: b.media_type.clone(),
+                sha256: b.sha256,
+                size: b.size,
+                path: b.path.clone(),
+            })
+            .collect(),
+        config: None,
+        manifest: copy.manifest.clone(),
+        media_type: copy.media_type.clone(),
+    };
+    push_artifact(p, &artifact).await
+}
+
+/// Pushes `artifact` to the model's repository, saying when it starts and ends.
+async fn push_artifact(p: &Pushing<'_>, artifact: &Artifact) -> Result<PushedModel, SessionError> {
     let (session, id) = (p.session, p.id);
     let target: &Target = session.target();
     let repo = p.repository();
     let tags = p.tags();
-    let total: u64 = copy.blobs.iter().map(|b| b.size).sum();
     (p.say)(format!(
-        "Pushing {id} to {}/{repo}:{} (its Ollama manifest and {} blobs, {})",
-        target.host,
-        tags[0],
-        copy.blobs.len(),
-        human_bytes(total)
+        "Pushing {id} to {}/{repo}:{} ({})",
+        target.host, tags[0], artifact.summary
     ));
-    let blobs: Vec<BlobToPush> = copy
-        .blobs
-        .iter()
-        .map(|b| BlobToPush {
-            label: b.label.clone(),
-            sha256: b.sha256,
-            size: b.size,
-            path: b.path.clone(),
-        })
-        .collect();
     let started = Instant::now();
-    let outcomes = upload_blobs(p, &repo, &blobs).await?;
+    let outcomes = upload_blobs(p, &repo, &artifact.blobs).await?;
+    if let Some(config) = &artifact.config {
+        session.push_bytes(&repo, config).await?;
+    }
     for tag in &tags {
         session
-            .put_manifest_as(&repo, tag, &copy.manifest, &copy.media_type)
+            .put_manifest_as(&repo, tag, &artifact.manifest, &artifact.media_type)
             .await?;
     }
-    let manifest_digest = Sha256::of(&copy.manifest);
-    let uploaded_bytes = uploaded(&blobs, &outcomes);
+    let manifest_digest = Sha256::of(&artifact.manifest);
+    let uploaded_bytes = uploaded(&artifact.blobs, &outcomes);
     (p.say)(format!(
         "Pushed {id}: {}/{repo}@sha256:{} ({} uploaded in {:.1?})",
         target.host,
@@ -530,17 +523,16 @@ async fn push_ollama_model(
         human_bytes(uploaded_bytes),
         started.elapsed()
     ));
-    let files = copy
+    let files = artifact
         .blobs
         .iter()
         .map(|b| {
-            let outcome = outcomes.get(&b.sha256);
             pushed_file(
                 b.label.clone(),
                 b.sha256,
                 b.size,
                 b.media_type.clone(),
-                outcome,
+                outcomes.get(&b.sha256),
             )
         })
         .collect();

@@ -486,22 +486,6 @@ impl Session {
         Ok(Some(location))
     }
 
-    /// `PUT /v2/<repo>/manifests/<reference>` of a ModelPack (OCI image) manifest.
-    pub async fn put_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-        bytes: &[u8],
-    ) -> Result<(), SessionError> {
-        self.put_manifest_as(
-            repo,
-            reference,
-            bytes,
-            super::modelpack::MANIFEST_MEDIA_TYPE,
-        )
-        .await
-    }
-
     /// `PUT /v2/<repo>/manifests/<reference>` of manifest bytes of `media_type`, verbatim (so
     /// the registry names them by their own sha256).
     pub async fn put_manifest_as(
