@@ -55,14 +55,7 @@ if [[ -z $binary && -x $REPO_ROOT/target/release/modelctl ]]; then
 fi
 resolve_binary "$binary"
 
-missing=()
-for tool in nginx jq bc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-[[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
-if ((${#missing[@]})); then
-  note "installing ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing nginx jq bc docker-registry
 
 make_workdir
 pids=()
@@ -134,8 +127,6 @@ run_in() { # DIR ARGS...: modelctl in DIR, output to DIR/out.log; fails with the
   }
 }
 
-now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc; }
 
 # origin_sent FROM_LINE: "requests bytes" nginx logged after line FROM_LINE.
 origin_sent() {

@@ -73,6 +73,24 @@ can_drop_caches() {
     drop_caches
 }
 
+# install_missing PACKAGE...: installs with apt-get (as root) the Debian packages whose
+# command of the same name is not on PATH (docker-registry's is /usr/bin/docker-registry).
+install_missing() {
+    local missing=() tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || [[ -x /usr/bin/$tool ]] || missing+=("$tool")
+    done
+    ((${#missing[@]})) || return 0
+    note "installing ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# now: seconds since the epoch, to the nanosecond; since T: seconds elapsed since `now` gave T
+# (needs bc).
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc; }
+
 # free_port: a TCP port of 127.0.0.1 free at the time of asking.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||

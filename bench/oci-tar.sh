@@ -23,8 +23,8 @@
 #   -s  total size of the files in MiB (default 512)
 #   -f  number of files (default 4)
 #   -n  timed applies of each kind (default 3)
-# Needs /usr/bin/docker-registry (apt-get install docker-registry), curl, jq, openssl and tar
-# (installed with apt-get when missing, as root). Scratch data (about 6 × SIZE MiB) lives
+# Needs /usr/bin/docker-registry (apt-get install docker-registry), curl, jq, openssl, tar and
+# bc (installed with apt-get when missing, as root). Scratch data (about 6 × SIZE MiB) lives
 # under $TMPDIR (default /tmp) and is removed on exit, with the registry stopped.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -45,14 +45,7 @@ if [[ -z $binary && -x $REPO_ROOT/target/release/modelctl ]]; then
 fi
 resolve_binary "$binary"
 
-missing=()
-for tool in curl jq openssl tar; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-[[ -x /usr/bin/docker-registry ]] || missing+=(docker-registry)
-if ((${#missing[@]})); then
-  note "installing ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+install_missing curl jq openssl tar bc docker-registry
 
 make_workdir
 stop_registry() {
@@ -147,8 +140,6 @@ tar -xf "$WORK/ref/layer.tar" -C "$WORK/ref/out"
 find "$WORK/ref/out" -type f -exec sha256sum {} + >/dev/null
 SH
 
-now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc; }
 
 echo "== $(uptime)"
 echo "== $("$MODELCTL" --version); $files files, $((each * files)) bytes; $runs runs"
