@@ -168,3 +168,16 @@ pub fn oci_project(models: &[(&str, String)]) -> Project {
     }
     Project::with_manifest(&text)
 }
+
+/// Asserts that model `id` (of type `tts`, in the store `oci_project` sets) holds each file
+/// with exactly its bytes.
+pub fn assert_model_holds(project: &Project, id: &str, files: &[(&str, &[u8])]) {
+    let dir = project.path(&format!("models/models/tts/{id}"));
+    for (path, bytes) in files {
+        let held = std::fs::read(dir.join(path)).unwrap_or_else(|e| panic!("{id}/{path}: {e}"));
+        assert!(
+            held == *bytes,
+            "{id}/{path} holds other bytes than were pushed"
+        );
+    }
+}

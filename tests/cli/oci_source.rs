@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::fake_oci::{FakeRegistry, RAW, TOKEN, layer, manifest_of, oci_project};
+use crate::fake_oci::{
+    FakeRegistry, RAW, TOKEN, assert_model_holds, layer, manifest_of, oci_project,
+};
 use crate::oci_registry::Registry;
 use crate::support::{Project, sha256_hex};
 
@@ -171,14 +173,10 @@ fn files_oras_pushed_apply_through_oci() {
     let project = oci_project(&[("tiny", format!("http://{target}"))]);
     let run = project.run(&["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let model = project.path("models/models/tts/tiny");
-    assert_eq!(
-        std::fs::read(model.join("model.gguf")).expect("gguf"),
-        bytes
-    );
-    assert_eq!(
-        std::fs::read_to_string(model.join("config.json")).expect("config"),
-        "{\"n\": 1}\n"
+    assert_model_holds(
+        &project,
+        "tiny",
+        &[("model.gguf", &bytes), ("config.json", b"{\"n\": 1}\n")],
     );
 }
 

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::fake_oci::{FakeRegistry, RAW, TAR, layer, manifest_of, oci_project};
+use crate::fake_oci::{
+    FakeRegistry, RAW, TAR, assert_model_holds, layer, manifest_of, oci_project,
+};
 use crate::oci_registry::Registry;
 use crate::support::{Project, sha256_hex};
 
@@ -163,20 +165,16 @@ fn a_tar_layer_is_listed_at_lock_and_extracted_by_apply_byte_for_byte() {
     );
     let run = project.run(&["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let dir = project.path("models/models/tts/m");
-    assert_eq!(
-        std::fs::read(dir.join("weights/model.safetensors")).expect("w"),
-        big
+    assert_model_holds(
+        &project,
+        "m",
+        &[
+            ("weights/model.safetensors", &big),
+            ("weights/copy.safetensors", &big),
+            ("tokenizer/vocab.json", &vocab),
+            ("config.json", &config),
+        ],
     );
-    assert_eq!(
-        std::fs::read(dir.join("weights/copy.safetensors")).expect("copy"),
-        big
-    );
-    assert_eq!(
-        std::fs::read(dir.join("tokenizer/vocab.json")).expect("v"),
-        vocab
-    );
-    assert_eq!(std::fs::read(dir.join("config.json")).expect("c"), config);
     assert_eq!(
         gets_of(&registry, &blob_path(&tar)),
         2,
@@ -393,10 +391,7 @@ fn files_of_a_tar_layer_come_from_a_mirror_without_the_layer() {
         ],
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(
-        std::fs::read(node.path("models/models/tts/m/weights/model.safetensors")).expect("w"),
-        big
-    );
+    assert_model_holds(&node, "m", &[("weights/model.safetensors", &big)]);
     assert_eq!(
         gets_of(&origin, &blob_path(&tar)),
         before,
@@ -431,18 +426,14 @@ fn a_tar_layer_oras_pushed_applies_through_oci() {
     let project = oci_project(&[("tarred", format!("http://{target}"))]);
     let run = project.run(&["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let model = project.path("models/models/tts/tarred");
-    assert_eq!(
-        std::fs::read(model.join("weights/model.safetensors")).expect("weights"),
-        big
+    assert_model_holds(
+        &project,
+        "tarred",
+        &[
+            ("weights/model.safetensors", &big),
+            ("vocab.json", b"{}\n"),
+            ("config.json", b"{\"n\": 2}\n"),
+        ],
     );
-    assert_eq!(
-        std::fs::read_to_string(model.join("vocab.json")).expect("vocab"),
-        "{}\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(model.join("config.json")).expect("config"),
-        "{\"n\": 2}\n"
-    );
-    assert!(!model.join("layer.tar").exists());
+    assert!(!project.path("models/models/tts/tarred/layer.tar").exists());
 }
