@@ -94,15 +94,7 @@ impl FakeRegistry {
                 None => StatusCode::NOT_FOUND.into_response(),
             }
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (runtime, listener, addr) = crate::support::listen();
         let shared = Shared {
             routes: Arc::new(Mutex::new(routes)),
             log: Arc::new(Mutex::new(Vec::new())),
@@ -113,9 +105,7 @@ impl FakeRegistry {
         let log = shared.log.clone();
         let routes = shared.routes.clone();
         let app = axum::Router::new().fallback(handle).with_state(shared);
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        crate::support::serve(&runtime, listener, app);
         Self {
             base: format!("http://{addr}"),
             routes,

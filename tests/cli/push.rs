@@ -397,15 +397,7 @@ impl TokenRegistry {
             StatusCode::NOT_FOUND.into_response()
         }
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (runtime, listener, addr) = crate::support::listen();
         let shared = Shared::default();
         let _ = shared.port.set(addr.port());
         let log = shared.log.clone();
@@ -413,9 +405,7 @@ impl TokenRegistry {
             .fallback(handle)
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(shared);
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        crate::support::serve(&runtime, listener, app);
         Self {
             base: format!("http://{addr}"),
             log,
@@ -516,15 +506,7 @@ pub struct ChunkRegistry {
 
 impl ChunkRegistry {
     pub fn start(chunked: bool, drop_at: Option<usize>, forget_cut: bool) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (runtime, listener, addr) = crate::support::listen();
         let state = std::sync::Arc::new(std::sync::Mutex::new(ChunkState {
             chunked,
             drop_at,

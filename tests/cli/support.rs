@@ -308,20 +308,13 @@ impl FileServer {
             }
         }
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let requests: Log = Default::default();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = Router::new().fallback(handle).with_state(requests.clone());
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (runtime, listener, addr) = listen();
+        serve(
+            &runtime,
+            listener,
+            Router::new().fallback(handle).with_state(requests.clone()),
+        );
         Self {
             base: format!("http://{addr}"),
             requests,
@@ -352,4 +345,35 @@ pub fn complete(project: &Project, words: &[&str]) -> Vec<String> {
         .split(['\u{b}', '\n'])
         .map(|s| s.trim().to_owned())
         .collect()
+}
+
+/// A fake server's own runtime (one worker) and a listener on a free port of 127.0.0.1: bound
+/// first, since the address may go into what it serves. Keep the runtime alive as long as the
+/// server.
+pub fn listen() -> (
+    tokio::runtime::Runtime,
+    tokio::net::TcpListener,
+    std::net::SocketAddr,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (runtime, listener, addr)
+}
+
+/// Serves `app` on `listener` in `runtime`, in the background.
+pub fn serve(
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+) {
+    runtime.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
 }
