@@ -123,6 +123,14 @@ impl LockedSource {
             LockedSource::Oci { .. } => "oci",
         }
     }
+
+    /// The tar layer of an `oci:` entry that holds the file `path`, if one does.
+    pub fn archive_of(&self, path: &RelPath) -> Option<&LockedArchive> {
+        match self {
+            LockedSource::Oci { archives, .. } => archives.iter().find(|a| a.files.contains(path)),
+            _ => None,
+        }
+    }
 }
 
 /// One layer of an Ollama model (or its config blob).

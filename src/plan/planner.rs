@@ -301,7 +301,7 @@ impl Planner {
                 sha256: known,
                 md5: file.md5.or(expect.md5).filter(|_| known.is_none()),
                 git_oid: file.git_oid.filter(|_| known.is_none()),
-                from: file_origin(&locked.source, file.path.as_str()),
+                from: file_origin(&locked.source, &file.path),
                 replace,
                 mirrors: Vec::new(),
             },
@@ -773,7 +773,7 @@ fn source_label(source: &Source, locked: Option<&LockedModel>) -> String {
 }
 
 /// Where a file comes from, for display.
-fn file_origin(source: &LockedSource, path: &str) -> String {
+fn file_origin(source: &LockedSource, path: &RelPath) -> String {
     match source {
         LockedSource::Hf { hf, commit, .. } => {
             format!("hf:{hf}@{}/{path}", commit.get(..7).unwrap_or(commit))
@@ -782,18 +782,13 @@ fn file_origin(source: &LockedSource, path: &str) -> String {
             crate::net::redact(final_url.as_deref().unwrap_or(url))
         }
         LockedSource::Ollama { ollama, .. } => format!("ollama:{ollama}"),
-        LockedSource::Oci { oci, archives, .. } => {
-            match archives
-                .iter()
-                .find(|a| a.files.iter().any(|f| f.as_str() == path))
-            {
-                Some(a) => format!(
-                    "oci:{oci}/{path} (in tar layer sha256:{})",
-                    a.digest.short()
-                ),
-                None => format!("oci:{oci}/{path}"),
-            }
-        }
+        LockedSource::Oci { oci, .. } => match source.archive_of(path) {
+            Some(a) => format!(
+                "oci:{oci}/{path} (in tar layer sha256:{})",
+                a.digest.short()
+            ),
+            None => format!("oci:{oci}/{path}"),
+        },
     }
 }
 

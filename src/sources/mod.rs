@@ -175,12 +175,12 @@ pub fn locate(
             oci: None,
         }),
         (Source::Hf(h), LockedSource::Hf { commit, .. }) => locate_hf(h, commit, file, hub),
-        (Source::Oci(o), LockedSource::Oci { archives, .. }) => {
+        (Source::Oci(o), LockedSource::Oci { .. }) => {
             let missing = || LocateError::OciBlob {
                 path: file.path.to_string(),
             };
             let digest = file.sha256.ok_or_else(missing)?;
-            let archive = archives.iter().find(|a| a.files.contains(&file.path));
+            let archive = locked.source.archive_of(&file.path);
             let (url, blob) = oci::blob_of(o, &digest, archive).map_err(|_| missing())?;
             Ok(Located {
                 url,
