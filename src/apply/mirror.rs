@@ -89,6 +89,12 @@ impl Mirrors {
         self.list.is_empty()
     }
 
+    /// Whether a download goes through the mirrors first: there are some, or mirror-only
+    /// wants what none can serve said as an error.
+    pub fn asked(&self) -> bool {
+        self.only || !self.is_empty()
+    }
+
     /// The first mirror, as `push --to` takes it.
     pub fn first(&self) -> Option<&str> {
         self.list.first().map(|m| m.shown.as_str())

@@ -748,7 +748,7 @@ async fn fetch_group(
     progress: Arc<dyn fetch::FileProgress>,
 ) -> Result<(Fetched, Option<String>), GroupFailure> {
     let mirrors = origins.mirrors;
-    if mirrors.only || (!mirrors.is_empty() && group.job.sha256.is_some()) {
+    if mirrors.asked() && (mirrors.only || group.job.sha256.is_some()) {
         let mut ids: Vec<String> = Vec::new();
         for id in group.models() {
             if !ids.contains(&id.to_string()) {

@@ -92,7 +92,7 @@ impl Executor<'_> {
         &self,
         pull: &DirectPull<'_>,
     ) -> Result<Option<Vec<u8>>, DirectPullError> {
-        if self.mirrors.is_empty() && !self.mirrors.only {
+        if !self.mirrors.asked() {
             return Ok(None);
         }
         match self
@@ -133,7 +133,7 @@ impl Executor<'_> {
             authorization: None,
             explain: None,
         };
-        if !self.mirrors.is_empty() || self.mirrors.only {
+        if self.mirrors.asked() {
             let ids = [pull.model.to_string()];
             match self
                 .mirrors
