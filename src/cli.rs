@@ -94,7 +94,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Remove blobs no model uses and stale partial downloads
     Gc(GcArgs),
-    /// Push locked models from the store to an OCI registry, as ModelPack artifacts
+    /// Push locked models to an OCI registry: store files as ModelPack artifacts, Ollama models
+    /// (from a local Ollama store) as their own manifest
     Push(PushArgs),
     /// Print the JSON Schema of models.yaml
     Schema,
