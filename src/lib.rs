@@ -14,7 +14,8 @@
 //! - [`plan`] diffs desired against present state and renders the result.
 //! - [`apply`] carries a plan out: the download engine, publishing, pointers and hooks.
 //! - [`sources`] resolve manifest entries into locked entries; [`net`] is their HTTP client;
-//!   [`registry`] pushes models to an OCI registry as ModelPack artifacts.
+//!   [`registry`] speaks to OCI registries: pushes (ModelPack artifacts), mirrors and `oci:`
+//!   sources.
 //! - [`system`] gathers the machine facts the planner checks (disk, GPUs, memory).
 //! - [`project`] is what every command and API request starts from: manifest, lock and store
 //!   loaded together, with resolution and planning on top.
