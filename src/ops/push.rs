@@ -1,5 +1,5 @@
 //! `push`: locked models to an OCI registry, store files as ModelPack artifacts and Ollama
-//! models as their own manifest ([`super::push_ollama`]), both through [`push_artifact`].
+//! models as their own manifest (`ops/push_ollama.rs`), both through `push_artifact`.
 //!
 //! For each model (the ids named, or every locked one): check that every file of its lock is
 //! in the store and is what the lock says, build its ModelPack documents
