@@ -33,6 +33,14 @@ pub struct GlobalArgs {
     /// The model store, overriding the manifest's `store:`
     #[arg(long, global = true, env = "MODELCTL_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// The machine cache of verified blobs that every project's store links its files from
+    /// [default: `$XDG_CACHE_HOME/modelctl`, else `~/.cache/modelctl`]
+    #[arg(long, global = true, env = "MODELCTL_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Use no machine cache: the store keeps its own bytes and shares them with no other
+    /// project (for containers and CI caches)
+    #[arg(long, global = true, env = "MODELCTL_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "cache")]
+    pub no_cache: bool,
     /// Require models.lock to be up to date: fail instead of changing it
     #[arg(long, global = true)]
     pub locked: bool,
@@ -94,6 +102,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Remove blobs no model uses and stale partial downloads
     Gc(GcArgs),
+    /// The machine cache every project's store links its verified blobs from: where it is,
+    /// what each project uses, and pruning what none needs
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Push locked models to an OCI registry: store files as ModelPack artifacts, Ollama models
     /// (from a local Ollama store) as their own manifest
     Push(PushArgs),
@@ -378,6 +390,37 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
+    /// Print what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep anything modified more recently than this: `1h`, `30m`, `45s`, `1h30m`, `0`
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Print the report as JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print the machine cache's directory
+    Dir,
+    /// Show the projects that use the cache (its roots), the bytes each uses, the bytes they
+    /// share and the bytes `cache prune` would free
+    Status(CacheStatusArgs),
+    /// Remove blobs that no live project's models.lock pins and no store links
+    Prune(CachePruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheStatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
     /// Print what would be removed, and remove nothing
     #[arg(long)]
     pub dry_run: bool,

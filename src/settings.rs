@@ -18,6 +18,9 @@ pub struct Settings {
     pub manifest_path: PathBuf,
     pub lock_path: PathBuf,
     store_override: Option<PathBuf>,
+    /// The machine cache (`--cache`, `MODELCTL_CACHE`, else the user's cache directory), or
+    /// `None` with `--no-cache`/`MODELCTL_NO_CACHE=1` or where no cache directory is known.
+    pub cache: Option<PathBuf>,
     pub network: Network,
     pub color: ColorChoice,
     /// How the run writes: data on stdout, talk on stderr, at the level `-q`/`-v` will set.
@@ -115,6 +118,8 @@ impl Settings {
             // `-C` has already changed the current directory (see `commands::run`).
             directory: _,
             store,
+            cache,
+            no_cache,
             locked,
             offline,
             frozen,
@@ -144,6 +149,7 @@ impl Settings {
             manifest_path,
             lock_path,
             store_override: store.clone().map(absolute),
+            cache: machine_cache(cache.as_deref(), *no_cache, &env),
             network: Network {
                 locked,
                 offline: *offline || *frozen || env("HF_HUB_OFFLINE").is_some_and(|v| truthy(&v)),
@@ -212,6 +218,27 @@ impl Settings {
             _ => Style::Color,
         }
     }
+}
+
+/// Where the machine cache is: `--cache DIR`/`MODELCTL_CACHE`, else
+/// `$XDG_CACHE_HOME/modelctl`, else `~/.cache/modelctl`; none when switched off or when
+/// neither variable says where the user's cache directory is.
+fn machine_cache(
+    flag: Option<&Path>,
+    off: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<PathBuf> {
+    if off {
+        return None;
+    }
+    if let Some(dir) = flag {
+        return Some(normalize(&absolute(dir.to_path_buf())));
+    }
+    env("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|dir| normalize(&dir.join("modelctl")))
 }
 
 /// A non-negative number from the environment; anything else counts as unset.

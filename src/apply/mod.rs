@@ -25,6 +25,7 @@ pub mod fetch;
 mod hasher;
 mod hf_cache;
 mod hf_layout;
+mod machine_cache;
 pub mod mirror;
 pub mod ollama;
 mod partial;
@@ -266,6 +267,19 @@ impl Executor<'_> {
             };
             let download = match action {
                 Action::Download { path, size, .. } => Some((path, *size)),
+                Action::Reuse {
+                    path,
+                    sha256,
+                    size,
+                    machine_cache: Some(_),
+                    ..
+                } => {
+                    take(&mut changed, model, path);
+                    let taken = self
+                        .reuse_from_machine_cache(outcome, model, path, sha256)
+                        .await;
+                    (!taken).then_some((path, *size))
+                }
                 Action::Reuse {
                     path,
                     sha256,

@@ -41,7 +41,12 @@ struct Document<'a> {
     /// Removed, or with `--dry-run` to be removed.
     blobs: &'a [Garbage],
     partials: &'a [Garbage],
+    /// What the removal gives back to the disk: the bytes of what went, less those the
+    /// machine cache still holds.
     freed_bytes: u64,
+    /// Bytes of removed blobs that the machine cache still holds (`cache prune` frees them
+    /// once no project needs them).
+    machine_cache_bytes: u64,
     kept: Kept,
     skipped: &'a [Skipped],
     changed: &'a [String],
@@ -58,11 +63,12 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
         true => Some(project.lock_store()?),
         false => None,
     };
-    let locked = crate::ops::gc::lock_digests(&project.lock);
+    let locked = crate::ops::gc::kept_digests(&project);
     let options = Options {
         grace: args.grace,
         now: SystemTime::now(),
         locked: &locked,
+        linked_elsewhere: false,
     };
     let cache_path = store.stat_cache_path();
     let mut cache = StatCache::load(&cache_path);
@@ -88,6 +94,15 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
         )
     };
 
+    let cache = store.machine_cache();
+    let in_cache: u64 = blobs
+        .iter()
+        .filter(|g| {
+            let held = |c: &crate::store::MachineCache| g.sha256.and_then(|d| c.holds(&d));
+            cache.as_ref().and_then(held).is_some()
+        })
+        .map(|g| g.size)
+        .sum();
     let shown = if args.json {
         let doc = Document {
             format: GC_FORMAT,
@@ -95,7 +110,8 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
             grace_seconds: args.grace.as_secs(),
             blobs: &blobs,
             partials: &partials,
-            freed_bytes: size(&blobs) + size(&partials),
+            freed_bytes: size(&blobs) + size(&partials) - in_cache,
+            machine_cache_bytes: in_cache,
             kept: found.kept,
             skipped: &found.skipped,
             changed: &changed,
@@ -111,6 +127,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
             kept: &found.kept,
             skipped: &found.skipped,
             changed: &changed,
+            in_cache: cache.as_ref().filter(|_| in_cache > 0).map(|c| (c.root(), in_cache)),
         });
         printer.out(text)
     };
@@ -158,6 +175,8 @@ struct Report<'a> {
     kept: &'a Kept,
     skipped: &'a [Skipped],
     changed: &'a [String],
+    /// The machine cache, and the bytes of the removed blobs it still holds.
+    in_cache: Option<(&'a std::path::Path, u64)>,
 }
 
 fn render_text(r: &Report<'_>) -> String {
@@ -201,6 +220,13 @@ fn render_text(r: &Report<'_>) -> String {
             } else {
                 ""
             }
+        ));
+    }
+    if let Some((dir, bytes)) = r.in_cache {
+        out.push_str(&format!(
+            "{} of that stays in the machine cache `{}` until no project needs it (`modelctl cache prune`)\n",
+            human_bytes(bytes),
+            dir.display()
         ));
     }
     let k = r.kept;

@@ -4,6 +4,7 @@
 //! command never calls another command: what two of them share lives in `ops`.
 
 pub mod apply;
+pub mod cache;
 pub mod completions;
 pub mod doctor;
 pub mod edit;
@@ -61,6 +62,7 @@ pub fn run(cli: crate::cli::Cli) -> Result<ExitCode> {
         crate::cli::Command::Storage(args) => storage::run(settings, &args),
         crate::cli::Command::Verify(args) => verify::run(settings, &args),
         crate::cli::Command::Gc(args) => gc::run(settings, &args),
+        crate::cli::Command::Cache(command) => cache::run(&settings, &command),
         crate::cli::Command::Push(args) => push::run(settings, &args),
         crate::cli::Command::Schema => schema::run(settings.printer),
         crate::cli::Command::Completions(args) => completions::run(settings.printer, &args),

@@ -28,14 +28,25 @@ pub fn lock_digests(lock: &Lockfile) -> HashSet<Sha256> {
     digests
 }
 
+/// Every digest the project's models.lock names, and those of the other live projects that
+/// share its store: a blob one of them is about to link is not this project's garbage.
+pub fn kept_digests(project: &Project) -> HashSet<Sha256> {
+    let mut digests = lock_digests(&project.lock);
+    for neighbour in project.neighbours().0 {
+        digests.extend(lock_digests(&neighbour.lock));
+    }
+    digests
+}
+
 /// The garbage of the project's store with grace period `grace`, now. Takes no lock and
 /// changes nothing on disk; `cache` learns the hashes of copies it had to compute.
 pub fn find(project: &Project, grace: Duration, cache: &mut StatCache) -> Result<Collection> {
-    let locked = lock_digests(&project.lock);
+    let locked = kept_digests(project);
     let options = Options {
         grace,
         now: SystemTime::now(),
         locked: &locked,
+        linked_elsewhere: false,
     };
     Ok(find_garbage(&project.store, cache, &options)?)
 }

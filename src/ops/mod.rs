@@ -4,6 +4,7 @@
 //! calls the same functions and answers in JSON, so the two never differ. This layer never
 //! names `cli`, `commands` or `api`.
 
+pub mod cache;
 pub mod edit;
 pub mod execute;
 pub mod gc;

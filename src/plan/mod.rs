@@ -17,6 +17,7 @@ mod planner;
 mod render;
 mod route;
 mod saved;
+mod sharing;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,7 @@ pub use planner::{PlanInput, plan};
 pub use render::{Style, render_text};
 pub use route::{Routes, route_downloads};
 pub use saved::SavedPlan;
+pub use sharing::{Claim, MachineCacheView, Neighbours, content_id};
 
 use crate::digest::{GitOid, Md5, Sha256};
 use crate::lock::Lockfile;
@@ -145,7 +147,8 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mirrors: Vec<String>,
     },
-    /// The blob is already in the store (or in the HF cache): link it only. `sha256` may be
+    /// The blob is already in the store (or in the machine cache, or in the HF cache): link
+    /// it only. `sha256` may be
     /// one the plan learned (a regular file found by its git blob id).
     Reuse {
         model: ModelId,
@@ -157,6 +160,10 @@ pub enum Action {
         /// absent when the blob is in the store.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hf_cache: Option<String>,
+        /// Taken from the machine cache, and how (`reflink`, `hardlink`, `copy`); absent when
+        /// the blob is in the store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        machine_cache: Option<crate::store::LinkMode>,
     },
     /// The file is present but its content cannot be confirmed from the lock's sha256 alone.
     Verify {

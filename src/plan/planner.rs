@@ -12,6 +12,8 @@ use crate::store::{ActivePointer, PresentModel, StoreState};
 use crate::system::{GpuFacts, SystemFacts};
 use crate::units::human_bytes;
 
+use super::sharing::{MachineCacheView, Neighbours, content_id};
+
 mod ollama;
 
 /// Everything the planner looks at. It looks at nothing else.
@@ -30,12 +32,17 @@ pub struct PlanInput<'a> {
     pub daemon: &'a DaemonView,
     /// `--locked`/`--frozen`, which turn a drifted Ollama pin into an error.
     pub locked: Option<&'static str>,
+    /// What the other projects sharing the store declare.
+    pub neighbours: &'a Neighbours,
+    /// What the machine cache holds of the wanted blobs.
+    pub machine_cache: &'a MachineCacheView,
 }
 
 /// Computes the plan.
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut p = Planner::default();
     let pinned = p.pin_models(&input);
+    p.check_neighbours(&input, &pinned);
 
     let mut actions = repairs(input.state);
     for (id, entry) in &input.manifest.models {
@@ -273,22 +280,25 @@ impl Planner {
         let in_store = known
             .filter(|d| input.state.blobs.contains_key(d))
             .or_else(|| by_git_oid(&input.state.blob_git_oids));
+        let in_machine_cache = known.filter(|d| input.machine_cache.blobs.contains_key(d));
         let in_cache = known
             .filter(|d| input.hf_cache.blobs.contains_key(d))
             .or_else(|| by_git_oid(&input.hf_cache.git_oids));
-        match in_store.or(in_cache) {
+        match in_store.or(in_machine_cache).or(in_cache) {
             Some(sha256) => {
                 if file.sha256.is_none() {
                     self.learn(id, &file.path, sha256);
                 }
+                let machine_cache = (in_store.is_none() && in_machine_cache.is_some())
+                    .then_some(input.machine_cache.mode);
                 Action::Reuse {
                     model: id.clone(),
                     path: file.path.clone(),
                     size: file.size,
                     sha256,
                     replace,
-                    hf_cache: in_store
-                        .is_none()
+                    machine_cache,
+                    hf_cache: (in_store.is_none() && machine_cache.is_none())
                         .then(|| input.hf_cache.blobs.get(&sha256))
                         .flatten()
                         .map(|p| p.display().to_string()),
@@ -306,6 +316,52 @@ impl Planner {
                 mirrors: Vec::new(),
             },
         }
+    }
+
+    /// Two projects sharing a store cannot fill one model directory with different content:
+    /// the second is refused, naming the first.
+    fn check_neighbours(&mut self, input: &PlanInput<'_>, pinned: &BTreeMap<ModelId, LockedModel>) {
+        for (id, entry) in &input.manifest.models {
+            let Some(ours) = pinned.get(id).and_then(content_id) else {
+                continue;
+            };
+            for claim in input.neighbours.claimants(&entry.kind, id) {
+                if claim.content.is_some_and(|theirs| theirs != ours) {
+                    self.errors.push(Notice {
+                        model: Some(id.clone()),
+                        message: format!(
+                            "`{id}` ({}) is declared by `{}` too, pinned to other content, and both projects use this store; \
+                             give the model another id in one of them, pin both to the same content, or give one project \
+                             a store of its own (`store:` in models.yaml)",
+                            entry.kind, claim.manifest
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether this project may change `active/<kind>`: not when another project sharing the
+    /// store declares a different active model of that type (refused), nor to deactivate a
+    /// type another project declares, or one that a project that cannot be read might.
+    fn may_point(&mut self, input: &PlanInput<'_>, kind: &TypeName, want: Option<&ModelId>) -> bool {
+        let others = input.neighbours.active.get(kind).map_or(&[][..], Vec::as_slice);
+        let Some(want) = want else {
+            return others.is_empty() && input.neighbours.unreadable.is_empty();
+        };
+        for (theirs, manifest) in others {
+            if theirs != want {
+                self.errors.push(Notice {
+                    model: Some(want.clone()),
+                    message: format!(
+                        "`{manifest}` declares `{theirs}` the active {kind} model, and this project declares `{want}`, \
+                         in the one store both use (`active/{kind}`); make them agree, or give one project a store of \
+                         its own (`store:` in models.yaml)"
+                    ),
+                });
+            }
+        }
+        true
     }
 
     /// Checksums in the manifest must agree with what the lock pins; md5-only files are weak.
@@ -386,6 +442,9 @@ impl Planner {
         let mut out = Vec::new();
         for kind in types {
             let want = manifest.active.get(kind);
+            if !self.may_point(input, kind, want) {
+                continue;
+            }
             let have = input.state.active.get(kind);
             let have_id = match have {
                 Some(ActivePointer::Model(id)) => Some(id),
@@ -460,7 +519,8 @@ impl Planner {
         out
     }
 
-    /// Model directories no longer declared (or declared under another type).
+    /// Model directories no longer declared (or declared under another type), unless another
+    /// project sharing the store declares them, or one cannot be read.
     fn deletions(
         &mut self,
         input: &PlanInput<'_>,
@@ -474,7 +534,16 @@ impl Planner {
                 .models
                 .get(id)
                 .is_some_and(|e| &e.kind == kind);
-            if declared {
+            if declared || !input.neighbours.claimants(kind, id).is_empty() {
+                continue;
+            }
+            if let Some((manifest, why)) = input.neighbours.unreadable.first() {
+                self.warnings.push(Notice {
+                    model: Some(id.clone()),
+                    message: format!(
+                        "`{id}` ({kind}) is no longer declared here, but is kept: the store is shared with `{manifest}`, which cannot be read ({why})"
+                    ),
+                });
                 continue;
             }
             let mut freed = 0;

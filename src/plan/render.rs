@@ -210,12 +210,19 @@ fn action_line(p: &Painter, a: &Action) -> String {
             size,
             replace,
             hf_cache,
+            machine_cache,
             ..
         } => {
             let what = if *replace { "relink" } else { "link" };
-            let from = match hf_cache {
-                Some(_) => "reuse from the HF cache, verified first",
-                None => "blob already in the store",
+            let from = match (machine_cache, hf_cache) {
+                (Some(mode), _) if mode.shares_bytes() => {
+                    format!("from the machine cache by {mode}")
+                }
+                (Some(_), _) => {
+                    "copied from the machine cache: it is on another filesystem".to_owned()
+                }
+                (None, Some(_)) => "reuse from the HF cache, verified first".to_owned(),
+                (None, None) => "blob already in the store".to_owned(),
             };
             format!(
                 "{} {what} {path}  {}  ({from})",

@@ -172,6 +172,8 @@ fn run(m: &Manifest, lock: &Lockfile, state: &StoreState) -> Plan {
         state,
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     })
@@ -361,6 +363,8 @@ fn an_unpinned_model_is_reported_and_gets_no_file_actions() {
         state: &StoreState::default(),
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -411,6 +415,8 @@ fn a_changed_entry_is_re_resolved_and_shown_as_a_diff() {
         state: &store_with(&m, &["a", "b"], &[("image_gen", "b")]),
         facts: &facts(100 * GIB),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -443,6 +449,8 @@ fn a_plan_that_does_not_fit_on_disk_is_refused() {
         state: &StoreState::default(),
         facts: &facts(1500),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -518,6 +526,8 @@ fn rendered_plan_snapshot() {
         state: &state,
         facts: &facts(100_000_000_000),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -554,6 +564,8 @@ fn plan_with_b_unresolved(free: u64) -> Plan {
         state: &StoreState::default(),
         facts: &facts(free),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     })
@@ -607,6 +619,8 @@ fn narrowing_drops_the_notices_of_models_left_out_and_checks_the_disk_again() {
         state: &StoreState::default(),
         facts: &facts(1500),
         hf_cache: &Default::default(),
+        neighbours: &Default::default(),
+        machine_cache: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });

@@ -38,6 +38,9 @@ pub struct Options<'a> {
     pub now: SystemTime,
     /// Digests models.lock lists: never collected.
     pub locked: &'a HashSet<Sha256>,
+    /// Whether a blob with other hardlinks is in use (the machine cache, whose blobs are
+    /// linked from stores elsewhere: removing one would free nothing).
+    pub linked_elsewhere: bool,
 }
 
 /// Something `gc` would remove.
@@ -306,6 +309,7 @@ pub fn find_garbage(
                     });
                 } else if refs.inodes.contains(&(meta.dev(), meta.ino()))
                     || refs.linked.contains(&digest)
+                    || (options.linked_elsewhere && meta.nlink() > 1)
                 {
                     kept.linked_blobs += 1;
                 } else if options.locked.contains(&digest) {
@@ -468,7 +472,10 @@ fn remove_one(
         }
     }
     let still_garbage = fs::symlink_metadata(&garbage.full).is_ok_and(|meta| {
-        meta.is_file() && (meta.dev(), meta.ino()) == garbage.identity && !is_young(&meta, options)
+        meta.is_file()
+            && (meta.dev(), meta.ino()) == garbage.identity
+            && !is_young(&meta, options)
+            && !(options.linked_elsewhere && meta.nlink() > 1)
     });
     if !still_garbage {
         removal.changed.push(garbage.path.clone());

@@ -17,7 +17,9 @@
 pub mod gc;
 mod hash;
 mod lock;
+pub mod machine_cache;
 mod place;
+pub mod roots;
 mod scan;
 mod stat_cache;
 pub mod usage;
@@ -27,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 pub use hash::{GIT_OID_MAX_SIZE, hash_file, hash_file_with};
 pub use lock::{StoreLock, StoreLockError};
+pub use machine_cache::{LinkMode, MachineCache};
+pub use roots::{Root, Roots};
 pub use place::{FileOrigin, PlaceError, ensure_dir};
 pub use scan::{
     ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, read_active,
@@ -40,19 +44,39 @@ use crate::names::{ModelId, TypeName};
 /// The file in a model directory that records which Ollama model it stands for.
 pub const OLLAMA_DESCRIPTOR: &str = "ollama.json";
 
-/// Paths of one store.
+/// Paths of one store, and the machine cache its blobs are shared through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
     root: PathBuf,
+    cache: Option<PathBuf>,
 }
 
 impl Store {
+    /// A store with no machine cache: it keeps its own bytes.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            cache: None,
+        }
+    }
+
+    /// This store, sharing its blobs through the machine cache at `cache` (none: its own).
+    pub fn sharing(self, cache: Option<PathBuf>) -> Self {
+        Self { cache, ..self }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The machine cache every blob this store publishes also goes into.
+    pub fn machine_cache(&self) -> Option<MachineCache> {
+        self.cache.as_ref().map(MachineCache::new)
+    }
+
+    /// The projects that changed this store (`.modelctl/projects/`).
+    pub fn projects(&self) -> Roots {
+        Roots::new(self.state_dir().join("projects"))
     }
 
     pub fn blobs_dir(&self) -> PathBuf {

@@ -137,7 +137,9 @@ impl Store {
     }
 
     /// Moves a verified temporary file to its blob path (atomic rename, then fsync of the
-    /// shard directory). A blob that already exists is kept: same name, same bytes.
+    /// shard directory). A blob that already exists is kept: same name, same bytes. Every
+    /// blob a store publishes also goes into its machine cache, this being the one way
+    /// checked bytes enter a store; a cache that cannot take it costs only sharing.
     pub fn publish_blob(&self, temp: &Path, digest: &Sha256) -> Result<PathBuf, PlaceError> {
         let blob = self.blob_path(digest);
         let shard = blob.parent().unwrap_or(self.root()).to_path_buf();
@@ -147,6 +149,20 @@ impl Store {
         fs::rename(temp, &blob).map_err(err("publish", &blob))?;
         failpoint::hit("download.before-dir-fsync");
         durable::sync_dir(&shard).map_err(err("sync", &shard))?;
+        if let Some(cache) = self.machine_cache() {
+            match cache.adopt(&blob, digest) {
+                Ok(Some(mode)) => tracing::info!(
+                    "sha256:{} into the machine cache `{}` by {mode}",
+                    digest.short(),
+                    cache.root().display()
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::info!(
+                    "the machine cache did not take sha256:{}: {e}",
+                    digest.short()
+                ),
+            }
+        }
         Ok(blob)
     }
 

@@ -20,6 +20,10 @@ use crate::sources::ollama::daemon::{Daemon, DaemonError};
 use crate::sources::ollama::daemon_pin::DaemonAccess;
 use crate::store::{StatCache, Store, StoreState};
 
+mod sharing;
+
+pub use sharing::Neighbour;
+
 /// The manifest, lock and store one command works on.
 pub struct Project {
     pub settings: Settings,
@@ -32,7 +36,7 @@ impl Project {
     pub fn load(settings: Settings) -> Result<Self> {
         let manifest = crate::manifest::load(&settings.manifest_path)?;
         let lock = crate::lock::load(&settings.lock_path)?;
-        let store = Store::new(settings.store_root(&manifest));
+        let store = Store::new(settings.store_root(&manifest)).sharing(settings.cache.clone());
         Ok(Self {
             settings,
             manifest,
@@ -41,17 +45,51 @@ impl Project {
         })
     }
 
-    /// Takes the store lock, saying who holds it while waiting.
+    /// Takes the store lock, saying who holds it while waiting; then records this project as
+    /// a root of the store and of the machine cache, before anything changes.
     pub fn lock_store(&self) -> Result<crate::store::StoreLock> {
         let root = self.store.root().display().to_string();
-        Ok(crate::store::StoreLock::acquire(
+        let lock = crate::store::StoreLock::acquire(
             &self.store,
             self.settings.lock_timeout,
             &|holder| match holder {
                 "" => crate::log_line!("waiting for lock on `{root}`"),
                 holder => crate::log_line!("waiting for lock on `{root}` (held by {holder})"),
             },
-        )?)
+        )?;
+        self.record_root()?;
+        Ok(lock)
+    }
+
+    /// This project as a root ([`crate::store::roots`]).
+    pub fn root(&self) -> crate::store::Root {
+        crate::store::Root {
+            manifest: self.settings.manifest_path.clone(),
+            lock: self.settings.lock_path.clone(),
+            store: self.store.root().to_owned(),
+        }
+    }
+
+    /// Records this project in its store (an error: other projects sharing the store rely on
+    /// it) and in the machine cache (a warning: it only decides what `cache prune` keeps, and
+    /// the store's own links keep the rest).
+    fn record_root(&self) -> Result<()> {
+        let root = self.root();
+        let projects = self.store.projects();
+        projects
+            .record(&root)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot record this project in `{}`", projects.dir().display()))?;
+        if let Some(cache) = self.store.machine_cache() {
+            let roots = crate::store::Roots::new(cache.roots_dir());
+            if let Err(e) = roots.record(&root) {
+                crate::log_line!(
+                    "warning: cannot record this project as a root of the machine cache `{}`: {e}",
+                    roots.dir().display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Gets ready to change the store: checks `--locked` and that the store is writable, takes
@@ -110,6 +148,8 @@ impl Project {
         let facts = crate::system::gather(self.store.root());
         let hf_cache = self.hf_cache_view(&resolutions, state);
         let daemon = self.daemon_view(state);
+        let neighbours = self.neighbours_view();
+        let machine_cache = self.machine_cache_view(&resolutions);
         let mut plan = crate::plan::plan(crate::plan::PlanInput {
             manifest: &self.manifest,
             lock: &self.lock,
@@ -119,6 +159,8 @@ impl Project {
             hf_cache: &hf_cache,
             daemon: &daemon,
             locked: self.settings.network.locked,
+            neighbours: &neighbours,
+            machine_cache: &machine_cache,
         });
         self.check_upstream(&mut plan)?;
         let mirrors: Vec<String> = self.mirrors()?.iter().map(|m| m.url_text()).collect();
