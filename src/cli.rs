@@ -37,9 +37,9 @@ pub struct GlobalArgs {
     /// [default: `$XDG_CACHE_HOME/modelctl`, else `~/.cache/modelctl`]
     #[arg(long, global = true, env = "MODELCTL_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Use no machine cache: the store keeps its own bytes and shares them with no other
-    /// project (for containers and CI caches)
-    #[arg(long, global = true, env = "MODELCTL_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "cache")]
+    /// Use no machine cache (whatever `--cache` says): the store keeps its own bytes and
+    /// shares them with no other project, for containers and CI caches
+    #[arg(long, global = true, env = "MODELCTL_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Require models.lock to be up to date: fail instead of changing it
     #[arg(long, global = true)]

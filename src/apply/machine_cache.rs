@@ -53,7 +53,12 @@ impl Executor<'_> {
             .and_then(|r| r);
         match taken {
             Ok(mode) => {
-                self.reused(outcome, model, path, &format!("from the machine cache by {mode}"));
+                self.reused(
+                    outcome,
+                    model,
+                    path,
+                    &format!("from the machine cache by {mode}"),
+                );
                 true
             }
             Err(why) => {

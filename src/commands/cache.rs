@@ -152,11 +152,17 @@ fn render_prune(
         ));
     }
     for g in blobs {
-        out.push_str(&format!("{verb} blob `{}`  {}\n", g.path, human_bytes(g.size)));
+        out.push_str(&format!(
+            "{verb} blob `{}`  {}\n",
+            g.path,
+            human_bytes(g.size)
+        ));
     }
     if let Some(removal) = &p.removal {
         for path in &removal.changed {
-            out.push_str(&format!("left alone `{path}`: it changed while prune ran\n"));
+            out.push_str(&format!(
+                "left alone `{path}`: it changed while prune ran\n"
+            ));
         }
     }
     if blobs.is_empty() && partials.is_empty() {

@@ -127,7 +127,10 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
             kept: &found.kept,
             skipped: &found.skipped,
             changed: &changed,
-            in_cache: cache.as_ref().filter(|_| in_cache > 0).map(|c| (c.root(), in_cache)),
+            in_cache: cache
+                .as_ref()
+                .filter(|_| in_cache > 0)
+                .map(|c| (c.root(), in_cache)),
         });
         printer.out(text)
     };
@@ -305,6 +308,7 @@ mod tests {
             kept: &kept,
             skipped: &[],
             changed: &[".modelctl/tmp/x".to_owned()],
+            in_cache: None,
         });
         assert_eq!(
             text,

@@ -82,10 +82,7 @@ impl Pins {
     }
 
     fn dead(&self) -> impl Iterator<Item = &Root> {
-        self.roots
-            .iter()
-            .map(|(r, _)| r)
-            .filter(|r| !r.is_live())
+        self.roots.iter().map(|(r, _)| r).filter(|r| !r.is_live())
     }
 }
 
@@ -95,7 +92,9 @@ pub enum PruneError {
     #[error("cannot prune the machine cache: the lock of `{}` cannot be read ({why})", root.manifest.display())]
     #[diagnostic(
         code(modelctl::cache::unreadable_root),
-        help("a project that cannot be read could need any blob; fix its models.lock (`modelctl lock` there), or delete the project")
+        help(
+            "a project that cannot be read could need any blob; fix its models.lock (`modelctl lock` there), or delete the project"
+        )
     )]
     UnreadableRoot { root: Root, why: String },
     #[error(transparent)]
@@ -176,10 +175,12 @@ fn options<'a>(kept: &'a HashSet<Sha256>, grace: Duration) -> Options<'a> {
 }
 
 fn garbage(cache: &MachineCache, pins: &Pins, grace: Duration) -> Result<Collection, PruneError> {
-    let kept = pins.kept().map_err(|(root, why)| PruneError::UnreadableRoot {
-        root: root.clone(),
-        why: why.to_owned(),
-    })?;
+    let kept = pins
+        .kept()
+        .map_err(|(root, why)| PruneError::UnreadableRoot {
+            root: root.clone(),
+            why: why.to_owned(),
+        })?;
     let mut stat = StatCache::default();
     Ok(find_garbage(
         &cache.as_store(),
@@ -201,7 +202,12 @@ pub fn prune(
         false => Some(crate::store::StoreLock::acquire(
             &cache.as_store(),
             lock_timeout,
-            &|_| crate::log_line!("waiting for the lock on the machine cache `{}`", cache.root().display()),
+            &|_| {
+                crate::log_line!(
+                    "waiting for the lock on the machine cache `{}`",
+                    cache.root().display()
+                )
+            },
         )?),
     };
     let pins = Pins::read(cache);

@@ -322,7 +322,7 @@ impl Planner {
     /// the second is refused, naming the first.
     fn check_neighbours(&mut self, input: &PlanInput<'_>, pinned: &BTreeMap<ModelId, LockedModel>) {
         for (id, entry) in &input.manifest.models {
-            let Some(ours) = pinned.get(id).and_then(content_id) else {
+            let Some(ours) = pinned.get(id).and_then(|l| content_id(id, entry, l)) else {
                 continue;
             };
             for claim in input.neighbours.claimants(&entry.kind, id) {
@@ -344,8 +344,17 @@ impl Planner {
     /// Whether this project may change `active/<kind>`: not when another project sharing the
     /// store declares a different active model of that type (refused), nor to deactivate a
     /// type another project declares, or one that a project that cannot be read might.
-    fn may_point(&mut self, input: &PlanInput<'_>, kind: &TypeName, want: Option<&ModelId>) -> bool {
-        let others = input.neighbours.active.get(kind).map_or(&[][..], Vec::as_slice);
+    fn may_point(
+        &mut self,
+        input: &PlanInput<'_>,
+        kind: &TypeName,
+        want: Option<&ModelId>,
+    ) -> bool {
+        let others = input
+            .neighbours
+            .active
+            .get(kind)
+            .map_or(&[][..], Vec::as_slice);
         let Some(want) = want else {
             return others.is_empty() && input.neighbours.unreadable.is_empty();
         };

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::digest::Sha256;
 use crate::lock::{LockedModel, LockedSource};
+use crate::manifest::ModelEntry;
 use crate::names::{ModelId, TypeName};
 use crate::store::LinkMode;
 
@@ -64,11 +65,11 @@ impl Default for MachineCacheView {
     }
 }
 
-/// One digest for a locked model's content: its files' paths, sizes and sha256s (and an
-/// Ollama model's manifest digest), so two locks that would fill one model directory with the
-/// same bytes agree, whatever revision or URL they reached them by. `None` when a file has no
-/// sha256 yet.
-pub fn content_id(model: &LockedModel) -> Option<Sha256> {
+/// One digest for a locked model's content: its files' paths, sizes and sha256s (the lock's,
+/// else the one models.yaml expects), and an Ollama model's manifest digest, so two projects
+/// that would fill one model directory with the same bytes agree, whatever revision or URL
+/// they reached them by. `None` when a file has no sha256 known yet.
+pub fn content_id(id: &ModelId, entry: &ModelEntry, model: &LockedModel) -> Option<Sha256> {
     let mut text = String::new();
     if let LockedSource::Ollama { digest, .. } = &model.source {
         text.push_str(&format!("ollama {}\n", digest.hex()));
@@ -76,7 +77,9 @@ pub fn content_id(model: &LockedModel) -> Option<Sha256> {
     let mut files: Vec<_> = model.files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     for file in files {
-        let sha256 = file.sha256?;
+        let sha256 = file
+            .sha256
+            .or_else(|| entry.expected_for(id.as_str(), &file.path).0.sha256)?;
         text.push_str(&format!("{}\0{}\0{}\n", file.path, file.size, sha256.hex()));
     }
     Some(Sha256::of(text.as_bytes()))

@@ -49,14 +49,13 @@ impl Project {
     /// a root of the store and of the machine cache, before anything changes.
     pub fn lock_store(&self) -> Result<crate::store::StoreLock> {
         let root = self.store.root().display().to_string();
-        let lock = crate::store::StoreLock::acquire(
-            &self.store,
-            self.settings.lock_timeout,
-            &|holder| match holder {
-                "" => crate::log_line!("waiting for lock on `{root}`"),
-                holder => crate::log_line!("waiting for lock on `{root}` (held by {holder})"),
-            },
-        )?;
+        let lock =
+            crate::store::StoreLock::acquire(&self.store, self.settings.lock_timeout, &|holder| {
+                match holder {
+                    "" => crate::log_line!("waiting for lock on `{root}`"),
+                    holder => crate::log_line!("waiting for lock on `{root}` (held by {holder})"),
+                }
+            })?;
         self.record_root()?;
         Ok(lock)
     }
@@ -76,10 +75,12 @@ impl Project {
     fn record_root(&self) -> Result<()> {
         let root = self.root();
         let projects = self.store.projects();
-        projects
-            .record(&root)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot record this project in `{}`", projects.dir().display()))?;
+        projects.record(&root).into_diagnostic().wrap_err_with(|| {
+            format!(
+                "cannot record this project in `{}`",
+                projects.dir().display()
+            )
+        })?;
         if let Some(cache) = self.store.machine_cache() {
             let roots = crate::store::Roots::new(cache.roots_dir());
             if let Err(e) = roots.record(&root) {
@@ -149,7 +150,7 @@ impl Project {
         let hf_cache = self.hf_cache_view(&resolutions, state);
         let daemon = self.daemon_view(state);
         let neighbours = self.neighbours_view();
-        let machine_cache = self.machine_cache_view(&resolutions);
+        let machine_cache = self.machine_cache_view();
         let mut plan = crate::plan::plan(crate::plan::PlanInput {
             manifest: &self.manifest,
             lock: &self.lock,

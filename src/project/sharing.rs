@@ -1,16 +1,12 @@
 //! What this project shares its bytes with, gathered for the planner: the other live projects
 //! recorded in its store, read from their own models.yaml and models.lock
-//! ([`crate::plan::Neighbours`]), and the blobs the machine cache has of those this plan
-//! wants ([`crate::plan::MachineCacheView`]).
-
-use std::collections::{BTreeMap, BTreeSet};
+//! ([`crate::plan::Neighbours`]), and the blobs the machine cache has
+//! ([`crate::plan::MachineCacheView`]).
 
 use super::Project;
-use crate::digest::Sha256;
 use crate::lock::{Lockfile, fingerprint};
 use crate::manifest::Manifest;
 use crate::plan::{Claim, MachineCacheView, Neighbours, content_id};
-use crate::sources::Resolution;
 use crate::store::Root;
 
 /// Another live project of the same store, as it is on disk now.
@@ -71,7 +67,7 @@ impl Project {
                     .models
                     .get(id)
                     .filter(|l| l.fingerprint == fingerprint(entry))
-                    .and_then(content_id);
+                    .and_then(|l| content_id(id, entry, l));
                 view.models
                     .entry((entry.kind.clone(), id.clone()))
                     .or_default()
@@ -90,31 +86,18 @@ impl Project {
         view
     }
 
-    /// Which of the blobs this plan may want (the pinned files of the lock and of this run's
-    /// resolutions) the machine cache has, and how it would link them into this store.
-    pub(super) fn machine_cache_view(
-        &self,
-        resolutions: &BTreeMap<crate::names::ModelId, Resolution>,
-    ) -> MachineCacheView {
+    /// The blobs the machine cache has (one directory listing per shard, no hashing), and
+    /// how it would link them into this store.
+    pub(super) fn machine_cache_view(&self) -> MachineCacheView {
         let Some(cache) = self.store.machine_cache() else {
             return MachineCacheView::default();
         };
-        let resolved = resolutions.values().filter_map(|r| match r {
-            Resolution::Resolved { model, .. } => Some(model),
-            _ => None,
-        });
-        let wanted: BTreeSet<Sha256> = self
-            .lock
-            .models
-            .values()
-            .chain(resolved)
-            .flat_map(|m| m.files.iter().filter_map(|f| f.sha256))
-            .collect();
         MachineCacheView {
             mode: cache.mode_for(self.store.root()),
-            blobs: wanted
+            blobs: cache
+                .blobs()
                 .into_iter()
-                .filter_map(|d| Some((d, cache.holds(&d)?)))
+                .map(|(d, size, _)| (d, size))
                 .collect(),
         }
     }

@@ -538,6 +538,7 @@ mod tests {
             grace: HOUR,
             now: SystemTime::now(),
             locked,
+            linked_elsewhere: false,
         }
     }
 

@@ -192,11 +192,9 @@ impl MachineCache {
         let layout = self.as_store();
         fs::create_dir_all(self.root()).map_err(place_err("create", self.root()))?;
         super::ensure_dir(self.root(), &layout.tmp_dir())?;
-        let temp = layout.tmp_dir().join(format!(
-            "{}.adopt-{}",
-            digest.hex(),
-            std::process::id()
-        ));
+        let temp = layout
+            .tmp_dir()
+            .join(format!("{}.adopt-{}", digest.hex(), std::process::id()));
         let _ = fs::remove_file(&temp);
         let mode = link_or_copy(blob, &temp).map_err(place_err("link", blob))?;
         let published = layout.publish_blob(&temp, digest);
@@ -316,7 +314,10 @@ fn device_of(path: &Path) -> Option<u64> {
         .map(|m| m.dev())
 }
 
-fn place_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PlaceError + 'a {
+fn place_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> PlaceError + 'a {
     move |source| PlaceError {
         action,
         path: path.to_owned(),

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 pub use hash::{GIT_OID_MAX_SIZE, hash_file, hash_file_with};
 pub use lock::{StoreLock, StoreLockError};
 pub use machine_cache::{LinkMode, MachineCache};
-pub use roots::{Root, Roots};
 pub use place::{FileOrigin, PlaceError, ensure_dir};
+pub use roots::{Root, Roots};
 pub use scan::{
     ActivePointer, OllamaDescriptor, PresentFile, PresentModel, ScanError, StoreState, read_active,
     scan,

@@ -411,7 +411,7 @@ fn hooks_see_the_swap_and_a_failing_hook_rolls_back() {
     let project = Project::new();
     let out = project.path("hook.env");
     let record = format!(
-        "    hooks:\n      activate: 'env | grep ^MODELCTL_ | sort > \"{}\"'\n",
+        "    hooks:\n      activate: 'env | grep ^MODELCTL_ | grep -v ^MODELCTL_CACHE= | sort > \"{}\"'\n",
         out.display()
     );
     let failing = "    hooks:\n      activate: 'echo cannot start >&2; exit 3'\n      rollback_on_failure: true\n";

@@ -32,6 +32,7 @@ mod integrity;
 mod layers;
 mod lock;
 mod manifest_errors;
+mod many_projects;
 mod mirror;
 mod nginx;
 mod oci_registry;

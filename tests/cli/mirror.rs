@@ -52,6 +52,8 @@ fn apply_node(project: &Project, node: &str, mirror: &str, extra: &[&str]) -> Ru
         &args,
         &[
             ("MODELCTL_STORE", store.as_str()),
+            // Another node: a store and a machine of its own.
+            ("MODELCTL_NO_CACHE", "1"),
             ("MODELCTL_MIRROR", mirror),
             ("MODELCTL_HTTP_RETRIES", "2"),
             ("MODELCTL_HTTP_RETRY_BASE_MS", "10"),
@@ -77,6 +79,8 @@ fn four_nodes_apply_from_the_mirror_at_once_and_the_origin_sends_no_file_byte() 
     let store = project.path("node0").display().to_string();
     let env = [
         ("MODELCTL_STORE", store.as_str()),
+        // Another node: a store and a machine of its own.
+        ("MODELCTL_NO_CACHE", "1"),
         ("MODELCTL_MIRROR", mirror.as_str()),
     ];
     let plan = project.run_env(&["plan"], &env);
@@ -107,6 +111,8 @@ fn four_nodes_apply_from_the_mirror_at_once_and_the_origin_sends_no_file_byte() 
                     &["apply", "--yes"],
                     &[
                         ("MODELCTL_STORE", store.as_str()),
+                        // Another node: a store and a machine of its own.
+                        ("MODELCTL_NO_CACHE", "1"),
                         ("MODELCTL_MIRROR", mirror.as_str()),
                     ],
                 )
@@ -310,6 +316,8 @@ fn bad_mirror_settings_are_refused_with_their_reason() {
         &["plan"],
         &[
             ("MODELCTL_STORE", fresh.as_str()),
+            // Another node: a store and a machine of its own.
+            ("MODELCTL_NO_CACHE", "1"),
             ("MODELCTL_MIRROR_ONLY", "1"),
         ],
     );
@@ -375,6 +383,8 @@ fn a_mirror_behind_a_bearer_challenge_is_read_with_the_docker_login_and_no_secre
         &["apply", "--yes"],
         &[
             ("MODELCTL_STORE", store.as_str()),
+            // Another node: a store and a machine of its own.
+            ("MODELCTL_NO_CACHE", "1"),
             ("MODELCTL_MIRROR", mirror.as_str()),
             ("MODELCTL_REGISTRY_AUTH", pair.as_str()),
         ],
@@ -402,6 +412,8 @@ fn a_mirror_behind_a_bearer_challenge_is_read_with_the_docker_login_and_no_secre
         &["apply", "--yes"],
         &[
             ("MODELCTL_STORE", store.as_str()),
+            // Another node: a store and a machine of its own.
+            ("MODELCTL_NO_CACHE", "1"),
             ("MODELCTL_REGISTRY_AUTH", pair.as_str()),
         ],
     );

@@ -5,9 +5,12 @@ use std::process::Output;
 
 use assert_cmd::cargo::CommandCargoExt;
 
-/// A temporary directory holding a project (models.yaml, models.lock, a store).
+/// A temporary directory holding a project (models.yaml, models.lock, a store), and a
+/// machine cache of its own beside it, so no test shares bytes with another (or with the
+/// real home's cache) unless it says so with `MODELCTL_CACHE`.
 pub struct Project {
     dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
 }
 
 /// The outcome of one run of the binary.
@@ -37,7 +40,13 @@ impl Project {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
+            cache: tempfile::tempdir().expect("cache tempdir"),
         }
+    }
+
+    /// This project's machine cache (`MODELCTL_CACHE`).
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.path()
     }
 
     /// A project whose models.yaml is `manifest`.
@@ -96,6 +105,8 @@ impl Project {
             .env("NO_COLOR", "1")
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("HOME", self.root())
+            .env("MODELCTL_CACHE", self.cache_dir())
+            .env_remove("MODELCTL_NO_CACHE")
             .env_remove("MODELCTL_MANIFEST")
             .env_remove("MODELCTL_STORE")
             .env_remove("MODELCTL_HTTP_TIMEOUT")
