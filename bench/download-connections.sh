@@ -30,6 +30,8 @@
 # Needs nginx, curl, aria2c, bc (installed with apt-get when missing) and root to drop the page
 # cache (skipped otherwise). Scratch data (SIZE MiB, twice) lives under /tmp and is removed on exit.
 set -euo pipefail
+# What is measured is the download: no machine cache to link an earlier run's bytes from.
+export MODELCTL_NO_CACHE=1
 bin=target/release/modelctl size=1024 rate="" runs=3 conns=4,8,16 extra=0
 while getopts b:s:r:n:c:x o; do
   case $o in

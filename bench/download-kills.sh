@@ -32,6 +32,8 @@
 # Needs nginx and bc (installed with apt-get when missing). Scratch data lives under /tmp and
 # is removed on exit (kept with KEEP=1, the access log with it).
 set -euo pipefail
+# What is measured is the download: no machine cache to link an earlier run's bytes from.
+export MODELCTL_NO_CACHE=1
 bin=target/release/modelctl kills=100 per_round=5 models=4 size=24 rate=2m window=2 pinned=1
 while getopts b:n:k:m:s:r:w:u o; do
   case $o in

@@ -20,6 +20,8 @@
 # Needs nginx, GNU time and bc (installed with apt-get when missing). Scratch data (SIZE MiB, twice)
 # lives under /tmp and is removed on exit.
 set -euo pipefail
+# What is measured is the download: no machine cache to link an earlier run's bytes from.
+export MODELCTL_NO_CACHE=1
 bin=target/release/modelctl size=1024 runs=3 conns="" rate=""
 while getopts b:s:n:c:r: o; do
   case $o in

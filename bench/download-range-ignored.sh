@@ -21,6 +21,8 @@
 # Needs nginx (installed with apt-get when missing). Scratch data lives under /tmp and is
 # removed on exit.
 set -euo pipefail
+# What is measured is the download: no machine cache to link an earlier run's bytes from.
+export MODELCTL_NO_CACHE=1
 bin=target/release/modelctl size=64 files=4 runs=3
 while getopts b:s:f:n: o; do
   case $o in

@@ -36,6 +36,8 @@
 # Needs nginx, bc and ss (installed with apt-get when missing). Scratch data (SIZE MiB, twice)
 # lives under /tmp and is removed on exit.
 set -euo pipefail
+# What is measured is the download: no machine cache to link an earlier run's bytes from.
+export MODELCTL_NO_CACHE=1
 bin=target/release/modelctl size=1024 rate=2400k runs=3 conns="" fraction=0.5 maxchunk="" delay=0
 while getopts b:s:r:n:c:f:k:d: o; do
   case $o in

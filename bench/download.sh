@@ -29,6 +29,8 @@
 # Needs nginx, curl, aria2c and bc (installed with apt-get when missing, as root). Scratch data
 # (SIZE MiB, twice) lives under $TMPDIR (default /tmp) and is removed on exit.
 set -euo pipefail
+# What is measured is the download: no machine cache to link an earlier run's bytes from.
+export MODELCTL_NO_CACHE=1
 
 binary=target/release/modelctl
 size_mib=1024

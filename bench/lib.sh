@@ -10,7 +10,11 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 # The settings must come from the generated project, never from the caller's environment.
-unset MODELCTL_MANIFEST MODELCTL_STORE
+unset MODELCTL_MANIFEST MODELCTL_STORE MODELCTL_CACHE
+# No script links an earlier run's bytes from the user's machine cache: each measures its own
+# downloads and stores. bench/projects.sh, which measures the cache, points it at its scratch
+# directory instead.
+export MODELCTL_NO_CACHE=1
 
 die() {
     echo "error: $*" >&2

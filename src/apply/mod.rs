@@ -15,8 +15,8 @@
 //! This file holds the core: the files phase (downloads, reuses, verifications) and the
 //! executor's bookkeeping. Rebuilding model directories is in `rebuild.rs`, the pointer phase
 //! in `pointers.rs`, deletions in `deletions.rs`; Ollama pulls and removals (`ollama.rs`) and
-//! the Hugging Face cache (`hf_cache.rs`) have their own files, and so does asking the
-//! mirrors for a file before its origin (`mirror.rs`).
+//! the Hugging Face cache (`hf_cache.rs`) and the machine cache (`machine_cache.rs`) have their
+//! own files, and so does asking the mirrors for a file before its origin (`mirror.rs`).
 
 pub mod activate;
 mod archive;

@@ -92,8 +92,16 @@ impl Project {
         let Some(cache) = self.store.machine_cache() else {
             return MachineCacheView::default();
         };
+        let mode = cache.mode_for(self.store.root());
+        if !mode.shares_bytes() {
+            tracing::info!(
+                "the machine cache `{}` is on another filesystem than the store: the store keeps its own bytes",
+                cache.root().display()
+            );
+            return MachineCacheView::default();
+        }
         MachineCacheView {
-            mode: cache.mode_for(self.store.root()),
+            mode,
             blobs: cache
                 .blobs()
                 .into_iter()

@@ -15,7 +15,8 @@
 //! through [`MachineCache::take`], which hashes them again unless their stamp is the one they
 //! had when they were checked. Between the two, a file is moved by the cheapest means the
 //! filesystem has: a reflink (FICLONE, copy-on-write: shared extents, separate inodes), a
-//! hardlink (one inode), or a copy where neither works ([`LinkMode`]).
+//! hardlink (one inode), or a copy where neither works ([`LinkMode`]). A store on another
+//! filesystem than the cache does not use it: every byte would be on disk twice.
 //!
 //! Nothing here is needed for correctness: a store works without its cache, and an error
 //! here only costs a download. It never deletes anything but its own stamp records;
@@ -173,8 +174,9 @@ impl MachineCache {
     }
 
     /// How files would move between the cache and a store at `store_root`, found without
-    /// writing anything: another filesystem copies; on the same one, a reflink is tried first
-    /// when it happens, so this says `hardlink`, which is what the move costs at most.
+    /// writing anything: another filesystem copies (so the cache is not used); on the same
+    /// one, a reflink is tried first, then a hardlink, so this says `hardlink`, the most a
+    /// move costs there.
     pub fn mode_for(&self, store_root: &Path) -> LinkMode {
         match (device_of(self.root()), device_of(store_root)) {
             (Some(a), Some(b)) if a == b => LinkMode::Hardlink,
@@ -183,10 +185,12 @@ impl MachineCache {
     }
 
     /// Takes a store blob that was just verified and published into the cache, unless the
-    /// cache holds its digest already. Returns how it came in, or `None` when it was there.
+    /// cache holds its digest already or is on another filesystem (where it would cost a
+    /// second copy of every byte: such a store keeps its own). Returns how it came in, or
+    /// `None` when it did not.
     pub fn adopt(&self, blob: &Path, digest: &Sha256) -> Result<Option<LinkMode>, PlaceError> {
         let target = self.blob_path(digest);
-        if fs::symlink_metadata(&target).is_ok() {
+        if fs::symlink_metadata(&target).is_ok() || !self.mode_for(blob).shares_bytes() {
             return Ok(None);
         }
         let layout = self.as_store();
