@@ -95,14 +95,7 @@ pub fn run(settings: Settings, args: &GcArgs) -> Result<ExitCode> {
     };
 
     let cache = store.machine_cache();
-    let in_cache: u64 = blobs
-        .iter()
-        .filter(|g| {
-            let held = |c: &crate::store::MachineCache| g.sha256.and_then(|d| c.holds(&d));
-            cache.as_ref().and_then(held).is_some()
-        })
-        .map(|g| g.size)
-        .sum();
+    let in_cache = crate::ops::gc::held_by_machine_cache(store, &blobs);
     let shown = if args.json {
         let doc = Document {
             format: GC_FORMAT,

@@ -19,9 +19,27 @@ pub fn run(settings: Settings, args: &StorageArgs) -> Result<ExitCode> {
     if args.json {
         printer.json(&report)?;
     } else {
-        printer.out(render(&report, &project.store.root().display().to_string()))?;
+        let mut text = render(&report, &project.store.root().display().to_string());
+        text.push_str(&sharing(&project.store));
+        printer.out(text)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the store's files are shared with other projects: the machine cache and its link mode.
+fn sharing(store: &crate::store::Store) -> String {
+    let Some(cache) = store.machine_cache() else {
+        return "No machine cache: this store keeps its own bytes.\n".to_owned();
+    };
+    let dir = cache.root().display();
+    match cache.mode_for(store.root()) {
+        mode if mode.shares_bytes() => format!(
+            "Shared with other projects through the machine cache `{dir}`, by {mode} (`modelctl cache status`).\n"
+        ),
+        _ => format!(
+            "The machine cache `{dir}` is on another filesystem: this store keeps its own bytes.\n"
+        ),
+    }
 }
 
 fn render(u: &Usage, root: &str) -> String {

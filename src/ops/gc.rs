@@ -10,7 +10,7 @@ use crate::digest::Sha256;
 use crate::lock::{LockedSource, Lockfile};
 use crate::project::Project;
 use crate::store::StatCache;
-use crate::store::gc::{Collection, Options, find_garbage};
+use crate::store::gc::{Collection, Garbage, Options, find_garbage};
 
 /// `gc`'s default grace period (`--grace 1h`).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
@@ -51,6 +51,19 @@ pub fn find(project: &Project, grace: Duration, cache: &mut StatCache) -> Result
     Ok(find_garbage(&project.store, cache, &options)?)
 }
 
+/// The bytes of `blobs` that the store's machine cache holds too: removing them from the store
+/// gives nothing back to the disk until `cache prune` removes the cache's copy.
+pub fn held_by_machine_cache(store: &crate::store::Store, blobs: &[Garbage]) -> u64 {
+    let Some(cache) = store.machine_cache() else {
+        return 0;
+    };
+    blobs
+        .iter()
+        .filter(|g| g.sha256.and_then(|d| cache.holds(&d)).is_some())
+        .map(|g| g.size)
+        .sum()
+}
+
 /// `storage`'s report (and `GET /api/storage`'s): the store scanned, bytes per type and
 /// model, with what `gc` would remove now and what its default grace period keeps, found as
 /// `gc` finds them. One stat cache serves the scan and the search, and is saved once.
@@ -63,10 +76,10 @@ pub fn usage(project: &Project) -> Result<crate::store::usage::Usage> {
         // A read-only store still reports; it just hashes again next time.
         let _ = cache.save(&cache_path);
     }
-    Ok(crate::store::usage::usage(
-        &state,
-        &project.manifest,
-        &garbage,
-        DEFAULT_GRACE,
-    ))
+    let mut report = crate::store::usage::usage(&state, &project.manifest, &garbage, DEFAULT_GRACE);
+    // As `gc` counts what it frees: not what the machine cache still holds.
+    let held = held_by_machine_cache(&project.store, &garbage.blobs);
+    report.reclaimable.unlinked_blobs -= held;
+    report.reclaimable.total -= held;
+    Ok(report)
 }

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::place::err;
 use super::{PlaceError, Store};
 use crate::digest::Sha256;
 
@@ -194,13 +195,13 @@ impl MachineCache {
             return Ok(None);
         }
         let layout = self.as_store();
-        fs::create_dir_all(self.root()).map_err(place_err("create", self.root()))?;
+        fs::create_dir_all(self.root()).map_err(err("create", self.root()))?;
         super::ensure_dir(self.root(), &layout.tmp_dir())?;
         let temp = layout
             .tmp_dir()
             .join(format!("{}.adopt-{}", digest.hex(), std::process::id()));
         let _ = fs::remove_file(&temp);
-        let mode = link_or_copy(blob, &temp).map_err(place_err("link", blob))?;
+        let mode = link_or_copy(blob, &temp).map_err(err("link", blob))?;
         let published = layout.publish_blob(&temp, digest);
         let _ = fs::remove_file(&temp);
         let published = published?;
@@ -213,7 +214,7 @@ impl MachineCache {
     /// bytes. A blob that is not a read-only regular file is refused.
     pub fn take(&self, digest: &Sha256, temp: &Path) -> Result<Taken, PlaceError> {
         let blob = self.blob_path(digest);
-        let meta = fs::symlink_metadata(&blob).map_err(place_err("read", &blob))?;
+        let meta = fs::symlink_metadata(&blob).map_err(err("read", &blob))?;
         if !meta.is_file() || meta.permissions().mode() & 0o222 != 0 {
             return Err(PlaceError {
                 action: "use",
@@ -222,7 +223,7 @@ impl MachineCache {
             });
         }
         let vouched = self.recorded(digest) == Some(Checked::of(&meta));
-        let mode = link_or_copy(&blob, temp).map_err(place_err("link", &blob))?;
+        let mode = link_or_copy(&blob, temp).map_err(err("link", &blob))?;
         Ok(Taken { mode, vouched })
     }
 
@@ -316,17 +317,6 @@ fn device_of(path: &Path) -> Option<u64> {
     path.ancestors()
         .find_map(|p| fs::metadata(p).ok())
         .map(|m| m.dev())
-}
-
-fn place_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> PlaceError + 'a {
-    move |source| PlaceError {
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 #[cfg(test)]

@@ -64,7 +64,11 @@ impl miette::Diagnostic for PlaceError {
     }
 }
 
-fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> PlaceError + 'a {
+/// A [`PlaceError`] for `action` on `path`, from the I/O error that stopped it.
+pub(super) fn err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> PlaceError + 'a {
     move |source| PlaceError {
         action,
         path: path.to_owned(),
