@@ -172,15 +172,24 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama", "oci", "from_ollama"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["hf", "url", "ollama", "oci", "from_ollama", "from_hf_cache"])))]
 pub struct AddArgs {
     /// The new model's id
-    #[arg(value_name = "ID", required_unless_present = "from_ollama")]
+    #[arg(value_name = "ID", required_unless_present_any = ["from_ollama", "from_hf_cache"])]
     pub id: Option<String>,
     /// Its type: a built-in type or one declared under `types:` (with `--from-ollama`: `llm`
-    /// unless given)
-    #[arg(long = "type", value_name = "TYPE", required_unless_present = "from_ollama", add = ArgValueCandidates::new(crate::completion::types))]
+    /// unless given; with `--from-hf-cache`: what the files show unless given)
+    #[arg(long = "type", value_name = "TYPE", required_unless_present_any = ["from_ollama", "from_hf_cache"], add = ArgValueCandidates::new(crate::completion::types))]
     pub kind: Option<String>,
+    /// Declare the model repositories the Hugging Face cache holds and models.yaml lacks
+    /// (those named, `org/name`, or all), pinned at the cached commit, with the cached files
+    #[arg(
+        long,
+        value_name = "REPO",
+        num_args = 0..,
+        conflicts_with_all = ["id", "hf", "url", "ollama", "oci", "from_ollama", "description", "activate"]
+    )]
+    pub from_hf_cache: Option<Vec<String>>,
     /// Declare the models the Ollama daemon has and models.yaml lacks: those named, or all
     #[arg(
         long,

@@ -1,5 +1,6 @@
 //! The executor's side of the Hugging Face cache: taking a verified blob from it instead of
-//! downloading, and laying models out in it (`hf_cache: true`), once their files are in.
+//! downloading (linked where the filesystem allows, so the bytes are on disk once), and laying
+//! models out in it (`hf_cache: true`), once their files are in.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -7,6 +8,8 @@ use std::sync::Mutex;
 use super::{Executor, Outcome};
 use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};
+use crate::store::LinkMode;
+use crate::store::machine_cache::link_or_copy;
 use crate::plan::{Action, Plan};
 
 /// Why a blob of the Hugging Face cache was not taken into the store (it is downloaded
@@ -40,30 +43,33 @@ pub enum ImportError {
 
 impl Executor<'_> {
     /// Takes a blob from the Hugging Face cache into the store, after checking its sha256
-    /// (the cache's writers never verify). With `hf_cache: true` the store shares the cache's
-    /// inode (one copy); otherwise it gets its own copy and the cache's file is left alone.
+    /// (the cache's writers never verify): by reflink or hardlink where the filesystem allows,
+    /// so the bytes are on disk once (a hardlinked file becomes read-only, as every blob is),
+    /// else by copy. Says which.
     pub(super) async fn import_cached(
         &self,
         cached: &std::path::Path,
         sha256: &Sha256,
-    ) -> Result<(), ImportError> {
+    ) -> Result<LinkMode, ImportError> {
         let temp =
             self.store
                 .tmp_dir()
                 .join(format!("{}.hf-cache-{}", sha256.hex(), std::process::id()));
         let _ = std::fs::remove_file(&temp);
-        let share = self.manifest.hf_cache;
         let (from, to, want) = (cached.to_owned(), temp.clone(), *sha256);
-        let checked = tokio::task::spawn_blocking(move || copy_checked(&from, &to, want, share))
+        let checked = tokio::task::spawn_blocking(move || link_checked(&from, &to, want))
             .await
             .map_err(ImportError::Task)
             .and_then(|r| r);
-        if let Err(why) = checked {
-            let _ = std::fs::remove_file(&temp);
-            return Err(why);
-        }
+        let mode = match checked {
+            Ok(mode) => mode,
+            Err(why) => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(why);
+            }
+        };
         self.store.publish_blob(&temp, sha256)?;
-        Ok(())
+        Ok(mode)
     }
 
     /// Lays the models the plan shares out in the Hugging Face cache, once their files are in.
@@ -122,24 +128,37 @@ impl Executor<'_> {
     }
 }
 
-/// Puts the cache's file at `to` (a hard link when `share`, if the filesystem allows, else a
-/// synced copy) and checks that its bytes hash to `want`.
-fn copy_checked(
+/// Puts the cache's file at `to` (a reflink, a hardlink, or a synced copy) and checks that
+/// its bytes hash to `want`. A hardlink to a file this user cannot make read-only (another
+/// user's cache) is replaced by a copy of its own.
+fn link_checked(
     from: &std::path::Path,
     to: &std::path::Path,
     want: Sha256,
-    share: bool,
-) -> Result<(), ImportError> {
-    let linked = share && std::fs::hard_link(from, to).is_ok();
-    if !linked {
+) -> Result<LinkMode, ImportError> {
+    let mut mode = link_or_copy(from, to).map_err(ImportError::Copy)?;
+    if mode == LinkMode::Hardlink && !can_protect(to) {
+        std::fs::remove_file(to).map_err(ImportError::Copy)?;
         std::fs::copy(from, to).map_err(ImportError::Copy)?;
         std::fs::File::open(to)
             .and_then(|f| f.sync_all())
             .map_err(ImportError::Sync)?;
+        mode = LinkMode::Copy;
     }
     let got = crate::store::hash_file(to)?;
     if got != want {
         return Err(ImportError::Mismatch { got, want });
     }
-    Ok(())
+    Ok(mode)
+}
+
+/// Whether this user can make `path` read-only, as publishing a blob does: it owns the file
+/// as it owns the staging directory the file was just linked into.
+fn can_protect(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let owner = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.uid()).ok();
+    match (owner(path), path.parent().and_then(owner)) {
+        (Some(file), Some(dir)) => file == dir,
+        _ => false,
+    }
 }

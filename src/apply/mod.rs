@@ -339,8 +339,17 @@ impl Executor<'_> {
         sha256: &Sha256,
     ) -> bool {
         match self.import_cached(cached, sha256).await {
-            Ok(()) => {
-                self.reused(outcome, model, path, "from the HF cache");
+            Ok(mode) if mode.shares_bytes() => {
+                self.reused(outcome, model, path, &format!("from the HF cache by {mode}"));
+                true
+            }
+            Ok(_) => {
+                self.reused(
+                    outcome,
+                    model,
+                    path,
+                    "copied from the HF cache: it cannot be linked",
+                );
                 true
             }
             Err(why) => {

@@ -84,10 +84,14 @@ pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
 
 /// `modelctl add ID --type T (--hf … | --url … | --ollama …) [--activate]`: declares a new
 /// model, and with `--activate` makes it its type's active model. An `--ollama` name is
-/// checked against the daemon, then the registry, first.
+/// checked against the daemon, then the registry, first. `--from-ollama` and
+/// `--from-hf-cache` declare what those already hold.
 pub fn add(settings: &Settings, args: &AddArgs) -> Result<ExitCode> {
     if let Some(names) = &args.from_ollama {
         return add_from_ollama(settings, names, args.kind.as_deref().unwrap_or("llm"));
+    }
+    if let Some(repos) = &args.from_hf_cache {
+        return add_from_hf_cache(settings, repos, args.kind.as_deref());
     }
     let model = new_model(settings, args);
     if let (Some(given), Some(written)) = (&args.url, &model.url)
@@ -130,6 +134,35 @@ fn add_from_ollama(settings: &Settings, names: &[String], kind: &str) -> Result<
     }
     if adoption.adopted.is_empty() && adoption.already.is_empty() {
         printer.say(format_args!("The Ollama daemon has no models."));
+    }
+    report(settings, &adoption.edited)
+}
+
+/// `modelctl add --from-hf-cache [REPO…] [--type T]`: declares the HF cache's model
+/// repositories that models.yaml lacks, pinned at the cached commit.
+fn add_from_hf_cache(settings: &Settings, repos: &[String], kind: Option<&str>) -> Result<ExitCode> {
+    let adoption = crate::ops::hf_cache_names::adopt(settings, repos, kind)?;
+    let printer = settings.printer;
+    for (repo, id) in &adoption.already {
+        printer.say(format_args!("  {repo}: already declared as `{id}`"));
+    }
+    for a in &adoption.adopted {
+        printer.say(format_args!(
+            "  {}: declared as `{}` ({}, {} file{}, {}, at {})",
+            a.repo.repo,
+            a.id,
+            a.kind,
+            a.repo.files.len(),
+            if a.repo.files.len() == 1 { "" } else { "s" },
+            crate::units::human_bytes(a.repo.size),
+            &a.repo.commit[..12]
+        ));
+    }
+    if adoption.adopted.is_empty() && adoption.already.is_empty() {
+        printer.say(format_args!(
+            "The HF cache `{}` holds no model repository.",
+            settings.hf.cache_dir.display()
+        ));
     }
     report(settings, &adoption.edited)
 }

@@ -276,7 +276,7 @@ pub(super) fn known_type(manifest: &Manifest, kind: &str) -> Result<()> {
 }
 
 /// The new model's mapping, in the order the examples in docs/ use.
-fn new_entry(args: &NewModel) -> MappingBuilder {
+pub(super) fn new_entry(args: &NewModel) -> MappingBuilder {
     let mut entry = MappingBuilder::new().pair("type", args.kind.as_str());
     if let Some(description) = &args.description {
         entry = entry.pair("description", description.as_str());

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod edit;
 pub mod execute;
 pub mod gc;
+pub mod hf_cache_names;
 pub mod init;
 pub mod ollama_names;
 pub mod push;

@@ -26,6 +26,7 @@ mod fake_ollama_selftest;
 mod faults;
 mod first_project;
 mod gc;
+mod hf_adopt;
 mod hf_source;
 mod hostile;
 mod integrity;
