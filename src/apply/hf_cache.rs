@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use super::{Executor, Outcome};
 use crate::digest::Sha256;
 use crate::names::{ModelId, TypeName};
+use crate::plan::{Action, Plan};
 use crate::store::LinkMode;
 use crate::store::machine_cache::link_or_copy;
-use crate::plan::{Action, Plan};
 
 /// Why a blob of the Hugging Face cache was not taken into the store (it is downloaded
 /// instead). The caller names the model and file.

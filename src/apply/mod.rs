@@ -290,7 +290,21 @@ impl Executor<'_> {
                     take(&mut changed, model, path);
                     let cached = std::path::Path::new(cached);
                     let taken = self
-                        .reuse_cached(outcome, model, path, cached, sha256)
+                        .reuse_cached(outcome, model, path, cached, sha256, "the HF cache")
+                        .await;
+                    (!taken).then_some((path, *size))
+                }
+                Action::Reuse {
+                    path,
+                    sha256,
+                    size,
+                    ollama_store: Some(cached),
+                    ..
+                } => {
+                    take(&mut changed, model, path);
+                    let cached = std::path::Path::new(cached);
+                    let taken = self
+                        .reuse_cached(outcome, model, path, cached, sha256, "Ollama's store")
                         .await;
                     (!taken).then_some((path, *size))
                 }
@@ -328,8 +342,9 @@ impl Executor<'_> {
         (groups, changed)
     }
 
-    /// Takes a file's blob from the Hugging Face cache; returns whether it was taken (if not,
-    /// the file is downloaded, and the reason told).
+    /// Takes a file's blob from `place` (the Hugging Face cache, Ollama's store), where it
+    /// is `cached`; returns whether it was taken (if not, the file is downloaded, and the
+    /// reason told).
     async fn reuse_cached(
         &self,
         outcome: &Mutex<Outcome>,
@@ -337,24 +352,21 @@ impl Executor<'_> {
         path: &RelPath,
         cached: &std::path::Path,
         sha256: &Sha256,
+        place: &str,
     ) -> bool {
         match self.import_cached(cached, sha256).await {
             Ok(mode) if mode.shares_bytes() => {
-                self.reused(outcome, model, path, &format!("from the HF cache by {mode}"));
+                self.reused(outcome, model, path, &format!("from {place} by {mode}"));
                 true
             }
             Ok(_) => {
-                self.reused(
-                    outcome,
-                    model,
-                    path,
-                    "copied from the HF cache: it cannot be linked",
-                );
+                let why = format!("copied from {place}: it cannot be linked");
+                self.reused(outcome, model, path, &why);
                 true
             }
             Err(why) => {
                 self.reporter.step(&format!(
-                    "cannot reuse {model}/{path} from the HF cache ({why}); downloading it"
+                    "cannot reuse {model}/{path} from {place} ({why}); downloading it"
                 ));
                 false
             }

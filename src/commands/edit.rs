@@ -140,7 +140,11 @@ fn add_from_ollama(settings: &Settings, names: &[String], kind: &str) -> Result<
 
 /// `modelctl add --from-hf-cache [REPO…] [--type T]`: declares the HF cache's model
 /// repositories that models.yaml lacks, pinned at the cached commit.
-fn add_from_hf_cache(settings: &Settings, repos: &[String], kind: Option<&str>) -> Result<ExitCode> {
+fn add_from_hf_cache(
+    settings: &Settings,
+    repos: &[String],
+    kind: Option<&str>,
+) -> Result<ExitCode> {
     let adoption = crate::ops::hf_cache_names::adopt(settings, repos, kind)?;
     let printer = settings.printer;
     for (repo, id) in &adoption.already {

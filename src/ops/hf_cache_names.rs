@@ -182,7 +182,11 @@ pub fn adopt(settings: &Settings, names: &[String], kind: Option<&str>) -> Resul
 
 /// The cached repositories `names` ask for (all of them for none); a name the cache does not
 /// hold is an error with the closest one it holds.
-fn choose<'a>(cached: &'a [CachedRepo], names: &[String], dir: &Path) -> Result<Vec<&'a CachedRepo>> {
+fn choose<'a>(
+    cached: &'a [CachedRepo],
+    names: &[String],
+    dir: &Path,
+) -> Result<Vec<&'a CachedRepo>> {
     if names.is_empty() {
         return Ok(cached.iter().collect());
     }
@@ -272,10 +276,19 @@ mod tests {
     #[test]
     fn ids_come_from_the_name_then_the_whole_repository() {
         let taken = vec!["tiny".to_owned()];
-        assert_eq!(free_id("acme/Tiny-Model", &[]).expect("id").as_str(), "tiny-model");
-        assert_eq!(free_id("acme/tiny", &taken).expect("id").as_str(), "acme-tiny");
+        assert_eq!(
+            free_id("acme/Tiny-Model", &[]).expect("id").as_str(),
+            "tiny-model"
+        );
+        assert_eq!(
+            free_id("acme/tiny", &taken).expect("id").as_str(),
+            "acme-tiny"
+        );
         let both = vec!["tiny".to_owned(), "acme-tiny".to_owned()];
-        assert_eq!(free_id("acme/tiny", &both).expect("id").as_str(), "acme-tiny-2");
+        assert_eq!(
+            free_id("acme/tiny", &both).expect("id").as_str(),
+            "acme-tiny-2"
+        );
     }
 
     #[test]

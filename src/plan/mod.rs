@@ -164,6 +164,10 @@ pub enum Action {
         /// the blob is in the store.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         machine_cache: Option<crate::store::LinkMode>,
+        /// The blob in a local Ollama store to take it from (`blobs/sha256-<hex>`, verified
+        /// before it is used); absent when another place has it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ollama_store: Option<String>,
     },
     /// The file is present but its content cannot be confirmed from the lock's sha256 alone.
     Verify {

@@ -36,6 +36,9 @@ pub struct PlanInput<'a> {
     pub neighbours: &'a Neighbours,
     /// What the machine cache holds of the wanted blobs.
     pub machine_cache: &'a MachineCacheView,
+    /// Wanted blobs a local Ollama store holds (a GGUF pulled with `ollama pull`), by digest:
+    /// `blobs/sha256-<hex>` of the right size, hashed by `apply` before it is taken.
+    pub ollama_blobs: &'a BTreeMap<Sha256, std::path::PathBuf>,
 }
 
 /// Computes the plan.
@@ -284,13 +287,23 @@ impl Planner {
         let in_cache = known
             .filter(|d| input.hf_cache.blobs.contains_key(d))
             .or_else(|| by_git_oid(&input.hf_cache.git_oids));
-        match in_store.or(in_machine_cache).or(in_cache) {
+        let in_ollama = known.filter(|d| input.ollama_blobs.contains_key(d));
+        match in_store.or(in_machine_cache).or(in_cache).or(in_ollama) {
             Some(sha256) => {
                 if file.sha256.is_none() {
                     self.learn(id, &file.path, sha256);
                 }
                 let machine_cache = (in_store.is_none() && in_machine_cache.is_some())
                     .then_some(input.machine_cache.mode);
+                let hf_cache = (in_store.is_none() && machine_cache.is_none())
+                    .then(|| input.hf_cache.blobs.get(&sha256))
+                    .flatten()
+                    .map(|p| p.display().to_string());
+                let ollama_store =
+                    (in_store.is_none() && machine_cache.is_none() && hf_cache.is_none())
+                        .then(|| input.ollama_blobs.get(&sha256))
+                        .flatten()
+                        .map(|p| p.display().to_string());
                 Action::Reuse {
                     model: id.clone(),
                     path: file.path.clone(),
@@ -298,10 +311,8 @@ impl Planner {
                     sha256,
                     replace,
                     machine_cache,
-                    hf_cache: (in_store.is_none() && machine_cache.is_none())
-                        .then(|| input.hf_cache.blobs.get(&sha256))
-                        .flatten()
-                        .map(|p| p.display().to_string()),
+                    hf_cache,
+                    ollama_store,
                 }
             }
             None => Action::Download {

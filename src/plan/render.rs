@@ -211,18 +211,20 @@ fn action_line(p: &Painter, a: &Action) -> String {
             replace,
             hf_cache,
             machine_cache,
+            ollama_store,
             ..
         } => {
             let what = if *replace { "relink" } else { "link" };
-            let from = match (machine_cache, hf_cache) {
-                (Some(mode), _) if mode.shares_bytes() => {
+            let from = match (machine_cache, hf_cache, ollama_store) {
+                (Some(mode), _, _) if mode.shares_bytes() => {
                     format!("from the machine cache by {mode}")
                 }
-                (Some(_), _) => {
+                (Some(_), _, _) => {
                     "copied from the machine cache: it is on another filesystem".to_owned()
                 }
-                (None, Some(_)) => "reuse from the HF cache, verified first".to_owned(),
-                (None, None) => "blob already in the store".to_owned(),
+                (None, Some(_), _) => "reuse from the HF cache, verified first".to_owned(),
+                (None, None, Some(_)) => "reuse from Ollama's store, verified first".to_owned(),
+                (None, None, None) => "blob already in the store".to_owned(),
             };
             format!(
                 "{} {what} {path}  {}  ({from})",

@@ -174,6 +174,7 @@ fn run(m: &Manifest, lock: &Lockfile, state: &StoreState) -> Plan {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     })
@@ -365,6 +366,7 @@ fn an_unpinned_model_is_reported_and_gets_no_file_actions() {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -417,6 +419,7 @@ fn a_changed_entry_is_re_resolved_and_shown_as_a_diff() {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -451,6 +454,7 @@ fn a_plan_that_does_not_fit_on_disk_is_refused() {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -528,6 +532,7 @@ fn rendered_plan_snapshot() {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });
@@ -566,6 +571,7 @@ fn plan_with_b_unresolved(free: u64) -> Plan {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     })
@@ -621,6 +627,7 @@ fn narrowing_drops_the_notices_of_models_left_out_and_checks_the_disk_again() {
         hf_cache: &Default::default(),
         neighbours: &Default::default(),
         machine_cache: &Default::default(),
+        ollama_blobs: &Default::default(),
         daemon: &Default::default(),
         locked: None,
     });

@@ -151,6 +151,7 @@ impl Project {
         let daemon = self.daemon_view(state);
         let neighbours = self.neighbours_view();
         let machine_cache = self.machine_cache_view();
+        let ollama_blobs = self.ollama_blobs_view(&resolutions);
         let mut plan = crate::plan::plan(crate::plan::PlanInput {
             manifest: &self.manifest,
             lock: &self.lock,
@@ -162,6 +163,7 @@ impl Project {
             locked: self.settings.network.locked,
             neighbours: &neighbours,
             machine_cache: &machine_cache,
+            ollama_blobs: &ollama_blobs,
         });
         self.check_upstream(&mut plan)?;
         let mirrors: Vec<String> = self.mirrors()?.iter().map(|m| m.url_text()).collect();

@@ -3,10 +3,16 @@
 //! ([`crate::plan::Neighbours`]), and the blobs the machine cache has
 //! ([`crate::plan::MachineCacheView`]).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use super::Project;
-use crate::lock::{Lockfile, fingerprint};
+use crate::digest::Sha256;
+use crate::lock::{LockedSource, Lockfile, fingerprint};
 use crate::manifest::Manifest;
 use crate::plan::{Claim, MachineCacheView, Neighbours, content_id};
+use crate::sources::Resolution;
+use crate::sources::ollama::layout::OllamaDir;
 use crate::store::Root;
 
 /// Another live project of the same store, as it is on disk now.
@@ -108,5 +114,49 @@ impl Project {
                 .map(|(d, size, _)| (d, size))
                 .collect(),
         }
+    }
+
+    /// The files of declared models (not Ollama's own) whose blob a local Ollama store holds
+    /// with the right size: a GGUF pulled with `ollama pull` is linked, not downloaded again.
+    pub(super) fn ollama_blobs_view(
+        &self,
+        resolutions: &BTreeMap<crate::names::ModelId, Resolution>,
+    ) -> BTreeMap<Sha256, PathBuf> {
+        let stores: Vec<OllamaDir> = self
+            .settings
+            .ollama_stores
+            .iter()
+            .map(OllamaDir::new)
+            .filter(|d| d.root().join("blobs").is_dir())
+            .collect();
+        let mut found = BTreeMap::new();
+        if stores.is_empty() {
+            return found;
+        }
+        for (id, entry) in &self.manifest.models {
+            let pinned = self
+                .lock
+                .models
+                .get(id)
+                .filter(|l| l.fingerprint == fingerprint(entry))
+                .or(match resolutions.get(id) {
+                    Some(Resolution::Resolved { model, .. }) => Some(model),
+                    _ => None,
+                });
+            let Some(locked) = pinned.filter(|l| !matches!(l.source, LockedSource::Ollama { .. }))
+            else {
+                continue;
+            };
+            for file in &locked.files {
+                let known = file
+                    .sha256
+                    .or_else(|| entry.expected_for(id.as_str(), &file.path).0.sha256);
+                let Some(digest) = known else { continue };
+                if let Some(dir) = stores.iter().find(|d| d.has_blob(&digest, file.size)) {
+                    found.insert(digest, dir.blob_path(&digest));
+                }
+            }
+        }
+        found
     }
 }

@@ -3,6 +3,8 @@
 //! One test binary (cargo's and uv's layout); each module covers one area, and `support`
 //! builds the projects, runs the binary with a clean environment and serves fake HTTP.
 
+mod adopt;
+mod adopt;
 mod api;
 mod api_operations;
 mod api_security;
@@ -26,7 +28,7 @@ mod fake_ollama_selftest;
 mod faults;
 mod first_project;
 mod gc;
-mod hf_adopt;
+
 mod hf_source;
 mod hostile;
 mod integrity;

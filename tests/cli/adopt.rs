@@ -1,8 +1,9 @@
-//! Adopting what the Hugging Face cache already holds: `add --from-hf-cache` declares the
-//! cached repositories pinned at the cached commit, and `apply` takes their bytes from the
+//! Adopting what the machine already holds. `add --from-hf-cache` declares the Hugging Face
+//! cache's repositories pinned at the cached commit, and `apply` takes their bytes from the
 //! cache (hashed, then linked: one inode for the HF cache, the store and the machine cache),
-//! downloading nothing. Against a cache laid out by hand as `huggingface_hub` writes it, and
-//! against the real `hf download` where Python's huggingface_hub is installed.
+//! downloading nothing; against a cache laid out by hand as `huggingface_hub` writes it, and
+//! against the real `hf download` where Python's huggingface_hub is installed. A file whose
+//! blob a local Ollama store holds (a GGUF pulled with `ollama pull`) is linked from there.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,10 @@ impl Setup {
         let url = self.hub.url();
         self.project.run_env(
             args,
-            &[("HF_ENDPOINT", url.as_str()), ("MODELCTL_HTTP_RETRY_BASE_MS", "10")],
+            &[
+                ("HF_ENDPOINT", url.as_str()),
+                ("MODELCTL_HTTP_RETRY_BASE_MS", "10"),
+            ],
         )
     }
 
@@ -77,7 +81,11 @@ impl Setup {
 }
 
 fn ok(run: &Run) {
-    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
 }
 
 /// Adopting, then applying: the pinned commit and files are the cached ones, and no file
@@ -85,15 +93,30 @@ fn ok(run: &Run) {
 fn adopt_and_apply(s: &Setup) {
     let add = s.run(&["add", "--from-hf-cache"]);
     ok(&add);
-    assert!(add.stderr.contains("acme/tiny-lm: declared as `tiny-lm` (llm, 2 files"), "{}", add.stderr);
+    assert!(
+        add.stderr
+            .contains("acme/tiny-lm: declared as `tiny-lm` (llm, 2 files"),
+        "{}",
+        add.stderr
+    );
     let manifest = s.project.read("models.yaml");
-    assert!(manifest.contains(&format!("revision: {}", s.commit)), "{manifest}");
+    assert!(
+        manifest.contains(&format!("revision: {}", s.commit)),
+        "{manifest}"
+    );
     assert!(manifest.contains("model.safetensors"), "{manifest}");
-    assert!(!manifest.contains("README.md"), "only what the cache holds: {manifest}");
+    assert!(
+        !manifest.contains("README.md"),
+        "only what the cache holds: {manifest}"
+    );
 
     let again = s.run(&["add", "--from-hf-cache", "acme/tiny-lm"]);
     ok(&again);
-    assert!(again.stderr.contains("already declared as `tiny-lm`"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already declared as `tiny-lm`"),
+        "{}",
+        again.stderr
+    );
 
     s.hub.clear_requests();
     let sent = s.hub.cdn_bytes_sent();
@@ -113,9 +136,15 @@ fn adopt_and_apply(s: &Setup) {
         .filter(|p| p.contains("/resolve/"))
         .collect();
     assert!(resolves.is_empty(), "{resolves:?}");
-    let store_file = s.project.path("models/models/llm/tiny-lm/model.safetensors");
+    let store_file = s
+        .project
+        .path("models/models/llm/tiny-lm/model.safetensors");
     let inode = |p: &Path| std::fs::metadata(p).expect("stat").ino();
-    assert_eq!(inode(&store_file), inode(&s.cached_weights()), "one copy on disk");
+    assert_eq!(
+        inode(&store_file),
+        inode(&s.cached_weights()),
+        "one copy on disk"
+    );
     ok(&s.run(&["verify"]));
     let plan = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
@@ -134,7 +163,11 @@ fn adopting_a_repository_the_cache_lacks_names_what_it_holds() {
     s.lay_out_cache();
     let run = s.run(&["add", "--from-hf-cache", "acme/tiny"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("holds no model repository `acme/tiny`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("holds no model repository `acme/tiny`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("acme/tiny-lm"), "{}", run.stderr);
     assert_eq!(s.project.read("models.yaml"), "version: 1\nmodels: {}\n");
 }
@@ -208,4 +241,77 @@ fn hf_cli() -> Option<PathBuf> {
         .ok()
         .filter(|o| o.status.success())
         .map(|_| hf)
+}
+
+/// A url model whose sha256 is a blob of `OLLAMA_MODELS` is linked from there, not fetched;
+/// one whose Ollama blob is damaged is downloaded after all.
+#[test]
+fn a_gguf_ollama_already_holds_is_linked_not_downloaded() {
+    let server = crate::faults::FaultServer::start();
+    let gguf = crate::faults::pseudo_random(8192, 21);
+    server.serve("/m.gguf", gguf.clone());
+    let project = Project::with_manifest(&format!(
+        "version: 1\nmodels:\n  m:\n    type: llm\n    source: {{ url: \"{}\", sha256: {} }}\n",
+        server.url("/m.gguf"),
+        sha256_hex(&gguf)
+    ));
+    let ollama = project.path("ollama");
+    let blob = ollama.join(format!("blobs/sha256-{}", sha256_hex(&gguf)));
+    std::fs::create_dir_all(blob.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&blob, &gguf).expect("blob");
+    let dir = ollama.display().to_string();
+    let env = [
+        ("OLLAMA_MODELS", dir.as_str()),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ];
+
+    let plan = project.run_env(&["plan"], &env);
+    ok(&plan);
+    assert!(
+        plan.stdout.contains("reuse from Ollama's store"),
+        "{}",
+        plan.stdout
+    );
+    let apply = project.run_env(&["apply"], &env);
+    ok(&apply);
+    assert!(
+        apply.stderr.contains("from Ollama's store by hardlink"),
+        "{}",
+        apply.stderr
+    );
+    assert!(server.gets("/m.gguf").is_empty(), "nothing downloaded");
+    let inode = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+    assert_eq!(
+        inode(&project.path("models/models/llm/m/m.gguf")),
+        inode(&blob)
+    );
+
+    // Another project, the same size, other bytes in Ollama's blob: hashed, refused, fetched.
+    let other = Project::with_manifest(&project.read("models.yaml"));
+    let damaged = other
+        .path("ollama")
+        .join(format!("blobs/sha256-{}", sha256_hex(&gguf)));
+    std::fs::create_dir_all(damaged.parent().expect("dir")).expect("mkdir");
+    let mut bytes = gguf.clone();
+    bytes[0] ^= 1;
+    std::fs::write(&damaged, &bytes).expect("blob");
+    let dir = other.path("ollama").display().to_string();
+    let env = [
+        ("OLLAMA_MODELS", dir.as_str()),
+        ("OLLAMA_HOST", "127.0.0.1:9"),
+    ];
+    let apply = other.run_env(&["apply"], &env);
+    ok(&apply);
+    assert!(
+        apply
+            .stderr
+            .contains("cannot reuse m/m.gguf from Ollama's store"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(server.gets("/m.gguf").len(), 1);
+    assert_eq!(
+        std::fs::read(other.path("models/models/llm/m/m.gguf")).expect("read"),
+        gguf
+    );
 }
