@@ -4,7 +4,6 @@
 //! builds the projects, runs the binary with a clean environment and serves fake HTTP.
 
 mod adopt;
-mod adopt;
 mod api;
 mod api_operations;
 mod api_security;
