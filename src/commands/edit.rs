@@ -78,8 +78,48 @@ fn scalar(text: &str) -> ScalarValue {
 
 /// `modelctl remove ID…`: removes the models and any `active` entry naming them.
 pub fn remove(settings: &Settings, args: &RemoveArgs) -> Result<ExitCode> {
+    let before = crate::manifest::load(&settings.manifest_path).ok();
     let edited = edit_remove_all(settings, &args.ids)?;
-    report(settings, &edited)
+    let code = report(settings, &edited)?;
+    if let Some(manifest) = before.filter(|_| edited.changed()) {
+        say_what_the_hf_cache_keeps(settings, &manifest, &args.ids);
+    }
+    Ok(code)
+}
+
+/// Removing an `hf` model leaves the Hugging Face cache as it is: says what it still holds
+/// of the model's repository, and what removes it.
+fn say_what_the_hf_cache_keeps(
+    settings: &Settings,
+    manifest: &crate::manifest::Manifest,
+    ids: &[String],
+) {
+    let cache = crate::sources::hf::cache::HfCache::new(&settings.hf.cache_dir);
+    for id in ids {
+        let source = crate::names::ModelId::parse(id)
+            .ok()
+            .and_then(|id| manifest.models.get(&id))
+            .map(|entry| &entry.source);
+        let Some(crate::manifest::Source::Hf(source)) = source else {
+            continue;
+        };
+        let repo = crate::sources::hf::Repo::of(source);
+        let kind = match repo.kind {
+            crate::manifest::RepoType::Model => "model",
+            crate::manifest::RepoType::Dataset => "dataset",
+            crate::manifest::RepoType::Space => "space",
+        };
+        if let Some(bytes) = cache.held(&repo) {
+            settings.printer.say(format_args!(
+                "note: the HF cache still holds {} of `{}` in `{}`; modelctl leaves it there \
+                 (`hf cache rm {kind}/{}` removes it)",
+                crate::units::human_bytes(bytes),
+                repo.id,
+                cache.repo_dir(&repo).display(),
+                repo.id
+            ));
+        }
+    }
 }
 
 /// `modelctl add ID --type T (--hf … | --url … | --ollama …) [--activate]`: declares a new

@@ -148,6 +148,17 @@ fn adopt_and_apply(s: &Setup) {
     ok(&s.run(&["verify"]));
     let plan = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}", plan.stdout);
+
+    // Removing it says what the HF cache keeps, and keeps it.
+    let remove = s.run(&["remove", "tiny-lm"]);
+    ok(&remove);
+    assert!(
+        remove.stderr.contains("the HF cache still holds")
+            && remove.stderr.contains("`hf cache rm model/acme/tiny-lm`"),
+        "{}",
+        remove.stderr
+    );
+    assert!(s.cached_weights().is_file());
 }
 
 #[test]

@@ -75,6 +75,18 @@ impl HfCache {
         self.root.join(folder_name(repo))
     }
 
+    /// The bytes the cache holds of a repository (its blobs), when it holds any.
+    pub fn held(&self, repo: &Repo) -> Option<u64> {
+        let blobs = fs::read_dir(self.repo_dir(repo).join("blobs")).ok()?;
+        let bytes = blobs
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        Some(bytes)
+    }
+
     /// The name of a file's blob: its sha256 for LFS files, its git blob id otherwise.
     pub fn etag(file: &LockedFile) -> Option<String> {
         match (file.git_oid, file.sha256) {
