@@ -122,6 +122,10 @@ pub enum ModelStatus {
     Removed,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -188,7 +192,13 @@ pub enum Action {
         #[serde(rename = "type")]
         kind: TypeName,
         size: u64,
+        /// What `gc` then gives back to the disk: the bytes of blobs no other model uses,
+        /// less those the machine cache holds too.
         freed: u64,
+        /// Bytes of such blobs that the machine cache holds: they stay on disk until `cache
+        /// prune` finds no project needs them.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        in_machine_cache: u64,
     },
     /// Pull a model into Ollama (or, when `present`, only record the one it has).
     Pull {

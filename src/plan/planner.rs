@@ -566,10 +566,14 @@ impl Planner {
                 });
                 continue;
             }
-            let mut freed = 0;
+            let (mut freed, mut in_machine_cache) = (0, 0);
             for file in present.files.values() {
                 if !desired_blobs.contains(&file.sha256) && counted.insert(file.sha256) {
-                    freed += input.state.blobs.get(&file.sha256).copied().unwrap_or(0);
+                    let bytes = input.state.blobs.get(&file.sha256).copied().unwrap_or(0);
+                    match input.machine_cache.blobs.contains_key(&file.sha256) {
+                        true => in_machine_cache += bytes,
+                        false => freed += bytes,
+                    }
                 }
             }
             if let (Some(d), DaemonView::Unreachable(why)) = (&present.ollama, input.daemon) {
@@ -594,6 +598,7 @@ impl Planner {
                 kind: kind.clone(),
                 size: present.size(),
                 freed,
+                in_machine_cache,
             };
             out.push(action);
             let renamed = input.manifest.models.contains_key(id);

@@ -268,11 +268,39 @@ fn action_line(p: &Painter, a: &Action) -> String {
             kind,
             size,
             freed,
+            in_machine_cache: 0,
         } => format!(
             "{} delete models/{kind}/{model}/  {}  (frees {} of blobs at `gc`)",
             p.sym("-"),
             human_bytes(*size),
             human_bytes(*freed)
+        ),
+        Action::Delete {
+            model,
+            kind,
+            size,
+            freed: 0,
+            in_machine_cache,
+        } => format!(
+            "{} delete models/{kind}/{model}/  {}  (its {} stay in the machine cache until \
+             `modelctl cache prune`)",
+            p.sym("-"),
+            human_bytes(*size),
+            human_bytes(*in_machine_cache)
+        ),
+        Action::Delete {
+            model,
+            kind,
+            size,
+            freed,
+            in_machine_cache,
+        } => format!(
+            "{} delete models/{kind}/{model}/  {}  (frees {} of blobs at `gc`; {} stay in the \
+             machine cache until `modelctl cache prune`)",
+            p.sym("-"),
+            human_bytes(*size),
+            human_bytes(*freed),
+            human_bytes(*in_machine_cache)
         ),
         Action::Pull {
             name,
