@@ -124,7 +124,7 @@ pub enum Command {
     /// Remove models (and their `active` entries) from models.yaml
     Remove(RemoveArgs),
     /// Declare a new model in models.yaml
-    Add(AddArgs),
+    Add(Box<AddArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,15 @@ pub struct PlanInput<'a> {
     pub ollama_blobs: &'a BTreeMap<Sha256, std::path::PathBuf>,
 }
 
+/// Where a wanted blob already is, for a `reuse` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Store,
+    MachineCache,
+    HfCache,
+    Ollama,
+}
+
 /// Computes the plan.
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut p = Planner::default();
@@ -264,8 +273,9 @@ impl Planner {
         }
     }
 
-    /// How a wanted file gets into place: linked from an intact store blob, taken from the HF
-    /// cache (verified again when it is taken), or downloaded. A Hub regular file without a
+    /// How a wanted file gets into place: linked from an intact store blob; taken from the
+    /// machine cache, the HF cache or a local Ollama store (verified again when it is taken,
+    /// unless the machine cache's record vouches for it); or downloaded. A Hub regular file without a
     /// known sha256 is found by its git blob id, which the scan computed from the bytes.
     fn acquire(
         &mut self,
@@ -288,31 +298,33 @@ impl Planner {
             .filter(|d| input.hf_cache.blobs.contains_key(d))
             .or_else(|| by_git_oid(&input.hf_cache.git_oids));
         let in_ollama = known.filter(|d| input.ollama_blobs.contains_key(d));
-        match in_store.or(in_machine_cache).or(in_cache).or(in_ollama) {
-            Some(sha256) => {
+        // The first place that has the blob, cheapest first.
+        let found = (in_store.map(|d| (d, Place::Store)))
+            .or(in_machine_cache.map(|d| (d, Place::MachineCache)))
+            .or(in_cache.map(|d| (d, Place::HfCache)))
+            .or(in_ollama.map(|d| (d, Place::Ollama)));
+        match found {
+            Some((sha256, place)) => {
                 if file.sha256.is_none() {
                     self.learn(id, &file.path, sha256);
                 }
-                let machine_cache = (in_store.is_none() && in_machine_cache.is_some())
-                    .then_some(input.machine_cache.mode);
-                let hf_cache = (in_store.is_none() && machine_cache.is_none())
-                    .then(|| input.hf_cache.blobs.get(&sha256))
-                    .flatten()
-                    .map(|p| p.display().to_string());
-                let ollama_store =
-                    (in_store.is_none() && machine_cache.is_none() && hf_cache.is_none())
-                        .then(|| input.ollama_blobs.get(&sha256))
-                        .flatten()
-                        .map(|p| p.display().to_string());
+                let path_in = |blobs: &BTreeMap<Sha256, std::path::PathBuf>| {
+                    blobs.get(&sha256).map(|p| p.display().to_string())
+                };
                 Action::Reuse {
                     model: id.clone(),
                     path: file.path.clone(),
                     size: file.size,
                     sha256,
                     replace,
-                    machine_cache,
-                    hf_cache,
-                    ollama_store,
+                    machine_cache: (place == Place::MachineCache)
+                        .then_some(input.machine_cache.mode),
+                    hf_cache: (place == Place::HfCache)
+                        .then(|| path_in(&input.hf_cache.blobs))
+                        .flatten(),
+                    ollama_store: (place == Place::Ollama)
+                        .then(|| path_in(input.ollama_blobs))
+                        .flatten(),
                 }
             }
             None => Action::Download {

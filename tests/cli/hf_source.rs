@@ -578,12 +578,24 @@ fn a_blob_already_in_the_hf_cache_is_verified_and_reused_instead_of_downloaded()
         std::fs::read(s.model_file("unet/diffusion_pytorch_model.safetensors")).expect("read"),
         weights()
     );
-    assert_ne!(
+    assert_eq!(
         std::fs::metadata(&cached).expect("cache").ino(),
         std::fs::metadata(s.model_file("unet/diffusion_pytorch_model.safetensors"))
             .expect("store")
             .ino(),
-        "without `hf_cache: true` the cache's file is copied, not taken over"
+        "the cache's file is linked, not copied: its bytes are on disk once"
+    );
+    assert!(
+        std::fs::metadata(&cached)
+            .expect("cache")
+            .permissions()
+            .readonly(),
+        "a linked file is read-only, as every blob is"
+    );
+    assert!(
+        run.stderr.contains("from the HF cache by hardlink"),
+        "{}",
+        run.stderr
     );
 }
 
