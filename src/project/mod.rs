@@ -138,7 +138,14 @@ impl Project {
                 );
             }
         };
-        let (state, _) = crate::store::scan(&self.store, cache, &announce)?;
+        let (state, stats) = crate::store::scan(&self.store, cache, &announce)?;
+        tracing::info!(
+            "scanned `{}`: {} files, {} hashed ({} bytes), the rest known from the stat cache",
+            self.store.root().display(),
+            stats.files,
+            stats.hashed_files,
+            stats.hashed_bytes
+        );
         Ok(state)
     }
 

@@ -364,6 +364,7 @@ fn hash_all(
         let complete = |k: &Known| k.git_oid.is_some() || p.stamp.size > GIT_OID_MAX_SIZE;
         match cache.known(&p.key, &p.stamp).filter(complete) {
             Some(d) => {
+                cache.renew(&p.key, &p.stamp);
                 by_inode.insert((p.stamp.dev, p.stamp.ino), d);
                 known.insert(p.key, (p.stamp.size, d));
             }

@@ -3,7 +3,10 @@
 //! Hashing a 100 GB store takes minutes; stat-ing it takes milliseconds. A file whose size,
 //! modification and change times, device and inode all match what they were when it was
 //! hashed is taken to hold the same bytes, as git's index and rsync do. `ctime` cannot be set
-//! back by `touch`, so a rewrite is noticed even when the mtime is restored. A file modified
+//! back by `touch`, so a rewrite is noticed even when the mtime is restored. One change of
+//! ctime is not a rewrite: a new hardlink to the file (another project's store or the machine
+//! cache linking the same blob). A read-only file whose link count changed, with its size,
+//! mtime, device and inode as they were, is taken as relinked, not rewritten. A file modified
 //! within the same second it was hashed is not remembered (git's "racy" case): its next scan
 //! hashes it again. Small files also keep their git blob id (the digest the Hub publishes for
 //! regular files), computed in the same read. The cache is an optimisation only: a missing or
@@ -28,6 +31,12 @@ pub struct Stamp {
     pub ctime_ns: i128,
     pub dev: u64,
     pub ino: u64,
+    /// The number of hardlinks (0 in caches written before it was recorded).
+    #[serde(default)]
+    pub nlink: u64,
+    /// No write permission for anyone (a blob, or a model file linking one).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl Stamp {
@@ -38,7 +47,24 @@ impl Stamp {
             ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             dev: meta.dev(),
             ino: meta.ino(),
+            nlink: meta.nlink(),
+            read_only: meta.mode() & 0o222 == 0,
         }
+    }
+
+    /// Whether `now` is this version of the file under another link count: the same size,
+    /// mtime, device and inode, read-only then and now, and a link count that changed (which
+    /// is what moved the ctime). A rewrite needs write permission and leaves the link count
+    /// alone, so it still misses.
+    fn relinked(&self, now: &Stamp) -> bool {
+        self.size == now.size
+            && self.mtime_ns == now.mtime_ns
+            && self.dev == now.dev
+            && self.ino == now.ino
+            && self.read_only
+            && now.read_only
+            && self.nlink != 0
+            && self.nlink != now.nlink
     }
 }
 
@@ -95,11 +121,23 @@ impl StatCache {
     pub fn known(&self, key: &str, stamp: &Stamp) -> Option<Known> {
         self.entries
             .get(key)
-            .filter(|e| e.stamp == *stamp)
+            .filter(|e| e.stamp == *stamp || e.stamp.relinked(stamp))
             .map(|e| Known {
                 sha256: e.sha256,
                 git_oid: e.git_oid,
             })
+    }
+
+    /// Moves what is remembered of `key` to the file's current stamp, after [`StatCache::known`]
+    /// answered for it (a relinked file), so that the next link count change is judged from
+    /// this one.
+    pub fn renew(&mut self, key: &str, stamp: &Stamp) {
+        if let Some(entry) = self.entries.get_mut(key)
+            && entry.stamp != *stamp
+        {
+            entry.stamp = *stamp;
+            self.dirty = true;
+        }
     }
 
     /// The git blob id remembered under `key` for bytes with `sha256`, whatever the file's
@@ -182,6 +220,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_read_only_file_linked_elsewhere_is_still_known_and_a_rewrite_is_not() {
+        let stamp = Stamp {
+            size: 3,
+            mtime_ns: 1_000_000_000_000,
+            ctime_ns: 1_000_000_000_000,
+            dev: 1,
+            ino: 2,
+            nlink: 2,
+            read_only: true,
+        };
+        let known = Known {
+            sha256: Sha256::of(b"abc"),
+            git_oid: None,
+        };
+        let mut cache = StatCache::default();
+        cache.insert("a".into(), stamp, known, 2_000_000_000_000);
+        let linked = Stamp {
+            ctime_ns: 5_000_000_000_000,
+            nlink: 3,
+            ..stamp
+        };
+        assert_eq!(cache.known("a", &linked), Some(known), "one more hardlink");
+        let rewritten = Stamp {
+            ctime_ns: 5_000_000_000_000,
+            ..stamp
+        };
+        assert_eq!(
+            cache.known("a", &rewritten),
+            None,
+            "ctime moved, links did not"
+        );
+        let writable = Stamp {
+            read_only: false,
+            ..linked
+        };
+        assert_eq!(cache.known("a", &writable), None, "made writable");
+        let old_format = Stamp { nlink: 0, ..stamp };
+        cache.insert("b".into(), old_format, known, 2_000_000_000_000);
+        assert_eq!(cache.known("b", &linked), None, "no link count recorded");
+        cache.renew("a", &linked);
+        assert_eq!(
+            cache.known("a", &linked),
+            Some(known),
+            "renewed to the new stamp"
+        );
+    }
+
+    #[test]
     fn a_changed_stamp_misses_and_a_racy_file_is_not_remembered() {
         let stamp = Stamp {
             size: 3,
@@ -189,6 +275,8 @@ mod tests {
             ctime_ns: 1_000_000_000_000,
             dev: 1,
             ino: 2,
+            nlink: 1,
+            read_only: false,
         };
         let digest = Sha256::of(b"abc");
         let mut cache = StatCache::default();

@@ -166,6 +166,9 @@ fn three_projects_keep_one_copy_of_each_blob_and_download_it_once() {
     let cache = projects[0].cache_dir().display().to_string();
     let env = [("MODELCTL_CACHE", cache.as_str())];
     ok(&projects[0].run_env(&["apply", "-q"], &env));
+    // Past git's racy window, so the first project's stat cache remembers every file.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&projects[0].run_env(&["plan"], &env));
     let fetched = server.body_bytes();
     assert!(fetched >= (a.len() + b.len()) as u64);
 
@@ -180,6 +183,16 @@ fn three_projects_keep_one_copy_of_each_blob_and_download_it_once() {
         ok(&p.run_env(&["apply", "-q"], &env));
     }
     assert_eq!(server.body_bytes(), fetched, "nothing downloaded twice");
+    // The other projects' links changed the shared inodes' ctime: the first project's stat
+    // cache still knows them (a read-only file whose link count changed is relinked, not
+    // rewritten), so its plan hashes nothing.
+    let plan = projects[0].run_env(&["plan", "-v"], &env);
+    ok(&plan);
+    assert!(
+        plan.stderr.contains(" 0 hashed (0 bytes)"),
+        "{}",
+        plan.stderr
+    );
     let inodes: Vec<u64> = projects
         .iter()
         .map(|p| inode(&p.path("models/models/image_gen/base/base.bin")))
