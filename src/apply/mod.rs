@@ -284,28 +284,20 @@ impl Executor<'_> {
                     path,
                     sha256,
                     size,
-                    hf_cache: Some(cached),
+                    hf_cache,
+                    ollama_store,
                     ..
-                } => {
+                } if hf_cache.is_some() || ollama_store.is_some() => {
                     take(&mut changed, model, path);
-                    let cached = std::path::Path::new(cached);
-                    let taken = self
-                        .reuse_cached(outcome, model, path, cached, sha256, "the HF cache")
-                        .await;
-                    (!taken).then_some((path, *size))
-                }
-                Action::Reuse {
-                    path,
-                    sha256,
-                    size,
-                    ollama_store: Some(cached),
-                    ..
-                } => {
-                    take(&mut changed, model, path);
-                    let cached = std::path::Path::new(cached);
-                    let taken = self
-                        .reuse_cached(outcome, model, path, cached, sha256, "Ollama's store")
-                        .await;
+                    let found = (hf_cache.as_deref().map(|c| (c, "the HF cache")))
+                        .or_else(|| ollama_store.as_deref().map(|c| (c, "Ollama's store")));
+                    let mut taken = false;
+                    if let Some((cached, place)) = found {
+                        let cached = std::path::Path::new(cached);
+                        taken = self
+                            .reuse_cached(outcome, model, path, cached, sha256, place)
+                            .await;
+                    }
                     (!taken).then_some((path, *size))
                 }
                 Action::Reuse { path, .. } => {

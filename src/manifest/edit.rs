@@ -74,6 +74,18 @@ pub fn set_in(parent: &Mapping, key: &str, field: &str, value: impl AsYaml) {
 }
 
 /// Sets `parent.key` to a new block mapping built by `builder`.
+/// Adds the model `id` under `models:` (creating `models:` when the file has none).
+pub fn insert_model(root: &Mapping, id: &str, entry: MappingBuilder) {
+    match root.get_mapping("models") {
+        Some(models) => set_new_mapping(&models, id, entry),
+        None => set_new_mapping(
+            root,
+            "models",
+            MappingBuilder::new().insert_mapping(id, entry),
+        ),
+    }
+}
+
 pub fn set_new_mapping(parent: &Mapping, key: &str, builder: MappingBuilder) {
     let doc = builder.build_document();
     if let Some(map) = doc.as_mapping() {

@@ -47,8 +47,11 @@ pub struct Status {
 
 /// What the live roots pin, and the roots themselves.
 struct Pins {
-    roots: Vec<(Root, Result<HashSet<Sha256>, String>)>,
+    roots: Vec<(Root, Pinned)>,
 }
+
+/// What one root pins: the digests its models.lock names, or why that lock cannot be read.
+type Pinned = std::result::Result<HashSet<Sha256>, crate::lock::LockError>;
 
 impl Pins {
     fn read(cache: &MachineCache) -> Self {
@@ -57,9 +60,7 @@ impl Pins {
             .into_iter()
             .map(|root| {
                 let pinned = if root.is_live() {
-                    crate::lock::load(&root.lock)
-                        .map(|lock| super::gc::lock_digests(&lock))
-                        .map_err(|e| e.to_string())
+                    crate::lock::load(&root.lock).map(|lock| super::gc::lock_digests(&lock))
                 } else {
                     Ok(HashSet::new())
                 };
@@ -70,7 +71,7 @@ impl Pins {
     }
 
     /// Every digest a live root pins, or the first root whose lock cannot be read.
-    fn kept(&self) -> Result<HashSet<Sha256>, (&Root, &str)> {
+    fn kept(&self) -> Result<HashSet<Sha256>, (&Root, &crate::lock::LockError)> {
         let mut kept = HashSet::new();
         for (root, pinned) in &self.roots {
             match pinned {
@@ -144,7 +145,7 @@ pub fn status(cache: &MachineCache, grace: Duration) -> Status {
                 live: root.is_live(),
                 bytes: bytes_of(false),
                 unshared_bytes: bytes_of(true),
-                error: pinned.as_ref().err().cloned(),
+                error: pinned.as_ref().err().map(ToString::to_string),
             }
         })
         .collect();
@@ -179,7 +180,7 @@ fn garbage(cache: &MachineCache, pins: &Pins, grace: Duration) -> Result<Collect
         .kept()
         .map_err(|(root, why)| PruneError::UnreadableRoot {
             root: root.clone(),
-            why: why.to_owned(),
+            why: why.to_string(),
         })?;
     let mut stat = StatCache::default();
     Ok(find_garbage(

@@ -8,7 +8,7 @@ use miette::{Result, miette};
 use yaml_edit::{Mapping, MappingBuilder, ScalarValue};
 
 use crate::manifest::Manifest;
-use crate::manifest::edit::{Edited, edit, remove_in, set_in, set_new_mapping};
+use crate::manifest::edit::{Edited, edit, insert_model, remove_in, set_in};
 use crate::names::ModelId;
 use crate::settings::Settings;
 
@@ -244,14 +244,7 @@ pub(crate) fn edit_add_checked(
         known_type(manifest, &args.kind)?;
         confirm()?;
         let entry = new_entry(args);
-        match root.get_mapping("models") {
-            Some(models) => set_new_mapping(&models, &args.id, entry),
-            None => set_new_mapping(
-                root,
-                "models",
-                MappingBuilder::new().insert_mapping(&args.id, entry),
-            ),
-        }
+        insert_model(root, &args.id, entry);
         if args.activate {
             set_in(root, "active", &args.kind, args.id.as_str());
         }

@@ -12,10 +12,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use miette::{Result, miette};
-use yaml_edit::MappingBuilder;
 
 use super::edit::{NewModel, known_type, new_entry};
-use crate::manifest::edit::{Edited, edit, set_new_mapping};
+use crate::manifest::edit::{Edited, edit, insert_model};
 use crate::manifest::{Manifest, Source};
 use crate::names::{ModelId, RelPath};
 use crate::settings::Settings;
@@ -157,14 +156,7 @@ pub fn adopt(settings: &Settings, names: &[String], kind: Option<&str>) -> Resul
                 ..NewModel::default()
             };
             let entry = new_entry(&model);
-            match root.get_mapping("models") {
-                Some(models) => set_new_mapping(&models, id.as_str(), entry),
-                None => set_new_mapping(
-                    root,
-                    "models",
-                    MappingBuilder::new().insert_mapping(id.as_str(), entry),
-                ),
-            }
+            insert_model(root, id.as_str(), entry);
             adopted.push(Adopted {
                 id,
                 repo: (*repo).clone(),

@@ -10,7 +10,7 @@
 use miette::{Result, miette};
 use yaml_edit::MappingBuilder;
 
-use crate::manifest::edit::{Edited, edit, set_new_mapping};
+use crate::manifest::edit::{Edited, edit, insert_model};
 use crate::manifest::{Manifest, Source};
 use crate::names::ModelId;
 use crate::settings::Settings;
@@ -87,14 +87,7 @@ pub fn adopt(settings: &Settings, names: &[String], kind: &str) -> Result<Adopti
             let entry = MappingBuilder::new()
                 .pair("type", kind)
                 .mapping("source", |s| s.pair("ollama", name.as_str()));
-            match root.get_mapping("models") {
-                Some(models) => set_new_mapping(&models, id.as_str(), entry),
-                None => set_new_mapping(
-                    root,
-                    "models",
-                    MappingBuilder::new().insert_mapping(id.as_str(), entry),
-                ),
-            }
+            insert_model(root, id.as_str(), entry);
             adopted.push(Adopted {
                 id,
                 name,
