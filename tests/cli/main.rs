@@ -44,6 +44,7 @@ mod ollama_daemon_pins;
 mod ollama_mirror;
 mod ollama_source;
 mod plan;
+mod projects_model;
 mod properties;
 mod push;
 mod raw_client;
