@@ -28,6 +28,7 @@ pub fn run(mut settings: Settings, args: &ApplyArgs) -> Result<ExitCode> {
     let cache_path = store.stat_cache_path();
     let mut cache = StatCache::load(&cache_path);
     let state = project.scan_with(&mut cache)?;
+    project.share_with_machine_cache(&state);
     let (plan, next_lock) = match &args.plan_file {
         Some(file) => saved_plan(&project, file, &state.fingerprint())?,
         None => {

@@ -73,6 +73,7 @@ pub(crate) fn reconcile(settings: &Settings, round: &Round) -> Result<Ended> {
     }
     let mut cache = StatCache::load(&project.store.stat_cache_path());
     let state = project.scan_with(&mut cache)?;
+    project.share_with_machine_cache(&state);
     let mut plan = project.plan(&state)?;
     if let Some(id) = round.only {
         plan.narrow_to(id);

@@ -159,4 +159,24 @@ impl Project {
         }
         found
     }
+
+    /// Puts into the machine cache every intact blob of `state` that the cache lacks: blobs
+    /// of a store older than its cache, or published by an apply killed before the cache
+    /// took them. The scan just found their bytes intact. Call it holding the store lock.
+    /// A blob the cache cannot take costs only sharing.
+    pub fn share_with_machine_cache(&self, state: &crate::store::StoreState) {
+        let Some(cache) = self.store.machine_cache() else {
+            return;
+        };
+        for digest in state.blobs.keys() {
+            if cache.holds(digest).is_none()
+                && let Err(e) = cache.adopt(&self.store.blob_path(digest), digest)
+            {
+                tracing::info!(
+                    "the machine cache did not take sha256:{}: {e}",
+                    digest.short()
+                );
+            }
+        }
+    }
 }

@@ -369,3 +369,53 @@ fn gc_does_not_claim_bytes_the_machine_cache_still_holds() {
     let pruned = json(&p.run(&["cache", "prune", "--grace", "0", "--json"]));
     assert_eq!(pruned["freed_bytes"], bytes.len() as u64, "{pruned}");
 }
+
+/// A store whose blobs never went into the cache (made with the cache off, as a store made
+/// before the cache existed; or an apply killed between publishing a blob and the cache
+/// taking it) gives them to the cache at its next apply, so a second project links them.
+#[test]
+fn a_store_older_than_its_cache_gives_the_cache_its_blobs_at_the_next_apply() {
+    let server = FaultServer::start();
+    let bytes = pseudo_random(16 * 1024, 15);
+    let first = project(&server, &[("m", "tts", "/m.bin", &bytes)], "", "./models");
+    ok(&first.run_env(&["apply", "-q"], &[("MODELCTL_NO_CACHE", "1")]));
+    let blob = first
+        .cache_dir()
+        .join(format!("blobs/sha256/{0:.2}/{0}", sha256_hex(&bytes)));
+    assert!(!blob.exists());
+    let plan = first.run(&["apply", "-q"]);
+    ok(&plan);
+    assert_eq!(
+        inode(&blob),
+        inode(&first.path("models/models/tts/m/m.bin")),
+        "the cache took the store's blob"
+    );
+
+    // Killed after the store published the blob and before the cache took it.
+    let killed = project(
+        &server,
+        &[("k", "llm", "/k.bin", &pseudo_random(8192, 16))],
+        "",
+        "./models",
+    );
+    let cache = killed.cache_dir().display().to_string();
+    let run = killed.run_env(
+        &["apply", "-q"],
+        &[("MODELCTL_FAILPOINT", "download.before-dir-fsync")],
+    );
+    assert_ne!(run.code, 0, "the failpoint stops the apply");
+    ok(&killed.run(&["apply", "-q"]));
+    let second = project(
+        &server,
+        &[("k", "llm", "/k.bin", &pseudo_random(8192, 16))],
+        "",
+        "./models",
+    );
+    let gets = server.gets("/k.bin").len();
+    ok(&second.run_env(&["apply", "-q"], &[("MODELCTL_CACHE", cache.as_str())]));
+    assert_eq!(
+        server.gets("/k.bin").len(),
+        gets,
+        "linked from the cache, not downloaded"
+    );
+}
