@@ -49,34 +49,13 @@ use std::time::Duration;
 use modelctl::digest::Sha256;
 
 use crate::faults::{FaultServer, pseudo_random};
-use crate::support::{Project, Run};
+use crate::support::{Project, Rng, Run};
 
 /// Sequences per test; four tests run them in parallel.
 const SEQUENCES: u64 = 50;
 const STEPS: usize = 5;
 const SLOTS: usize = 3;
 const KINDS: [&str; 2] = ["llm", "tts"];
-
-/// xorshift64*: a small deterministic generator, so a seed replays a sequence exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// One model of the pool: the same bytes for every project of the sequence.
 struct Model {
